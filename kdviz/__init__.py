@@ -1,0 +1,2 @@
+"""kdviz: see knowledge distillation."""
+__version__ = "0.1.0"

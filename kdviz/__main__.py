@@ -1,0 +1,5 @@
+import sys
+
+from kdviz.cli import main
+
+sys.exit(main())

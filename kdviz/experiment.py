@@ -1,0 +1,146 @@
+"""A training run from a plain config: data, teacher, student, method, loop, record.
+
+``Experiment(RunConfig(...)).events()`` is what the CLI, the app's worker thread
+and the benchmarks iterate; when it finishes, ``experiment.record`` holds the
+run record, already saved (with the student's checkpoint) under the runs
+directory.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from kdviz import data as datasets
+from kdviz.evaluation import resolve_device
+from kdviz.methods import build_method
+from kdviz.models import build_model, model_summary
+from kdviz.runs import (default_runs_dir, load_checkpoint, new_run_id, run_checkpoint, save_checkpoint,
+                        save_record, versions)
+from kdviz.teacher_cache import teacher_logits
+from kdviz.train import Finished, TrainSettings, fit
+
+
+@dataclass
+class RunConfig:
+    dataset: str
+    student: str
+    method: str = "baseline"
+    params: dict = field(default_factory=dict)
+    teacher: str | None = None          # pretrained name, run id, or checkpoint path
+    train: TrainSettings = field(default_factory=TrainSettings)
+    fraction: float = 1.0               # transfer set: part of the training data used
+    omit_classes: tuple[int, ...] = ()  # transfer set: classes left out
+    hide_labels: bool = False           # transfer set: the student sees the teacher only
+    save_model: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        d = dict(d)
+        d["train"] = TrainSettings(**d.get("train", {}))
+        d["omit_classes"] = tuple(d.get("omit_classes", ()))
+        return cls(**d)
+
+
+def resolve_teacher(ref: str, runs_dir: Path | None = None):
+    """A teacher by pretrained name, run id (its saved student) or checkpoint path."""
+    path = Path(ref).expanduser()
+    if path.is_file():
+        return load_checkpoint(path), str(path)
+    from kdviz import pretrained  # the shipped teachers; imported late to keep start-up light
+
+    if ref in pretrained.names():
+        return pretrained.load(ref), f"pretrained:{ref}"
+    checkpoint = run_checkpoint(ref, runs_dir)
+    if checkpoint.is_file():
+        return load_checkpoint(checkpoint), f"run:{ref}"
+    raise ValueError(f"teacher {ref!r} is neither a pretrained teacher ({', '.join(pretrained.names())}), "
+                     f"a run with a saved model, nor a checkpoint file")
+
+
+class Experiment:
+    """One run: builds everything from the config up front, so bad input fails before training."""
+
+    def __init__(self, config: RunConfig, runs_dir: Path | None = None, stop: threading.Event | None = None):
+        self.config = config
+        self.runs_dir = Path(runs_dir or default_runs_dir())
+        self.stop = stop or threading.Event()
+        config.train.validate()
+        splits = datasets.load(config.dataset)
+        self.train_data = datasets.transfer_set(splits.train, config.fraction, tuple(config.omit_classes),
+                                                config.hide_labels, config.train.seed)
+        self.test_data = splits.test
+        self.teacher, self.teacher_source = None, None
+        if config.teacher:
+            self.teacher, self.teacher_source = resolve_teacher(config.teacher, self.runs_dir)
+            expected = (*splits.train.shape[:1], splits.train.shape[1], splits.train.num_classes)
+            spec = self.teacher.spec
+            if (spec.in_channels, spec.image_size, spec.num_classes) != expected:
+                raise ValueError(f"teacher {config.teacher!r} was made for {spec.in_channels}x{spec.image_size}"
+                                 f"x{spec.image_size} images with {spec.num_classes} classes, not {config.dataset}")
+        channels, size, _ = splits.train.shape
+        torch.manual_seed(config.train.seed)
+        self.student = build_model(config.student, channels, size, splits.train.num_classes)
+        self.method = build_method(config.method, self.student, self.teacher, config.params)
+        if config.hide_labels and self.method.label_weight() >= 1.0 and not self.method.needs_teacher:
+            raise ValueError(f"method {config.method!r} learns from labels only; it cannot train with labels hidden")
+        self.id = new_run_id(config.method if config.teacher else "teacher", config.dataset.split("/")[-1],
+                             config.student, f"s{config.train.seed}")
+        self.record: dict | None = None
+
+    def events(self) -> Iterator:
+        cfg = self.config
+        cached = None
+        if self.teacher is not None and not cfg.train.augment and not self.method.needs_features:
+            cached = teacher_logits(self.teacher, self.train_data, cfg.train.device, cfg.train.precision)
+        started = time.time()
+        for event in fit(self.student, self.method, self.train_data, self.test_data, cfg.train,
+                         self.teacher, self.stop, cached):
+            if isinstance(event, Finished):
+                self.record = self._save(event, started)
+            yield event
+
+    def run(self) -> dict:
+        """Train to the end without a consumer; returns the record."""
+        for _ in self.events():
+            pass
+        return self.record
+
+    def _save(self, done: Finished, started: float) -> dict:
+        cfg = self.config
+        summary = model_summary(self.student.cpu())
+        self.student.to(resolve_device(cfg.train.device))
+        record = {
+            "id": self.id,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "config": cfg.to_dict(),
+            "method": cfg.method,
+            "method_params": self.method.params,
+            "dataset": {"name": cfg.dataset, "source": self.train_data.source, "classes": list(self.test_data.classes),
+                        "transfer_size": len(self.train_data), "test_size": len(self.test_data)},
+            "student": self.student.spec.to_dict(),
+            "teacher": self.teacher_source,
+            "history": done.history,
+            "test_acc": done.test_acc,
+            "confusion": done.confusion,
+            "stopped": done.stopped,
+            "params": summary["params"],
+            "latency_ms": summary["latency_ms"],
+            "seed": cfg.train.seed,
+            "device": str(resolve_device(cfg.train.device)),
+            "wall_time_s": round(time.time() - started, 3),
+            "train_time_s": round(done.elapsed, 3),
+            "versions": versions(),
+        }
+        if cfg.save_model:
+            save_checkpoint(self.student, run_checkpoint(self.id, self.runs_dir))
+            record["checkpoint"] = str(run_checkpoint(self.id, self.runs_dir))
+        save_record(record, self.runs_dir)
+        return record

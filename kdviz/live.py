@@ -1,0 +1,179 @@
+"""Training in the background, for the app (and anything else that must not block).
+
+A :class:`LiveRun` runs one :class:`~kdviz.experiment.Experiment` in a worker
+thread and writes what happens into a lock-protected :class:`Progress`; the
+reader (a Streamlit fragment on a timer, a test) takes a consistent
+:meth:`Progress.snapshot` whenever it likes. The worker makes no UI calls.
+Pausing blocks the worker between two steps; stopping ends the run between two
+steps and still saves its record (marked ``stopped``).
+
+A :class:`RunQueue` runs a list of configs one after another (a sweep).
+"""
+from __future__ import annotations
+
+import copy
+import threading
+import traceback
+from dataclasses import dataclass, field
+
+from kdviz.experiment import Experiment, RunConfig
+from kdviz.train import EpochDone, Finished, PhaseStarted, StepDone
+
+STATES = ("queued", "starting", "running", "paused", "finished", "stopped", "failed")
+
+
+@dataclass
+class Progress:
+    """Everything a live view shows; mutate only under ``lock``."""
+
+    state: str = "queued"
+    phase: str = ""
+    epoch: int = 0
+    epochs: int = 0
+    step: int = 0
+    steps_per_epoch: int = 0
+    steps_done: int = 0
+    steps_total: int = 0
+    images_per_s: float = 0.0
+    elapsed: float = 0.0
+    step_losses: list[dict] = field(default_factory=list)   # {"step": global step, "phase":..., **terms}
+    epochs_done: list[dict] = field(default_factory=list)   # EpochDone as dicts
+    record: dict | None = None
+    error: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def snapshot(self) -> dict:
+        """A deep copy taken under the lock: safe to read while the worker writes."""
+        with self.lock:
+            data = {k: copy.deepcopy(v) for k, v in self.__dict__.items() if k != "lock"}
+        remaining = max(data["steps_total"] - data["steps_done"], 0)
+        rate = data["steps_done"] / data["elapsed"] if data["elapsed"] > 0 else 0.0
+        data["fraction"] = data["steps_done"] / data["steps_total"] if data["steps_total"] else 0.0
+        data["seconds_left"] = remaining / rate if rate > 0 else None
+        return data
+
+
+class LiveRun:
+    """One experiment in a worker thread, with pause / resume / stop."""
+
+    MAX_STEP_POINTS = 2000  # keep the live loss curve light; older points are thinned
+
+    def __init__(self, config: RunConfig, runs_dir=None):
+        self.config = config
+        self.runs_dir = runs_dir
+        self.progress = Progress()
+        self._stop = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+        self._thread: threading.Thread | None = None
+        self.experiment: Experiment | None = None
+
+    # --------------------------------------------------------------- controls
+    def start(self) -> "LiveRun":
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="kdviz-live-run", daemon=True)
+            self._thread.start()
+        return self
+
+    def pause(self) -> None:
+        self._running.clear()
+        self._set(state="paused")
+
+    def resume(self) -> None:
+        self._set(state="running")
+        self._running.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._running.set()  # a paused worker must wake up to see the stop
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def done(self) -> bool:
+        return self.progress.state in ("finished", "stopped", "failed")
+
+    # --------------------------------------------------------------- worker
+    def _set(self, **values) -> None:
+        with self.progress.lock:
+            for key, value in values.items():
+                setattr(self.progress, key, value)
+
+    def _work(self) -> None:
+        self._set(state="starting")
+        try:
+            self.experiment = Experiment(self.config, self.runs_dir, stop=self._stop)
+            if not self._stop.is_set() and self.progress.state != "paused":
+                self._set(state="running")
+            for event in self.experiment.events():
+                self._record(event)
+                self._running.wait()
+            final = "stopped" if self.experiment.record and self.experiment.record["stopped"] else "finished"
+            self._set(state=final, record=self.experiment.record)
+        except Exception as error:  # noqa: BLE001 - the reader shows the message; nothing may escape a thread
+            self._set(state="failed", error=f"{type(error).__name__}: {error}")
+            traceback.print_exc()
+
+    def _record(self, event) -> None:
+        p = self.progress
+        with p.lock:
+            if isinstance(event, PhaseStarted):
+                p.phase, p.epochs, p.steps_per_epoch = event.phase, event.epochs, event.steps_per_epoch
+                p.steps_total += event.epochs * event.steps_per_epoch
+            elif isinstance(event, StepDone):
+                p.epoch, p.step, p.elapsed = event.epoch, event.step, event.elapsed
+                p.steps_done += 1
+                p.images_per_s = 0.8 * p.images_per_s + 0.2 * event.images_per_s if p.images_per_s else event.images_per_s
+                p.step_losses.append({"step": p.steps_done, "phase": event.phase, **event.losses})
+                if len(p.step_losses) > self.MAX_STEP_POINTS:
+                    p.step_losses = p.step_losses[::2]
+            elif isinstance(event, EpochDone):
+                p.epochs_done.append({k: v for k, v in event.__dict__.items()})
+            elif isinstance(event, Finished):
+                p.elapsed = event.elapsed
+
+
+class RunQueue:
+    """Runs configs one after another in a single worker thread (a sweep)."""
+
+    def __init__(self, configs: list[RunConfig], runs_dir=None):
+        self.runs = [LiveRun(c, runs_dir) for c in configs]
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> "RunQueue":
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="kdviz-run-queue", daemon=True)
+            self._thread.start()
+        return self
+
+    def _work(self) -> None:
+        for run in self.runs:
+            if self._stop.is_set():
+                run._set(state="stopped")
+                continue
+            run.start().join()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for run in self.runs:
+            if not run.done and run._thread is not None:
+                run.stop()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def current(self) -> int:
+        """Index of the run in progress (len(runs) when all are done)."""
+        for i, run in enumerate(self.runs):
+            if not run.done:
+                return i
+        return len(self.runs)
+
+    @property
+    def records(self) -> list[dict]:
+        return [r.progress.record for r in self.runs if r.progress.record]

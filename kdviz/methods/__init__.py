@@ -1,0 +1,46 @@
+"""The method registry: every distillation method by name, built the same way.
+
+``build_method("kd", student, teacher, {"T": 4})`` returns a :class:`Method`;
+``"at+kd"`` builds a :class:`Combined` of both. Hyperparameters of a combination
+may be given as ``"at.beta"`` (one part) or ``"beta"`` (every part that has it).
+"""
+from __future__ import annotations
+
+from kdviz.methods.base import REGISTRY, Combined, Hyperparam, Method, MethodError, Phase, Step, register
+from kdviz.methods import kd as _kd  # noqa: F401  (registers baseline, kd)
+
+__all__ = ["REGISTRY", "Combined", "Hyperparam", "Method", "MethodError", "Phase", "Step", "register",
+           "build_method", "method_names", "method_class"]
+
+
+def method_names() -> list[str]:
+    return list(REGISTRY)
+
+
+def method_class(name: str) -> type[Method]:
+    if name not in REGISTRY:
+        raise MethodError(f"unknown method {name!r}; choose one of: {', '.join(REGISTRY)} (or a combination like at+kd)")
+    return REGISTRY[name]
+
+
+def split_params(names: list[str], params: dict) -> list[dict]:
+    """Route ``{"at.beta": 1, "T": 4}`` to the parts of a combination."""
+    classes = [method_class(n) for n in names]
+    routed: list[dict] = [{} for _ in names]
+    for key, value in params.items():
+        part, _, short = key.rpartition(".")
+        targets = [i for i, n in enumerate(names) if (n == part if part else any(h.name == short for h in classes[i].hyperparams))]
+        if not targets:
+            raise MethodError(f"no part of {'+'.join(names)!r} has a hyperparameter {key!r}")
+        for i in targets:
+            routed[i][short] = value
+    return routed
+
+
+def build_method(name: str, student, teacher=None, params: dict | None = None) -> Method:
+    names = [n.strip() for n in name.split("+") if n.strip()]
+    if not names:
+        raise MethodError("empty method name")
+    routed = split_params(names, params or {})
+    parts = [method_class(n)(student, teacher, **p) for n, p in zip(names, routed)]
+    return parts[0] if len(parts) == 1 else Combined(parts)

@@ -1,0 +1,7 @@
+"""The numbers behind every picture: pure functions over models and tensors.
+
+``kdviz.probes.softening``: softened distributions, entropies, the dark-knowledge matrix.
+``kdviz.probes.inside``: attention maps, FSP matrices, factor embeddings and t-SNE,
+pairwise-distance structure, confusion comparisons.
+The app only plots what these return.
+"""

@@ -1,0 +1,113 @@
+"""Run records and checkpoints on disk.
+
+A run lives in ``<runs dir>/<run id>/``: ``record.json`` (config, per-epoch
+history, final accuracy, confusion matrix, parameter count, latency, library
+versions, seed, wall time) and, when saved, ``model.pt``. Both are written to a
+temporary file and renamed, so a crash never leaves a half-written record and
+never touches earlier runs. Checkpoints hold plain tensors and the model's
+spec, and load with ``torch.load(..., weights_only=True)``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import secrets
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from kdviz.models import ModelSpec, ZooModel, build_from_spec
+
+RECORD = "record.json"
+CHECKPOINT = "model.pt"
+
+
+def default_runs_dir() -> Path:
+    """``$KDVIZ_RUNS`` or ``./runs``."""
+    return Path(os.environ.get("KDVIZ_RUNS") or "runs")
+
+
+def new_run_id(*parts: str) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    label = "-".join(p.replace("/", "_").replace("+", "_") for p in parts if p)
+    return f"{stamp}-{label}-{secrets.token_hex(2)}"
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    _atomic_write(Path(path), lambda f: f.write(json.dumps(obj, indent=1, default=float).encode()))
+
+
+def versions() -> dict:
+    import numpy
+    import torchvision
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "torchvision": torchvision.__version__, "numpy": numpy.__version__}
+
+
+def save_record(record: dict, runs_dir: Path | None = None) -> Path:
+    """Write ``record`` (which must hold an ``id``) as ``<runs_dir>/<id>/record.json``."""
+    path = Path(runs_dir or default_runs_dir()) / record["id"] / RECORD
+    write_json_atomic(path, record)
+    return path
+
+
+def save_checkpoint(model: ZooModel, path: Path) -> Path:
+    """Weights and the spec that rebuilds the network, atomically."""
+    payload = {"spec": model.spec.to_dict(), "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    _atomic_write(Path(path), lambda f: torch.save(payload, f))
+    return Path(path)
+
+
+def load_checkpoint(path: Path | str, map_location="cpu") -> ZooModel:
+    """Rebuild a zoo model from a checkpoint (tensors only: ``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+        model = build_from_spec(ModelSpec(**payload["spec"]))
+        model.load_state_dict(payload["state_dict"])
+    except Exception as error:  # noqa: BLE001 - any failure means the file is not a usable checkpoint
+        raise ValueError(f"{path} is not a valid kdviz checkpoint ({type(error).__name__}: {error})") from None
+    return model.eval()
+
+
+def load_run(run_id: str, runs_dir: Path | None = None) -> dict:
+    path = Path(runs_dir or default_runs_dir()) / run_id / RECORD
+    if not path.is_file():
+        raise FileNotFoundError(f"no run {run_id!r} in {path.parent.parent}")
+    return json.loads(path.read_text())
+
+
+def run_checkpoint(run_id: str, runs_dir: Path | None = None) -> Path:
+    return Path(runs_dir or default_runs_dir()) / run_id / CHECKPOINT
+
+
+def list_runs(runs_dir: Path | None = None) -> list[dict]:
+    """Every readable record, newest first; unreadable ones are skipped (reported in ``error``)."""
+    root = Path(runs_dir or default_runs_dir())
+    records = []
+    for path in sorted(root.glob(f"*/{RECORD}")):
+        try:
+            records.append(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError) as error:
+            records.append({"id": path.parent.name, "error": f"unreadable record: {error}"})
+    return sorted(records, key=lambda r: r.get("created", ""), reverse=True)

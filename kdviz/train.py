@@ -1,0 +1,256 @@
+"""The one training loop, for teachers and students alike.
+
+:func:`fit` is a generator of events (:class:`StepDone`, :class:`EpochDone`,
+:class:`PhaseStarted`, and last :class:`Finished`) that a progress bar, a log or
+a live chart consumes. Pulling events drives the training, so a consumer that
+stops pulling pauses it; setting the ``stop`` event ends it between two steps.
+Teacher training is distillation with the ``baseline`` method and no teacher.
+
+When the method needs only the teacher's logits and the data is not augmented,
+the teacher runs once over the transfer set before the first epoch (or its
+logits are handed in, e.g. from the disk cache), so an epoch of logit
+distillation costs about what a plain student epoch costs.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from kdviz.data import ImageData, batches
+from kdviz.evaluation import accuracy, autocast, evaluate, predict_logits, resolve_device
+from kdviz.methods import Method, Phase, Step
+from kdviz.models import Features, ZooModel
+
+
+@dataclass
+class TrainSettings:
+    """The optimisation budget. Defaults: SGD with Nesterov momentum 0.9, weight decay
+    5e-4 and a one-cycle schedule peaking at ``lr`` (99.25% on MNIST in 3 epochs for the CNN)."""
+
+    epochs: int = 5
+    batch_size: int = 128
+    lr: float = 0.1
+    optimizer: str = "sgd"      # "sgd" | "adam"
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"  # "onecycle" | "cosine" | "constant"
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "fp32"     # "fp32" | "bf16"
+    augment: bool = False       # random crop + flip (CIFAR)
+
+    def validate(self) -> None:
+        if self.epochs < 0 or self.batch_size < 1:
+            raise ValueError("epochs must be >= 0 and batch size >= 1")
+        if self.lr <= 0:
+            raise ValueError(f"learning rate must be > 0, got {self.lr}")
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        if self.schedule not in ("onecycle", "cosine", "constant"):
+            raise ValueError(f"schedule must be onecycle, cosine or constant, got {self.schedule!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- events
+@dataclass
+class PhaseStarted:
+    phase: str
+    epochs: int
+    steps_per_epoch: int
+
+
+@dataclass
+class StepDone:
+    phase: str
+    epoch: int
+    step: int                   # 1-based within the epoch
+    steps_per_epoch: int
+    losses: dict[str, float]    # each named term, and "total"
+    images_per_s: float
+    elapsed: float
+
+
+@dataclass
+class EpochDone:
+    phase: str
+    epoch: int
+    epochs: int
+    losses: dict[str, float]    # means over the epoch
+    train_acc: float            # on the training batches as seen (labels hidden or not)
+    test_acc: float
+    images_per_s: float
+    elapsed: float
+
+
+@dataclass
+class Finished:
+    test_acc: float
+    confusion: list[list[int]]
+    stopped: bool
+    elapsed: float
+    history: list[dict] = field(default_factory=list)  # one EpochDone as a dict per epoch
+
+
+Event = PhaseStarted | StepDone | EpochDone | Finished
+
+
+# --------------------------------------------------------------------------- optimisation
+def make_optimizer(parameters, settings: TrainSettings, lr: float) -> torch.optim.Optimizer:
+    if settings.optimizer == "adam":
+        return torch.optim.Adam(parameters, lr=lr, weight_decay=settings.weight_decay)
+    return torch.optim.SGD(parameters, lr=lr, momentum=0.9, nesterov=True, weight_decay=settings.weight_decay)
+
+
+def make_schedule(optimizer, settings: TrainSettings, total_steps: int):
+    total_steps = max(total_steps, 1)
+    if settings.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
+                                                   total_steps=total_steps)
+    if settings.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total_steps)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+def _float_features(features: Features | None) -> Features | None:
+    if features is None:
+        return None
+    return Features([s.float() for s in features.stages], features.embedding.float())
+
+
+def label_term(method: Method):
+    """The loop's own term: cross-entropy on true labels, weighted by the method."""
+
+    def losses(step: Step) -> dict[str, torch.Tensor]:
+        terms = method.losses(step)
+        weight = method.label_weight()
+        if step.y is not None and weight > 0:
+            terms = {"ce": weight * F.cross_entropy(step.student_logits, step.y), **terms}
+        return terms
+
+    return losses
+
+
+# --------------------------------------------------------------------------- the loop
+class _Trainer:
+    """State of one call to :func:`fit` (the nets, the data, the clock)."""
+
+    def __init__(self, student, method, train, test, settings, teacher, stop, teacher_logits):
+        self.student, self.method, self.teacher = student, method, teacher
+        self.train, self.test, self.settings = train, test, settings
+        self.stop = stop or threading.Event()
+        self.device = resolve_device(settings.device)
+        self.start = time.perf_counter()
+        self.stopped = False
+        self.history: list[dict] = []
+        self.teacher_logits = teacher_logits
+        needs_live_teacher = method.needs_features or settings.augment
+        if teacher is not None and method.needs_teacher and not needs_live_teacher and teacher_logits is None:
+            self.teacher_logits = predict_logits(teacher, train, device=self.device, precision=settings.precision)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def forward(self, batch, needs_features: bool) -> Step:
+        """Student (and, when needed, teacher) outputs for one batch."""
+        s = self.settings
+        with autocast(self.device, s.precision):
+            if needs_features:
+                logits, features = self.student(batch.x, with_features=True)
+            else:
+                logits, features = self.student(batch.x), None
+            teacher_logits = teacher_features = None
+            if self.teacher is not None and self.method.needs_teacher:
+                if self.teacher_logits is not None and not needs_features:
+                    teacher_logits = self.teacher_logits[batch.index].to(self.device)
+                else:
+                    with torch.no_grad():
+                        teacher_logits, teacher_features = self.teacher(batch.x, with_features=True)
+        y = None if self.train.labels_hidden else batch.y
+        return Step(batch.x, y, logits.float(), None if teacher_logits is None else teacher_logits.float(),
+                    _float_features(features), _float_features(teacher_features))
+
+    def run_phase(self, phase: Phase, index: int, is_main: bool) -> Iterator[Event]:
+        s = self.settings
+        steps_per_epoch = -(-len(self.train) // s.batch_size)
+        yield PhaseStarted(phase.name, phase.epochs, steps_per_epoch)
+        if phase.epochs == 0:
+            return
+        optimizer = make_optimizer(phase.parameters, s, s.lr * phase.lr_scale)
+        schedule = make_schedule(optimizer, s, phase.epochs * steps_per_epoch)
+        generator = torch.Generator().manual_seed(s.seed * 1000 + index)
+        for epoch in range(1, phase.epochs + 1):
+            self.student.train(phase.train_student)
+            self.method.train()
+            sums: dict[str, float] = {}
+            correct = seen = 0
+            epoch_start = time.perf_counter()
+            for i, batch in enumerate(batches(self.train, s.batch_size, True, generator, s.augment, self.device), 1):
+                if self.stop.is_set():
+                    self.stopped = True
+                    return
+                step_start = time.perf_counter()
+                step = self.forward(batch, phase.needs_features)
+                terms = phase.losses(step)
+                if not terms:
+                    raise ValueError(f"phase {phase.name!r} has no loss term (labels hidden and no teacher term?)")
+                total = sum(terms.values())
+                optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                optimizer.step()
+                schedule.step()
+                logged = {name: value.item() for name, value in terms.items()}
+                logged["total"] = total.item()
+                if is_main:
+                    logged.update(self.method.auxiliary_step(step))
+                for name, value in logged.items():
+                    sums[name] = sums.get(name, 0.0) + value
+                correct += (step.student_logits.argmax(1) == batch.y).sum().item()
+                seen += len(batch.y)
+                rate = len(batch.y) / max(time.perf_counter() - step_start, 1e-9)
+                yield StepDone(phase.name, epoch, i, steps_per_epoch, logged, rate, self.elapsed())
+            test_acc = evaluate(self.student, self.test, self.device, s.precision)["accuracy"] if is_main else float("nan")
+            done = EpochDone(phase.name, epoch, phase.epochs, {k: v / steps_per_epoch for k, v in sums.items()},
+                             correct / max(seen, 1), test_acc, seen / (time.perf_counter() - epoch_start), self.elapsed())
+            self.history.append(asdict(done))
+            yield done
+
+
+def fit(
+    student: ZooModel,
+    method: Method,
+    train: ImageData,
+    test: ImageData,
+    settings: TrainSettings | None = None,
+    teacher: ZooModel | None = None,
+    stop: threading.Event | None = None,
+    teacher_logits: torch.Tensor | None = None,
+) -> Iterator[Event]:
+    """Train ``student`` with ``method`` on ``train``; yields events, ends with :class:`Finished`.
+
+    ``teacher_logits`` (one row per training image, in order) skips the teacher pass."""
+    settings = settings or TrainSettings()
+    settings.validate()
+    torch.manual_seed(settings.seed)
+    device = resolve_device(settings.device)
+    student.to(device)
+    method.to(device)
+    if teacher is not None:
+        teacher.to(device).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+    trainer = _Trainer(student, method, train, test, settings, teacher, stop, teacher_logits)
+    main = Phase("train", settings.epochs, [*student.parameters(), *method.trainable_parameters()],
+                 label_term(method), needs_features=method.needs_features)
+    phases = [*method.phases(), main]
+    for index, phase in enumerate(phases):
+        yield from trainer.run_phase(phase, index, is_main=phase is main)
+        if trainer.stopped:
+            break
+    final = evaluate(student, test, device, settings.precision)
+    yield Finished(final["accuracy"], final["confusion"], trainer.stopped, trainer.elapsed(), trainer.history)

@@ -1,0 +1,100 @@
+"""Shared test set-up: data from ../shared/data when present, small made-up data otherwise.
+
+Environment variables point kdviz at a test data folder and a test cache under
+``.cache/tests`` (decoded tensors survive between local runs) and at a fresh
+runs directory per test.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+TEST_ROOT = REPO / ".cache" / "tests"
+DATA = TEST_ROOT / "data"
+os.environ["KDVIZ_DATA"] = str(DATA)
+os.environ["KDVIZ_CACHE"] = str(TEST_ROOT / "cache")
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+import torch  # noqa: E402
+
+torch.set_num_threads(2)
+
+REAL_MNIST = (SHARED_DATA / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").exists()
+CIFAR_TAR = SHARED_DATA / "cifar10-jpg.tar.gz"
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write a gzipped IDX file (the MNIST format) for made-up data."""
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def make_fake_mnist(folder: Path, n_train: int = 3000, n_test: int = 600, seed: int = 0) -> None:
+    """Ten learnable classes: a bright 7x7 square whose position depends on the class, plus noise."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, n)
+        images = rng.integers(0, 60, (n, 28, 28))
+        for i, label in enumerate(labels):
+            r, c = 2 + 7 * (label // 4), 7 * (label % 4)
+            images[i, r:r + 7, c:c + 7] = 255
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
+
+
+def _prepare_data() -> None:
+    raw = DATA / "MNIST" / "raw"
+    if not raw.exists():
+        raw.parent.mkdir(parents=True, exist_ok=True)
+        if REAL_MNIST:
+            raw.symlink_to(SHARED_DATA / "MNIST" / "raw")
+        else:
+            make_fake_mnist(raw)
+
+
+_prepare_data()
+
+
+def cifar_folder() -> Path | None:
+    """CIFAR-10 image folders, unpacked once from ../shared/data; None where absent."""
+    target = DATA / "cifar10"
+    if (target / "test").is_dir():
+        return target
+    if not CIFAR_TAR.exists():
+        return None
+    partial = DATA / "cifar10.partial"
+    partial.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(CIFAR_TAR) as tar:
+        tar.extractall(partial, filter="data")
+    partial.rename(target)
+    return target
+
+
+@pytest.fixture(autouse=True)
+def _runs_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDVIZ_RUNS", str(tmp_path / "runs"))
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    from kdviz import data
+
+    return data.load("mnist")
+
+
+@pytest.fixture(scope="session")
+def cifar10():
+    if cifar_folder() is None:
+        pytest.skip("CIFAR-10 images not available (../shared/data/cifar10-jpg.tar.gz)")
+    from kdviz import data
+
+    return data.load("cifar10")
