@@ -80,9 +80,9 @@ class Experiment:
         self.teacher, self.teacher_source = None, None
         if config.teacher:
             self.teacher, self.teacher_source = resolve_teacher(config.teacher, self.runs_dir)
-            expected = (*splits.train.shape[:1], splits.train.shape[1], splits.train.num_classes)
+            channels, size, _ = splits.train.shape
             spec = self.teacher.spec
-            if (spec.in_channels, spec.image_size, spec.num_classes) != expected:
+            if (spec.in_channels, spec.image_size, spec.num_classes) != (channels, size, splits.train.num_classes):
                 raise ValueError(f"teacher {config.teacher!r} was made for {spec.in_channels}x{spec.image_size}"
                                  f"x{spec.image_size} images with {spec.num_classes} classes, not {config.dataset}")
         channels, size, _ = splits.train.shape
