@@ -286,14 +286,12 @@ def _decoded(name: str, load_raw: Callable[[], tuple]) -> dict:
     return record
 
 
-_MEMORY: dict[str, Splits] = {}
+_MEMORY: dict[tuple[str, str], Splits] = {}
 
 
 def load(name: str) -> Splits:
     """Load a named data set (see :data:`DATASETS`) or an image folder given as a path
     (or ``folder:PATH``) holding ``train/<class>/`` and ``test/<class>/``."""
-    if name in _MEMORY:
-        return _MEMORY[name]
     if name in DATASETS:
         entry = DATASETS[name]
         raw, classes = entry.load, entry.classes
@@ -311,12 +309,15 @@ def load(name: str) -> Splits:
             return x_tr, y_tr, x_te, y_te, str(folder), cls
 
         classes = None
+    key = (name, str(data_dir()))  # the same name in another data directory is another data set
+    if key in _MEMORY:
+        return _MEMORY[key]
     record = _decoded(name, raw)
     classes = tuple(record["classes"] or classes)
     mean, std = channel_stats(record["x_train"])
     make = lambda split, x, y: ImageData(name, split, x, y, classes, mean, std, record["source"])  # noqa: E731
     splits = Splits(make("train", record["x_train"], record["y_train"]), make("test", record["x_test"], record["y_test"]))
-    _MEMORY[name] = splits
+    _MEMORY[key] = splits
     return splits
 
 

@@ -1,0 +1,221 @@
+"""kdviz.data: named data sets, image folders, the decoded-tensor cache, transfer sets, augmentation."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+import torchvision.datasets as tvd
+from PIL import Image
+
+from conftest import REAL_MNIST
+from kdviz import data
+
+
+def _no_download(*args, **kwargs):
+    raise RuntimeError("offline (test)")
+
+
+@pytest.fixture
+def empty_data_dir(tmp_path, monkeypatch):
+    """KDVIZ_DATA and KDVIZ_CACHE point at empty folders; torchvision downloads fail at once."""
+    monkeypatch.setenv("KDVIZ_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("KDVIZ_CACHE", str(tmp_path / "cache"))
+    for cls in (tvd.MNIST, tvd.FashionMNIST, tvd.CIFAR10):
+        monkeypatch.setattr(cls, "download", _no_download)
+    monkeypatch.setattr(data, "_MEMORY", {})
+    return tmp_path / "data"
+
+
+# --------------------------------------------------------------------------- named data sets
+def test_mnist_shapes_storage_and_labels(mnist):
+    train, test = mnist
+    assert train.pixels.dtype == torch.uint8 and train.labels.dtype == torch.int64
+    assert train.shape == (1, 28, 28) and test.shape == (1, 28, 28)
+    assert train.classes == tuple("0123456789")
+    counts = torch.bincount(train.labels, minlength=10)
+    assert counts.sum() == len(train) and (counts > 0).all() and train.labels.max() == 9
+    if REAL_MNIST:
+        assert (len(train), len(test)) == (60000, 10000)
+        assert counts[0] == 5923 and torch.bincount(test.labels)[0] == 980
+        assert counts.tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+
+
+def test_train_normalisation_is_standard(mnist):
+    x = mnist.train.images()
+    assert x.dtype == torch.float32 and x.shape == (len(mnist.train), 1, 28, 28)
+    assert abs(x.mean().item()) < 1e-3
+    assert abs(x.std().item() - 1) < 1e-3
+    assert mnist.test.mean == mnist.train.mean  # the test split is normalised with train statistics
+    if REAL_MNIST:
+        assert mnist.train.mean == pytest.approx((0.1307,), abs=1e-4)
+        assert mnist.train.std == pytest.approx((0.3081,), abs=1e-4)
+
+
+def test_digits_always_offline(empty_data_dir):
+    train, test = data.load("digits")
+    assert (len(train), len(test)) == (1437, 360)
+    assert train.shape == (1, 8, 8) and train.pixels.dtype == torch.uint8
+    assert train.pixels.max() == 255 and train.pixels.min() == 0
+    # stratified split: every digit in both splits in about the same share
+    assert torch.bincount(test.labels).min() >= 35
+    assert "load_digits" in train.source
+
+
+@pytest.mark.skipif(not data.DEBIAN_FASHION_MNIST.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_fashion_mnist_found_in_debian_package(empty_data_dir):
+    train, test = data.load("fashion-mnist")
+    assert train.source == str(data.DEBIAN_FASHION_MNIST)
+    assert (len(train), len(test)) == (60000, 10000) and train.shape == (1, 28, 28)
+    assert torch.bincount(train.labels).tolist() == [6000] * 10
+    assert torch.bincount(test.labels).tolist() == [1000] * 10
+    assert train.classes[0] == "T-shirt/top" and train.classes[9] == "Ankle boot"
+
+
+def test_cifar10(cifar10):
+    train, test = cifar10
+    assert (len(train), len(test)) == (50000, 10000)
+    assert train.shape == (3, 32, 32) and train.pixels.dtype == torch.uint8
+    assert train.classes == data.CIFAR10_CLASSES
+    assert torch.bincount(train.labels).tolist() == [5000] * 10
+    assert torch.bincount(test.labels).tolist() == [1000] * 10
+    # the published per-channel means, in R, G, B order (a channel mix-up would show here)
+    assert train.mean == pytest.approx((0.4914, 0.4822, 0.4465), abs=2e-3)
+    x = train.images(torch.arange(0, 50000, 7))
+    assert x.mean(dim=(0, 2, 3)).abs().max() < 0.02 and (x.std(dim=(0, 2, 3)) - 1).abs().max() < 0.02
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10"])
+def test_missing_data_names_what_was_tried(empty_data_dir, name):
+    with pytest.raises(data.DataNotFound) as error:
+        data.load(name)
+    message = str(error.value)
+    assert str(empty_data_dir) in message
+    assert "torchvision download (RuntimeError)" in message
+    assert "KDVIZ_DATA" in message
+
+
+def test_unknown_dataset_lists_the_known_ones():
+    with pytest.raises(ValueError, match="unknown dataset 'nope'.*mnist, fashion-mnist, cifar10, digits"):
+        data.load("nope")
+
+
+def test_data_dir_default_and_override(monkeypatch, tmp_path):
+    monkeypatch.delenv("KDVIZ_DATA")
+    assert str(data.data_dir()).endswith(".cache/kdviz/data")
+    monkeypatch.setenv("KDVIZ_DATA", str(tmp_path))
+    assert data.data_dir() == tmp_path
+
+
+def test_memory_cache_follows_the_data_dir(empty_data_dir, monkeypatch, tmp_path):
+    """A data set loaded from one data directory is not handed out for another."""
+    monkeypatch.setenv("KDVIZ_DATA", str(tmp_path / "other"))
+    first = data.load("digits")
+    monkeypatch.setenv("KDVIZ_DATA", str(empty_data_dir))
+    assert data.load("digits") is not first
+    assert data.load("digits") is data.load("digits")
+
+
+def test_decoded_cache_is_reused(empty_data_dir, monkeypatch):
+    first = data.load("digits")
+    cached = list((data.cache_dir() / "decoded").glob("digits-*.pt"))
+    assert len(cached) == 1
+    # a new process has no memory cache and must not decode again
+    monkeypatch.setattr(data, "_MEMORY", {})
+    entry = data.DATASETS["digits"]
+    monkeypatch.setitem(data.DATASETS, "digits", data.DatasetEntry(_no_download, entry.classes, entry.description))
+    second = data.load("digits")
+    assert torch.equal(first.train.pixels, second.train.pixels) and torch.equal(first.test.labels, second.test.labels)
+
+
+# --------------------------------------------------------------------------- image folders
+def _write_images(root, sizes: dict, mode="L", per_class=3):
+    """``root/<split>/<class>/i.png`` with class-dependent brightness; ``sizes[(split, class)]`` overrides 6x5."""
+    rng = np.random.default_rng(0)
+    for split, label in itertools.product(("train", "test"), ("cat", "dog")):
+        folder = root / split / label
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            w, h = sizes.get((split, label, i), (6, 5))
+            shape = (h, w) if mode == "L" else (h, w, 3)
+            base = 40 if label == "cat" else 200
+            Image.fromarray((base + rng.integers(0, 20, shape)).astype(np.uint8), mode).save(folder / f"{i}.png")
+
+
+@pytest.mark.parametrize("mode,channels", [("L", 1), ("RGB", 3)])
+def test_image_folder(tmp_path, mode, channels):
+    _write_images(tmp_path / "pets", {}, mode)
+    train, test = data.load(str(tmp_path / "pets"))
+    assert train.classes == ("cat", "dog")
+    assert train.pixels.shape == (6, channels, 5, 6) and train.pixels.dtype == torch.uint8
+    assert train.labels.tolist() == [0, 0, 0, 1, 1, 1] and len(test) == 6
+    assert (train.pixels[:3] < 60).all() and (train.pixels[3:] >= 200).all()
+    assert data.load(f"folder:{tmp_path / 'pets'}").train is train  # same data set, loaded once
+
+
+def test_image_folder_with_mixed_sizes_is_a_clear_error(tmp_path):
+    _write_images(tmp_path / "pets", {("train", "dog", 1): (7, 5)})
+    with pytest.raises(ValueError, match=r"1\.png is \(5, 7\), other images are \(5, 6\): resize"):
+        data.load(str(tmp_path / "pets"))
+
+
+# --------------------------------------------------------------------------- transfer sets
+def test_transfer_set_fraction(mnist):
+    part = data.transfer_set(mnist.train, fraction=0.05, seed=1)
+    assert len(part) == round(0.05 * len(mnist.train))
+    assert torch.equal(part.pixels, data.transfer_set(mnist.train, fraction=0.05, seed=1).pixels)
+    assert not torch.equal(part.labels, data.transfer_set(mnist.train, fraction=0.05, seed=2).labels)
+    assert torch.bincount(part.labels, minlength=10).min() > 0
+    assert data.transfer_set(mnist.train).pixels.shape == mnist.train.pixels.shape
+    # every chosen image is one of the originals, with its own label
+    for i in (0, len(part) // 2, len(part) - 1):
+        matches = (mnist.train.pixels == part.pixels[i]).flatten(1).all(1).nonzero().flatten()
+        assert len(matches) >= 1 and part.labels[i] in mnist.train.labels[matches]
+
+
+def test_transfer_set_omits_classes_and_hides_labels(mnist):
+    no_threes = data.transfer_set(mnist.train, omit_classes=(3,), hide_labels=True)
+    assert 3 not in no_threes.labels
+    assert len(no_threes) == len(mnist.train) - (mnist.train.labels == 3).sum()
+    assert no_threes.labels_hidden and not mnist.train.labels_hidden
+    assert no_threes.num_classes == 10  # the student still has ten outputs
+    both = data.transfer_set(mnist.train, fraction=0.1, omit_classes=(0, 9))
+    assert not torch.isin(both.labels, torch.tensor([0, 9])).any()
+    assert len(both) == round(0.1 * (len(mnist.train) - torch.isin(mnist.train.labels, torch.tensor([0, 9])).sum().item()))
+
+
+@pytest.mark.parametrize("kwargs", [{"fraction": 0}, {"fraction": 1.5}, {"omit_classes": (10,)}, {"omit_classes": (-1,)}])
+def test_transfer_set_rejects_bad_options(mnist, kwargs):
+    with pytest.raises(ValueError):
+        data.transfer_set(mnist.train, **kwargs)
+
+
+# --------------------------------------------------------------------------- batches and augmentation
+def test_batches_cover_the_data_once(mnist):
+    small = mnist.test.subset(torch.arange(300))
+    seen = torch.cat([b.index for b in data.batches(small, 128, shuffle=True, generator=torch.Generator().manual_seed(0))])
+    assert sorted(seen.tolist()) == list(range(300))
+    first = next(data.batches(small, 128))
+    assert first.x.shape == (128, 1, 28, 28) and torch.equal(first.y, small.labels[:128])
+    assert torch.allclose(first.x, small.images(torch.arange(128)))
+
+
+def test_random_crop_flip_is_a_real_shift_and_flip():
+    n, pad = 64, 4
+    x = torch.randn(n, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    out = data.random_crop_flip(x, torch.Generator().manual_seed(1), padding=pad)
+    assert out.shape == x.shape
+    padded = torch.nn.functional.pad(x, (pad,) * 4)
+    found = []
+    for i in range(n):
+        # which crop window of the padded image (maybe mirrored) is this output?
+        hits = [(dy, dx, flip) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1) for flip in (False, True)
+                if torch.equal(out[i], (lambda w: w.flip(-1) if flip else w)(padded[i, :, dy:dy + 8, dx:dx + 8]))]
+        assert len(hits) == 1, f"sample {i} is no crop of its padded image"
+        found.append(hits[0])
+    flips = {f for _, _, f in found}
+    shifts = {(dy, dx) for dy, dx, _ in found}
+    assert flips == {False, True} and len(shifts) > 20
+    again = data.random_crop_flip(x, torch.Generator().manual_seed(1), padding=pad)
+    assert torch.equal(out, again)  # seeded: the same crops again
