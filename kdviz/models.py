@@ -231,8 +231,12 @@ MODELS: dict[str, ModelEntry] = {
 }
 
 
+ALIASES = {"cnn": "cnn5", "mlp": "mlp-800"}  # short names (the issue's commands say ``--model cnn``)
+
+
 def build_model(name: str, in_channels: int = 1, image_size: int = 28, num_classes: int = 10) -> ZooModel:
     """Build a zoo model by name; unknown names raise ``ValueError`` listing the known ones."""
+    name = ALIASES.get(name, name)
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
     spec = ModelSpec(name, in_channels, image_size, num_classes)
