@@ -60,8 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     methods = sub.add_parser("methods", help="list distillation methods and their hyperparameters")
     methods.add_argument("--json", action="store_true")
 
-    pre = sub.add_parser("pretrained", help="the shipped teachers")
-    pre.add_argument("action", choices=("list",))
+    pre = sub.add_parser("pretrained", help="the shipped teachers: list them, or make one from its recipe")
+    pre.add_argument("action", choices=("list", "make"))
+    pre.add_argument("name", nargs="?", help="make: the teacher to train (see kdviz.pretrained.RECIPES)")
+    pre.add_argument("--out", default=None, help="make: folder for the files (default $KDVIZ_PRETRAINED or pretrained/)")
     pre.add_argument("--json", action="store_true")
     return parser
 
@@ -169,9 +171,32 @@ def _methods(args) -> int:
     return 0
 
 
+def _pretrained_make(args) -> int:
+    from kdviz import pretrained
+    from kdviz.train import EpochDone
+
+    if args.name not in pretrained.RECIPES:
+        raise ValueError(f"make needs a teacher name, one of: {', '.join(pretrained.RECIPES)}")
+
+    def report(event):
+        if isinstance(event, EpochDone) and not args.json:
+            print(f"epoch {event.epoch}/{event.epochs}  test acc {100 * event.test_acc:.2f}%  "
+                  f"{event.images_per_s:,.0f} img/s  {event.elapsed:.0f} s", file=sys.stderr, flush=True)
+
+    info = pretrained.make(args.name, args.out, on_event=report)
+    if args.json:
+        print(json.dumps(info))
+    else:
+        print(f"{info['name']}: test accuracy {100 * info['test_acc']:.2f}% after {info['epochs']} epochs "
+              f"({info['wall_time_s']:.0f} s); wrote {info['file']}, {info['probe_file']}, {info['name']}.json")
+    return 0
+
+
 def _pretrained(args) -> int:
     from kdviz import pretrained
 
+    if args.action == "make":
+        return _pretrained_make(args)
     cards = [pretrained.card(n) | {"name": n} for n in pretrained.names()]
     if args.json:
         print(json.dumps(cards))
@@ -179,7 +204,8 @@ def _pretrained(args) -> int:
     if not cards:
         print("no pretrained teachers shipped")
     for c in cards:
-        print(f"{c['name']:<22} {c['dataset']:<14} {c['model']:<10} test accuracy {100 * c['test_acc']:.2f}%")
+        print(f"{c['name']:<20} {c['dataset']:<14} {c['model']:<9} test accuracy {100 * c['test_acc']:.2f}%  "
+              f"({c['epochs']} epochs, {c['wall_time_s']:.0f} s)")
     return 0
 
 

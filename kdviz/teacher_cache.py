@@ -1,13 +1,20 @@
 """Teacher logits for a whole training set, computed once and kept on disk.
 
-The key is the teacher's weights (sha256 of its tensors), the data set's name and
-split, and a hash of its pixels, so a different teacher, transfer set or data
-set never reads a stale file. Logits, not probabilities, are stored: every
-temperature can be applied later.
+The first distillation run from a teacher pays for one pass over the transfer
+set; every later run (in this session or the next) reads the file instead.
+
+The file name is the cache key. It holds everything the logits depend on:
+the teacher (sha256 of its architecture spec and of every tensor in its state
+dict), the data set's name and split, a hash of the exact pixels, labels and
+normalisation (so a transfer-set fraction, omitted classes or another data
+set never reads a stale file), and the precision of the forward pass (bf16
+logits differ slightly from fp32 ones). Logits, not probabilities, are
+stored: every temperature can be applied later.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -25,27 +32,51 @@ def tensor_digest(tensors) -> str:
 
 
 def model_digest(model: torch.nn.Module) -> str:
-    return tensor_digest(model.state_dict().values())
+    """sha256 over the model's spec (when it has one), parameter names and tensors."""
+    digest = hashlib.sha256()
+    spec = getattr(model, "spec", None)
+    digest.update(json.dumps(spec.to_dict() if spec is not None else type(model).__name__, sort_keys=True).encode())
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor_digest([tensor]).encode())
+    return digest.hexdigest()
 
 
-def cache_path(teacher: torch.nn.Module, data: ImageData) -> Path:
-    data_tag = tensor_digest([data.pixels, data.labels])[:16]
+def data_digest(data: ImageData) -> str:
+    """sha256 over pixels, labels and the normalisation that turns pixels into inputs."""
+    digest = hashlib.sha256(tensor_digest([data.pixels, data.labels]).encode())
+    digest.update(repr((tuple(data.mean), tuple(data.std))).encode())
+    return digest.hexdigest()
+
+
+def cache_path(teacher: torch.nn.Module, data: ImageData, precision: str = "fp32") -> Path:
     name = Path(data.name).name or "data"
-    return cache_dir() / "teacher-logits" / f"{model_digest(teacher)[:16]}-{name}-{data.split}-{data_tag}.pt"
+    key = f"{model_digest(teacher)[:16]}-{name}-{data.split}-{data_digest(data)[:16]}-{precision}"
+    return cache_dir() / "teacher-logits" / f"{key}.pt"
+
+
+def _read(path: Path, data: ImageData) -> torch.Tensor | None:
+    """The cached logits, or None when the file is absent, unreadable or the wrong shape."""
+    if not path.exists():
+        return None
+    try:
+        logits = torch.load(path, weights_only=True)
+    except Exception:  # noqa: BLE001 - a broken cache file is recomputed, never trusted
+        return None
+    if isinstance(logits, torch.Tensor) and logits.shape == (len(data), data.num_classes):
+        return logits
+    return None
 
 
 def teacher_logits(teacher: torch.nn.Module, data: ImageData, device="auto", precision="fp32") -> torch.Tensor:
-    """Teacher logits for every image of ``data``, read from the disk cache when present."""
-    path = cache_path(teacher, data)
-    if path.exists():
-        try:
-            logits = torch.load(path, weights_only=True)
-            if logits.shape == (len(data), data.num_classes):
-                return logits
-        except Exception:  # noqa: BLE001 - a broken cache file is recomputed
-            pass
+    """Teacher logits (float32, CPU) for every image of ``data`` in order, from the disk cache when present."""
+    path = cache_path(teacher, data, precision)
+    cached = _read(path, data)
+    if cached is not None:
+        return cached
     logits = predict_logits(teacher, data, device=device, precision=precision)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # write then rename: a concurrent reader sees the old state or the whole file, never half of it
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     torch.save(logits, tmp)
     tmp.replace(path)
