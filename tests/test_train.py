@@ -1,0 +1,197 @@
+"""kdviz.train: the one loop learns, is deterministic, stops, caches the teacher, streams events in order."""
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict
+
+import pytest
+import torch
+
+from kdviz import data
+from kdviz.experiment import Experiment, RunConfig
+from kdviz.methods import build_method
+from kdviz.methods.kd import HintonKD
+from kdviz.models import build_model
+from kdviz.train import EpochDone, Finished, PhaseStarted, StepDone, TrainSettings, fit
+
+TIMINGS = {"images_per_s", "elapsed"}
+
+
+@pytest.fixture(scope="module")
+def small(mnist):
+    """A tenth of MNIST to learn from, 2,000 test images to score on."""
+    return data.transfer_set(mnist.train, fraction=0.1, seed=0), mnist.test.subset(torch.arange(2000))
+
+
+@pytest.fixture(scope="module")
+def teacher(small):
+    torch.manual_seed(0)
+    net = build_model("mlp-800")
+    events = list(fit(net, build_method("baseline", net), *small, TrainSettings(epochs=1, device="cpu")))
+    assert events[-1].test_acc > 0.8
+    return net.eval()
+
+
+def student(name="mlp-30", seed=0):
+    torch.manual_seed(seed)
+    return build_model(name)
+
+
+def run(net, method, train, test, teacher=None, **settings):
+    settings = TrainSettings(**{"epochs": 1, "device": "cpu", "batch_size": 128, **settings})
+    return list(fit(net, method, train, test, settings, teacher))
+
+
+def test_a_short_run_learns(small):
+    net = student("mlp-800")
+    events = run(net, build_method("baseline", net), *small, epochs=2)
+    done = events[-1]
+    assert isinstance(done, Finished) and not done.stopped
+    assert done.test_acc > 0.85  # chance is 0.10
+    assert done.history[1]["losses"]["ce"] < done.history[0]["losses"]["ce"]
+    assert sum(sum(row) for row in done.confusion) == len(small[1])
+    assert sum(done.confusion[i][i] for i in range(10)) == round(done.test_acc * len(small[1]))
+
+
+def _without_timings(events):
+    out = []
+    for e in events:
+        d = asdict(e)
+        for key in TIMINGS:
+            d.pop(key, None)
+        for h in d.get("history", []):
+            for key in TIMINGS:
+                h.pop(key)
+        out.append((type(e).__name__, d))
+    return out
+
+
+def test_one_seed_gives_identical_runs(small):
+    train, test = data.transfer_set(small[0], fraction=0.3, seed=0), small[1]
+    runs = []
+    for seed in (0, 0, 1):
+        net = student("cnn5-small", seed)
+        runs.append((_without_timings(run(net, build_method("baseline", net), train, test, seed=seed)), net.state_dict()))
+    (first, w1), (second, w2), (other, _) = runs
+    assert first == second
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+    assert first != other
+
+
+def test_stopping_between_steps(small):
+    stop = threading.Event()
+    net = student()
+    events = []
+    for event in fit(net, build_method("baseline", net), *small, TrainSettings(epochs=3, device="cpu"), stop=stop):
+        events.append(event)
+        if isinstance(event, StepDone) and event.step == 3:
+            stop.set()
+    steps = [e for e in events if isinstance(e, StepDone)]
+    assert len(steps) == 3 and not any(isinstance(e, EpochDone) for e in events)
+    done = events[-1]
+    assert isinstance(done, Finished) and done.stopped and done.history == []
+    assert 0 <= done.test_acc <= 1
+
+
+class LiveTeacherKD(HintonKD):
+    """Hinton KD that asks for features, so the loop must run the teacher at every step."""
+
+    needs_features = True
+
+
+def _count_calls(net):
+    calls = []
+    net.register_forward_hook(lambda *_: calls.append(1))
+    return calls
+
+
+def test_cached_teacher_logits_give_the_losses_of_a_live_teacher(small, teacher):
+    train = data.transfer_set(small[0], fraction=0.3, seed=0)
+    test = small[1].subset(torch.arange(200))
+    calls = _count_calls(teacher)
+    cached_student, live_student = student(), student()
+    cached = run(cached_student, HintonKD(cached_student, teacher, T=4, alpha=0.7), train, test, teacher)
+    cached_calls = len(calls)
+    live = run(live_student, LiveTeacherKD(live_student, teacher, T=4, alpha=0.7), train, test, teacher)
+    steps = -(-len(train) // 128)
+    assert cached_calls == -(-len(train) // 1000)  # one pass over the transfer set, before training
+    assert len(calls) - cached_calls == steps      # the live teacher runs at every step
+    cached_losses = [e.losses for e in cached if isinstance(e, StepDone)]
+    live_losses = [e.losses for e in live if isinstance(e, StepDone)]
+    assert len(cached_losses) == steps and cached_losses[0].keys() == {"ce", "kd", "total"}
+    for a, b in zip(cached_losses, live_losses):
+        assert a == pytest.approx(b, rel=1e-4, abs=1e-6)
+
+
+def test_given_teacher_logits_skip_the_teacher(small, teacher):
+    train, test = data.transfer_set(small[0], fraction=0.1, seed=0), small[1].subset(torch.arange(200))
+    from kdviz.evaluation import predict_logits
+
+    logits = predict_logits(teacher, train, device="cpu")
+    calls = _count_calls(teacher)
+    net = student()
+    settings = TrainSettings(epochs=1, device="cpu")
+    events = list(fit(net, build_method("kd", net, teacher), train, test, settings, teacher, teacher_logits=logits))
+    assert calls == [] and events[-1].test_acc > 0.3
+
+
+def test_hidden_labels_leave_no_label_term(small, teacher):
+    shown = small[0]
+    hidden = data.transfer_set(small[0], hide_labels=True)
+    test = small[1].subset(torch.arange(200))
+    for train, keys in ((shown, {"ce", "kd", "total"}), (hidden, {"kd", "total"})):
+        net = student()
+        events = run(net, build_method("kd", net, teacher, {"alpha": 0.5}), train, test, teacher)
+        step = next(e for e in events if isinstance(e, StepDone))
+        assert step.losses.keys() == keys
+        assert step.losses["total"] == pytest.approx(sum(v for k, v in step.losses.items() if k != "total"), rel=1e-5)
+    assert events[-1].test_acc > 0.6  # learnt from the teacher alone
+    net = student()
+    with pytest.raises(ValueError, match="no loss term"):
+        run(net, build_method("baseline", net), hidden, test)
+
+
+def test_event_stream_order(small):
+    train, test = data.transfer_set(small[0], fraction=0.05, seed=0), small[1].subset(torch.arange(200))
+    net = student()
+    events = run(net, build_method("baseline", net), train, test, epochs=2, batch_size=64)
+    steps_per_epoch = -(-len(train) // 64)
+    expected = [("PhaseStarted", None, None)]
+    for epoch in (1, 2):
+        expected += [("StepDone", epoch, i) for i in range(1, steps_per_epoch + 1)] + [("EpochDone", epoch, None)]
+    expected.append(("Finished", None, None))
+    got = [(type(e).__name__, getattr(e, "epoch", None), getattr(e, "step", None)) for e in events]
+    assert got == expected
+    start = events[0]
+    assert (start.phase, start.epochs, start.steps_per_epoch) == ("train", 2, steps_per_epoch)
+    epochs = [e for e in events if isinstance(e, EpochDone)]
+    assert events[-1].history == [asdict(e) for e in epochs]
+    assert all(0 <= e.train_acc <= 1 and 0 <= e.test_acc <= 1 and e.losses.keys() == {"ce", "total"} for e in epochs)
+    elapsed = [e.elapsed for e in events if hasattr(e, "elapsed")]
+    assert elapsed == sorted(elapsed)
+
+
+@pytest.mark.parametrize("bad", [{"epochs": -1}, {"batch_size": 0}, {"lr": 0}, {"optimizer": "rmsprop"},
+                                 {"schedule": "step"}, {"precision": "fp16"}])
+def test_bad_settings_are_refused(small, bad):
+    net = student()
+    with pytest.raises(ValueError):
+        run(net, build_method("baseline", net), small[0].subset(torch.arange(64)), small[1].subset(torch.arange(64)), **bad)
+
+
+def test_experiment_records_are_identical_for_one_seed(tmp_path):
+    """Through the experiment layer, as the CLI and app use it: teacher run, then two distillations."""
+    teacher_cfg = RunConfig("digits", "mlp-800", train=TrainSettings(epochs=2, device="cpu"))
+    teacher_run = Experiment(teacher_cfg, runs_dir=tmp_path).run()
+    records = []
+    for seed in (3, 3):
+        cfg = RunConfig("digits", "cnn5-small", "kd", {"T": 4}, teacher=teacher_run["id"],
+                        train=TrainSettings(epochs=2, device="cpu", seed=seed))
+        records.append(Experiment(cfg, runs_dir=tmp_path).run())
+    timing = {"id", "created", "wall_time_s", "train_time_s", "latency_ms", "checkpoint"}
+    a, b = ({k: v for k, v in r.items() if k not in timing} for r in records)
+    for r in (a, b):
+        for h in r["history"]:
+            h.pop("images_per_s"), h.pop("elapsed")
+    assert a == b
+    assert a["test_acc"] > 0.5 and a["teacher"] == f"run:{teacher_run['id']}"
