@@ -167,6 +167,15 @@ class RunQueue:
             self._thread.join(timeout)
 
     @property
+    def done(self) -> bool:
+        """Every run has ended (finished, stopped or failed)."""
+        return all(r.done for r in self.runs)
+
+    def snapshots(self) -> list[dict]:
+        """Each run's config and progress snapshot, in queue order (for a progress table)."""
+        return [{"config": r.config, **r.progress.snapshot()} for r in self.runs]
+
+    @property
     def current(self) -> int:
         """Index of the run in progress (len(runs) when all are done)."""
         for i, run in enumerate(self.runs):
@@ -177,3 +186,17 @@ class RunQueue:
     @property
     def records(self) -> list[dict]:
         return [r.progress.record for r in self.runs if r.progress.record]
+
+
+def demo_configs(teacher: str = "mnist-cnn", seeds: tuple[int, ...] = (0,), epochs: int = 2,
+                 precision: str = "bf16") -> list[RunConfig]:
+    """The 5-minute classroom demo: an MLP-800 student on MNIST, labels only against Hinton KD
+    (T = 4, α = 0.9) from the shipped CNN teacher, a short one-cycle budget each. With the
+    teacher's logits cached, the pair trains in well under 30 s on two CPU cores."""
+    from kdviz.train import TrainSettings
+
+    return [RunConfig(dataset="mnist", student="mlp-800", method=method, params=params,
+                      teacher=teacher if method != "baseline" else None,
+                      train=TrainSettings(epochs=epochs, batch_size=128, lr=0.1, seed=seed, precision=precision))
+            for seed in seeds
+            for method, params in (("baseline", {}), ("kd", {"T": 4.0, "alpha": 0.9}))]

@@ -1,4 +1,201 @@
-import streamlit as st
+"""Compare: saved runs side by side, and sweeps (methods × seeds) queued in a worker thread."""
+import sys
+from pathlib import Path
 
-st.title("compare")
-st.info("This page is being built.")
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # app/, for `common` when run on its own
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pandas as pd  # noqa: E402
+import streamlit as st  # noqa: E402
+
+import common  # noqa: E402
+import figures  # noqa: E402
+from kdviz.experiment import RunConfig  # noqa: E402
+from kdviz.live import RunQueue, demo_configs  # noqa: E402
+from kdviz.methods import REGISTRY  # noqa: E402
+from kdviz.models import MODELS  # noqa: E402
+from kdviz.probes import softening  # noqa: E402
+from kdviz.runs import default_runs_dir, list_runs  # noqa: E402
+from kdviz.train import TrainSettings  # noqa: E402
+
+SWEEP = "compare_sweep"  # the session's RunQueue
+
+st.title("Compare methods")
+st.markdown("Every finished run is saved as a record. Pick some, or launch a sweep (methods × seeds on one "
+            "budget, run one after another), and compare accuracy, its spread over seeds, speed and size, "
+            "and which mistakes distillation fixed.")
+presenter = common.presenter_mode()
+queue: RunQueue | None = st.session_state.get(SWEEP)
+busy = queue is not None and not queue.done
+
+
+# --------------------------------------------------------------------------- sweeps
+def start(configs: list[RunConfig]) -> None:
+    st.session_state[SWEEP] = RunQueue(configs, default_runs_dir()).start()
+
+
+def sweep_progress(q: RunQueue) -> None:
+    snaps = q.snapshots()
+    done = sum(s["state"] in ("finished", "stopped", "failed") for s in snaps)
+    st.progress(done / len(snaps), text=f"sweep: {done} of {len(snaps)} runs done")
+    for s in snaps:
+        cfg = s["config"]
+        label = f"{cfg.method} {cfg.params or ''} · {cfg.student} · seed {cfg.train.seed}"
+        if s["state"] in ("finished", "stopped") and s["record"]:
+            st.markdown(f"✅ {label}: **{100 * s['record']['test_acc']:.2f}%** in {s['record']['train_time_s']:.1f} s")
+        elif s["state"] == "failed":
+            st.markdown(f"❌ {label}: {s['error']}")
+        elif s["state"] == "queued":
+            st.markdown(f"⏳ {label}: queued")
+        else:
+            st.progress(s["fraction"], text=f"{label}: {s['state']}, epoch {s['epoch']}/{s['epochs']}")
+
+
+@st.fragment(run_every=1.0)
+def live_sweep() -> None:
+    q = st.session_state.get(SWEEP)
+    if q is None:
+        return
+    sweep_progress(q)
+    if q.done:
+        st.rerun(scope="app")  # the new records join the charts
+
+
+data_sets = common.available_datasets()
+with st.expander("Launch a sweep", expanded=busy or not list_runs()):
+    st.markdown("**The 5-minute demo**: MNIST, the shipped CNN teacher, an MLP-800 student, labels only against "
+                "KD (T = 4, α = 0.9), 2 epochs each: under 30 s on a 2-core laptop.")
+    has_demo_teacher = "mnist-cnn" in common.teacher_choices("mnist") and "mnist" in data_sets
+    if st.button("▶ Run the 5-minute demo", type="primary", disabled=busy or not has_demo_teacher,
+                 help=None if has_demo_teacher else "needs MNIST and the shipped mnist-cnn teacher"):
+        start(demo_configs())
+        st.rerun()
+    st.divider()
+    st.markdown("**Your own sweep**")
+    if not data_sets:
+        st.warning("No data set could be loaded on this machine.")
+    else:
+        a, b, c = st.columns(3)
+        ds = common.choice("Data set", data_sets, key="sw_dataset", default="mnist", container=a)
+        teachers = common.teacher_choices(ds)
+        teacher = common.choice("Teacher", teachers, key="sw_teacher", format_func=teachers.get,
+                                container=b) if teachers else None
+        student = common.choice("Student", MODELS, key="sw_student", default="mlp-800", container=c)
+        methods = common.url_widget(st.multiselect, "Methods", key="sw_methods", default=["baseline", "kd"],
+                                    options=list(REGISTRY), cast=lambda raw: raw.split(","),
+                                    valid=lambda v: set(v) <= set(REGISTRY), to_url=",".join)
+        a, b, c = st.columns(3)
+        seeds = common.number("Seeds per method", key="sw_seeds", default=2, low=1, high=10, kind=int, container=a)
+        epochs = common.number("Epochs per run", key="sw_epochs", default=2, low=1, high=100, kind=int, container=b)
+        precision = common.choice("Precision", ["bf16", "fp32"], key="sw_precision", container=c)
+        grid = st.checkbox("Add an α × T grid for KD", key="sw_grid",
+                           help="One KD run (seed 0) for every α and T below; fills the α × T heatmap.")
+        alphas, temps = [], []
+        if grid:
+            a, b = st.columns(2)
+            alphas = a.multiselect("α values", [0.1, 0.5, 0.9, 1.0], default=[0.5, 0.9, 1.0], key="sw_alphas")
+            temps = b.multiselect("T values", [1.0, 2.0, 4.0, 8.0, 20.0], default=[1.0, 4.0, 20.0], key="sw_temps")
+        needs_teacher = [m for m in methods if REGISTRY[m].needs_teacher]
+        configs = [RunConfig(dataset=ds, student=student, method=m, params={},
+                             teacher=common.teacher_ref(teacher) if teacher and REGISTRY[m].needs_teacher else None,
+                             train=TrainSettings(epochs=epochs, seed=s, precision=precision))
+                   for m in methods for s in range(seeds)]
+        configs += [RunConfig(dataset=ds, student=student, method="kd", params={"alpha": al, "T": t},
+                              teacher=common.teacher_ref(teacher) if teacher else None,
+                              train=TrainSettings(epochs=epochs, seed=0, precision=precision))
+                    for al in alphas for t in temps]
+        problem = ("pick at least one method" if not configs else
+                   f"{', '.join(needs_teacher)} need a teacher for {ds}" if (needs_teacher or alphas) and not teacher
+                   else None)
+        if problem:
+            st.caption(f"Cannot start: {problem}.")
+        if st.button(f"▶ Start the sweep ({len(configs)} runs)", disabled=busy or bool(problem)):
+            start(configs)
+            st.rerun()
+    if queue is not None:
+        if busy:
+            if st.button("⏹ Stop the sweep"):
+                queue.stop()
+                queue.join(5)
+                st.rerun()
+            live_sweep()
+        else:
+            sweep_progress(queue)
+
+# --------------------------------------------------------------------------- pick runs
+records = softening.usable_records(list_runs())
+if not records:
+    st.info("No finished runs yet: run the 5-minute demo above, or train on the **Train (live)** page.")
+    st.stop()
+datasets_seen = sorted({r["config"]["dataset"] for r in records})
+shown_ds = common.choice("Runs on data set", datasets_seen, key="dataset",
+                         default="mnist" if "mnist" in datasets_seen else datasets_seen[0])
+pool = [r for r in records if r["config"]["dataset"] == shown_ds]
+by_id = {r["id"]: r for r in pool}
+fmt = lambda i: f"{softening.run_label(by_id[i])} · {by_id[i]['student']['name']} · seed {by_id[i]['seed']} · {100 * by_id[i]['test_acc']:.2f}% · {i[-4:]}"  # noqa: E731
+chosen = st.multiselect("Runs to compare (all by default)", list(by_id), default=list(by_id), format_func=fmt,
+                        key=f"runs_{shown_ds}")
+chosen_records = [by_id[i] for i in chosen]
+if not chosen_records:
+    st.info("Pick at least one run.")
+    st.stop()
+rows = softening.accuracy_summary(chosen_records)
+
+# --------------------------------------------------------------------------- accuracy
+c1, c2 = st.columns(2)
+with c1:
+    common.show(figures.accuracy_bars(rows), presenter,
+                "Each bar is one method (with its settings); the whisker is ± one standard deviation over seeds. "
+                "A gap bigger than the whiskers is a real difference, a smaller one may be luck.", key="bars")
+with c2:
+    common.show(figures.epoch_accuracy_curves(softening.epoch_curves(chosen_records)), presenter,
+                "Test accuracy after every epoch: a student taught by soft targets usually gets good sooner, "
+                "which is what makes distillation cheap as well as accurate.", key="curves")
+
+table = pd.DataFrame([{"method": r["method"], "student": r["student"], "teacher": r["teacher"] or "–",
+                       "epochs": r["epochs"], "seeds": r["seeds"], "accuracy %": round(100 * r["acc_mean"], 2),
+                       "± std": round(100 * r["acc_std"], 2), "min %": round(100 * r["acc_min"], 2),
+                       "max %": round(100 * r["acc_max"], 2), "parameters": int(r["params"]),
+                       "latency ms": round(r["latency_ms"], 4), "train s": round(r["train_time_s"], 1)}
+                      for r in rows])
+st.dataframe(table, hide_index=True)
+d1, d2, _ = st.columns([1, 1, 3])
+d1.download_button("Table as CSV", softening.summary_csv(rows), "kdviz-comparison.csv", "text/csv")
+d2.download_button("Records as JSON", softening.records_json(chosen_records), "kdviz-records.json", "application/json")
+
+common.show(figures.tradeoff_scatter(rows), presenter,
+            "Up is more accurate, left is faster or smaller. Distillation moves a small student up without moving it "
+            "right: the teacher's accuracy at the student's price. Latency is per image at batch 1 on this machine.",
+            key="tradeoff")
+
+grid = softening.alpha_temperature_grid(chosen_records)
+if len(grid["alpha"]) * len(grid["T"]) > 1:
+    common.show(figures.alpha_t_heatmap(grid), presenter,
+                "Each cell is the mean accuracy of KD runs with that soft-target weight α and temperature T. Very low "
+                "T throws the dark knowledge away; α = 1 learns from the teacher alone, with no labels.", key="alphaT")
+else:
+    st.caption("α × T grid: no KD runs with different α and T yet (tick *Add an α × T grid* in the sweep above).")
+
+# --------------------------------------------------------------------------- confusion
+st.subheader("Which mistakes did distillation fix?")
+ids = [r["id"] for r in sorted(chosen_records, key=lambda r: -r["test_acc"])]
+base = [i for i in ids if by_id[i]["method"] == "baseline"]
+other = [i for i in ids if by_id[i]["method"] != "baseline"]
+a, b = st.columns(2)
+first = a.selectbox("Before (e.g. baseline)", ids, index=ids.index(base[0]) if base else 0, format_func=fmt, key="cm_a")
+second = b.selectbox("After (e.g. KD)", ids, index=ids.index(other[0]) if other else min(1, len(ids) - 1),
+                     format_func=fmt, key="cm_b")
+try:
+    classes = by_id[first]["dataset"]["classes"]
+    diff = softening.confusion_difference(by_id[first]["confusion"], by_id[second]["confusion"], classes)
+    common.show(figures.confusion_comparison(diff, classes, (softening.run_label(by_id[first]),
+                                                             softening.run_label(by_id[second]))), presenter,
+                "Left and middle: how often each true class (row) is given each answer (column), on a log colour "
+                "scale so rare mistakes show. Right: blue cells are mistakes the second run makes less often, red "
+                "ones more often.", key="confusion")
+    fixed = ", ".join(f"{f['true']}→{f['predicted']} ({100 * f['change']:+.1f} pts)" for f in diff["fixed"][:4])
+    worse = ", ".join(f"{f['true']}→{f['predicted']} ({100 * f['change']:+.1f} pts)" for f in diff["worsened"][:3])
+    st.markdown(f"Accuracy {100 * diff['accuracy_before']:.2f}% → **{100 * diff['accuracy_after']:.2f}%**. "
+                f"Fixed most: {fixed or 'none'}. Got worse: {worse or 'none'}.")
+except ValueError as error:
+    common.error_box(error, "compare these two runs")

@@ -1,4 +1,148 @@
-import streamlit as st
+"""Temperature: a teacher's logits, softmax(z/T) as T grows, and the dark-knowledge matrix."""
+import sys
+from pathlib import Path
 
-st.title("temperature")
-st.info("This page is being built.")
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # app/, for `common` when run on its own
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import streamlit as st  # noqa: E402
+
+import common  # noqa: E402
+import figures  # noqa: E402
+from kdviz.probes import softening  # noqa: E402
+
+st.title("Temperature and dark knowledge")
+st.markdown("A trained teacher is almost sure of its answer, so its ordinary softmax hides what it thinks of the "
+            "*other* classes. Dividing the logits by a temperature **T** before the softmax lifts those small "
+            "probabilities into view; that is what a student learns from in knowledge distillation.")
+presenter = common.presenter_mode()
+
+teachers = common.teacher_choices()
+if not teachers:
+    st.info("No teacher on this machine yet. Train one on the **Train (live)** page (choose *a teacher, on labels*) "
+            "or run `kdviz train-teacher --model cnn5 --epochs 3`, then come back.")
+    st.stop()
+
+teacher = common.choice("Teacher", teachers, key="teacher", format_func=teachers.get, container=st.sidebar)
+try:
+    out = common.teacher_outputs(teacher)
+except Exception as error:  # noqa: BLE001
+    common.error_box(error, f"load the teacher {teacher!r}")
+    st.stop()
+classes, gallery, logits_all = out["classes"], out["gallery"], out["gallery_logits"]
+labels = gallery.labels.tolist()
+picks = softening.example_gallery(logits_all, gallery.labels, k=8)
+
+# --------------------------------------------------------------------------- the image
+st.subheader("1 · Pick an image")
+source = common.url_widget(st.radio, "Image from", key="src", default="gallery", options=["gallery", "upload"],
+                           horizontal=True, format_func={"gallery": "the teacher's probe images",
+                                                         "upload": "my own image (upload)"}.get)
+
+
+def describe(i: int) -> str:
+    pred = int(logits_all[i].argmax())
+    p = softening.softened(logits_all[i], [1.0])[0, pred].item()
+    return f"#{i} · true {classes[labels[i]]} · teacher says {classes[pred]} ({100 * p:.0f}%)"
+
+
+if source == "gallery":
+    for title, group, note in (("Ambiguous: the teacher is unsure", picks["ambiguous"], "highest entropy at T = 1"),
+                               ("Confident: the teacher is sure", picks["confident"], "lowest entropy")):
+        st.markdown(f"**{title}** <span style='color:gray'>({note})</span>", unsafe_allow_html=True)
+        st.image([figures.upscale(gallery.pixels[i]) for i in group], width=84,
+                 caption=[f"#{i}: {classes[labels[i]]}→{classes[int(logits_all[i].argmax())]}" for i in group])
+    order = list(dict.fromkeys(picks["ambiguous"] + picks["misclassified"] + picks["confident"] + list(range(len(gallery)))))
+    index = common.url_widget(st.selectbox, "Image", key="img", default=order[0], cast=int, options=order,
+                              format_func=describe)
+    pixels, logits, true_label = gallery.pixels[index], logits_all[index], labels[index]
+    image_id = f"{teacher}-{index}"
+else:
+    st.caption("Drawing in the page is not available in this version: draw a digit on paper or in any paint "
+               "program, take a photo or save it, and upload it. Light strokes on dark or dark ink on white both work.")
+    upload = st.file_uploader("An image (PNG or JPEG)", type=["png", "jpg", "jpeg", "bmp", "gif", "webp"])
+    if upload is None:
+        st.info("Upload an image to see what the teacher makes of it.")
+        st.stop()
+    try:
+        from PIL import Image
+
+        channels, size, _ = gallery.shape
+        pixels = softening.image_to_pixels(Image.open(upload), channels, size)
+        logits = softening.logits_for_pixels(out["model"], pixels, gallery.mean, gallery.std)[0]
+        pixels, true_label = pixels[0], None
+        image_id = f"{teacher}-upload-{upload.file_id}"
+    except Exception as error:  # noqa: BLE001 - a broken or odd file is a message
+        common.error_box(error, "read this image")
+        st.stop()
+
+# --------------------------------------------------------------------------- the temperature
+st.subheader("2 · Turn up the temperature")
+T = common.grid_slider("Temperature T (log scale)", softening.T_GRID, key="T", default=1.0,
+                       help="softmax(z/T): T = 1 is the ordinary softmax; larger T softens it.")
+curves = softening.softening_curves(logits)
+left, right = st.columns([1, 5])
+with left:
+    st.image(figures.upscale(pixels, 5), caption="what the teacher sees", width=140)
+    if true_label is not None:
+        st.markdown(f"true class: **{classes[true_label]}**")
+    st.markdown(f"teacher's answer: **{classes[curves['top_class']]}**")
+with right:
+    common.show(figures.softmax_bars(logits.tolist(), curves, classes, T, true_label), presenter,
+                "Grey bars are the wrong classes. Move the slider (or press ▶ play T under the chart) and watch them "
+                "rise as T grows: their heights, not the winner's, are the dark knowledge. The logits on the left never "
+                "change; only how sharply the softmax reads them.", key="bars")
+
+c1, c2 = st.columns(2)
+with c1:
+    common.show(figures.entropy_curves(curves, T), presenter,
+                "Entropy climbs from near 0 to log C (every class equally likely) and the top-class probability falls "
+                "toward 1/C: at very high T the answer carries no information at all, so useful T sit in between.",
+                key="entropy")
+with c2:
+    scale = softening.kd_gradient_scale(logits_all[:256], softening.T_GRID)
+    common.show(figures.t_squared_figure(scale, T), presenter,
+                "Without T², the soft loss's gradient shrinks about like 1/T² (grey), so a high T would silently turn "
+                "distillation off; multiplying by T² (blue) keeps it in the same range as the label loss "
+                "(measured on this teacher's logits for a student that knows nothing yet).", key="t2")
+
+# --------------------------------------------------------------------------- predict, then reveal
+st.subheader("3 · Predict, then reveal")
+wrong = [c for c in range(len(classes)) if c != curves["top_class"]]
+guess = st.multiselect(f"Before you look at T = 10: which wrong classes will rise the most for this image?",
+                       wrong, format_func=lambda c: classes[c], max_selections=3, key=f"guess_{image_id}")
+reveal_key = f"reveal_{image_id}"
+if st.button("Reveal T = 10", disabled=not guess):
+    st.session_state[reveal_key] = True
+if st.session_state.get(reveal_key):
+    answer = softening.rising_classes(logits, 1.0, 10.0, k=3)
+    hits = len(set(guess) & set(answer))
+    st.success(f"Rising most from T = 1 to T = 10: **{', '.join(classes[c] for c in answer)}**. "
+               f"You picked {hits} of them." if guess else
+               f"Rising most from T = 1 to T = 10: **{', '.join(classes[c] for c in answer)}**.")
+    common.show(figures.softmax_bars(logits.tolist(), softening.softening_curves(logits, [10.0]), classes, 10.0,
+                                     true_label, animate=False), presenter,
+                "The same logits at T = 10: the classes that rose most are the ones the teacher thinks this image "
+                "resembles.", key="reveal_bars")
+
+# --------------------------------------------------------------------------- the matrix
+st.subheader("4 · The dark-knowledge matrix")
+test_out = common.teacher_test_outputs(teacher)
+matrix = softening.dark_knowledge_matrix(test_out["logits"], test_out["labels"], T, len(classes))
+pairs = softening.similar_pairs(matrix, classes, k=5)
+c1, c2 = st.columns([3, 1])
+with c1:
+    common.show(figures.dark_knowledge_heatmap(matrix, classes, T, pairs), presenter,
+                f"Each row is a true class; it shows where the teacher puts the probability it does not give to that "
+                f"class, averaged over {test_out['source']} at T = {T:g} (rows sum to 1). Boxed cells are the most "
+                f"similar pairs: a student trained on these soft targets learns these resemblances, never spelled "
+                f"out in the labels.", key="matrix")
+with c2:
+    st.markdown("**Most alike, by the teacher**")
+    for p in pairs:
+        st.markdown(f"- **{p['names'][0]} ↔ {p['names'][1]}**: {p['a_to_b']:.2f} / {p['b_to_a']:.2f}")
+    known = {"mnist": "4–9, 3–5–8, 7–1", "fashion-mnist": "shirt–T-shirt–pullover–coat",
+             "digits": "similar strokes: 1–7, 3–9, 8–9"}.get(out["dataset"])
+    if known:
+        st.caption(f"Usually found for {out['dataset']}: {known}. The two numbers are how much of row a's "
+                   f"leftover probability goes to b, and of b's to a.")

@@ -1,4 +1,184 @@
-import streamlit as st
+"""Train (live): one run in a worker thread, drawn by a fragment on a timer."""
+import sys
+from pathlib import Path
 
-st.title("train")
-st.info("This page is being built.")
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # app/, for `common` when run on its own
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import streamlit as st  # noqa: E402
+
+import common  # noqa: E402
+import figures  # noqa: E402
+from kdviz.experiment import RunConfig  # noqa: E402
+from kdviz.live import LiveRun  # noqa: E402
+from kdviz.methods import REGISTRY, method_class  # noqa: E402
+from kdviz.models import MODELS  # noqa: E402
+from kdviz.probes.softening import records_json, run_label  # noqa: E402
+from kdviz.runs import default_runs_dir  # noqa: E402
+from kdviz.train import TrainSettings  # noqa: E402
+
+RUN = "train_run"  # the session's LiveRun: survives reruns and page switches
+DEMO = {"mode": "student", "dataset": "mnist", "teacher": "mnist-cnn", "student": "mlp-800", "method": "kd",
+        "epochs": 2, "batch": 128, "lr": 0.1, "seed": 0, "precision": "bf16"}
+
+st.title("Train a student, live")
+st.markdown("Pick a teacher, a student and a method, press **Start**, and watch every loss term and the accuracy "
+            "move. The run lives in this browser session: change the controls, visit other pages and come back; "
+            "it keeps going until it finishes or you stop it.")
+presenter = common.presenter_mode()
+run: LiveRun | None = st.session_state.get(RUN)
+busy = run is not None and not run.done
+
+
+def load_demo() -> None:
+    for key, value in DEMO.items():
+        st.session_state[key] = value
+    st.session_state["hp_kd_T"], st.session_state["hp_kd_alpha"] = 4.0, 0.9
+
+
+# --------------------------------------------------------------------------- controls
+data_sets = common.available_datasets()
+if not data_sets:
+    st.error("No data set could be loaded on this machine (set KDVIZ_DATA to a folder with MNIST or CIFAR-10).")
+    st.stop()
+setup, formula = st.columns([3, 2])
+with setup:
+    st.button("Load the 5-minute demo settings", on_click=load_demo, help="MNIST, the shipped CNN teacher, an MLP "
+              "student, KD at T = 4, 2 epochs, bf16: about 10 s on a 2-core laptop. Compare it with baseline.")
+    mode = common.url_widget(st.radio, "What to train", key="mode", default="student", options=["student", "teacher"],
+                             horizontal=True, format_func={"student": "a student, from a teacher",
+                                                           "teacher": "a teacher, on labels"}.get)
+    a, b = st.columns(2)
+    dataset_name = common.choice("Data set", data_sets, key="dataset", default="mnist", container=a)
+    teacher_key = None
+    if mode == "student":
+        teachers = common.teacher_choices(dataset_name)
+        if teachers:
+            teacher_key = common.choice("Teacher", teachers, key="teacher", format_func=teachers.get, container=b)
+        else:
+            b.warning(f"No teacher for {dataset_name} yet: train one first (What to train → a teacher).")
+    default_model = "mlp-800" if mode == "student" else "cnn5"
+    student = common.choice("Student architecture" if mode == "student" else "Architecture", MODELS,
+                            key="student", default=default_model, container=a,
+                            format_func=lambda m: f"{m}: {MODELS[m].description}")
+    if mode == "student":
+        methods = [m for m in REGISTRY if m != "baseline"] + ["baseline"]
+        method = common.choice("Method", methods, key="method", default="kd", container=b,
+                               format_func=lambda m: REGISTRY[m].title or m)
+    else:
+        method = "baseline"
+    c1, c2, c3, c4 = st.columns(4)
+    epochs = common.number("Epochs", key="epochs", default=2, low=1, high=200, kind=int, container=c1)
+    batch = common.choice("Batch size", [32, 64, 128, 256, 512], key="batch", default=128, container=c2)
+    lr = common.number("Peak learning rate", key="lr", default=0.1, low=1e-5, high=2.0, container=c3, format="%.4g")
+    seed = common.number("Seed", key="seed", default=0, low=0, high=2**31 - 1, kind=int, container=c4)
+    c1, c2, c3 = st.columns(3)
+    devices = ["auto", "cpu"] + (["cuda"] if common.device_label() != "CPU" else [])
+    device = common.choice("Device", devices, key="device", container=c1,
+                           format_func=lambda d: f"auto ({common.device_label()})" if d == "auto" else d)
+    precision = common.choice("Precision", ["fp32", "bf16"], key="precision", container=c2,
+                              help="bf16 autocast: 1.5-3x faster on recent CPUs, same accuracy in our runs.")
+    optimizer = common.choice("Optimizer", ["sgd", "adam"], key="opt", container=c3,
+                              help="SGD: Nesterov momentum 0.9, one-cycle schedule. Adam: try lr 0.001.")
+    with st.expander("Transfer set (what the student sees)"):
+        fraction = common.number("Fraction of the training set", key="fraction", default=1.0, low=0.001, high=1.0)
+        n_classes = len(common.dataset(dataset_name).train.classes)
+        omit = st.multiselect("Leave out these classes (Hinton's 'no 3s' experiment)", list(range(n_classes)),
+                              key=f"omit_{dataset_name}", format_func=lambda c: common.dataset(dataset_name).train.classes[c])
+        hide = st.checkbox("Hide the labels (learn from the teacher only)", key="hide", disabled=mode != "student")
+
+with formula:
+    cls = method_class(method)
+    st.markdown(f"**{cls.title or cls.name}**")
+    if cls.formula:
+        st.latex(cls.formula)
+    params = {h.name: common.hyperparam_widget(h, key=f"hp_{method}_{h.name}") for h in cls.hyperparams}
+    if not cls.hyperparams:
+        st.caption("This method has no hyperparameters.")
+    if cls.__doc__:
+        st.caption(" ".join(cls.__doc__.split()))
+
+
+def make_config() -> RunConfig:
+    return RunConfig(dataset=dataset_name, student=student, method=method, params=params,
+                     teacher=common.teacher_ref(teacher_key) if teacher_key else None,
+                     train=TrainSettings(epochs=epochs, batch_size=batch, lr=lr, optimizer=optimizer, seed=seed,
+                                         device=device, precision=precision),
+                     fraction=fraction, omit_classes=tuple(omit), hide_labels=hide and mode == "student")
+
+
+# --------------------------------------------------------------------------- start / pause / resume / stop
+b1, b2, b3, b4 = st.columns([2, 1, 1, 1])
+can_start = not busy and (mode == "teacher" or teacher_key is not None or not REGISTRY[method].needs_teacher)
+if b1.button("▶ Start", type="primary", disabled=not can_start, width="stretch"):
+    st.session_state[RUN] = LiveRun(make_config(), default_runs_dir()).start()
+    st.rerun()
+paused = busy and run.progress.state == "paused"
+if b2.button("⏸ Pause", disabled=not busy or paused, width="stretch"):
+    run.pause()
+    st.rerun()
+if b3.button("⏵ Resume", disabled=not paused, width="stretch"):
+    run.resume()
+    st.rerun()
+if b4.button("⏹ Stop", disabled=not busy, width="stretch",
+             help="Ends the run after the current step; what it learned so far is saved as a record."):
+    run.stop()
+    run.join(5)
+    st.rerun()
+
+
+# --------------------------------------------------------------------------- the live view
+def draw(live: LiveRun) -> None:
+    snap = live.progress.snapshot()
+    cfg = live.config
+    who = f"{cfg.student} on {cfg.dataset}" + (f" from {cfg.teacher}" if cfg.teacher else "")
+    st.markdown(f"**Run:** {cfg.method} · {who} · {cfg.train.epochs} epochs · seed {cfg.train.seed} · "
+                f"state **{snap['state']}**")
+    left = f" · about {snap['seconds_left']:.0f} s left" if snap["seconds_left"] is not None and not live.done else ""
+    st.progress(min(snap["fraction"], 1.0), text=f"{snap['phase'] or 'starting'} · epoch {snap['epoch']}/{snap['epochs']}"
+                f" · step {snap['steps_done']}/{snap['steps_total']}{left}")
+    m1, m2, m3, m4 = st.columns(4)
+    last = [e for e in snap["epochs_done"] if e["test_acc"] == e["test_acc"]]
+    m1.metric("test accuracy", f"{100 * last[-1]['test_acc']:.2f}%" if last else "–")
+    m2.metric("images / s", f"{snap['images_per_s']:,.0f}")
+    m3.metric("elapsed", f"{snap['elapsed']:.1f} s")
+    m4.metric("loss (last step)", f"{snap['step_losses'][-1]['total']:.4f}" if snap["step_losses"] else "–")
+    if snap["state"] == "starting":
+        st.caption("Loading the data and the teacher (its logits on the training set are computed once, then cached).")
+    if snap["step_losses"]:
+        common.show(figures.live_curves(snap["step_losses"], snap["epochs_done"]), presenter,
+                    "Left: each loss term per step (log scale); with KD the soft-target term 'kd' and the label term "
+                    "'ce' fall together. Right: accuracy after each epoch; a distilled student usually climbs faster "
+                    "than one trained on labels alone.", key="live_curves")
+    if snap["state"] == "failed":
+        st.error(f"The run failed: {snap['error']}")
+    record = snap["record"]
+    if record:
+        verb = "stopped early" if record["stopped"] else "finished"
+        st.success(f"{run_label(record)} {verb}: test accuracy **{100 * record['test_acc']:.2f}%** in "
+                   f"{record['train_time_s']:.1f} s of training. Saved as run `{record['id']}` in "
+                   f"`{default_runs_dir()}` (see it on the Compare page).")
+        common.show(figures.confusion_heatmap(record["confusion"], record["dataset"]["classes"]), presenter,
+                    "Rows are the true classes, columns the student's answers: everything off the diagonal is a "
+                    "mistake. Look for the pairs the teacher found alike on the Temperature page.", key="final_confusion")
+        st.download_button("Download the record (JSON)", records_json([record]), f"{record['id']}.json",
+                           "application/json")
+
+
+@st.fragment(run_every=1.0)
+def live_view() -> None:
+    live = st.session_state.get(RUN)
+    if live is None:
+        return
+    draw(live)
+    if live.done:
+        st.rerun(scope="app")  # redraw the buttons and stop the timer
+
+
+if run is None:
+    st.info("Nothing is training yet: choose the settings above and press **Start** "
+            "(or load the 5-minute demo settings).")
+elif busy:
+    live_view()
+else:
+    draw(run)

@@ -1,0 +1,273 @@
+"""Plain figure builders for the Temperature, Train and Compare pages: numbers in, Plotly figures out.
+
+No Streamlit here and no model math: every number is computed by ``kdviz`` and
+handed in as lists or arrays.
+"""
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+TEACHER = "#1f77b4"
+HIGHLIGHT = "#d62728"
+MUTED = "#9aa5b1"
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
+
+
+def _layout(fig: go.Figure, title: str | None = None, height: int = 380) -> go.Figure:
+    fig.update_layout(title=title, height=height, margin=dict(l=50, r=20, t=60 if title else 30, b=50),
+                      template="plotly_white", legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+    return fig
+
+
+def _prob_colours(n: int, top: int, true: int | None) -> list[str]:
+    colours = [MUTED] * n
+    colours[top] = TEACHER
+    if true is not None and true != top:
+        colours[true] = HIGHLIGHT
+    return colours
+
+
+def _t_label(T: float) -> str:
+    return f"T = {T:g}"
+
+
+# --------------------------------------------------------------------------- temperature
+def softmax_bars(logits, curves: dict, classes, T: float, true_label: int | None = None,
+                 animate: bool = True) -> go.Figure:
+    """Logits (left) and softmax(z/T) (right) for one image, at ``T``; with ``animate`` the figure
+    carries one Plotly frame per temperature of ``curves["T"]`` (play button and slider run in the
+    browser, no rerun) with the probability axis fixed to [0, 1]."""
+    names = [str(c) for c in classes]
+    temps, probs = curves["T"], curves["probs"]
+    i = int(np.argmin([abs(np.log(t) - np.log(T)) for t in temps]))
+    top = int(np.argmax(logits))
+    colours = _prob_colours(len(names), top, true_label)
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.4, 0.6], horizontal_spacing=0.1,
+                        subplot_titles=("Teacher logits z", f"softmax(z / T) at {_t_label(temps[i])}"))
+    fig.add_trace(go.Bar(x=names, y=list(map(float, logits)), marker_color=colours, name="logit",
+                         hovertemplate="class %{x}: logit %{y:.2f}<extra></extra>"), row=1, col=1)
+    fig.add_trace(go.Bar(x=names, y=probs[i], marker_color=colours, name="probability",
+                         text=[f"{p:.2f}" if p >= 0.005 else "" for p in probs[i]], textposition="outside",
+                         hovertemplate="class %{x}: p = %{y:.4f}<extra></extra>"), row=1, col=2)
+    fig.update_yaxes(range=[0, 1.08], title_text="probability", row=1, col=2)
+    fig.update_yaxes(title_text="logit", row=1, col=1)
+    fig.update_xaxes(type="category", title_text="class")
+    fig.update_layout(showlegend=False)
+    if animate:
+        fig.frames = [go.Frame(name=f"{t:g}", traces=[1],
+                               data=[go.Bar(y=p, text=[f"{v:.2f}" if v >= 0.005 else "" for v in p])],
+                               layout=dict(annotations=[fig.layout.annotations[0].to_plotly_json(),
+                                                        {**fig.layout.annotations[1].to_plotly_json(),
+                                                         "text": f"softmax(z / T) at {_t_label(t)}"}]))
+                      for t, p in zip(temps, probs)]
+        fig.update_layout(
+            updatemenus=[dict(type="buttons", showactive=False, x=0, y=-0.22, xanchor="left", yanchor="top",
+                              buttons=[dict(label="▶ play T", method="animate",
+                                            args=[None, dict(frame=dict(duration=350, redraw=True),
+                                                             transition=dict(duration=200), fromcurrent=True)]),
+                                       dict(label="⏸", method="animate",
+                                            args=[[None], dict(mode="immediate", frame=dict(duration=0))])])],
+            sliders=[dict(active=i, x=0.12, len=0.88, y=-0.12, yanchor="top", currentvalue=dict(prefix="animation T = "),
+                          steps=[dict(label=f"{t:g}", method="animate",
+                                      args=[[f"{t:g}"], dict(mode="immediate", frame=dict(duration=0, redraw=True))])
+                                 for t in temps])])
+    return _layout(fig, height=460 if animate else 380).update_layout(margin=dict(b=120 if animate else 50))
+
+
+def _mark_t(fig: go.Figure, temps, T: float) -> None:
+    """A log T axis over the grid with a dashed line at the chosen T (annotations on log axes take log10)."""
+    lo, hi = np.log10(min(temps)) - 0.05, np.log10(max(temps)) + 0.05
+    fig.add_vline(x=T, line_dash="dash", line_color="black")
+    fig.add_annotation(x=np.log10(T), y=1, yref="paper", text=_t_label(T), showarrow=False, yanchor="bottom")
+    fig.update_xaxes(type="log", range=[lo, hi], title_text="temperature T (log scale)")
+
+
+def entropy_curves(curves: dict, T: float) -> go.Figure:
+    """Entropy (nats, left axis) and top-class probability (right axis) against T on a log axis."""
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Scatter(x=curves["T"], y=curves["entropy"], name="entropy (nats)", mode="lines+markers",
+                             line=dict(color=TEACHER)), secondary_y=False)
+    fig.add_trace(go.Scatter(x=curves["T"], y=curves["top_prob"], name="top-class probability", mode="lines+markers",
+                             line=dict(color=HIGHLIGHT)), secondary_y=True)
+    fig.add_hline(y=curves["max_entropy"], line_dash="dot", line_color=TEACHER,
+                  annotation_text="log C (uniform)", annotation_position="bottom right")
+    _mark_t(fig, curves["T"], T)
+    fig.update_yaxes(title_text="entropy (nats)", range=[0, curves["max_entropy"] * 1.08], secondary_y=False)
+    fig.update_yaxes(title_text="top-class probability", range=[0, 1.04], secondary_y=True)
+    return _layout(fig, "How soft is the teacher's answer?")
+
+
+def t_squared_figure(scale: dict, T: float) -> go.Figure:
+    """Size of the soft term's gradient against T, without and with Hinton's T² factor (log-log)."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=scale["T"], y=scale["without_T2"], name="KL(p_t‖p_s) alone", mode="lines+markers",
+                             line=dict(color=MUTED)))
+    fig.add_trace(go.Scatter(x=scale["T"], y=scale["with_T2"], name="T² · KL (Hinton's loss)", mode="lines+markers",
+                             line=dict(color=TEACHER)))
+    _mark_t(fig, scale["T"], T)
+    fig.update_yaxes(type="log", title_text="gradient size ‖∂L/∂z_s‖")
+    return _layout(fig, "Why the T² factor")
+
+
+def dark_knowledge_heatmap(matrix, classes, T: float, pairs=()) -> go.Figure:
+    """Rows: true class; columns: the other classes; cells: the teacher's mean softened probability."""
+    names = [str(c) for c in classes]
+    M = np.asarray(matrix, dtype=float)
+    z = np.where(np.isfinite(M), M, None).tolist()
+    fig = go.Figure(go.Heatmap(z=z, x=names, y=names, colorscale="Blues", zmin=0, colorbar=dict(title="p"),
+                               hovertemplate="true %{y} → %{x}: %{z:.3f}<extra></extra>", hoverongaps=False))
+    for pair in pairs:
+        for r, c in ((pair["a"], pair["b"]), (pair["b"], pair["a"])):
+            fig.add_shape(type="rect", x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5,
+                          line=dict(color=HIGHLIGHT, width=3))
+    fig.update_xaxes(type="category", title_text="other class j", side="bottom")
+    fig.update_yaxes(type="category", title_text="true class c", autorange="reversed")
+    return _layout(fig, f"Dark knowledge at {_t_label(T)}: where each class's leftover probability goes", height=520)
+
+
+# --------------------------------------------------------------------------- live training
+def live_curves(step_losses: list[dict], epochs_done: list[dict]) -> go.Figure:
+    """Every loss term against the step (left), train and test accuracy after each epoch (right)."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss terms per step", "Accuracy per epoch"),
+                        horizontal_spacing=0.12)
+    terms = [k for k in (step_losses[0] if step_losses else {}) if k not in ("step", "phase")]
+    for n, term in enumerate(terms):
+        points = [(s["step"], s[term]) for s in step_losses if term in s]
+        fig.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], name=term, mode="lines",
+                                 line=dict(color=PALETTE[n % len(PALETTE)], width=3 if term == "total" else 1.5)),
+                      row=1, col=1)
+    main = [e for e in epochs_done if e.get("test_acc") == e.get("test_acc")]
+    for key, colour, dash in (("train_acc", MUTED, "dot"), ("test_acc", HIGHLIGHT, "solid")):
+        fig.add_trace(go.Scatter(x=[e["epoch"] for e in main], y=[100 * e[key] for e in main], mode="lines+markers",
+                                 name=key.replace("_acc", " accuracy"), line=dict(color=colour, dash=dash)), row=1, col=2)
+    fig.update_xaxes(title_text="step", row=1, col=1)
+    fig.update_yaxes(title_text="loss", type="log", row=1, col=1)
+    fig.update_xaxes(title_text="epoch", dtick=1, row=1, col=2)
+    fig.update_yaxes(title_text="accuracy (%)", row=1, col=2)
+    return _layout(fig, height=400)
+
+
+def confusion_heatmap(confusion, classes, title: str = "Confusion matrix (test set)") -> go.Figure:
+    """Counts [true, predicted]; the diagonal holds the right answers."""
+    names = [str(c) for c in classes]
+    m = np.asarray(confusion)
+    fig = go.Figure(go.Heatmap(z=m.tolist(), x=names, y=names, colorscale="Blues", text=m.tolist(),
+                               texttemplate="%{text}", hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>"))
+    fig.update_xaxes(type="category", title_text="predicted")
+    fig.update_yaxes(type="category", title_text="true", autorange="reversed")
+    return _layout(fig, title, height=480)
+
+
+# --------------------------------------------------------------------------- comparing runs
+def accuracy_bars(rows: list[dict]) -> go.Figure:
+    """Mean test accuracy per method with error bars of ± one standard deviation over seeds."""
+    labels = [f"{r['method']}<br>{r['student']} · {r['epochs']} ep" for r in rows]
+    fig = go.Figure(go.Bar(
+        x=labels, y=[100 * r["acc_mean"] for r in rows], marker_color=[PALETTE[i % len(PALETTE)] for i in range(len(rows))],
+        error_y=dict(type="data", array=[100 * r["acc_std"] for r in rows], visible=True),
+        text=[f"{100 * r['acc_mean']:.2f}%" for r in rows], textposition="outside",
+        customdata=[r["seeds"] for r in rows],
+        hovertemplate="%{x}<br>%{y:.2f}% (%{customdata} seeds)<extra></extra>"))
+    lows = [100 * (r["acc_mean"] - r["acc_std"]) for r in rows]
+    highs = [100 * (r["acc_mean"] + r["acc_std"]) for r in rows]
+    if rows:
+        pad = max(0.3, 0.25 * (max(highs) - min(lows)))
+        fig.update_yaxes(range=[max(0, min(lows) - 4 * pad), min(100, max(highs) + 2 * pad)])
+    fig.update_yaxes(title_text="test accuracy (%)")
+    return _layout(fig, "Accuracy per method (mean ± std over seeds)")
+
+
+def tradeoff_scatter(rows: list[dict]) -> go.Figure:
+    """Accuracy against inference latency (left) and parameter count (right), one point per method."""
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06,
+                        subplot_titles=("vs latency per image", "vs parameter count"))
+    for n, r in enumerate(rows):
+        colour = PALETTE[n % len(PALETTE)]
+        for col, key in ((1, "latency_ms"), (2, "params")):
+            fig.add_trace(go.Scatter(x=[r[key]], y=[100 * r["acc_mean"]], name=f"{r['method']} · {r['student']}",
+                                     mode="markers", marker=dict(size=13, color=colour),
+                                     error_y=dict(type="data", array=[100 * r["acc_std"]]),
+                                     showlegend=col == 1, legendgroup=str(n)), row=1, col=col)
+    fig.update_xaxes(title_text="latency (ms / image, batch 1)", type="log", row=1, col=1)
+    fig.update_xaxes(title_text="parameters", type="log", row=1, col=2)
+    fig.update_yaxes(title_text="test accuracy (%)", row=1, col=1)
+    return _layout(fig, "Fast student or accurate student?", height=420)
+
+
+def epoch_accuracy_curves(curves: list[dict]) -> go.Figure:
+    """Test accuracy after each epoch, one line per run (runs of one method share a colour)."""
+    fig = go.Figure()
+    labels = list(dict.fromkeys(c["label"] for c in curves))
+    for c in curves:
+        n = labels.index(c["label"])
+        fig.add_trace(go.Scatter(x=c["epoch"], y=[100 * a for a in c["test_acc"]], mode="lines+markers",
+                                 name=f"{c['label']} (seed {c['seed']})", legendgroup=c["label"],
+                                 line=dict(color=PALETTE[n % len(PALETTE)])))
+    fig.update_xaxes(title_text="epoch", dtick=1)
+    fig.update_yaxes(title_text="test accuracy (%)")
+    return _layout(fig, "Test accuracy during training")
+
+
+def alpha_t_heatmap(grid: dict) -> go.Figure:
+    """Mean KD accuracy for each (α, T) pair tried; empty cells were not run."""
+    acc = np.asarray(grid["acc"], dtype=float)
+    z = np.where(np.isfinite(acc), 100 * acc, None).tolist()
+    text = [[f"{100 * v:.2f}%<br>n={n}" if np.isfinite(v) else "" for v, n in zip(ra, rc)]
+            for ra, rc in zip(acc, grid["count"])]
+    fig = go.Figure(go.Heatmap(z=z, x=[f"{t:g}" for t in grid["T"]], y=[f"{a:g}" for a in grid["alpha"]],
+                               colorscale="Viridis", text=text, texttemplate="%{text}", hoverongaps=False,
+                               colorbar=dict(title="acc %"),
+                               hovertemplate="α=%{y}, T=%{x}: %{z:.2f}%<extra></extra>"))
+    fig.update_xaxes(type="category", title_text="temperature T")
+    fig.update_yaxes(type="category", title_text="α (weight of the soft targets)")
+    return _layout(fig, "KD accuracy over α × T", height=420)
+
+
+def confusion_comparison(diff: dict, classes, titles=("before", "after")) -> go.Figure:
+    """Two row-normalised confusion matrices side by side and their difference (after − before):
+    blue off-diagonal cells in the difference are mistakes that went away."""
+    names = [str(c) for c in classes]
+    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.07,
+                        subplot_titles=(titles[0], titles[1], f"difference: {titles[1]} − {titles[0]}"))
+    for col, key in ((1, "before"), (2, "after")):
+        m = np.asarray(diff[key])
+        fig.add_trace(go.Heatmap(z=np.log10(m + 1e-3).tolist(), x=names, y=names, colorscale="Blues", showscale=False,
+                                 customdata=m.tolist(), zmin=-3, zmax=0,
+                                 hovertemplate="true %{y}, predicted %{x}: %{customdata:.3f}<extra></extra>"),
+                      row=1, col=col)
+    d = np.asarray(diff["diff"], dtype=float)
+    off = d.copy()
+    np.fill_diagonal(off, 0)
+    limit = max(float(np.abs(off).max()), 1e-3)
+    fig.add_trace(go.Heatmap(z=off.tolist(), x=names, y=names, colorscale="RdBu", reversescale=True, zmid=0,
+                             zmin=-limit, zmax=limit, colorbar=dict(title="Δ rate"), customdata=d.tolist(),
+                             hovertemplate="true %{y}, predicted %{x}: Δ %{customdata:+.4f}<extra></extra>"),
+                  row=1, col=3)
+    fig.update_xaxes(type="category", title_text="predicted")
+    fig.update_yaxes(type="category", autorange="reversed")
+    fig.update_yaxes(title_text="true", col=1)
+    return _layout(fig, height=430)
+
+
+# --------------------------------------------------------------------------- images
+def upscale(pixels, factor: int = 4) -> np.ndarray:
+    """uint8 pixels (C,H,W) as an (H·f, W·f[, 3]) array for st.image, nearest-neighbour."""
+    a = np.asarray(pixels)
+    a = a[0] if a.shape[0] == 1 else np.transpose(a, (1, 2, 0))
+    return np.repeat(np.repeat(a, factor, axis=0), factor, axis=1).astype(np.uint8)
+
+
+def hard_vs_soft(classes, label: int, p1, pT, T: float) -> go.Figure:
+    """What a student is taught: the one-hot label, the teacher at T = 1, and its soft targets at T."""
+    names = [str(c) for c in classes]
+    onehot = [1.0 if i == label else 0.0 for i in range(len(names))]
+    fig = go.Figure()
+    for y, name, colour in ((onehot, "the label (one-hot)", MUTED), (p1, "teacher, T = 1", TEACHER),
+                            (pT, f"teacher's soft targets, {_t_label(T)}", HIGHLIGHT)):
+        fig.add_trace(go.Bar(x=names, y=list(map(float, y)), name=name, marker_color=colour,
+                             hovertemplate="class %{x}: %{y:.3f}<extra>" + name + "</extra>"))
+    fig.update_xaxes(type="category", title_text="class")
+    fig.update_yaxes(title_text="probability", range=[0, 1.02])
+    return _layout(fig, height=360).update_layout(barmode="group")

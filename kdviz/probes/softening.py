@@ -1,0 +1,323 @@
+"""Softened distributions, the dark-knowledge matrix, and summaries of saved runs.
+
+Everything the Temperature, Train and Compare pages plot is computed here from
+logits, labels and run records (plain tensors, lists and dicts); the app only
+draws the results. Temperatures follow Hinton, Vinyals & Dean (2015):
+``p = softmax(z / T)`` (:func:`kdviz.losses.soften`).
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+
+import numpy as np
+import torch
+
+from kdviz.losses import kd_loss, soften
+
+# A log-spaced grid of round temperatures from 0.5 to 20 (what a slider offers).
+T_GRID: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2, 1.5, 1.8, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0,
+                             8.0, 10.0, 12.0, 15.0, 20.0)
+
+
+def log_grid(low: float, high: float, n: int = 25) -> list[float]:
+    """``n`` log-spaced values from ``low`` to ``high``, rounded to 3 significant digits."""
+    if not 0 < low <= high:
+        raise ValueError(f"a log grid needs 0 < low <= high, got {low}, {high}")
+    values = np.geomspace(low, high, n) if low < high else np.array([low])
+    return sorted({float(f"{v:.3g}") for v in values})
+
+
+def nearest(grid, value: float) -> float:
+    """The grid value closest to ``value`` on a log scale (for snapping a T from a link)."""
+    return min(grid, key=lambda g: abs(math.log(g) - math.log(value)))
+
+
+def _logits(logits) -> torch.Tensor:
+    t = torch.as_tensor(logits, dtype=torch.float32)
+    if t.ndim == 0 or t.shape[-1] < 2:
+        raise ValueError("logits need at least two classes in the last dimension")
+    return t
+
+
+# --------------------------------------------------------------------------- one distribution
+def softened(logits, temperatures) -> torch.Tensor:
+    """``softmax(z/T)`` for each T: shape ``(len(temperatures), *logits.shape)``."""
+    z = _logits(logits)
+    return torch.stack([soften(z, float(T)) for T in temperatures])
+
+
+def entropy(probs) -> torch.Tensor:
+    """Shannon entropy in nats over the last dim (0·log 0 counts as 0); uniform over C gives log C."""
+    p = torch.as_tensor(probs, dtype=torch.float64)
+    return -(p * torch.log(p.clamp_min(1e-300))).sum(-1)
+
+
+def top_probability(probs) -> torch.Tensor:
+    return torch.as_tensor(probs).max(-1).values
+
+
+def t_squared(temperatures) -> np.ndarray:
+    """The factor T² in Hinton's loss."""
+    return np.asarray(temperatures, dtype=float) ** 2
+
+
+def kd_gradient_scale(teacher_logits, temperatures, student_logits=None) -> dict[str, list[float]]:
+    """Mean norm of ∂loss/∂(student logits) at each T, without and with the T² factor.
+
+    Without T², the soft term's gradient shrinks like 1/T² as T grows (Hinton 2015, §2.1);
+    with it, it stays in scale. The default student knows nothing yet (all-zero logits)."""
+    z_t = _logits(teacher_logits).reshape(-1, _logits(teacher_logits).shape[-1])
+    z_s0 = torch.zeros_like(z_t) if student_logits is None else _logits(student_logits).reshape(z_t.shape)
+    plain, scaled = [], []
+    for T in temperatures:
+        z_s = z_s0.clone().requires_grad_(True)
+        loss = kd_loss(z_s, z_t, float(T))  # includes T²
+        (grad,) = torch.autograd.grad(loss, z_s)
+        norm = grad.norm(dim=-1).mean().item() * len(z_t)  # per-example gradient, not divided by the batch
+        scaled.append(norm)
+        plain.append(norm / float(T) ** 2)
+    return {"T": [float(T) for T in temperatures], "without_T2": plain, "with_T2": scaled}
+
+
+def softening_curves(logits, temperatures=T_GRID) -> dict:
+    """For one image's logits: the distribution at every T, its entropy, its top-class probability.
+
+    ``max_entropy`` is log C, what the entropy tends to as T → ∞ (the uniform distribution)."""
+    z = _logits(logits).flatten()
+    probs = softened(z, temperatures)
+    return {
+        "T": [float(T) for T in temperatures],
+        "probs": probs.tolist(),
+        "entropy": entropy(probs).tolist(),
+        "top_prob": top_probability(probs).tolist(),
+        "max_entropy": math.log(len(z)),
+        "top_class": int(z.argmax()),
+    }
+
+
+def rising_classes(logits, T_low: float = 1.0, T_high: float = 10.0, k: int = 3) -> list[int]:
+    """The wrong classes (not the top one) that gain the most probability from ``T_low`` to ``T_high``:
+    the answer to the "predict, then reveal" question."""
+    z = _logits(logits).flatten()
+    gain = soften(z, T_high) - soften(z, T_low)
+    gain[z.argmax()] = -math.inf
+    return [int(i) for i in gain.argsort(descending=True)[:k]]
+
+
+# --------------------------------------------------------------------------- many images
+def example_gallery(logits, labels, k: int = 8, T: float = 1.0) -> dict[str, list[int]]:
+    """Indices of the ``k`` most "ambiguous" images (highest entropy of softmax(z/T)), ``k``
+    confident ones (the lowest entropy of each class in turn, so the classes vary), and the
+    misclassified ones (most ambiguous first)."""
+    z = _logits(logits)
+    labels = torch.as_tensor(labels)
+    h = entropy(soften(z, T))
+    order = h.argsort(descending=True)
+    wrong = z.argmax(-1) != labels
+    per_class = [[i for i in order.flip(0).tolist() if labels[i] == c and not wrong[i]] for c in labels.unique().tolist()]
+    confident = [i for rank in range(max(map(len, per_class), default=0)) for group in per_class
+                 if rank < len(group) for i in [group[rank]]][:k]
+    return {
+        "ambiguous": order[:k].tolist(),
+        "confident": confident,
+        "misclassified": [i for i in order.tolist() if wrong[i]][:k],
+    }
+
+
+def dark_knowledge_matrix(logits, labels, T: float, num_classes: int | None = None) -> np.ndarray:
+    """Row c: the teacher's mean softened distribution over the *other* classes, for images of true class c.
+
+    Each image's distribution is ``softmax(z_j / T)`` over j ≠ c (the same as softmax(z/T) with the
+    true class removed and renormalised, computed stably), so every row sums to 1 over its
+    off-diagonal entries; the diagonal is NaN. A class with no images gives a NaN row."""
+    z = _logits(logits)
+    labels = torch.as_tensor(labels).long()
+    C = num_classes or z.shape[-1]
+    if T <= 0:
+        raise ValueError(f"temperature T must be > 0, got {T}")
+    own = torch.nn.functional.one_hot(labels, C).bool()
+    others = soften(z.masked_fill(own, -math.inf), T)
+    matrix = np.full((C, C), np.nan)
+    for c in range(C):
+        rows = others[labels == c]
+        if len(rows):
+            matrix[c] = rows.mean(0).double().numpy()
+            matrix[c, c] = np.nan
+    return matrix
+
+
+def similar_pairs(matrix, classes=None, k: int = 5) -> list[dict]:
+    """The ``k`` class pairs the teacher finds most alike: the largest entries of (M + Mᵀ)/2."""
+    M = np.asarray(matrix, dtype=float)
+    S = (M + M.T) / 2
+    C = len(S)
+    names = list(classes) if classes is not None else [str(i) for i in range(C)]
+    pairs = [(S[i, j], i, j) for i in range(C) for j in range(i + 1, C) if np.isfinite(S[i, j])]
+    pairs.sort(reverse=True)
+    return [{"a": i, "b": j, "names": (names[i], names[j]), "similarity": float(s),
+             "a_to_b": float(M[i, j]), "b_to_a": float(M[j, i])} for s, i, j in pairs[:k]]
+
+
+# --------------------------------------------------------------------------- run records
+def run_label(record: dict) -> str:
+    """A short name for a run's method and its hyperparameters, e.g. ``kd (T=4, alpha=0.9)``."""
+    params = record.get("method_params") or {}
+    shown = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(params.items()))
+    return f"{record.get('method', '?')} ({shown})" if shown else str(record.get("method", "?"))
+
+
+def _fmt(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def usable_records(records) -> list[dict]:
+    """Records that finished with a test accuracy (unreadable and failed ones left out)."""
+    return [r for r in records if "error" not in r and isinstance(r.get("test_acc"), (int, float))
+            and r.get("test_acc") == r.get("test_acc")]
+
+
+def _group_key(record: dict) -> tuple:
+    cfg = record.get("config", {})
+    return (run_label(record), cfg.get("dataset"), (record.get("student") or {}).get("name"),
+            record.get("teacher"), (cfg.get("train") or {}).get("epochs"))
+
+
+def accuracy_summary(records) -> list[dict]:
+    """One row per (method + hyperparameters, data set, student, teacher, epochs): test accuracy
+    mean and standard deviation over seeds (sample std, 0 for one seed), its range, and the
+    mean parameter count, latency and training time. Rows sorted by mean accuracy, best first."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in usable_records(records):
+        groups[_group_key(r)].append(r)
+    rows = []
+    for (label, dataset, student, teacher, epochs), runs in groups.items():
+        acc = np.array([r["test_acc"] for r in runs], dtype=float)
+        mean_of = lambda key: float(np.mean([r[key] for r in runs if isinstance(r.get(key), (int, float))] or [np.nan]))  # noqa: E731
+        rows.append({
+            "method": label, "dataset": dataset, "student": student, "teacher": teacher, "epochs": epochs,
+            "seeds": len(runs), "acc_mean": float(acc.mean()), "acc_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+            "acc_min": float(acc.min()), "acc_max": float(acc.max()),
+            "params": mean_of("params"), "latency_ms": mean_of("latency_ms"), "train_time_s": mean_of("train_time_s"),
+            "run_ids": [r["id"] for r in runs],
+        })
+    return sorted(rows, key=lambda row: -row["acc_mean"])
+
+
+def alpha_temperature_grid(records) -> dict:
+    """Mean test accuracy of the KD runs on an α × T grid (NaN where no run), with run counts."""
+    cells: dict[tuple[float, float], list[float]] = defaultdict(list)
+    for r in usable_records(records):
+        params = r.get("method_params") or {}
+        if r.get("method") == "kd" and "alpha" in params and "T" in params:
+            cells[(float(params["alpha"]), float(params["T"]))].append(r["test_acc"])
+    alphas = sorted({a for a, _ in cells})
+    temps = sorted({t for _, t in cells})
+    acc = np.full((len(alphas), len(temps)), np.nan)
+    count = np.zeros((len(alphas), len(temps)), dtype=int)
+    for (a, t), values in cells.items():
+        i, j = alphas.index(a), temps.index(t)
+        acc[i, j], count[i, j] = float(np.mean(values)), len(values)
+    return {"alpha": alphas, "T": temps, "acc": acc, "count": count}
+
+
+def epoch_curves(records) -> list[dict]:
+    """Test accuracy after each epoch of the main training, per run: {label, id, epoch, test_acc}."""
+    curves = []
+    for r in usable_records(records):
+        history = [h for h in r.get("history", []) if h.get("test_acc") == h.get("test_acc")]
+        curves.append({"label": run_label(r), "id": r["id"], "seed": r.get("seed"),
+                       "epoch": [h["epoch"] for h in history], "test_acc": [h["test_acc"] for h in history]})
+    return curves
+
+
+def row_normalised(confusion) -> np.ndarray:
+    """A confusion matrix with each row divided by its count (rows with no images stay 0)."""
+    m = np.asarray(confusion, dtype=float)
+    totals = m.sum(1, keepdims=True)
+    return np.divide(m, totals, out=np.zeros_like(m), where=totals > 0)
+
+
+def confusion_difference(before, after, classes=None, k: int = 5) -> dict:
+    """Two confusion matrices (row-normalised), ``after − before``, and the off-diagonal cells
+    that changed most: negative change = a mistake fixed, positive = a new mistake."""
+    a, b = row_normalised(before), row_normalised(after)
+    if a.shape != b.shape:
+        raise ValueError(f"confusion matrices differ in shape: {a.shape} vs {b.shape}")
+    diff = b - a
+    C = len(diff)
+    names = list(classes) if classes is not None else [str(i) for i in range(C)]
+    cells = [(diff[i, j], i, j) for i in range(C) for j in range(C) if i != j and diff[i, j] != 0]
+    cells.sort(key=lambda c: c[0])
+    describe = lambda d, i, j: {"true": names[i], "predicted": names[j], "change": float(d)}  # noqa: E731
+    return {
+        "before": a, "after": b, "diff": diff,
+        "accuracy_before": float(np.trace(np.asarray(before, dtype=float)) / max(np.sum(before), 1)),
+        "accuracy_after": float(np.trace(np.asarray(after, dtype=float)) / max(np.sum(after), 1)),
+        "fixed": [describe(*c) for c in cells if c[0] < 0][:k],
+        "worsened": [describe(*c) for c in reversed(cells) if c[0] > 0][:k],
+    }
+
+
+def records_json(records) -> str:
+    """Records as one JSON document (for a download)."""
+    return json.dumps(list(records), indent=1, default=float)
+
+
+def summary_csv(rows) -> str:
+    """The accuracy summary as CSV text (percentages as numbers, run ids joined by spaces)."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    fields = ["method", "dataset", "student", "teacher", "epochs", "seeds", "acc_mean", "acc_std", "acc_min",
+              "acc_max", "params", "latency_ms", "train_time_s", "run_ids"]
+    writer = csv.DictWriter(out, fieldnames=fields)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**{k: row.get(k) for k in fields}, "run_ids": " ".join(row.get("run_ids", []))})
+    return out.getvalue()
+
+
+# --------------------------------------------------------------------------- a user's own image
+def image_to_pixels(image, channels: int, size: int, invert: bool | None = None) -> torch.Tensor:
+    """A PIL image (an upload) as uint8 pixels ``(1, channels, size, size)`` like the data set's.
+
+    Grey-scale sets (MNIST) have light strokes on black; a photo of dark ink on white paper is
+    inverted when ``invert`` is None and the image's border is lighter than its centre."""
+    from PIL import Image, ImageOps
+
+    image = ImageOps.exif_transpose(image).convert("L" if channels == 1 else "RGB")
+    image = image.resize((size, size), Image.Resampling.LANCZOS)
+    pixels = torch.from_numpy(np.array(image, dtype=np.uint8).copy())
+    pixels = pixels.unsqueeze(0) if channels == 1 else pixels.permute(2, 0, 1)
+    if channels == 1:
+        if invert is None:
+            border = torch.cat([pixels[0, 0], pixels[0, -1], pixels[0, :, 0], pixels[0, :, -1]]).float().mean()
+            invert = bool(border > 127)
+        if invert:
+            pixels = 255 - pixels
+    return pixels.unsqueeze(0)
+
+
+@torch.no_grad()
+def logits_for_pixels(model: torch.nn.Module, pixels: torch.Tensor, mean, std) -> torch.Tensor:
+    """A model's logits for uint8 pixels ``(N, C, H, W)``, normalised with the data set's mean/std."""
+    from kdviz.data import normalise
+
+    model.eval()
+    device = next(model.parameters()).device
+    return model(normalise(pixels, mean, std).to(device)).float().cpu()
+
+
+def showcase_example(logits, labels, target: float = 0.9) -> int:
+    """A good first picture: an image the teacher gets right with a top probability (at T = 1)
+    as close as possible to ``target``: sure, but not so sure that nothing else shows."""
+    z = _logits(logits)
+    top = soften(z, 1.0).max(-1).values
+    right = z.argmax(-1) == torch.as_tensor(labels)
+    if not len(z):
+        raise ValueError("no images")
+    distance = (top - target).abs() + 2.0 * (~right)  # wrong answers only when nothing else is there
+    return int(distance.argmin())
