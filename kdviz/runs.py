@@ -107,7 +107,10 @@ def list_runs(runs_dir: Path | None = None) -> list[dict]:
     records = []
     for path in sorted(root.glob(f"*/{RECORD}")):
         try:
-            records.append(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError) as error:
+            record = json.loads(path.read_text())
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
+            records.append(record)
+        except (OSError, ValueError) as error:  # json.JSONDecodeError is a ValueError
             records.append({"id": path.parent.name, "error": f"unreadable record: {error}"})
-    return sorted(records, key=lambda r: r.get("created", ""), reverse=True)
+    return sorted(records, key=lambda r: str(r.get("created") or ""), reverse=True)
