@@ -30,10 +30,17 @@ def _add_training_options(p: argparse.ArgumentParser, epochs: int, lr: float) ->
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument ends with one line on stderr (no usage block) and exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from kdviz.methods import method_names
 
-    parser = argparse.ArgumentParser(prog="kdviz", description="Knowledge distillation you can see.")
+    parser = _Parser(prog="kdviz", description="Knowledge distillation you can see.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     teacher = sub.add_parser("train-teacher", help="train a network on labels (a teacher)")
@@ -148,10 +155,10 @@ def _runs(args) -> int:
     if not records:
         print("no runs yet")
     for r in records:
-        if "error" in r:
-            print(f"{r['id']}: {r['error']}")
-        else:
+        try:
             print(f"{r['id']:<60} {r['method']:<12} {100 * r['test_acc']:6.2f}%  seed {r['seed']}")
+        except (KeyError, TypeError, ValueError):
+            print(f"{r.get('id')}: {r.get('error') or 'incomplete record'}")
     return 0
 
 
