@@ -1,0 +1,328 @@
+"""Plain figure builders for the "inside the networks" pages: numbers in, Plotly figures out.
+
+No Streamlit and no model math here: attention maps, FSP matrices, embeddings,
+distances and confusion matrices are computed by :mod:`kdviz.probes.inside` and
+handed in as arrays.
+"""
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+# one colour per role, the same on every page
+ROLE_COLOURS = {"teacher": "#1f77b4", "baseline": "#9aa5b1", "student": "#d62728"}
+IMPROVED, WORSENED = "#2ca02c", "#d62728"
+CLASS_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                 "#bcbd22", "#17becf")
+
+
+def _layout(fig: go.Figure, height: int, title: str | None = None) -> go.Figure:
+    fig.update_layout(title=title, height=height, template="plotly_white",
+                      margin=dict(l=40, r=20, t=70 if title else 40, b=40),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+    return fig
+
+
+def _rgb(image: np.ndarray) -> np.ndarray:
+    """(C, H, W) or (H, W) uint8 pixels to (H, W, 3) for go.Image."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[0] in (1, 3):
+        image = np.moveaxis(image, 0, -1)
+    if image.ndim == 2 or image.shape[-1] == 1:
+        image = np.repeat(image.reshape(image.shape[0], image.shape[1], 1), 3, axis=-1)
+    return image.astype(np.uint8)
+
+
+def _hide_axes(fig: go.Figure) -> None:
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
+
+
+# --------------------------------------------------------------------------- attention
+def attention_overlay(image, maps: dict[str, list[np.ndarray]], stage_names: list[str], zmax: float,
+                      opacity: float = 0.6, title: str | None = None) -> go.Figure:
+    """Rows = stages, columns = models (e.g. teacher / baseline / AT student): each stage's attention
+    map drawn over the image, all panels on one shared colour scale [0, ``zmax``].
+
+    ``maps[model][stage]`` is an (H, W) array (any H, W: it is stretched over the image);
+    ``image`` is (C, H, W) or (H, W) uint8 pixels."""
+    models = list(maps)
+    rows, cols = len(stage_names), len(models)
+    rgb = _rgb(image)
+    height, width = rgb.shape[:2]
+    fig = make_subplots(rows=rows, cols=cols, column_titles=models, row_titles=stage_names,
+                        horizontal_spacing=0.02, vertical_spacing=0.03)
+    for c, model in enumerate(models, 1):
+        for r, q in enumerate(maps[model], 1):
+            q = np.asarray(q, dtype=float)
+            dy, dx = height / q.shape[0], width / q.shape[1]
+            fig.add_trace(go.Image(z=rgb, hoverinfo="skip"), row=r, col=c)
+            fig.add_trace(go.Heatmap(z=q, x0=-0.5 + dx / 2, dx=dx, y0=-0.5 + dy / 2, dy=dy, opacity=opacity,
+                                     coloraxis="coloraxis", name=f"{model} · {stage_names[r - 1]}",
+                                     hovertemplate="attention %{z:.2f}<extra>%{fullData.name}</extra>"), row=r, col=c)
+    fig.update_layout(coloraxis=dict(colorscale="Inferno", cmin=0, cmax=float(zmax),
+                                     colorbar=dict(title=dict(text="Q·√(HW)", side="right"), thickness=14)))
+    _hide_axes(fig)
+    fig.update_yaxes(scaleanchor=None)
+    return _layout(fig, height=max(260, 190 * rows + 60), title=title)
+
+
+def at_distance_bars(distances: dict[str, list[float]], stage_names: list[str]) -> go.Figure:
+    """Grouped bars: per stage, the mean AT distance ‖Q_s − Q_t‖₂ of each student to the teacher."""
+    fig = go.Figure()
+    for name, values in distances.items():
+        role = "student" if name != "baseline" else "baseline"
+        fig.add_trace(go.Bar(x=stage_names, y=list(values), name=name, marker_color=ROLE_COLOURS[role],
+                             text=[f"{v:.3f}" for v in values], textposition="outside",
+                             hovertemplate="%{x}: %{y:.4f}<extra>" + name + "</extra>"))
+    top = max((max(v) for v in distances.values() if len(v)), default=1.0)
+    fig.update_layout(barmode="group", yaxis=dict(title="‖Q_student − Q_teacher‖₂", range=[0, 1.2 * top]))
+    return _layout(fig, 330)
+
+
+# --------------------------------------------------------------------------- FSP
+def fsp_heatmaps(matrices: dict[str, np.ndarray], first: str, second: str) -> go.Figure:
+    """The FSP matrices of one stage pair side by side on one colour scale (rows: channels of the
+    first stage, columns: channels of the second)."""
+    names = list(matrices)
+    values = np.concatenate([np.asarray(m, dtype=float).ravel() for m in matrices.values()])
+    lo, hi = float(np.percentile(values, 1)), float(np.percentile(values, 99))
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.03)
+    for c, name in enumerate(names, 1):
+        fig.add_trace(go.Heatmap(z=np.asarray(matrices[name]), coloraxis="coloraxis", name=name,
+                                 hovertemplate=f"{first} ch %{{y}} · {second} ch %{{x}}: G = %{{z:.3f}}<extra>{name}</extra>"),
+                      row=1, col=c)
+    fig.update_layout(coloraxis=dict(colorscale="Viridis", cmin=lo, cmax=hi, colorbar=dict(title="G", thickness=14)))
+    fig.update_yaxes(autorange="reversed", showticklabels=False)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(title_text=f"{first} channels", showticklabels=False, row=1, col=1)
+    for c in range(1, len(names) + 1):
+        fig.update_xaxes(title_text=f"{second} channels", row=1, col=c)
+    return _layout(fig, 340)
+
+
+def fsp_differences(differences: dict[str, np.ndarray]) -> go.Figure:
+    """Student − teacher FSP matrices on one diverging scale centred at 0 (white = same as the teacher)."""
+    names = list(differences)
+    bound = max(float(np.percentile(np.abs(np.asarray(d, dtype=float)), 99)) for d in differences.values()) or 1.0
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.04)
+    for c, name in enumerate(names, 1):
+        fig.add_trace(go.Heatmap(z=np.asarray(differences[name]), coloraxis="coloraxis", name=name,
+                                 hovertemplate="row %{y} · col %{x}: %{z:+.3f}<extra>" + name + "</extra>"), row=1, col=c)
+    fig.update_layout(coloraxis=dict(colorscale="RdBu_r", cmin=-bound, cmax=bound, colorbar=dict(title="Δ G", thickness=14)))
+    fig.update_yaxes(autorange="reversed", showticklabels=False)
+    fig.update_xaxes(showticklabels=False)
+    return _layout(fig, 320)
+
+
+def distance_bars(pairs: list[str], values: dict[str, list[float | None]], axis_title: str) -> go.Figure:
+    """Grouped bars of one distance to the teacher per item (a stage pair, a stage...), one group per student."""
+    fig = go.Figure()
+    for name, row in values.items():
+        role = "baseline" if name == "baseline" else "student"
+        y = [np.nan if v is None else v for v in row]
+        fig.add_trace(go.Bar(x=pairs, y=y, name=name, marker_color=ROLE_COLOURS[role],
+                             text=["n/a" if v is None else f"{v:.3g}" for v in row], textposition="outside"))
+    fig.update_layout(barmode="group", yaxis=dict(title=axis_title, rangemode="tozero"))
+    return _layout(fig, 320)
+
+
+# --------------------------------------------------------------------------- factor space
+def tsne_panels(panels: dict[str, np.ndarray], labels, classes) -> go.Figure:
+    """One t-SNE map per panel (title → (N, 2) points), points coloured by true class, WebGL scatter.
+    The class legend is shared: clicking a class hides it in every panel."""
+    names = list(panels)
+    cols = 2 if len(names) > 1 else 1
+    rows = -(-len(names) // cols)
+    labels = np.asarray(labels)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, horizontal_spacing=0.05, vertical_spacing=0.08)
+    for i, name in enumerate(names):
+        xy = np.asarray(panels[name])
+        for c, cls in enumerate(classes):
+            mask = labels == c
+            fig.add_trace(go.Scattergl(x=xy[mask, 0], y=xy[mask, 1], mode="markers", name=str(cls),
+                                       legendgroup=str(cls), showlegend=i == 0,
+                                       marker=dict(size=5, color=CLASS_PALETTE[c % len(CLASS_PALETTE)], opacity=0.8),
+                                       hovertemplate=f"class {cls}<extra>{name}</extra>"),
+                          row=i // cols + 1, col=i % cols + 1)
+    _hide_axes(fig)
+    return _layout(fig, 380 * rows).update_layout(legend=dict(title="class", itemsizing="constant"))
+
+
+# --------------------------------------------------------------------------- relations
+def _class_ticks(labels, classes) -> tuple[list[float], list[str]]:
+    labels = np.asarray(labels)
+    ticks, text = [], []
+    for c, cls in enumerate(classes):
+        where = np.nonzero(labels == c)[0]
+        if len(where):
+            ticks.append(float(where.mean()))
+            text.append(str(cls))
+    return ticks, text
+
+
+def distance_heatmaps(matrices: dict[str, np.ndarray], labels, classes) -> go.Figure:
+    """Normalised pairwise-distance matrices of a class-sorted batch, one shared colour scale
+    (1 = the batch's mean distance). Class blocks are marked on the axes."""
+    names = list(matrices)
+    ticks, text = _class_ticks(labels, classes)
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.03)
+    for c, name in enumerate(names, 1):
+        fig.add_trace(go.Heatmap(z=np.asarray(matrices[name]), coloraxis="coloraxis", name=name,
+                                 hovertemplate="images %{y} and %{x}: %{z:.2f}<extra>" + name + "</extra>"), row=1, col=c)
+    zmax = max(float(np.percentile(np.asarray(m), 99)) for m in matrices.values())
+    fig.update_layout(coloraxis=dict(colorscale="Viridis", cmin=0, cmax=zmax,
+                                     colorbar=dict(title="distance / mean", thickness=14)))
+    fig.update_xaxes(tickvals=ticks, ticktext=text, showgrid=False)
+    fig.update_yaxes(tickvals=ticks, ticktext=text, autorange="reversed", showgrid=False, scaleanchor=None)
+    return _layout(fig, 360)
+
+
+def angle_histograms(histograms: dict[str, tuple[np.ndarray, np.ndarray]]) -> go.Figure:
+    """Distribution of the angles ∠(x_i, x_j, x_k) over a batch's triplets, one line per model."""
+    fig = go.Figure()
+    for name, (shares, edges) in histograms.items():
+        role = "teacher" if name == "teacher" else "baseline" if name == "baseline" else "student"
+        centres = (np.asarray(edges[:-1]) + np.asarray(edges[1:])) / 2
+        fig.add_trace(go.Scatter(x=centres, y=100 * np.asarray(shares), mode="lines", name=name,
+                                 line=dict(color=ROLE_COLOURS[role], width=3 if role != "baseline" else 2,
+                                           dash="dot" if role == "baseline" else None, shape="spline"),
+                                 hovertemplate="%{x:.0f}°: %{y:.2f}%<extra>" + name + "</extra>"))
+    fig.update_layout(xaxis=dict(title="angle ∠(xᵢ, xⱼ, xₖ) in degrees", range=[0, 180], dtick=30),
+                      yaxis=dict(title="share of triplets (%)", rangemode="tozero"))
+    return _layout(fig, 330)
+
+
+def correlation_bars(values: dict[str, float], title: str) -> go.Figure:
+    """One bar per student: correlation of its relations with the teacher's (1 = same geometry)."""
+    names = list(values)
+    colours = [ROLE_COLOURS["baseline" if n == "baseline" else "student"] for n in names]
+    fig = go.Figure(go.Bar(x=names, y=[values[n] for n in names], marker_color=colours,
+                           text=[f"{values[n]:.3f}" for n in names], textposition="outside"))
+    low = min(min(values.values()) - 0.1, 0.5)
+    fig.update_layout(yaxis=dict(title=title, range=[max(low, -1), 1.05]), showlegend=False)
+    return _layout(fig, 300)
+
+
+# --------------------------------------------------------------------------- confusion
+def confusion_panels(matrices: dict[str, np.ndarray], classes, improved=None, worsened=None,
+                     marked: str | None = None) -> go.Figure:
+    """Row-normalised confusion matrices side by side. Colour is √(share) so that the rare mistakes
+    of a good model stay visible; the text is the share in percent. On the panel ``marked``, cells the
+    method improved are outlined green and cells it worsened red."""
+    names = list(matrices)
+    labels = [str(c) for c in classes]
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.04)
+    for c, name in enumerate(names, 1):
+        m = np.asarray(matrices[name], dtype=float)
+        text = [[f"{100 * v:.0f}" if v >= 0.005 else "" for v in row] for row in m]
+        fig.add_trace(go.Heatmap(z=np.sqrt(m), x=labels, y=labels, text=text, texttemplate="%{text}",
+                                 customdata=100 * m, coloraxis="coloraxis", name=name,
+                                 hovertemplate="true %{y} → predicted %{x}: %{customdata:.2f}%<extra>" + name + "</extra>"),
+                      row=1, col=c)
+        if name == marked:
+            for mask, colour in ((improved, IMPROVED), (worsened, WORSENED)):
+                if mask is None:
+                    continue
+                for i, j in zip(*np.nonzero(np.asarray(mask))):
+                    fig.add_shape(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5,
+                                  line=dict(color=colour, width=3), row=1, col=c)
+    ticks = [0, 0.01, 0.05, 0.2, 0.5, 1]
+    fig.update_layout(coloraxis=dict(colorscale="Blues", cmin=0, cmax=1,
+                                     colorbar=dict(title="share", tickvals=np.sqrt(ticks).tolist(),
+                                                   ticktext=[f"{100 * t:g}%" for t in ticks], thickness=14)))
+    fig.update_xaxes(title_text="predicted", type="category")
+    fig.update_yaxes(type="category", autorange="reversed")
+    fig.update_yaxes(title_text="true", row=1, col=1)
+    return _layout(fig, 400)
+
+
+def confusion_delta(delta: np.ndarray, classes, improved, worsened, title: str) -> go.Figure:
+    """Method − baseline, row-normalised, in percentage points; green where the method did better
+    (more right on the diagonal, fewer of a mistake off it), red where it did worse."""
+    d = np.asarray(delta, dtype=float)
+    diagonal = np.eye(len(d), dtype=bool)
+    benefit = np.where(diagonal, d, -d)  # positive = better, whatever the cell
+    labels = [str(c) for c in classes]
+    bound = float(np.abs(benefit).max()) or 1e-3
+    text = [[f"{100 * v:+.1f}" if abs(v) >= 0.0005 else "" for v in row] for row in d]
+    fig = go.Figure(go.Heatmap(z=benefit, x=labels, y=labels, text=text, texttemplate="%{text}",
+                               customdata=100 * d, zmin=-bound, zmax=bound,
+                               colorscale=[[0, WORSENED], [0.5, "#ffffff"], [1, IMPROVED]],
+                               colorbar=dict(title="better →", thickness=14, showticklabels=False),
+                               hovertemplate="true %{y} → predicted %{x}: %{customdata:+.2f} points<extra></extra>"))
+    n_better, n_worse = int(np.asarray(improved).sum()), int(np.asarray(worsened).sum())
+    fig.update_xaxes(title_text="predicted", type="category")
+    fig.update_yaxes(title_text="true", type="category", autorange="reversed")
+    return _layout(fig, 420, f"{title}: {n_better} cells better, {n_worse} worse")
+
+
+def per_class_bars(accuracies: dict[str, np.ndarray], classes) -> go.Figure:
+    """Per-class test accuracy of each model (the diagonal of its row-normalised confusion matrix)."""
+    fig = go.Figure()
+    for name, acc in accuracies.items():
+        role = "teacher" if name == "teacher" else "baseline" if name == "baseline" else "student"
+        fig.add_trace(go.Bar(x=[str(c) for c in classes], y=100 * np.asarray(acc), name=name,
+                             marker_color=ROLE_COLOURS[role], hovertemplate="class %{x}: %{y:.2f}%<extra>" + name + "</extra>"))
+    low = min(float(np.nanmin(100 * np.asarray(a))) for a in accuracies.values())
+    fig.update_layout(barmode="group", yaxis=dict(title="accuracy (%)", range=[max(0.0, low - 2), 100.5]),
+                      xaxis=dict(type="category", title="class"))
+    return _layout(fig, 320)
+
+
+# --------------------------------------------------------------------------- soft targets in training
+def soft_target_frames(classes, teacher: np.ndarray, students: dict[str, list[np.ndarray]], frame_labels: list[str],
+                       T: float, log_scale: bool = False, start: int | None = None) -> go.Figure:
+    """Bars of each student's softmax(z/T) on one image, one Plotly frame per snapshot (slider and
+    play button run in the browser), with the teacher's target as black markers that stay put."""
+    names = [str(c) for c in classes]
+    start = len(frame_labels) - 1 if start is None else start
+    colours = {n: ROLE_COLOURS["baseline" if n == "baseline" else "student"] for n in students}
+
+    def bars(i):
+        return [go.Bar(x=names, y=np.asarray(series[i]), name=n, marker_color=colours[n],
+                       hovertemplate="class %{x}: %{y:.4f}<extra>" + n + "</extra>") for n, series in students.items()]
+
+    fig = go.Figure(bars(start))
+    fig.add_trace(go.Scatter(x=names, y=np.asarray(teacher), mode="markers", name=f"teacher's target (T = {T:g})",
+                             marker=dict(symbol="line-ew-open", size=34, line=dict(width=4, color="#000000")),
+                             hovertemplate="class %{x}: teacher %{y:.4f}<extra></extra>"))
+    fig.frames = [go.Frame(name=label, data=bars(i), traces=list(range(len(students))))
+                  for i, label in enumerate(frame_labels)]
+    yaxis = dict(title=f"softmax(z / {T:g})", type="log", range=[-4, 0.05]) if log_scale else \
+        dict(title=f"softmax(z / {T:g})", range=[0, 1.02])
+    fig.update_layout(
+        barmode="group", yaxis=yaxis, xaxis=dict(type="category", title="class"),
+        updatemenus=[dict(type="buttons", showactive=False, x=0, y=-0.25, xanchor="left", yanchor="top",
+                          buttons=[dict(label="▶ play", method="animate",
+                                        args=[None, dict(frame=dict(duration=600, redraw=True), fromcurrent=True,
+                                                         transition=dict(duration=300))]),
+                                   dict(label="⏸", method="animate",
+                                        args=[[None], dict(mode="immediate", frame=dict(duration=0))])])],
+        sliders=[dict(active=start, x=0.12, len=0.88, y=-0.15, yanchor="top", currentvalue=dict(prefix="after "),
+                      steps=[dict(label=label, method="animate",
+                                  args=[[label], dict(mode="immediate", frame=dict(duration=0, redraw=True))])
+                             for label in frame_labels])])
+    return _layout(fig, 470).update_layout(margin=dict(b=130))
+
+
+def gap_curves(x: list[float], gaps: dict[str, np.ndarray], T: float) -> go.Figure:
+    """KL(teacher ‖ student) at temperature T on the chosen image, per snapshot, for each student."""
+    fig = go.Figure()
+    for name, y in gaps.items():
+        role = "baseline" if name == "baseline" else "student"
+        fig.add_trace(go.Scatter(x=x[: len(y)], y=np.asarray(y), mode="lines+markers", name=name,
+                                 line=dict(color=ROLE_COLOURS[role], width=3)))
+    fig.update_layout(xaxis=dict(title="epochs of training"),
+                      yaxis=dict(title=f"KL(teacher ‖ student) at T = {T:g}", type="log"))
+    return _layout(fig, 320)
+
+
+def image_figure(image, title: str | None = None, size: int = 220) -> go.Figure:
+    """One input image, pixel-exact."""
+    fig = go.Figure(go.Image(z=_rgb(image), hoverinfo="skip"))
+    _hide_axes(fig)
+    fig.update_layout(width=size, height=size + (30 if title else 0), margin=dict(l=0, r=0, t=30 if title else 0, b=0),
+                      title=title)
+    return fig
