@@ -175,7 +175,9 @@ def test_make_writes_weights_probe_and_a_card_that_tells_the_truth(tmp_path, mon
                              probe_per_class=9)
     monkeypatch.setitem(pretrained.RECIPES, "tiny-digits", tiny)
     out = tmp_path / "made"
+    threads = torch.get_num_threads()
     info = pretrained.make("tiny-digits", out)
+    assert torch.get_num_threads() == threads and info["torch_threads"] == tiny.threads
     assert sorted(p.name for p in out.iterdir()) == ["tiny-digits.json", "tiny-digits.probe.npz", "tiny-digits.pt"]
     assert json.loads((out / "tiny-digits.json").read_text()) == info
     assert info["command"] == "kdviz pretrained make tiny-digits"
