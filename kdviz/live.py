@@ -159,7 +159,7 @@ class RunQueue:
     def stop(self) -> None:
         self._stop.set()
         for run in self.runs:
-            if not run.done and run._thread is not None:
+            if not run.done:  # also the next one, in case the worker is just starting it
                 run.stop()
 
     def join(self, timeout: float | None = None) -> None:
