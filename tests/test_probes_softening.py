@@ -1,0 +1,170 @@
+"""The numbers behind the Temperature, Train and Compare pages (kdviz.probes.softening)."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from kdviz.probes import softening as s
+
+
+def test_entropy_known_answers():
+    assert s.entropy(torch.full((10,), 0.1)).item() == pytest.approx(math.log(10))
+    assert s.entropy(torch.tensor([1.0, 0.0, 0.0])).item() == pytest.approx(0.0)
+    assert s.entropy(torch.tensor([0.5, 0.5])).item() == pytest.approx(math.log(2))
+
+
+def test_softened_shape_and_limits():
+    z = torch.tensor([8.0, 2.0, 1.0, -3.0])
+    p = s.softened(z, [0.5, 1.0, 1e6])
+    assert p.shape == (3, 4)
+    assert torch.allclose(p.sum(-1), torch.ones(3))
+    assert torch.allclose(p[1], torch.softmax(z, -1))
+    assert torch.allclose(p[2], torch.full((4,), 0.25), atol=1e-5)  # T → ∞: uniform
+    assert p[0, 0] > p[1, 0]  # T < 1 sharpens
+
+
+def test_softening_curves_monotone_and_bounded():
+    c = s.softening_curves(torch.tensor([5.0, 3.0, 1.0, 0.0, -2.0]))
+    assert c["T"] == list(s.T_GRID)
+    assert c["max_entropy"] == pytest.approx(math.log(5))
+    assert all(a <= b + 1e-9 for a, b in zip(c["entropy"], c["entropy"][1:]))  # softer and softer
+    assert all(a >= b - 1e-9 for a, b in zip(c["top_prob"], c["top_prob"][1:]))
+    assert c["entropy"][-1] < c["max_entropy"] and c["top_prob"][-1] > 0.2
+    assert c["top_class"] == 0
+
+
+def test_t_squared_and_gradient_scale():
+    assert list(s.t_squared([1, 2, 10])) == [1, 4, 100]
+    z = torch.randn(64, 10) * 4
+    g = s.kd_gradient_scale(z, [1.0, 10.0, 100.0])
+    # without T² the gradient vanishes like 1/T² at high T; with T² it stays in scale
+    assert g["without_T2"][2] < g["without_T2"][0] / 100
+    assert g["with_T2"][1] / g["with_T2"][2] == pytest.approx(1.0, rel=0.05)
+    assert g["with_T2"][2] == pytest.approx(g["without_T2"][2] * 1e4)
+
+
+def test_rising_classes():
+    z = torch.tensor([10.0, 6.0, 0.0, 5.0, -4.0])
+    assert s.rising_classes(z, 1.0, 10.0, k=2) == [1, 3]
+    assert 0 not in s.rising_classes(z, 1.0, 10.0, k=4)
+
+
+def test_dark_knowledge_matrix_rows_sum_to_one_and_find_similar_pairs():
+    torch.manual_seed(0)
+    C, n = 5, 400
+    labels = torch.arange(n) % C
+    z = torch.randn(n, C)
+    z[torch.arange(n), labels] += 8.0
+    # classes 1 and 3 look alike: each gives the other a large logit
+    z[labels == 1, 3] += 5.0
+    z[labels == 3, 1] += 5.0
+    for T in (0.5, 1.0, 4.0, 20.0):
+        M = s.dark_knowledge_matrix(z, labels, T, C)
+        assert M.shape == (C, C)
+        assert np.all(np.isnan(np.diag(M)))
+        assert np.allclose(np.nansum(M, 1), 1.0, atol=1e-5)
+        assert np.nanmin(M) >= 0
+    pairs = s.similar_pairs(s.dark_knowledge_matrix(z, labels, 4.0), classes="abcde", k=3)
+    assert (pairs[0]["a"], pairs[0]["b"]) == (1, 3) and pairs[0]["names"] == ("b", "d")
+    assert pairs[0]["similarity"] >= pairs[1]["similarity"] >= pairs[2]["similarity"]
+
+
+def test_dark_knowledge_matrix_high_T_is_uniform_over_others_and_empty_class_is_nan():
+    labels = torch.tensor([0, 0, 1])
+    z = torch.tensor([[9.0, 1.0, 0.0], [7.0, 3.0, 2.0], [0.0, 9.0, 4.0]])
+    M = s.dark_knowledge_matrix(z, labels, 1e6, 3)
+    assert np.allclose(M[0, 1:], 0.5, atol=1e-4)
+    assert np.all(np.isnan(M[2]))
+    with pytest.raises(ValueError):
+        s.dark_knowledge_matrix(z, labels, 0.0)
+
+
+def test_example_gallery():
+    z = torch.tensor([[10.0, 0, 0], [1.0, 1.0, 1.0], [0, 9, 0], [2.0, 2.1, 0], [0, 0, 12.0]])
+    labels = torch.tensor([0, 1, 1, 0, 2])
+    g = s.example_gallery(z, labels, k=2)
+    assert g["ambiguous"] == [1, 3]
+    assert set(g["confident"]) <= {0, 2, 4} and len(set(labels[g["confident"]].tolist())) == 2  # varied classes
+    assert g["misclassified"] == [1, 3]  # argmax of [1,1,1] is 0 ≠ 1; [2,2.1,0] says 1 ≠ 0
+    assert s.showcase_example(z, labels) in (0, 2, 4)
+
+
+def test_log_grid_and_nearest():
+    g = s.log_grid(0.5, 50, 25)
+    assert g[0] == 0.5 and g[-1] == 50 and g == sorted(g)
+    assert s.nearest(s.T_GRID, 3.7) == 4.0 and s.nearest(s.T_GRID, 0.1) == 0.5
+    with pytest.raises(ValueError):
+        s.log_grid(0, 1)
+
+
+def _record(method, seed, acc, params=None, confusion=None, **extra):
+    return {"id": f"{method}-{seed}-{acc}", "method": method, "method_params": params or {}, "seed": seed,
+            "test_acc": acc, "params": 1000, "latency_ms": 0.1, "train_time_s": 3.0,
+            "config": {"dataset": "mnist", "train": {"epochs": 2}}, "student": {"name": "mlp-800"},
+            "teacher": "pretrained:mnist-cnn" if method != "baseline" else None,
+            "history": [{"epoch": 1, "test_acc": acc - 0.01}, {"epoch": 2, "test_acc": acc}],
+            "confusion": confusion or [[9, 1], [0, 10]], **extra}
+
+
+def test_accuracy_summary_mean_std_over_seeds():
+    records = [_record("baseline", 0, 0.97), _record("baseline", 1, 0.98),
+               _record("kd", 0, 0.99, {"T": 4.0, "alpha": 0.9}), _record("kd", 1, 0.99, {"T": 4.0, "alpha": 0.9}),
+               {"id": "broken", "error": "unreadable record"}, _record("kd", 2, float("nan"))]
+    rows = s.accuracy_summary(records)
+    assert [r["method"] for r in rows] == ["kd (T=4, alpha=0.9)", "baseline"]
+    kd, base = rows
+    assert kd["seeds"] == 2 and kd["acc_mean"] == pytest.approx(0.99) and kd["acc_std"] == pytest.approx(0.0)
+    assert base["acc_mean"] == pytest.approx(0.975) and base["acc_std"] == pytest.approx(np.std([0.97, 0.98], ddof=1))
+    assert base["acc_min"] == 0.97 and base["acc_max"] == 0.98 and base["params"] == 1000
+    csv = s.summary_csv(rows)
+    assert csv.splitlines()[0].startswith("method,dataset") and "kd (T=4, alpha=0.9)" in csv
+    assert len(json.loads(s.records_json(records))) == len(records)
+    assert [c["test_acc"] for c in s.epoch_curves(records[:1])] == [[0.96, 0.97]]
+
+
+def test_alpha_temperature_grid():
+    records = [_record("kd", 0, 0.98, {"T": 4.0, "alpha": 0.9}), _record("kd", 1, 0.96, {"T": 4.0, "alpha": 0.9}),
+               _record("kd", 0, 0.95, {"T": 1.0, "alpha": 0.5}), _record("baseline", 0, 0.9)]
+    g = s.alpha_temperature_grid(records)
+    assert g["alpha"] == [0.5, 0.9] and g["T"] == [1.0, 4.0]
+    assert g["acc"][1, 1] == pytest.approx(0.97) and g["count"][1, 1] == 2
+    assert g["acc"][0, 0] == pytest.approx(0.95) and np.isnan(g["acc"][0, 1])
+
+
+def test_confusion_difference():
+    before = [[8, 2, 0], [0, 10, 0], [5, 0, 5]]
+    after = [[10, 0, 0], [1, 9, 0], [1, 0, 9]]
+    d = s.confusion_difference(before, after, classes=["a", "b", "c"])
+    assert np.allclose(d["before"].sum(1), 1) and np.allclose(d["after"].sum(1), 1)
+    assert d["diff"][2, 0] == pytest.approx(-0.4)
+    assert d["fixed"][0] == {"true": "c", "predicted": "a", "change": pytest.approx(-0.4)}
+    assert d["worsened"][0]["true"] == "b" and d["worsened"][0]["predicted"] == "a"
+    assert d["accuracy_before"] == pytest.approx(23 / 30) and d["accuracy_after"] == pytest.approx(28 / 30)
+    assert np.allclose(s.row_normalised([[0, 0], [1, 3]]), [[0, 0], [0.25, 0.75]])
+    with pytest.raises(ValueError):
+        s.confusion_difference([[1]], before)
+
+
+def test_run_label():
+    assert s.run_label({"method": "baseline", "method_params": {}}) == "baseline"
+    assert s.run_label({"method": "kd", "method_params": {"alpha": 0.9, "T": 4.0}}) == "kd (T=4, alpha=0.9)"
+
+
+def test_uploaded_image_to_pixels():
+    from PIL import Image
+
+    # dark ink on white paper, bigger than 28x28: inverted and resized like MNIST
+    a = np.full((100, 80), 255, dtype=np.uint8)
+    a[30:70, 35:45] = 0
+    px = s.image_to_pixels(Image.fromarray(a), 1, 28)
+    assert px.shape == (1, 1, 28, 28) and px.dtype == torch.uint8
+    assert px[0, 0, 0, 0] < 30 and px[0, 0, 14, 14] > 200
+    rgb = s.image_to_pixels(Image.fromarray(np.zeros((40, 40, 3), dtype=np.uint8)), 3, 32)
+    assert rgb.shape == (1, 3, 32, 32)
+
+    from kdviz.models import build_model
+
+    logits = s.logits_for_pixels(build_model("mlp-30"), px, (0.13,), (0.31,))
+    assert logits.shape == (1, 10)
