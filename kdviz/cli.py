@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_options(teacher, epochs=3, lr=0.1)
 
     distill = sub.add_parser("distill", help="train a student from a teacher")
-    distill.add_argument("--teacher", required=True, help="pretrained name, run id, or checkpoint path")
+    distill.add_argument("--teacher", default=None, help="pretrained name, run id, or checkpoint path (not with --generations)")
     distill.add_argument("--student", default="mlp-800", help=f"one of: {', '.join(MODELS)}")
     distill.add_argument("--method", default="kd", help=f"one of: {', '.join(method_names())}; combine with +")
     distill.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("--fraction", type=float, default=1.0, help="part of the training set used (transfer set)")
     distill.add_argument("--omit-classes", default="", help="comma-separated class indices left out of the transfer set")
     distill.add_argument("--hide-labels", action="store_true", help="the student learns from the teacher only")
+    distill.add_argument("--generations", type=int, default=None,
+                         help="born-again networks (--method ban): generation 0 on labels, then this many generations "
+                              "each taught by the previous one; reports their ensemble")
     _add_training_options(distill, epochs=5, lr=0.1)
 
     runs = sub.add_parser("runs", help="list saved runs")
@@ -112,12 +115,32 @@ def _config(args):
                      hide_labels=args.hide_labels)
 
 
+def _born_again(args) -> int:
+    from kdviz.methods.ban import born_again
+
+    records = born_again(_config(args), args.generations, args.runs_dir)
+    last = records[-1]
+    summary = {"ids": last["generation_ids"], "generation_accs": last["generation_accs"],
+               "ensemble_acc": last["ensemble_acc"], "method": last["method"], "seed": records[0]["seed"]}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        for record in records:
+            print(f"generation {record['generation']}: {record['id']}  test accuracy {100 * record['test_acc']:.2f}%")
+        print(f"ensemble of {len(records)} generations: test accuracy {100 * last['ensemble_acc']:.2f}%")
+    return 0
+
+
 def _train(args) -> int:
     from tqdm import tqdm
 
     from kdviz.experiment import Experiment
     from kdviz.train import EpochDone, PhaseStarted, StepDone
 
+    if getattr(args, "generations", None) is not None:
+        return _born_again(args)
+    if args.command == "distill" and not args.teacher:
+        raise ValueError("distill needs --teacher (a pretrained name, run id or checkpoint path)")
     experiment = Experiment(_config(args), runs_dir=args.runs_dir)
     bar = None
     for event in experiment.events():
@@ -183,7 +206,8 @@ def _pretrained_make(args) -> int:
     from kdviz.train import EpochDone
 
     if args.name not in pretrained.RECIPES:
-        raise ValueError(f"make needs a teacher name, one of: {', '.join(pretrained.RECIPES)}")
+        given = f"no recipe for {args.name!r}" if args.name else "make needs a teacher name"
+        raise ValueError(f"{given}; recipes: {', '.join(pretrained.RECIPES)}")
 
     def report(event):
         if isinstance(event, EpochDone) and not args.json:

@@ -81,7 +81,7 @@ RECIPES: dict[str, Recipe] = {
                                 "Fashion-MNIST (Debian's dataset-fashion-mnist)"),
     "mnist-mlp": Recipe("mnist", "mlp-1200", _cpu(epochs=12, batch_size=256, lr=0.1, seed=0, precision="bf16"),
                         "Hinton et al. 2015's MNIST teacher: MLP 784-1200-1200-10, dropout 0.2"),
-    "cifar10-resnet20": Recipe("cifar10", "resnet20", _cpu(epochs=20, lr=0.1, seed=0, precision="bf16",
+    "cifar10-resnet20": Recipe("cifar10", "resnet20", _cpu(epochs=15, lr=0.1, seed=0, precision="bf16",
                                                            augment=True),
                                "CIFAR-10 ResNet-20 (random crop + flip)"),
 }
