@@ -8,6 +8,16 @@ from __future__ import annotations
 
 from kdviz.methods.base import REGISTRY, Combined, Hyperparam, Method, MethodError, Phase, Step, register
 from kdviz.methods import kd as _kd  # noqa: F401  (registers baseline, kd)
+# each import registers one method, in the order the app lists them
+from kdviz.methods import logits as _logits  # noqa: F401
+from kdviz.methods import fitnet as _fitnet  # noqa: F401
+from kdviz.methods import at as _at  # noqa: F401
+from kdviz.methods import fsp as _fsp  # noqa: F401
+from kdviz.methods import ft as _ft  # noqa: F401
+from kdviz.methods import rkd as _rkd  # noqa: F401
+from kdviz.methods import ban as _ban  # noqa: F401
+from kdviz.methods import recast as _recast  # noqa: F401
+from kdviz.methods import adversarial as _adversarial  # noqa: F401
 
 __all__ = ["REGISTRY", "Combined", "Hyperparam", "Method", "MethodError", "Phase", "Step", "register",
            "build_method", "method_names", "method_class"]

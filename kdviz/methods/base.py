@@ -42,6 +42,8 @@ class Hyperparam:
 
     def validate(self, value):
         if self.kind == "choice":
+            # the CLI and URLs hand every value over as text: "2" selects the choice 2
+            value = next((c for c in self.choices if str(c) == str(value)), value)
             if value not in self.choices:
                 raise MethodError(f"{self.name} must be one of {', '.join(map(str, self.choices))}, got {value!r}")
             return value
