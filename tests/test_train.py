@@ -1,6 +1,7 @@
 """kdviz.train: the one loop learns, is deterministic, stops, caches the teacher, streams events in order."""
 from __future__ import annotations
 
+import inspect
 import threading
 from dataclasses import asdict
 
@@ -9,6 +10,7 @@ import torch
 
 from conftest import REAL_MNIST
 from kdviz import data
+from kdviz.evaluation import predict_logits
 from kdviz.experiment import Experiment, RunConfig
 from kdviz.methods import build_method
 from kdviz.methods.kd import HintonKD
@@ -116,7 +118,8 @@ def test_cached_teacher_logits_give_the_losses_of_a_live_teacher(small, teacher)
     cached_calls = len(calls)
     live = run(live_student, LiveTeacherKD(live_student, teacher, T=4, alpha=0.7), train, test, teacher)
     steps = -(-len(train) // 128)
-    assert cached_calls == -(-len(train) // 1000)  # one pass over the transfer set, before training
+    batch = inspect.signature(predict_logits).parameters["batch_size"].default
+    assert cached_calls == -(-len(train) // batch)  # one pass over the transfer set, before training
     assert len(calls) - cached_calls == steps      # the live teacher runs at every step
     cached_losses = [e.losses for e in cached if isinstance(e, StepDone)]
     live_losses = [e.losses for e in live if isinstance(e, StepDone)]
@@ -127,8 +130,6 @@ def test_cached_teacher_logits_give_the_losses_of_a_live_teacher(small, teacher)
 
 def test_given_teacher_logits_skip_the_teacher(small, teacher):
     train, test = data.transfer_set(small[0], fraction=0.1, seed=0), small[1].subset(torch.arange(200))
-    from kdviz.evaluation import predict_logits
-
     logits = predict_logits(teacher, train, device="cpu")
     calls = _count_calls(teacher)
     net = student()
