@@ -86,7 +86,13 @@ def choice(label: str, options, *, key: str, default=None, container=st, **kwarg
     """A selectbox in the URL; ``default`` is the first option unless given."""
     options = list(options)
     default = options[0] if default is None or default not in options else default
-    return url_widget(container.selectbox, label, key=key, default=default, options=options, **kwargs)
+    by_text = {str(o): o for o in options}
+    return url_widget(container.selectbox, label, key=key, default=default, options=options,
+                      cast=lambda raw: by_text[raw] if raw in by_text else _refuse(raw), **kwargs)
+
+
+def _refuse(raw):
+    raise ValueError(raw)
 
 
 def number(label: str, *, key: str, default, low=None, high=None, kind=float, container=st, **kwargs):
@@ -286,7 +292,7 @@ def hyperparam_widget(h, *, key: str, url_key: str | None = None, container=st):
         return number(label, key=key, url_key=url_key, default=h.default, low=h.low, high=h.high, kind=kind,
                       container=container, help=help_)
     if h.log and h.low > 0:
-        grid = sorted(set(log_grid(h.low, h.high, 25)) | {float(h.default)})
+        grid = sorted(set(log_grid(h.low, h.high)) | {float(h.default)})
         if kind is int:
             grid = sorted({int(round(v)) for v in grid})
         return grid_slider(f"{label} (log scale)", grid, key=key, url_key=url_key, default=kind(h.default),

@@ -105,8 +105,9 @@ class LiveRun:
         self._set(state="starting")
         try:
             self.experiment = Experiment(self.config, self.runs_dir, stop=self._stop)
-            if not self._stop.is_set() and self.progress.state != "paused":
-                self._set(state="running")
+            with self.progress.lock:  # a pause that came in meanwhile keeps its label
+                if not self._stop.is_set() and self._running.is_set():
+                    self.progress.state = "running"
             for event in self.experiment.events():
                 self._record(event)
                 self._running.wait()

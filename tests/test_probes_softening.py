@@ -92,8 +92,9 @@ def test_example_gallery():
 
 
 def test_log_grid_and_nearest():
-    g = s.log_grid(0.5, 50, 25)
-    assert g[0] == 0.5 and g[-1] == 50 and g == sorted(g)
+    g = s.log_grid(0.5, 50)
+    assert g[0] == 0.5 and g[-1] == 50 and g == sorted(g) and {1.0, 2.0, 4.0, 10.0, 20.0} <= set(g)
+    assert s.log_grid(0.003, 0.003) == [0.003]
     assert s.nearest(s.T_GRID, 3.7) == 4.0 and s.nearest(s.T_GRID, 0.1) == 0.5
     with pytest.raises(ValueError):
         s.log_grid(0, 1)

@@ -133,6 +133,9 @@ shown_ds = common.choice("Runs on data set", datasets_seen, key="dataset",
 pool = [r for r in records if r["config"]["dataset"] == shown_ds]
 by_id = {r["id"]: r for r in pool}
 fmt = lambda i: f"{softening.run_label(by_id[i])} · {by_id[i]['student']['name']} · seed {by_id[i]['seed']} · {100 * by_id[i]['test_acc']:.2f}% · {i[-4:]}"  # noqa: E731
+if st.session_state.get("_compare_pool") != list(by_id):  # new runs (e.g. a sweep just ended): show all again
+    st.session_state.pop(f"runs_{shown_ds}", None)
+    st.session_state["_compare_pool"] = list(by_id)
 chosen = st.multiselect("Runs to compare (all by default)", list(by_id), default=list(by_id), format_func=fmt,
                         key=f"runs_{shown_ds}")
 chosen_records = [by_id[i] for i in chosen]

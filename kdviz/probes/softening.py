@@ -21,12 +21,18 @@ T_GRID: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2, 1.5, 1.8, 2.0, 2
                              8.0, 10.0, 12.0, 15.0, 20.0)
 
 
-def log_grid(low: float, high: float, n: int = 25) -> list[float]:
-    """``n`` log-spaced values from ``low`` to ``high``, rounded to 3 significant digits."""
+def log_grid(low: float, high: float) -> list[float]:
+    """Round values spaced about evenly on a log scale from ``low`` to ``high`` (both included):
+    1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 times powers of ten (what a log slider offers)."""
     if not 0 < low <= high:
         raise ValueError(f"a log grid needs 0 < low <= high, got {low}, {high}")
-    values = np.geomspace(low, high, n) if low < high else np.array([low])
-    return sorted({float(f"{v:.3g}") for v in values})
+    values = {float(low), float(high)}
+    for exponent in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1):
+        for m in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8):
+            v = float(f"{m * 10.0 ** exponent:.6g}")
+            if low <= v <= high:
+                values.add(v)
+    return sorted(values)
 
 
 def nearest(grid, value: float) -> float:

@@ -1,0 +1,307 @@
+"""Streamlit AppTest for the Home, Temperature, Train and Compare pages.
+
+Each page file is run on its own (AppTest.from_file("app/pages/x.py")). The teacher is a
+tiny one trained here on scikit-learn's digits (always offline), so the tests do not
+depend on the shipped checkpoints; KDVIZ_PRETRAINED points at an empty folder.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from kdviz.probes import softening
+
+REPO = Path(__file__).resolve().parent.parent
+PAGES = REPO / "app" / "pages"
+TIMEOUT = 120
+
+
+@pytest.fixture(scope="session")
+def teacher_runs(tmp_path_factory):
+    """A runs folder holding one small teacher trained on digits (labels only)."""
+    from kdviz.experiment import Experiment, RunConfig
+    from kdviz.train import TrainSettings
+
+    folder = tmp_path_factory.mktemp("teacher-runs")
+    config = RunConfig("digits", "mlp-30", train=TrainSettings(epochs=3, batch_size=64, lr=0.1, device="cpu"))
+    record = Experiment(config, runs_dir=folder).run()
+    return folder, record
+
+
+@pytest.fixture
+def env(teacher_runs, tmp_path, monkeypatch):
+    """Each test gets its own copy of the runs folder and no shipped teachers."""
+    folder, record = teacher_runs
+    runs = tmp_path / "runs"
+    shutil.copytree(folder, runs)
+    monkeypatch.setenv("KDVIZ_RUNS", str(runs))
+    (tmp_path / "pretrained").mkdir()
+    monkeypatch.setenv("KDVIZ_PRETRAINED", str(tmp_path / "pretrained"))
+    return {"runs": runs, "teacher": f"run:{record['id']}", "teacher_id": record["id"]}
+
+
+def page(name: str, **query) -> AppTest:
+    at = AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=TIMEOUT)
+    for key, value in query.items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def ok(at: AppTest) -> AppTest:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def chart(at: AppTest, key: str) -> dict:
+    specs = [json.loads(e.proto.spec) for e in at.get("plotly_chart") if key in e.proto.id]
+    assert specs, f"no chart {key!r}"
+    return specs[0]
+
+
+def warnings(at: AppTest) -> str:
+    return " ".join(w.value for w in at.warning)
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+# --------------------------------------------------------------------------- home
+def test_home_renders_picture_and_machine(env):
+    at = ok(page("home"))
+    picture = chart(at, "home_picture")
+    assert [t["type"] for t in picture["data"]] == ["bar"] * 3
+    onehot, p1, p4 = (np.array(t["y"]) for t in picture["data"])
+    assert onehot.sum() == 1 and p1.sum() == pytest.approx(1, abs=1e-4) and p4.sum() == pytest.approx(1, abs=1e-4)
+    assert p4.max() < p1.max()  # T = 4 is softer
+    text = " ".join(m.value for m in at.markdown)
+    assert "dark knowledge" in text and "digits" in text and "Device:" in text
+
+
+# --------------------------------------------------------------------------- temperature
+def bar_probs(at: AppTest) -> np.ndarray:
+    return np.array(chart(at, "bars")["data"][1]["y"])
+
+
+def test_temperature_slider_changes_the_distribution(env):
+    at = ok(page("temperature"))
+    slider = at.select_slider(key="T")
+    assert slider.value == 1.0
+    spec = chart(at, "bars")
+    assert len(spec["frames"]) == len(softening.T_GRID)  # client-side animation over T
+    assert spec["layout"]["yaxis2"]["range"] == [0, 1.08]  # fixed probability axis
+    cold = bar_probs(at)
+    hot = bar_probs(ok(slider.set_value(10.0).run()))
+    assert cold.sum() == pytest.approx(1, abs=1e-4) and hot.sum() == pytest.approx(1, abs=1e-4)
+    assert softening.entropy(hot) > softening.entropy(cold) and hot.max() < cold.max()
+    assert at.query_params["T"] in ("10", ["10"])  # the page mirrors its state into the URL
+    entropy = chart(at, "entropy")
+    assert entropy["layout"]["xaxis"]["type"] == "log"
+    assert chart(at, "matrix")["data"][0]["type"] == "heatmap"
+
+
+def test_temperature_url_sets_controls(env):
+    at = ok(page("temperature", T="4", img="5", teacher=env["teacher"]))
+    assert at.select_slider(key="T").value == 4.0
+    assert at.selectbox(key="img").value == 5
+    assert "T = 4" in json.dumps(chart(at, "bars")["layout"]["annotations"])
+    assert not warnings(at)
+    matrix = chart(at, "matrix")["data"][0]["z"]
+    rows = [sum(v for v in row if v is not None) for row in matrix]
+    assert rows == pytest.approx([1.0] * 10, abs=1e-4)  # each row: a distribution over the other classes
+    # between grid points a link's T snaps to the nearest one
+    assert ok(page("temperature", T="3.7")).select_slider(key="T").value == 4.0
+
+
+@pytest.mark.parametrize("query", [{"T": "hot"}, {"T": "500"}, {"img": "99999"}, {"img": "x"},
+                                   {"teacher": "../../etc/passwd"}, {"src": "camera"}, {"present": "maybe"}])
+def test_temperature_refuses_bad_links_with_a_message(env, query):
+    at = ok(page("temperature", **query))
+    assert "Ignored the link's value" in warnings(at)
+    assert at.select_slider(key="T").value in softening.T_GRID
+
+
+def test_temperature_predict_then_reveal(env):
+    at = ok(page("temperature"))
+    reveal = button(at, "Reveal T = 10")
+    assert reveal.disabled
+    at.multiselect[0].select(at.multiselect[0].options[0]).run()
+    ok(button(at, "Reveal T = 10").click().run())
+    assert "Rising most from T = 1 to T = 10" in at.success[0].value
+    assert chart(at, "reveal_bars")["data"][1]["type"] == "bar"
+
+
+def test_temperature_upload_image_and_bad_file(env):
+    import io
+
+    from PIL import Image
+
+    at = ok(page("temperature", src="upload"))
+    assert any("Upload an image" in i.value for i in at.info)
+    assert at.radio(key="src").value == "upload"
+    if not hasattr(at, "file_uploader") or not at.file_uploader:
+        pytest.skip("this Streamlit's AppTest cannot drive st.file_uploader")
+    image = Image.fromarray(np.pad(np.full((20, 6), 255, np.uint8), 10))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    uploader = at.file_uploader[0]
+    if not hasattr(uploader, "upload"):
+        pytest.skip("this Streamlit's AppTest cannot upload files")
+    ok(uploader.upload("one.png", buffer.getvalue(), "image/png").run())
+    assert bar_probs(at).sum() == pytest.approx(1, abs=1e-4)
+    at = page("temperature", src="upload")
+    at.file_uploader[0].upload("bad.png", b"not an image", "image/png").run()
+    assert not at.exception and "Could not read this image" in at.error[0].value
+
+
+# --------------------------------------------------------------------------- train
+def wait_done(at: AppTest, seconds: float = 300) -> AppTest:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        run = at.session_state["train_run"]
+        if run.done:
+            return at.run()
+        time.sleep(0.5)
+        at.run()
+    raise AssertionError("the run did not finish")
+
+
+def test_train_url_sets_controls_and_formula(env):
+    at = ok(page("train", dataset="digits", method="kd", T="2", alpha="0.5", epochs="3", student="mlp-30",
+                 teacher=env["teacher"]))
+    assert at.selectbox(key="dataset").value == "digits"
+    assert at.selectbox(key="method").value == "kd"
+    assert at.select_slider(key="hp_kd_T").value == 2.0
+    assert at.slider(key="hp_kd_alpha").value == 0.5
+    assert at.number_input(key="epochs").value == 3
+    assert at.selectbox(key="teacher").value == env["teacher"]
+    assert "alpha" in at.latex[0].value and "T^2" in at.latex[0].value
+
+
+@pytest.mark.parametrize("query", [{"epochs": "-3"}, {"epochs": "many"}, {"method": "magic"}, {"T": "0"},
+                                   {"alpha": "2"}, {"dataset": "imagenet"}, {"lr": "nan"}])
+def test_train_refuses_bad_links_with_a_message(env, query):
+    at = ok(page("train", **{"dataset": "digits", **query}))
+    assert "Ignored the link's value" in warnings(at)
+
+
+def test_train_live_run_survives_reruns_pauses_and_saves(env):
+    at = ok(page("train", dataset="digits", student="mlp-30", teacher=env["teacher"], method="kd",
+                 epochs="20", batch="32"))
+    assert at.selectbox(key="batch").value == 32
+    ok(button(at, "▶ Start").click().run())
+    run = at.session_state["train_run"]
+    assert button(at, "▶ Start").disabled
+    # a widget change (and the rerun it causes) neither restarts nor loses the run
+    at.number_input(key="seed").set_value(7).run()
+    assert at.session_state["train_run"] is run and run.config.train.seed == 0
+    ok(button(at, "⏸ Pause").click().run())
+    assert run.progress.state in ("paused", "starting")
+    steps = run.progress.snapshot()["steps_done"]
+    time.sleep(1.0)
+    assert run.progress.snapshot()["steps_done"] <= steps + 1
+    ok(button(at, "⏵ Resume").click().run())
+    assert run.progress.state != "paused"
+    ok(wait_done(at))
+    record = run.progress.record
+    assert record["method"] == "kd" and record["config"]["teacher"] == env["teacher_id"]
+    assert (env["runs"] / record["id"] / "record.json").is_file()
+    assert any("finished" in s.value for s in at.success)
+    assert chart(at, "final_confusion")["data"][0]["type"] == "heatmap"
+    live = chart(at, "live_curves")
+    names = {t["name"] for t in live["data"]}
+    assert {"kd", "ce", "total", "test accuracy"} <= names
+
+
+def test_train_teacher_mode_and_stop(env):
+    at = ok(page("train", mode="teacher", dataset="digits", student="mlp-30", epochs="50", batch="32"))
+    assert not at.latex or "CE" in at.latex[0].value
+    ok(button(at, "▶ Start").click().run())
+    run = at.session_state["train_run"]
+    deadline = time.time() + 120
+    while run.progress.snapshot()["steps_done"] < 3 and time.time() < deadline:
+        time.sleep(0.2)
+    ok(button(at, "⏹ Stop").click().run())
+    run.join(60)
+    ok(at.run())
+    assert run.progress.state == "stopped" and run.progress.record["stopped"]
+    assert any("stopped early" in s.value for s in at.success)
+
+
+# --------------------------------------------------------------------------- compare
+def fake_record(runs: Path, method: str, seed: int, acc: float, params=None, confusion=None):
+    from kdviz.runs import save_record
+
+    record = {"id": f"2026-{method}-{seed}-{int(acc * 1e4)}", "created": f"2026-01-01T00:00:{seed:02d}",
+              "method": method, "method_params": params or {}, "seed": seed, "test_acc": acc,
+              "params": 636010 if method != "teacher" else 1_200_000, "latency_ms": 0.05, "train_time_s": 4.0,
+              "config": {"dataset": "mnist", "teacher": None if method == "baseline" else "mnist-cnn",
+                         "train": {"epochs": 2}},
+              "student": {"name": "mlp-800"}, "teacher": None if method == "baseline" else "pretrained:mnist-cnn",
+              "dataset": {"name": "mnist", "classes": [str(i) for i in range(10)]},
+              "history": [{"epoch": 1, "test_acc": acc - 0.01}, {"epoch": 2, "test_acc": acc}],
+              "confusion": confusion or np.diag([100] * 10).tolist(), "stopped": False}
+    save_record(record, runs)
+    return record
+
+
+def test_compare_bars_table_grid_confusion_and_downloads(env):
+    runs = env["runs"]
+    base_cm = np.diag([100] * 10)
+    base_cm[4, 9], base_cm[4, 4] = 20, 80
+    fake_record(runs, "baseline", 0, 0.97, confusion=base_cm.tolist())
+    fake_record(runs, "baseline", 1, 0.98, confusion=base_cm.tolist())
+    fake_record(runs, "kd", 0, 0.99, {"T": 4.0, "alpha": 0.9})
+    fake_record(runs, "kd", 1, 0.99, {"T": 4.0, "alpha": 0.9})
+    fake_record(runs, "kd", 0, 0.95, {"T": 1.0, "alpha": 0.5})
+    at = ok(page("compare"))
+    assert at.selectbox(key="dataset").value == "mnist"
+    bars = chart(at, "bars")["data"][0]
+    assert bars["y"] == pytest.approx([99.0, 97.5, 95.0])
+    assert bars["error_y"]["array"] == pytest.approx([0.0, 100 * np.std([0.97, 0.98], ddof=1), 0.0])
+    table = at.dataframe[0].value
+    assert list(table["accuracy %"]) == [99.0, 97.5, 95.0] and list(table["seeds"]) == [2, 2, 1]
+    grid = chart(at, "alphaT")["data"][0]
+    assert grid["x"] == ["1", "4"] and grid["y"] == ["0.5", "0.9"]
+    assert grid["z"][1][1] == pytest.approx(99.0) and grid["z"][0][1] is None
+    confusion = chart(at, "confusion")
+    diff = np.array(confusion["data"][2]["z"], dtype=float)
+    assert diff[4, 9] == pytest.approx(-0.2)  # the 4→9 mistakes KD fixed
+    assert "4→9" in " ".join(m.value for m in at.markdown)
+    assert chart(at, "tradeoff")["layout"]["xaxis"]["type"] == "log"
+    assert [d.proto.label for d in at.get("download_button")] == ["Table as CSV", "Records as JSON"]
+    # the runs picker changes what is computed
+    at.multiselect(key="runs_mnist").unselect(at.multiselect(key="runs_mnist").value[0]).run()
+    assert len(chart(at, "bars")["data"][0]["y"]) == 3
+
+
+def test_compare_bad_links_and_empty(env):
+    shutil.rmtree(env["runs"])
+    at = ok(page("compare", sw_methods="kd,magic", sw_seeds="0"))
+    assert "Ignored the link's value sw_methods" in warnings(at) and "sw_seeds" in warnings(at)
+    assert any("No finished runs" in i.value for i in at.info)
+    fake_record(env["runs"], "kd", 0, 0.99, {"T": 4.0, "alpha": 0.9})
+    at = ok(page("compare", dataset="nope"))
+    assert "Ignored the link's value dataset" in warnings(at)
+
+
+def test_compare_runs_a_sweep_in_the_background(env):
+    at = ok(page("compare", sw_dataset="digits", sw_student="mlp-30", sw_teacher=env["teacher"],
+                 sw_methods="baseline,kd", sw_seeds="1", sw_epochs="1"))
+    assert at.multiselect(key="sw_methods").value == ["baseline", "kd"]
+    ok(button(at, "▶ Start the sweep (2 runs)").click().run())
+    queue = at.session_state["compare_sweep"]
+    assert len(queue.runs) == 2
+    queue.join(300)
+    ok(at.run())
+    assert queue.done and [r["method"] for r in queue.records] == ["baseline", "kd"]
+    assert any("2 of 2 runs done" in p.proto.text for p in at.get("progress"))
+    at.selectbox(key="dataset").set_value("digits").run()
+    assert len(chart(ok(at), "bars")["data"][0]["y"]) == 3  # teacher run + the two sweep runs
