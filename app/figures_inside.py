@@ -326,3 +326,24 @@ def image_figure(image, title: str | None = None, size: int = 220) -> go.Figure:
     fig.update_layout(width=size, height=size + (30 if title else 0), margin=dict(l=0, r=0, t=30 if title else 0, b=0),
                       title=title)
     return fig
+
+
+def distance_scatter(teacher: np.ndarray, students: dict[str, np.ndarray], correlations: dict[str, float]) -> go.Figure:
+    """Each pair of images as a point: its normalised distance for the teacher (x) and for a student (y).
+    On the diagonal, the student keeps the teacher's geometry."""
+    t = np.asarray(teacher)
+    upper = np.triu_indices(len(t), k=1)
+    fig = go.Figure()
+    top = float(t[upper].max())
+    for name, s in students.items():
+        s = np.asarray(s)
+        top = max(top, float(s[upper].max()))
+        role = "baseline" if name == "baseline" else "student"
+        fig.add_trace(go.Scattergl(x=t[upper], y=s[upper], mode="markers", name=f"{name} (r = {correlations[name]:.3f})",
+                                   marker=dict(size=4, color=ROLE_COLOURS[role], opacity=0.45),
+                                   hovertemplate="teacher %{x:.2f}, student %{y:.2f}<extra>" + name + "</extra>"))
+    fig.add_trace(go.Scatter(x=[0, top], y=[0, top], mode="lines", name="same as the teacher",
+                             line=dict(color="#000000", dash="dash", width=1)))
+    fig.update_layout(xaxis=dict(title="teacher: distance / mean distance", range=[0, top]),
+                      yaxis=dict(title="student: distance / mean distance", range=[0, top]))
+    return _layout(fig, 400)

@@ -1,4 +1,73 @@
-import streamlit as st
+"""Confusion: which mistakes distillation fixes, teacher / baseline student / KD student."""
+import sys
+from pathlib import Path
 
-st.title("confusion")
-st.info("This page is being built.")
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # app/, for `common` when run on its own
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import streamlit as st  # noqa: E402
+
+import common  # noqa: E402
+import figures_inside as figs  # noqa: E402
+import inside_common as ic  # noqa: E402
+from kdviz.probes import inside  # noqa: E402
+
+PAGE, METHOD = "confusion", "kd"
+
+st.title("Confusion: which mistakes distillation fixes")
+st.markdown(
+    "A confusion matrix counts, for every true class (row), what the network answered (column); each row is "
+    "divided by its size here, so the diagonal is the per-class accuracy and everything off it is a mistake. "
+    "The KD student (Hinton et al. 2015, T = 4, α = 0.9) learned from the teacher's softened outputs, which tell "
+    "it which classes look alike; the baseline student learned from the labels alone.")
+presenter = common.presenter_mode()
+preset = ic.setup(PAGE, METHOD)
+base, run = ic.students(PAGE, METHOD, preset)
+have_students = ic.need_students(base, run, METHOD)
+
+test = ic.test_split(preset)
+classes = list(test.classes)
+matrices = {"teacher": ic.teacher_confusion(preset.teacher, preset.dataset)}
+if base is not None:
+    matrices["baseline"] = np.asarray(base["confusion"])
+if run is not None:
+    matrices["KD student"] = np.asarray(run["confusion"])
+
+st.subheader(f"Confusion matrices on the {int(matrices['teacher'].sum()):,} test images")
+min_count = common.choice("Highlight changes of at least", [1, 2, 3, 5, 10], key=f"{PAGE}_min", url_key="min",
+                          default=2 , format_func=lambda n: f"{n} image" + ("s" if n > 1 else ""),
+                          help="A cell counts as improved or worsened by KD only if at least this many test images "
+                               "moved; one image either way is often chance.")
+change = inside.confusion_change(matrices["baseline"], matrices["KD student"], min_count) if have_students else None
+normalised = {name: inside.row_normalised(m) for name, m in matrices.items()}
+common.show(figs.confusion_panels(normalised, classes, change and change["improved"], change and change["worsened"],
+                                  marked="KD student"), presenter,
+            "Colour grows with the square root of the share so that rare mistakes stay visible; numbers are "
+            "percent of the row. On the KD student's matrix, green boxes are cells KD improved over the baseline "
+            "(more right answers on the diagonal, fewer of that mistake off it) and red boxes cells it made worse.",
+            key="conf_maps")
+if have_students:
+    a, b = st.columns([3, 2])
+    with a:
+        common.show(figs.confusion_delta(change["delta"], classes, change["improved"], change["worsened"],
+                                         "KD student − baseline"), presenter,
+                    "The difference, in percentage points of each row: green where the KD student does better than "
+                    "the baseline, red where it does worse. Off the diagonal, look for the pairs the teacher finds "
+                    "alike (for MNIST 4–9, 3–5–8, 7–1): that is where its soft targets carry the most.",
+                    key="conf_delta")
+    with b:
+        accuracy = {name: inside.per_class_accuracy(m) for name, m in matrices.items()}
+        table = pd.DataFrame({name: 100 * acc for name, acc in accuracy.items()}, index=classes)
+        table["KD − baseline"] = table["KD student"] - table["baseline"]
+        table.loc["all"] = [100 * np.trace(m) / m.sum() for m in matrices.values()] + \
+            [100 * (np.trace(matrices["KD student"]) - np.trace(matrices["baseline"])) / matrices["baseline"].sum()]
+        st.markdown("**Per-class accuracy (%)**")
+        st.dataframe(table.style.format("{:+.2f}", subset=["KD − baseline"]).format(
+            "{:.2f}", subset=[c for c in table.columns if c != "KD − baseline"]), width="stretch")
+        st.caption(f"{int(change['improved'].sum())} cells improved, {int(change['worsened'].sum())} worsened "
+                   f"(changes of at least {min_count} image{'s' if min_count > 1 else ''}).")
+    common.show(figs.per_class_bars(accuracy, classes), presenter,
+                "Per-class accuracy of the three networks: the classes where the baseline falls furthest below the "
+                "teacher are where distillation has the most to give.", key="conf_bars")

@@ -1,4 +1,74 @@
-import streamlit as st
+"""FSP matrices: the "flow" between consecutive stages, teacher / baseline student / FSP student."""
+import sys
+from pathlib import Path
 
-st.title("fsp")
-st.info("This page is being built.")
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # app/, for `common` when run on its own
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pandas as pd  # noqa: E402
+import streamlit as st  # noqa: E402
+
+import common  # noqa: E402
+import figures_inside as figs  # noqa: E402
+import inside_common as ic  # noqa: E402
+
+PAGE, METHOD = "fsp", "fsp"
+
+st.title("FSP matrices: how information flows between stages")
+st.markdown(
+    "Yim et al. (2017) describe what a network does between two stages by the Gram matrix of their feature maps, "
+    "$G_{ij} = \\frac{1}{hw}\\sum_{s,t} F^1_{s,t,i}\\,F^2_{s,t,j}$: how strongly channel *i* of the first stage "
+    "and channel *j* of the second fire at the same places (the larger map is average-pooled to the smaller). The "
+    "FSP student is trained to reproduce the teacher's matrices, entry by entry, while it learns the labels.")
+presenter = common.presenter_mode()
+preset = ic.setup(PAGE, METHOD)
+student_arch = preset.student_for(METHOD)
+base, run = ic.students(PAGE, METHOD, preset)
+have_students = ic.need_students(base, run, METHOD)
+st.caption(f"The matrices are compared channel by channel, so the students here (`{student_arch}`) have the "
+           "teacher's channel counts at every stage: as in the paper, FSP is about *how* a network of that shape "
+           "computes, not about making it smaller.")
+
+# --------------------------------------------------------------------------- data and controls
+model_refs = ic.refs(preset, base, run, METHOD)
+probe = ic.probe_images(preset)
+data = ic.fsp(model_refs, preset.dataset, len(probe), run["id"] if run else None, preset.teacher)
+shapes = data["teacher"]["shapes"]
+pairs = [f"stage {i + 1} → {i + 2}" for i in range(len(shapes) - 1)]
+c1, c2 = st.columns([2, 3])
+pair_name = common.choice("Stage pair", pairs, key=f"{PAGE}_pair", url_key="pair", container=c1)
+k = pairs.index(pair_name)
+first, second = f"stage {k + 1}", f"stage {k + 2}"
+rows_total, cols_total = data["teacher"]["matrices"][k].shape
+limit_options = sorted({n for n in (16, 32, 64, 128, 256) if n < max(rows_total, cols_total)} | {max(rows_total, cols_total)})
+limit = common.choice("Channels shown (zoom)", limit_options, key=f"{PAGE}_ch", url_key="ch", default=limit_options[-1],
+                      container=c2, help="Show only the first channels of each stage, to see single entries.")
+
+matrices = {name: d["matrices"][k][:limit, :limit] for name, d in data.items()}
+same_shape = {name: m for name, m in matrices.items() if m.shape == matrices["teacher"].shape}
+
+# --------------------------------------------------------------------------- figures
+st.subheader(f"The FSP matrices of {pair_name} ({rows_total} × {cols_total} channels, mean over {len(probe)} images)")
+common.show(figs.fsp_heatmaps(matrices, first, second), presenter,
+            "One colour scale for all three. The teacher's matrix has a pattern of strong and weak channel pairs; "
+            "the FSP student's should show the same pattern in the same places, while the baseline student's "
+            "pattern is its own (its channels came out in another order and with other roles).", key="fsp_maps")
+if have_students:
+    diffs = {f"{name} − teacher": m - matrices["teacher"] for name, m in same_shape.items() if name != "teacher"}
+    common.show(figs.fsp_differences(diffs), presenter,
+                "Student minus teacher, white where they agree. The FSP student's difference should be mostly pale; "
+                "the baseline's is strongly coloured.", key="fsp_diff")
+    distances = {name: d["distance"] for name, d in data.items() if name != "teacher"}
+    a, b = st.columns([3, 2])
+    with a:
+        common.show(figs.distance_bars(pairs, distances, "FSP distance to the teacher (mean squared)"), presenter,
+                    "The FSP loss term for each stage pair: the mean squared difference between a student's and the "
+                    "teacher's per-image FSP matrices over the probe images. Before FSP training (baseline) and after.",
+                    key="fsp_bars")
+    with b:
+        table = pd.DataFrame(distances, index=pairs)
+        if table.notna().all().all() and len(table.columns) == 2:
+            table["FSP / baseline"] = table.iloc[:, 1] / table.iloc[:, 0]
+        st.markdown("**The same numbers**")
+        st.dataframe(table.style.format("{:.4g}"), width="stretch")
+        st.caption(f"Test accuracy: baseline {100 * base['test_acc']:.2f}%, FSP student {100 * run['test_acc']:.2f}%.")

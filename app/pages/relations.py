@@ -1,4 +1,69 @@
-import streamlit as st
+"""Relations (RKD): the geometry of a batch, teacher / baseline student / RKD student."""
+import sys
+from pathlib import Path
 
-st.title("relations")
-st.info("This page is being built.")
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # app/, for `common` when run on its own
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pandas as pd  # noqa: E402
+import streamlit as st  # noqa: E402
+
+import common  # noqa: E402
+import figures_inside as figs  # noqa: E402
+import inside_common as ic  # noqa: E402
+from kdviz.probes import inside  # noqa: E402
+
+PAGE, METHOD = "relations", "rkd"
+
+st.title("Relations: the shape of what a network knows")
+st.markdown(
+    "Relational KD (Park et al. 2019) does not ask the student to copy the teacher's outputs, only the "
+    "*relations* between examples: for every pair of images in a batch, the distance between their penultimate "
+    "embeddings divided by the batch's mean distance, and for every triplet, the angle they make. The student's "
+    "embedding may even have another size; only its geometry has to match.")
+presenter = common.presenter_mode()
+preset = ic.setup(PAGE, METHOD)
+base, run = ic.students(PAGE, METHOD, preset)
+have_students = ic.need_students(base, run, METHOD)
+
+# --------------------------------------------------------------------------- controls and data
+st.subheader("One batch, sorted by class")
+c1, c2 = st.columns(2)
+per_class = common.choice("Images per class", [5, 10, 20], key=f"{PAGE}_n", url_key="n", default=10,
+                          container=c1, help="The batch has this many test images of every class.")
+seed = common.number("Batch seed", key=f"{PAGE}_seed", url_key="seed", default=0, low=0, high=9999, kind=int,
+                     container=c2, help="Which test images are drawn.")
+test = ic.test_split(preset)
+index = tuple(inside.class_sorted_index(test.labels, per_class, seed).tolist())
+labels = test.labels[list(index)].numpy()
+model_refs = ic.refs(preset, base, run, METHOD)
+data = ic.relations(model_refs, preset.dataset, index)
+classes = list(test.classes)
+
+# --------------------------------------------------------------------------- figures
+common.show(figs.distance_heatmaps({name: d["distances"] for name, d in data.items()}, labels, classes), presenter,
+            f"Each square is a pair among the {len(index)} images (class blocks along the axes); dark = close, "
+            "1 = the batch's mean distance. The teacher's matrix has dark blocks on the diagonal (same class is "
+            "close) and a finer pattern off it (which classes are near each other). Look for that same "
+            "pattern in the RKD student, and where the baseline student differs.", key="rel_maps")
+if have_students:
+    students = {name: d["distances"] for name, d in data.items() if name != "teacher"}
+    corr = {name: d["distance_corr"] for name, d in data.items() if name != "teacher"}
+    a, b = st.columns([3, 2])
+    with a:
+        common.show(figs.distance_scatter(data["teacher"]["distances"], students, corr), presenter,
+                    "Every pair of images as a dot: its distance for the teacher (across) and for a student (up). "
+                    "The closer the dots hug the dashed line, the more the student keeps the teacher's geometry; "
+                    "r is the Pearson correlation over all pairs.", key="rel_scatter")
+    with b:
+        common.show(figs.correlation_bars(corr, "correlation with the teacher's distances"), presenter,
+                    "The one number to watch: how well a student's pairwise distances follow the teacher's "
+                    "(1 = the same up to scale). RKD training raises it above the baseline's.", key="rel_corr")
+        table = pd.DataFrame({name: {"distance correlation": d["distance_corr"], "angle correlation": d["angle_corr"]}
+                              for name, d in data.items() if name != "teacher"}).T
+        st.dataframe(table.style.format("{:.3f}"), width="stretch")
+        st.caption(f"Test accuracy: baseline {100 * base['test_acc']:.2f}%, RKD student {100 * run['test_acc']:.2f}%.")
+common.show(figs.angle_histograms({name: d["angles"] for name, d in data.items()}), presenter,
+            "How the angles formed by triplets of images are spread. RKD's angle loss makes the student's cosines "
+            "match the teacher's triplet by triplet; this histogram shows the overall shape: the RKD student's "
+            "curve should sit closer to the teacher's than the baseline's does.", key="rel_angles")

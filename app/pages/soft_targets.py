@@ -1,4 +1,93 @@
-import streamlit as st
+"""Logits and soft targets in training: a KD student's softened outputs on fixed images, epoch by epoch."""
+import sys
+from pathlib import Path
 
-st.title("soft_targets")
-st.info("This page is being built.")
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # app/, for `common` when run on its own
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import streamlit as st  # noqa: E402
+
+import common  # noqa: E402
+import figures_inside as figs  # noqa: E402
+import inside_common as ic  # noqa: E402
+from kdviz import pretrained  # noqa: E402
+from kdviz.probes import inside  # noqa: E402
+
+PAGE, METHOD = "soft_targets", "kd"
+T_GRID = [1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 15.0, 20.0]
+
+st.title("Soft targets in training: the student learning the dark knowledge")
+st.markdown(
+    "During a KD run (Hinton et al. 2015; T = 4, α = 0.9) the student is pulled toward the teacher's softened "
+    "output softmax(z_t/T) on every training image. Here we follow a few fixed test images: about ten times "
+    "per epoch the student's logits on them are recorded, for a KD student and for a baseline student trained "
+    "on the labels alone. Play the animation and watch the KD student's small probabilities for the *wrong* "
+    "classes take the teacher's shape.")
+presenter = common.presenter_mode()
+preset = ic.setup(PAGE, METHOD)
+recorders, meta = ic.soft_target_recording(preset)
+base, run = ic.students(PAGE, METHOD, preset, recorders=recorders, meta=meta, needs=ic.has_soft_targets)
+if not ic.need_students(base, run, METHOD):
+    st.stop()
+
+# --------------------------------------------------------------------------- data and controls
+snaps = {"baseline": ic.soft_target_snapshots(base["id"]), "KD student": ic.soft_target_snapshots(run["id"])}
+index = snaps["KD student"]["index"]
+if snaps["baseline"]["index"] != index:
+    st.warning("These two runs followed different images; pick runs trained together.")
+    st.stop()
+probe = ic.probe_images(preset)
+kinds = ic.probe_kinds(preset)
+count = min(len(s["snapshots"]) for s in snaps.values())
+run_T = float(run["method_params"]["T"])
+
+
+def describe(i: int) -> str:
+    j = index[i]
+    kind = f" · {pretrained.PROBE_KINDS[int(kinds[j])]}" if kinds is not None else ""
+    return f"image {i + 1}: a {probe.classes[int(probe.labels[j])]}{kind}"
+
+
+c1, c2, c3 = st.columns([3, 3, 1], vertical_alignment="bottom")
+image = common.choice("Image", list(range(len(index))), key=f"{PAGE}_img", url_key="img", default=0,
+                      container=c1, format_func=describe)
+T = common.grid_slider("Temperature shown", sorted(set(T_GRID) | {run_T}), key=f"{PAGE}_T", url_key="T",
+                       default=run_T, container=c2,
+                       help=f"The students were trained at T = {run_T:g}; any T can be used to look at their logits.")
+log_scale = common.url_widget(c3.checkbox, "log scale", key=f"{PAGE}_log", url_key="log", default=False,
+                              cast=common.bool_from_url, to_url=lambda v: str(int(v)))
+
+j = index[image]
+probs = {name: inside.snapshot_probs(s["snapshots"][:count], T)[:, image] for name, s in snaps.items()}
+teacher = ic.teacher_soft_targets(preset.teacher, preset.dataset, tuple(index), T)[image]
+epochs = [s["epoch"] for s in snaps["KD student"]["snapshots"][:count]]
+labels = [f"epoch {e:.1f}" for e in epochs]
+
+# --------------------------------------------------------------------------- figures
+left, right = st.columns([1, 4])
+with left:
+    st.plotly_chart(figs.image_figure(probe.pixels[j].numpy(), describe(image).split(": ")[1], size=200),
+                    config=common.PLOTLY_CONFIG, key="st_image")
+    gap = {name: inside.soft_target_gap(p, teacher) for name, p in probs.items()}
+    st.metric("KD student's gap to the teacher at the end", f"{gap['KD student'][-1]:.3f}",
+              delta=f"{gap['KD student'][-1] - gap['baseline'][-1]:+.3f} vs baseline", delta_color="inverse")
+    st.caption("KL(teacher ‖ student) at the temperature shown, on this image (0 = the teacher's distribution).")
+with right:
+    common.show(figs.soft_target_frames(probe.classes, teacher, {n: list(p) for n, p in probs.items()}, labels, T,
+                                        log_scale), presenter,
+                "Bars: each student's softmax(z/T) on this image after the training shown on the slider; black "
+                "ticks: the teacher's softened output, the KD student's target. At epoch 0 both students are "
+                "near uniform; by the end the KD student's bars sit on the teacher's ticks, wrong classes included, "
+                "while the baseline is confident in one class and arranges the rest its own way. "
+                "Use ▶ to play it (no rerun needed).", key="st_bars")
+common.show(figs.gap_curves(epochs, gap, T), presenter,
+            "The distance between each student's softened output and the teacher's on this image, along the run "
+            "(log scale). The KD loss pulls the KD student's curve down; the baseline's stays higher.",
+            key="st_gap")
+mean_gap = {name: inside.soft_target_gap(inside.snapshot_probs(s["snapshots"][:count], T),
+                                         ic.teacher_soft_targets(preset.teacher, preset.dataset, tuple(index), T)).mean(1)
+            for name, s in snaps.items()}
+st.caption(f"Over all {len(index)} followed images, the mean gap at the end of training is "
+           f"{mean_gap['KD student'][-1]:.3f} for the KD student and {mean_gap['baseline'][-1]:.3f} for the baseline "
+           f"(test accuracy {100 * run['test_acc']:.2f}% and {100 * base['test_acc']:.2f}%).")

@@ -158,20 +158,24 @@ def factor_embeddings(method, student: ZooModel, teacher: ZooModel, x: torch.Ten
             "student": F.normalize(student_factor.flatten(1), dim=1)}
 
 
-def tsne(points: np.ndarray | torch.Tensor, perplexity: float = 30.0, seed: int = 0) -> np.ndarray:
+def tsne(points: np.ndarray | torch.Tensor, perplexity: float = 30.0, seed: int = 0, max_iter: int = 500) -> np.ndarray:
     """2-D t-SNE (van der Maaten & Hinton 2008, scikit-learn's Barnes–Hut version) of (N, D) points.
 
-    PCA initialisation and a fixed seed make the picture repeatable. The perplexity is
-    capped below N (scikit-learn requires it). Meant for a few thousand points at most."""
+    PCA initialisation and a fixed seed make the picture repeatable; 500 iterations (250 of
+    them with early exaggeration) are enough for a few thousand points. The perplexity is
+    capped below N/3 (scikit-learn requires < N). Runs on one OpenMP thread: on a busy
+    2-core machine (a training run beside it) two spinning threads were 5-7x slower."""
     from sklearn.manifold import TSNE  # imported late: scikit-learn is slow to import
+    from threadpoolctl import threadpool_limits
 
     points = np.asarray(points, dtype=np.float32)
     n = len(points)
-    if n < 3:
-        raise ValueError(f"t-SNE needs at least 3 points, got {n}")
+    if n < 4:
+        raise ValueError(f"t-SNE needs at least 4 points, got {n}")
     perplexity = float(min(perplexity, (n - 1) / 3))
-    return TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto",
-                random_state=seed).fit_transform(points)
+    with threadpool_limits(1):
+        return TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", max_iter=max_iter,
+                    random_state=seed).fit_transform(points)
 
 
 # --------------------------------------------------------------------------- relations (RKD)
@@ -247,19 +251,20 @@ def per_class_accuracy(confusion) -> np.ndarray:
     return np.divide(np.diag(c), totals, out=np.full(len(c), np.nan), where=totals > 0)
 
 
-def confusion_change(before, after) -> dict[str, np.ndarray]:
+def confusion_change(before, after, min_count: int = 1) -> dict[str, np.ndarray]:
     """Which cells a method improved or worsened, comparing two confusion matrices of the same test set.
 
     A diagonal cell improves when more images of the class are right; an off-diagonal cell
-    (true i, predicted j) improves when fewer i's are taken for j. Returns ``delta``
+    (true i, predicted j) improves when fewer i's are taken for j. Only changes of at least
+    ``min_count`` images count (one image either way is often noise). Returns ``delta``
     (row-normalised after − before), and boolean ``improved`` / ``worsened`` masks."""
     b, a = np.asarray(before, dtype=np.float64), np.asarray(after, dtype=np.float64)
     if a.shape != b.shape or a.ndim != 2 or a.shape[0] != a.shape[1]:
         raise ValueError(f"confusion matrices must be square and of one shape, got {b.shape} and {a.shape}")
     counts = a - b
     diagonal = np.eye(len(a), dtype=bool)
-    better = np.where(diagonal, counts > 0, counts < 0)
-    worse = np.where(diagonal, counts < 0, counts > 0)
+    gain = np.where(diagonal, counts, -counts)  # > 0: better, whatever the cell
+    better, worse = gain >= max(min_count, 1), gain <= -max(min_count, 1)
     return {"delta": row_normalised(a) - row_normalised(b), "improved": better, "worsened": worse}
 
 
@@ -271,16 +276,17 @@ def soft_targets(model: ZooModel, x: torch.Tensor, T: float) -> torch.Tensor:
 
 
 class SoftTargetRecorder:
-    """An event consumer that snapshots a student's softened outputs on fixed images during training.
+    """An event consumer that snapshots a student's logits on fixed images during training.
 
-    Hinton, Vinyals & Dean (2015): the KD student is trained to match softmax(z_t/T); the
-    snapshots show its softmax(z_s/T) on the same images moving toward the teacher's target.
-    Call it with every training event and the student being trained (the live worker does,
-    between two steps); it records once before the first step of the main phase, every
-    ``every_steps`` steps (0 = never) and at the end of every epoch. Thread-safe to read."""
+    Hinton, Vinyals & Dean (2015): the KD student is trained to match softmax(z_t/T);
+    :func:`snapshot_probs` turns the snapshots into softmax(z_s/T) at any T, to watch them move
+    toward the teacher's target. Call it with every training event and the student being
+    trained (the live worker does, between two steps); it records before the first step of the
+    main phase, every ``every_steps`` steps (0 = never) and at the end of every epoch.
+    Safe to read from another thread."""
 
-    def __init__(self, images: torch.Tensor, T: float, every_steps: int = 0, phase: str = "train"):
-        self.images, self.T, self.every_steps, self.phase = images, float(T), every_steps, phase
+    def __init__(self, images: torch.Tensor, every_steps: int = 0, phase: str = "train"):
+        self.images, self.every_steps, self.phase = images, every_steps, phase
         self._snapshots: list[dict] = []
         self._lock = threading.Lock()
 
@@ -288,18 +294,17 @@ class SoftTargetRecorder:
         if getattr(event, "phase", None) != self.phase:
             return
         if isinstance(event, PhaseStarted):
-            self._take(student, epoch=0, step=0, label="start")
+            self._take(student, epoch=0.0)
         elif isinstance(event, StepDone) and self.every_steps and event.step % self.every_steps == 0 \
                 and event.step != event.steps_per_epoch:
-            self._take(student, epoch=event.epoch - 1 + event.step / event.steps_per_epoch, step=event.step,
-                       label=f"epoch {event.epoch}, step {event.step}")
+            self._take(student, epoch=event.epoch - 1 + event.step / event.steps_per_epoch)
         elif isinstance(event, EpochDone):
-            self._take(student, epoch=event.epoch, step=0, label=f"epoch {event.epoch}", test_acc=event.test_acc)
+            self._take(student, epoch=float(event.epoch), test_acc=event.test_acc)
 
     def _take(self, student, **info) -> None:
-        probs = soft_targets(student, self.images, self.T)
+        logits, _ = forward_features(student, self.images)
         with self._lock:
-            self._snapshots.append({**info, "probs": probs.tolist()})
+            self._snapshots.append({**info, "logits": logits.tolist()})
 
     @property
     def snapshots(self) -> list[dict]:
@@ -307,15 +312,38 @@ class SoftTargetRecorder:
             return list(self._snapshots)
 
 
-def soft_target_gap(snapshots: list[dict], teacher_probs: torch.Tensor) -> np.ndarray:
-    """KL(teacher ‖ student) at temperature T per snapshot and image, shape (snapshots, images):
-    the quantity the KD loss drives down (before its T² factor)."""
-    p_t = torch.as_tensor(teacher_probs, dtype=torch.float64).clamp_min(1e-12)
-    rows = []
-    for snap in snapshots:
-        p_s = torch.tensor(snap["probs"], dtype=torch.float64).clamp_min(1e-12)
-        rows.append((p_t * (p_t.log() - p_s.log())).sum(-1).numpy())
-    return np.stack(rows) if rows else np.zeros((0, len(p_t)))
+def snapshot_every(train_size: int, batch_size: int = 128, per_epoch: int = 10) -> int:
+    """Steps between two snapshots so that an epoch gives about ``per_epoch`` of them."""
+    steps = -(-train_size // batch_size)
+    return max(1, round(steps / per_epoch))
+
+
+def snapshot_images(labels: torch.Tensor, kinds: np.ndarray | None, per_class: int = 2) -> list[int]:
+    """Probe images to follow during training: per class the first ``per_class`` of kind 0
+    ("ambiguous": where the teacher's soft targets carry the most) or, without kinds, the first ones."""
+    labels = labels.numpy()
+    chosen = []
+    for c in np.unique(labels):
+        members = np.nonzero(labels == c)[0]
+        if kinds is not None and (kinds[members] == 0).any():
+            members = members[kinds[members] == 0]
+        chosen += members[:per_class].tolist()
+    return chosen
+
+
+def snapshot_probs(snapshots: list[dict], T: float) -> np.ndarray:
+    """softmax(z/T) of every snapshot's logits: (snapshots, images, classes)."""
+    if not snapshots:
+        return np.zeros((0, 0, 0))
+    return losses.soften(torch.tensor([s["logits"] for s in snapshots], dtype=torch.float64), T).numpy()
+
+
+def soft_target_gap(student_probs: np.ndarray, teacher_probs: np.ndarray) -> np.ndarray:
+    """KL(teacher ‖ student) between softened distributions, summed over the classes (last axis):
+    the quantity Hinton's KD loss drives down (before its T² factor). Broadcasts over leading axes."""
+    p_t = np.clip(np.asarray(teacher_probs, dtype=np.float64), 1e-12, None)
+    p_s = np.clip(np.asarray(student_probs, dtype=np.float64), 1e-12, None)
+    return (p_t * (np.log(p_t) - np.log(p_s))).sum(-1)
 
 
 class ProbedLiveRun(LiveRun):
@@ -334,51 +362,59 @@ class ProbedLiveRun(LiveRun):
 
 # --------------------------------------------------------------------------- training the two students on the spot
 @dataclass(frozen=True)
+class Budget:
+    """Which student and how much training: ``epochs`` over a ``fraction`` of the training set."""
+
+    student: str
+    fraction: float
+    epochs: int = 1
+
+
+@dataclass(frozen=True)
 class Preset:
-    """The page's short training budget for a data set: teacher, student, and how much to train."""
+    """A page's data set, its shipped teacher, and the short budget of the two students
+    (``budgets`` overrides ``default`` for a method)."""
 
     dataset: str
     teacher: str                  # a pretrained teacher name
-    student: str
-    fraction: float               # of the training set
-    epochs: int = 1
-    students: dict = field(default_factory=dict)  # method → student, where it differs
+    default: Budget
+    budgets: dict = field(default_factory=dict)
+
+    def budget_for(self, method: str) -> Budget:
+        return self.budgets.get(method, self.default)
 
     def student_for(self, method: str) -> str:
-        return self.students.get(method, self.student)
+        return self.budget_for(method).student
 
 
-# FSP compares Gram matrices entry by entry, so its student keeps the teacher's channel counts
-# (Yim et al.'s own setting; cnn5 for the MNIST teacher, ResNet-8 shares ResNet-20's widths).
+# - FSP compares Gram matrices entry by entry, so its student keeps the teacher's channel counts
+#   (Yim et al.'s own setting; ResNet-8 already shares ResNet-20's widths).
+# - KD (confusion and soft-target pages) uses the Hinton MLP student on all of MNIST: logit KD
+#   caches the teacher's outputs, so two epochs take seconds, and KD is clearly ahead there.
 PRESETS: dict[str, Preset] = {
-    "mnist": Preset("mnist", "mnist-cnn", "cnn5-small", fraction=0.2, students={"fsp": "cnn5"}),
-    "cifar10": Preset("cifar10", "cifar10-resnet20", "resnet8", fraction=0.2),
+    "mnist": Preset("mnist", "mnist-cnn", Budget("cnn5-small", 0.2),
+                    {"fsp": Budget("cnn5", 0.2), "kd": Budget("mlp-800", 1.0, 2)}),
+    "cifar10": Preset("cifar10", "cifar10-resnet20", Budget("resnet8", 0.2), {"kd": Budget("resnet8", 0.5, 2)}),
 }
-# The pages' methods and their defaults. AT/RKD/FT/KD as in their papers; FSP in its one-stage
-# form (CE + FSP together), which fits the one-epoch budget.
+# The pages' methods with their defaults: AT, RKD and FT as in their papers; FSP in its one-stage
+# form (CE + FSP together), which fits a one-epoch budget; KD with T = 4, α = 0.9.
 PAGE_METHODS: dict[str, dict] = {
     "at": {}, "fsp": {"stages": 1}, "ft": {}, "rkd": {}, "kd": {"T": 4.0, "alpha": 0.9},
 }
 
 
-def budget(preset: Preset, seed: int = 0, epochs: int | None = None, precision: str = "bf16") -> TrainSettings:
-    """SGD + one-cycle, batch 128, bf16 autocast (2-3x faster on CPUs with AMX, same accuracy)."""
-    return TrainSettings(epochs=epochs or preset.epochs, batch_size=128, lr=0.1, seed=seed, precision=precision)
-
-
-def pair_configs(preset: Preset, method: str, params: dict | None = None, seed: int = 0,
-                 epochs: int | None = None, fraction: float | None = None):
-    """The two RunConfigs a page compares: a baseline student (labels only, no teacher) and a
-    student trained with ``method`` from the preset's teacher, on one budget."""
+def pair_configs(preset: Preset, method: str, params: dict | None = None, seed: int = 0, precision: str = "bf16"):
+    """The two RunConfigs a page compares: a baseline student (labels only, no teacher) and a student
+    trained with ``method`` from the preset's teacher, on one budget: SGD + one-cycle to lr 0.1,
+    batch 128, bf16 autocast (2-3x faster on CPUs with AMX, same accuracy in our runs)."""
     from kdviz.experiment import RunConfig
 
-    settings = budget(preset, seed, epochs)
-    student = preset.student_for(method)
-    fraction = fraction or preset.fraction
+    b = preset.budget_for(method)
+    settings = TrainSettings(epochs=b.epochs, batch_size=128, lr=0.1, seed=seed, precision=precision)
     params = {**PAGE_METHODS.get(method, {}), **(params or {})}
-    baseline = RunConfig(preset.dataset, student, "baseline", train=replace(settings), fraction=fraction)
-    distilled = RunConfig(preset.dataset, student, method, params=params, teacher=preset.teacher,
-                          train=replace(settings), fraction=fraction)
+    baseline = RunConfig(preset.dataset, b.student, "baseline", train=replace(settings), fraction=b.fraction)
+    distilled = RunConfig(preset.dataset, b.student, method, params=params, teacher=preset.teacher,
+                          train=replace(settings), fraction=b.fraction)
     return baseline, distilled
 
 
@@ -504,7 +540,7 @@ class StudentPair:
         if any(True for _ in method.parameters()):
             torch.save({k: v.detach().cpu() for k, v in method.state_dict().items()}, folder / METHOD_STATE)
         if recorder is not None:
-            write_json_atomic(folder / SOFT_TARGETS, {"T": recorder.T, **self.meta, "snapshots": recorder.snapshots})
+            write_json_atomic(folder / SOFT_TARGETS, {**self.meta, "snapshots": recorder.snapshots})
 
     def stop(self) -> None:
         self._stopped.set()

@@ -1,0 +1,323 @@
+"""What the six "inside the networks" pages share: the data-set preset, the two students
+(saved runs, or trained now on a short budget in a worker thread), and cached models and probes.
+
+Each page compares the teacher, a baseline student (labels only) and a student trained
+with the page's method, on the same images. Training and every number come from
+:mod:`kdviz.probes.inside`; this module only draws controls and progress and caches.
+"""
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+import torch
+
+import common
+from kdviz import pretrained
+from kdviz.probes import inside
+from kdviz.runs import default_runs_dir
+
+METHOD_NAMES = {"at": "AT student", "fsp": "FSP student", "ft": "FT student", "rkd": "RKD student", "kd": "KD student"}
+
+
+# --------------------------------------------------------------------------- preset and students
+def setup(page: str, method: str) -> inside.Preset:
+    """The data-set control (kept in the URL as ``data``), limited to data sets whose shipped
+    teacher is here. Stops the page with a message when there is none."""
+    shipped = set(pretrained.names())
+    options = [name for name, preset in inside.PRESETS.items() if preset.teacher in shipped]
+    if not options:
+        st.error("No shipped teacher was found in `pretrained/`. Make one with "
+                 "`kdviz pretrained make mnist-cnn` (about a minute on two cores), then reload this page.")
+        st.stop()
+    dataset = common.choice("Data set", options, key=f"{page}_data", url_key="data", container=st.sidebar,
+                            format_func=lambda d: f"{d} (teacher {inside.PRESETS[d].teacher})")
+    preset = inside.PRESETS[dataset]
+    b = preset.budget_for(method)
+    st.sidebar.caption(f"Students: `{b.student}`, one short preset budget ({b.epochs} epoch{'s' if b.epochs > 1 else ''} "
+                       f"on {b.fraction:.0%} of the training set, bf16).")
+    return preset
+
+
+def _run_label(record: dict) -> str:
+    train = record["config"]["train"]
+    return (f"{100 * record['test_acc']:.2f}% · {train['epochs']} ep on {record['config']['fraction']:.0%} · "
+            f"seed {train['seed']} · {record['created'][5:16].replace('T', ' ')}")
+
+
+def _pair_key(page: str, dataset: str) -> str:
+    return f"inside_pair_{page}_{dataset}"
+
+
+def students(page: str, method: str, preset: inside.Preset, recorders=None, meta=None,
+             needs=None) -> tuple[dict | None, dict | None]:
+    """Pick the baseline and method students among saved runs, or train both now.
+
+    Returns the two run records (None where there is none yet). ``recorders`` (a callable
+    returning one consumer per config) and ``meta`` go to :class:`kdviz.probes.inside.StudentPair`;
+    ``needs`` filters the saved runs offered (e.g. those with saved FT modules or snapshots)."""
+    student = preset.student_for(method)
+    runs_dir = default_runs_dir()
+    key = _pair_key(page, preset.dataset)
+    pair: inside.StudentPair | None = st.session_state.get(key)
+    busy = pair is not None and not pair.done
+
+    base_runs = [r for r in inside.saved_runs(preset.dataset, student, "baseline", None, runs_dir)
+                 if needs is None or needs(r)]
+    method_runs = [r for r in inside.saved_runs(preset.dataset, student, method, preset.teacher, runs_dir)
+                   if needs is None or needs(r)]
+    # a pair that just finished: select its two runs
+    if pair is not None and pair.done and not st.session_state.get(key + "_seen"):
+        st.session_state[key + "_seen"] = True
+        for widget, record in zip((f"{page}_base", f"{page}_run"), pair.records):
+            if record is not None:
+                st.session_state[widget] = record["id"]
+    by_id = {r["id"]: r for r in base_runs + method_runs}
+
+    st.subheader("The students")
+    left, right, button = st.columns([5, 5, 3], vertical_alignment="bottom")
+    base = chosen = None
+    if base_runs:
+        base = common.choice("Baseline student (labels only)", [r["id"] for r in base_runs], key=f"{page}_base",
+                             url_key="base", container=left, format_func=lambda i: _run_label(by_id[i]))
+    else:
+        left.info("No baseline student saved yet.")
+    if method_runs:
+        chosen = common.choice(f"{METHOD_NAMES.get(method, method)} (from the teacher)", [r["id"] for r in method_runs],
+                               key=f"{page}_run", url_key="run", container=right,
+                               format_func=lambda i: _run_label(by_id[i]))
+    else:
+        right.info(f"No {METHOD_NAMES.get(method, method)} saved yet.")
+    label = "Train both again" if base_runs and method_runs else "Train both students now"
+    if button.button(label, type="primary" if not (base_runs and method_runs) else "secondary", disabled=busy,
+                     key=f"{page}_train", width="stretch",
+                     help="A baseline student and a method student on one short budget, one after the other, "
+                          "in the background; both are saved as runs."):
+        configs = inside.pair_configs(preset, method)
+        st.session_state[key] = inside.StudentPair(configs, runs_dir, recorders() if recorders else None,
+                                                   meta=meta).start()
+        st.session_state[key + "_seen"] = False
+        st.rerun()
+    if busy:
+        _progress(key)
+    elif pair is not None and pair.error:
+        st.error(f"Training failed: {pair.error}")
+    return by_id.get(base), by_id.get(chosen)
+
+
+@st.fragment(run_every=1.0)
+def _progress(key: str) -> None:
+    pair: inside.StudentPair | None = st.session_state.get(key)
+    if pair is None:
+        return
+    for config, snap, record in zip(pair.configs, pair.snapshots(), pair.records):
+        who = "baseline student" if config.method == "baseline" else METHOD_NAMES.get(config.method, config.method)
+        if snap is None:
+            st.progress(1.0, text=f"{who}: reusing the saved run with this budget ({100 * record['test_acc']:.2f}%)")
+            continue
+        left = f" · about {snap['seconds_left']:.0f} s left" if snap["seconds_left"] else ""
+        st.progress(min(snap["fraction"], 1.0), text=f"{who}: {snap['state']} · {snap['phase'] or '…'} · "
+                    f"step {snap['steps_done']}/{snap['steps_total']}{left}")
+    if st.button("Stop training", key=key + "_stop"):
+        pair.stop()
+    if pair.done:
+        st.rerun(scope="app")
+
+
+def need_students(base: dict | None, run: dict | None, method: str) -> bool:
+    """True when both students are there; otherwise a note saying what the page will show."""
+    if base is None or run is None:
+        st.info(f"Until both students exist, the page shows the teacher alone. Press **Train both students now** "
+                f"(a baseline and an {METHOD_NAMES.get(method, method)}, a short budget each) or pick saved runs.")
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- cached models and data
+@st.cache_resource(show_spinner="Loading a student…", max_entries=32)
+def student_model(run_id: str, runs_dir: str):
+    return inside.load_student({"id": run_id}, runs_dir)
+
+
+@st.cache_resource(show_spinner="Loading the method's modules…", max_entries=16)
+def method_modules(run_id: str, runs_dir: str, teacher_name: str):
+    from kdviz.runs import load_run
+
+    record = load_run(run_id, runs_dir)
+    return inside.load_method(record, student_model(run_id, runs_dir), common.teacher(teacher_name), runs_dir)
+
+
+def models(preset: inside.Preset, base: dict | None, run: dict | None, method: str) -> dict:
+    """``{"teacher": net, "baseline": net, <method student>: net}`` for what is there, in that order."""
+    runs_dir = str(default_runs_dir())
+    out = {"teacher": common.teacher(preset.teacher)}
+    if base is not None:
+        out["baseline"] = student_model(base["id"], runs_dir)
+    if run is not None:
+        out[METHOD_NAMES.get(method, method)] = student_model(run["id"], runs_dir)
+    return out
+
+
+def probe_images(preset: inside.Preset):
+    """The teacher's shipped probe images (ambiguous, clear and typical test images per class)."""
+    return common.probe_set(preset.teacher)
+
+
+def probe_kinds(preset: inside.Preset) -> np.ndarray | None:
+    """Per probe image its kind code into ``pretrained.PROBE_KINDS`` (None if the card has none)."""
+    try:
+        return pretrained.probe_details(preset.teacher)["kind"].numpy()
+    except Exception:  # noqa: BLE001 - older probe files carry no kinds
+        return None
+
+
+def test_split(preset: inside.Preset):
+    """The data set's test split, or the probe set when the data set is not on this machine."""
+    try:
+        return common.dataset(preset.dataset).test
+    except Exception:  # noqa: BLE001 - pages work from the shipped probe images alone
+        return probe_images(preset)
+
+
+# --------------------------------------------------------------------------- cached computations
+# Models are named by a string ref ("teacher:<name>" or "run:<id>") so results cache by value;
+# raw stage maps are never cached (too large), only what the pages draw.
+def refs(preset: inside.Preset, base: dict | None, run: dict | None, method: str) -> tuple[tuple[str, str], ...]:
+    """(display name, model ref) for the teacher and the students there are, in page order."""
+    out = [("teacher", f"teacher:{preset.teacher}")]
+    if base is not None:
+        out.append(("baseline", f"run:{base['id']}"))
+    if run is not None:
+        out.append((METHOD_NAMES.get(method, method), f"run:{run['id']}"))
+    return tuple(out)
+
+
+def _net(ref: str):
+    kind, _, name = ref.partition(":")
+    return common.teacher(name) if kind == "teacher" else student_model(name, str(default_runs_dir()))
+
+
+def _images(dataset: str, split: str, index) -> torch.Tensor:
+    preset = inside.PRESETS[dataset]
+    data = probe_images(preset) if split == "probe" else test_split(preset)
+    return data.images(torch.as_tensor(list(index), dtype=torch.int64))
+
+
+def _features(model_refs, dataset: str, split: str, index) -> dict:
+    x = _images(dataset, split, index)
+    return {name: inside.forward_features(_net(ref), x)[1] for name, ref in model_refs}
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def attention(model_refs: tuple, dataset: str, index: tuple[int, ...], p: float) -> dict:
+    """Per model: attention maps per stage (RMS-scaled, (n, H, W)) and AT distances to the teacher (stages, n)."""
+    feats = _features(model_refs, dataset, "probe", index)
+    teacher = feats["teacher"].stages
+    return {name: {"maps": [m.numpy() for m in inside.rms_scaled(inside.stage_attention(f.stages, p))],
+                   "distance": inside.at_distances(f.stages, teacher, p)} for name, f in feats.items()}
+
+
+@st.cache_data(show_spinner="Measuring AT distances over the probe images…", max_entries=64)
+def at_summary(model_refs: tuple, dataset: str, p: float, n: int) -> dict[str, list[float]]:
+    """Mean AT distance to the teacher per stage, over the first ``n`` probe images, per student."""
+    feats = _features(model_refs, dataset, "probe", range(n))
+    teacher = feats["teacher"].stages
+    return {name: inside.at_distances(f.stages, teacher, p).mean(1).tolist() for name, f in feats.items() if name != "teacher"}
+
+
+@st.cache_data(show_spinner="Computing FSP matrices…", max_entries=64)
+def fsp(model_refs: tuple, dataset: str, n: int, method_run: str | None, teacher_name: str) -> dict:
+    """Per model: its FSP matrices per consecutive stage pair (batch mean over ``n`` probe images) and its
+    per-pair FSP distance to the teacher. The FSP student's matrices go through its method's 1×1
+    adapters when it has any (``method_run``)."""
+    feats = _features(model_refs, dataset, "probe", range(n))
+    adapters = None
+    if method_run is not None:
+        method = method_modules(method_run, str(default_runs_dir()), teacher_name)
+        adapters = getattr(method, "adapters", None)
+    teacher = feats["teacher"].stages
+    out = {}
+    for name, ref in model_refs:
+        a = adapters if method_run is not None and ref == f"run:{method_run}" else None
+        out[name] = {"matrices": [g.numpy() for g in inside.fsp_matrices(feats[name].stages, a)],
+                     "distance": inside.fsp_distances(feats[name].stages, teacher, a),
+                     "shapes": [tuple(s.shape[1:]) for s in feats[name].stages]}
+    return out
+
+
+@st.cache_data(show_spinner="Computing embeddings…", max_entries=64)
+def embeddings(model_refs: tuple, dataset: str, split: str, index: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """Penultimate embeddings of each model on the same images."""
+    return {name: f.embedding.numpy() for name, f in _features(model_refs, dataset, split, index).items()}
+
+
+@st.cache_data(show_spinner="Computing the FT factors…", max_entries=32)
+def factors(method_run: str, teacher_name: str, dataset: str, index: tuple[int, ...]) -> dict[str, np.ndarray] | None:
+    """The teacher's paraphraser factors and the FT student's translator factors on the same images."""
+    runs_dir = str(default_runs_dir())
+    method = method_modules(method_run, runs_dir, teacher_name)
+    if method is None:
+        return None
+    out = inside.factor_embeddings(method, student_model(method_run, runs_dir), common.teacher(teacher_name),
+                                   _images(dataset, "test", index))
+    return {k: v.numpy() for k, v in out.items()}
+
+
+@st.cache_data(show_spinner="Running t-SNE (cached per model, data, perplexity and seed)…", max_entries=128)
+def tsne(key: str, points: np.ndarray, perplexity: float, seed: int) -> np.ndarray:
+    """t-SNE of ``points``; ``key`` names (model, data) so the cache is per (model, data, perplexity, seed)."""
+    return inside.tsne(points, perplexity, seed)
+
+
+@st.cache_data(show_spinner="Running the teacher over the test set…", max_entries=8)
+def teacher_confusion(teacher_name: str, dataset: str) -> np.ndarray:
+    from kdviz.evaluation import confusion_matrix, predict_logits
+
+    data = test_split(inside.PRESETS[dataset])
+    logits = predict_logits(common.teacher(teacher_name), data, device="cpu", precision="bf16")
+    return confusion_matrix(data.labels, logits.argmax(1), data.num_classes).numpy()
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def teacher_soft_targets(teacher_name: str, dataset: str, index: tuple[int, ...], T: float) -> np.ndarray:
+    return inside.soft_targets(common.teacher(teacher_name), _images(dataset, "probe", index), T).numpy()
+
+
+@st.cache_data(show_spinner="Measuring distances and angles…", max_entries=64)
+def relations(model_refs: tuple, dataset: str, index: tuple[int, ...]) -> dict:
+    """Per model on a class-sorted batch: normalised distance matrix, angle histogram, and for the
+    students the correlation of their distances and angles with the teacher's."""
+    emb = {name: torch.from_numpy(e) for name, e in embeddings(model_refs, dataset, "test", index).items()}
+    teacher = emb["teacher"]
+    out = {}
+    for name, e in emb.items():
+        out[name] = {"distances": inside.normalised_distances(e).numpy(), "angles": inside.angle_histogram(e)}
+        if name != "teacher":
+            out[name]["distance_corr"] = inside.distance_correlation(e, teacher)
+            out[name]["angle_corr"] = inside.angle_correlation(e, teacher)
+    return out
+
+
+def soft_target_recording(preset: inside.Preset):
+    """What the soft-target page follows during a KD run: a factory of two recorders (baseline and
+    KD student, about ten snapshots per epoch of the same probe images) and the metadata saved with them."""
+    probe = probe_images(preset)
+    index = inside.snapshot_images(probe.labels, probe_kinds(preset))
+    budget = preset.budget_for("kd")
+    train_size = int(len(common.dataset(preset.dataset).train) * budget.fraction)
+    every = inside.snapshot_every(train_size)
+    x = probe.images(torch.tensor(index))
+    return (lambda: [inside.SoftTargetRecorder(x, every), inside.SoftTargetRecorder(x, every)],
+            {"probe": preset.teacher, "index": index})
+
+
+def has_soft_targets(record: dict) -> bool:
+    return (inside.run_dir(record, default_runs_dir()) / inside.SOFT_TARGETS).is_file()
+
+
+def has_method_state(record: dict) -> bool:
+    return (inside.run_dir(record, default_runs_dir()) / inside.METHOD_STATE).is_file()
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def soft_target_snapshots(run_id: str) -> dict | None:
+    return inside.load_soft_targets({"id": run_id}, default_runs_dir())
