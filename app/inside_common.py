@@ -49,12 +49,13 @@ def _pair_key(page: str, dataset: str) -> str:
 
 
 def students(page: str, method: str, preset: inside.Preset, recorders=None, meta=None,
-             needs=None) -> tuple[dict | None, dict | None]:
+             needs=None, needs_baseline=None) -> tuple[dict | None, dict | None]:
     """Pick the baseline and method students among saved runs, or train both now.
 
     Returns the two run records (None where there is none yet). ``recorders`` (a callable
     returning one consumer per config) and ``meta`` go to :class:`kdviz.probes.inside.StudentPair`;
-    ``needs`` filters the saved runs offered (e.g. those with saved FT modules or snapshots)."""
+    ``needs`` and ``needs_baseline`` filter the saved runs offered (e.g. to those with saved FT
+    modules, or with soft-target snapshots)."""
     student = preset.student_for(method)
     runs_dir = default_runs_dir()
     key = _pair_key(page, preset.dataset)
@@ -62,7 +63,7 @@ def students(page: str, method: str, preset: inside.Preset, recorders=None, meta
     busy = pair is not None and not pair.done
 
     base_runs = [r for r in inside.saved_runs(preset.dataset, student, "baseline", None, runs_dir)
-                 if needs is None or needs(r)]
+                 if needs_baseline is None or needs_baseline(r)]
     method_runs = [r for r in inside.saved_runs(preset.dataset, student, method, preset.teacher, runs_dir)
                    if needs is None or needs(r)]
     # a pair that just finished: select its two runs
@@ -87,11 +88,11 @@ def students(page: str, method: str, preset: inside.Preset, recorders=None, meta
                                format_func=lambda i: _run_label(by_id[i]))
     else:
         right.info(f"No {METHOD_NAMES.get(method, method)} saved yet.")
-    label = "Train both again" if base_runs and method_runs else "Train both students now"
+    label = "Train again" if base_runs and method_runs else "Train the students now"
     if button.button(label, type="primary" if not (base_runs and method_runs) else "secondary", disabled=busy,
                      key=f"{page}_train", width="stretch",
-                     help="A baseline student and a method student on one short budget, one after the other, "
-                          "in the background; both are saved as runs."):
+                     help="A baseline student and a method student on one short budget, one after the other "
+                          "in the background (a saved baseline with this budget is reused); both are saved as runs."):
         configs = inside.pair_configs(preset, method)
         st.session_state[key] = inside.StudentPair(configs, runs_dir, recorders() if recorders else None,
                                                    meta=meta).start()
@@ -126,7 +127,7 @@ def _progress(key: str) -> None:
 def need_students(base: dict | None, run: dict | None, method: str) -> bool:
     """True when both students are there; otherwise a note saying what the page will show."""
     if base is None or run is None:
-        st.info(f"Until both students exist, the page shows the teacher alone. Press **Train both students now** "
+        st.info(f"Until both students exist, the page shows the teacher alone. Press **Train the students now** "
                 f"(a baseline and an {METHOD_NAMES.get(method, method)}, a short budget each) or pick saved runs.")
         return False
     return True
@@ -251,15 +252,29 @@ def embeddings(model_refs: tuple, dataset: str, split: str, index: tuple[int, ..
 
 
 @st.cache_data(show_spinner="Computing the FT factors…", max_entries=32)
-def factors(method_run: str, teacher_name: str, dataset: str, index: tuple[int, ...]) -> dict[str, np.ndarray] | None:
-    """The teacher's paraphraser factors and the FT student's translator factors on the same images."""
-    runs_dir = str(default_runs_dir())
-    method = method_modules(method_run, runs_dir, teacher_name)
-    if method is None:
-        return None
-    out = inside.factor_embeddings(method, student_model(method_run, runs_dir), common.teacher(teacher_name),
-                                   _images(dataset, "test", index))
-    return {k: v.numpy() for k, v in out.items()}
+def factor_space(model_refs: tuple, method_run: str | None, teacher_name: str, dataset: str,
+                 index: tuple[int, ...]) -> dict:
+    """The points the factor page maps: the teacher's paraphraser factors and the FT student's translator
+    factors (when the run saved its modules), and every model's penultimate features, on the same test
+    images; plus how far each student's points are from the teacher's (distance correlation, and for the
+    factors the FT loss's distance)."""
+    points = {f"{name}: penultimate features": e for name, e in embeddings(model_refs, dataset, "test", index).items()}
+    method = method_modules(method_run, str(default_runs_dir()), teacher_name) if method_run else None
+    numbers = {}
+    if method is not None:
+        f = inside.factor_embeddings(method, student_model(method_run, str(default_runs_dir())),
+                                     common.teacher(teacher_name), _images(dataset, "test", index))
+        points = {"teacher factor (paraphraser)": f["teacher"].numpy(), "FT student factor (translator)": f["student"].numpy(),
+                  **points}
+        numbers["FT student factor vs teacher factor"] = {
+            "distance correlation": inside.distance_correlation(f["student"], f["teacher"]),
+            "mean L1 distance": float((f["student"] - f["teacher"]).abs().sum(1).mean())}
+    teacher = torch.from_numpy(points["teacher: penultimate features"])
+    for name, _ in model_refs[1:]:
+        numbers[f"{name} features vs teacher features"] = {
+            "distance correlation": inside.distance_correlation(torch.from_numpy(points[f"{name}: penultimate features"]),
+                                                                teacher)}
+    return {"points": points, "numbers": numbers}
 
 
 @st.cache_data(show_spinner="Running t-SNE (cached per model, data, perplexity and seed)…", max_entries=128)

@@ -1,4 +1,73 @@
-import streamlit as st
+"""Factor space (FT): t-SNE maps of the teacher's paraphrased factors and the students' features."""
+import sys
+from pathlib import Path
 
-st.title("factors")
-st.info("This page is being built.")
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # app/, for `common` when run on its own
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pandas as pd  # noqa: E402
+import streamlit as st  # noqa: E402
+
+import common  # noqa: E402
+import figures_inside as figs  # noqa: E402
+import inside_common as ic  # noqa: E402
+from kdviz.probes import inside  # noqa: E402
+
+PAGE, METHOD = "factors", "ft"
+PANELS = ("teacher factor (paraphraser)", "FT student factor (translator)",
+          "baseline: penultimate features", "FT student: penultimate features")
+
+st.title("Factor space: the teacher's knowledge, paraphrased")
+st.markdown(
+    "Factor transfer (Kim, Park & Kwak 2018) first trains a *paraphraser*, a small convolutional autoencoder, "
+    "to reconstruct the teacher's last feature map; its code is the **teacher factor**, a compressed restatement "
+    "of what the teacher computes. The student gets a *translator* of its own last feature map, and is trained "
+    "so that its **student factor** matches the teacher factor (both normalised, L1 distance) while it learns "
+    "the labels. Below, each factor and each student's penultimate features on the same test images are "
+    "drawn as a t-SNE map.")
+presenter = common.presenter_mode()
+preset = ic.setup(PAGE, METHOD)
+base, run = ic.students(PAGE, METHOD, preset)
+have_students = ic.need_students(base, run, METHOD)
+
+# --------------------------------------------------------------------------- controls and data
+c1, c2, c3 = st.columns(3)
+per_class = common.choice("Points per class", [25, 50, 100, 200], key=f"{PAGE}_n", url_key="n", default=50,
+                          container=c1, help="Test images per class (so 10 × this many points per map).")
+perplexity = common.choice("Perplexity", [5, 10, 20, 30, 50], key=f"{PAGE}_perp", url_key="perp", default=30,
+                           container=c2, help="Roughly how many neighbours each point tries to keep close.")
+seed = common.number("t-SNE seed", key=f"{PAGE}_seed", url_key="seed", default=0, low=0, high=9999, kind=int,
+                     container=c3, help="Another seed gives another, equally valid, layout.")
+test = ic.test_split(preset)
+index = tuple(inside.class_sorted_index(test.labels, per_class, 0).tolist())
+labels = test.labels[list(index)].numpy()
+model_refs = ic.refs(preset, base, run, METHOD)
+method_run = run["id"] if run is not None and ic.has_method_state(run) else None
+space = ic.factor_space(model_refs, method_run, preset.teacher, preset.dataset, index)
+if run is not None and method_run is None:
+    st.warning("This FT run did not save its paraphraser and translator (it was trained elsewhere), so only the "
+               "penultimate features can be shown. Train the students here to see the factors.")
+
+shown = [name for name in PANELS if name in space["points"]] or ["teacher: penultimate features"]
+maps = {name: ic.tsne(f"{name}|{preset.dataset}|{per_class}", space["points"][name], float(perplexity), int(seed))
+        for name in shown}
+
+# --------------------------------------------------------------------------- figures
+st.subheader(f"t-SNE of {len(index)} test images (perplexity {perplexity}, seed {seed})")
+common.show(figs.tsne_panels(maps, labels, test.classes), presenter,
+            "Each dot is a test image, coloured by its true class; click a class in the legend to hide it everywhere. "
+            "Top: the teacher factor and the FT student's factor, which was trained to match it: look for the same "
+            "classes grouped and the same ones touching. Bottom: what each student's classifier sees; the FT "
+            "student's classes tend to be as cleanly separated as the teacher's, the baseline's a little less.",
+            key="ft_tsne")
+st.info("**Reading t-SNE.** t-SNE keeps each point's near neighbours near; it does not keep distances. The size "
+        "of a cluster, the gap between two clusters and where a cluster sits mean little, and another seed or "
+        "perplexity moves them. Compare which classes form their own group, which are mixed, and which images "
+        "stray into another class's group.")
+if space["numbers"]:
+    st.markdown("**How close each student is to the teacher, measured on the original points (not on the maps):**")
+    table = pd.DataFrame(space["numbers"]).T
+    st.dataframe(table.style.format("{:.3f}", na_rep="–"), width="stretch")
+    st.caption("Distance correlation: Pearson correlation between all pairwise distances of the student's points and "
+               "of the teacher's (1 = the same geometry up to scale). Mean L1 distance: the factor loss of the FT "
+               "student before β and before dividing by the factor size, per image (0 = identical normalised factors).")

@@ -27,7 +27,8 @@ st.markdown(
 presenter = common.presenter_mode()
 preset = ic.setup(PAGE, METHOD)
 recorders, meta = ic.soft_target_recording(preset)
-base, run = ic.students(PAGE, METHOD, preset, recorders=recorders, meta=meta, needs=ic.has_soft_targets)
+base, run = ic.students(PAGE, METHOD, preset, recorders=recorders, meta=meta, needs=ic.has_soft_targets,
+                        needs_baseline=ic.has_soft_targets)
 if not ic.need_students(base, run, METHOD):
     st.stop()
 

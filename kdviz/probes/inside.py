@@ -485,9 +485,9 @@ class StudentPair:
     page needs beside each record: the method's modules (``method.pt``) and, when a recorder
     is given, its soft-target snapshots (``soft_targets.json``).
 
-    With ``reuse=True`` a config whose exact budget already has a saved run (and needs no
-    recorder) is not trained again: the baseline student is shared by the AT, RKD, FT and
-    KD pages."""
+    With ``reuse=True`` a baseline config whose exact budget already has a saved run (and that
+    needs no recorder) is not trained again (training is deterministic for a seed on the CPU):
+    one baseline student serves the AT, RKD and FT pages."""
 
     def __init__(self, configs: list, runs_dir=None, recorders: list | None = None, reuse: bool = True,
                  meta: dict | None = None):
@@ -497,7 +497,7 @@ class StudentPair:
         self.records: list[dict | None] = []
         for config, recorder in zip(self.configs, self.recorders):
             reused = None
-            if reuse and recorder is None:
+            if reuse and recorder is None and config.method == "baseline":
                 reused = next((r for r in saved_runs(config.dataset, config.student, config.method, None, runs_dir)
                                if _same_budget(r, config)), None)
             self.records.append(reused)
