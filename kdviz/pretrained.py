@@ -99,9 +99,11 @@ def command_for(name: str) -> str:
 
 
 def equivalent_train_command(r: Recipe) -> str:
-    """The same training spelled with ``kdviz train-teacher`` (same config, same weights on the same CPU)."""
+    """The same training spelled with ``kdviz train-teacher``: the same run config, so the same
+    weights on the same CPU with the same thread count (it prints a bf16-measured accuracy,
+    which can differ from the card's fp32 one in the last digit)."""
     s = r.settings
-    parts = [f"kdviz train-teacher --dataset {r.dataset} --model {r.model} --epochs {s.epochs}",
+    parts = [f"OMP_NUM_THREADS={r.threads} kdviz train-teacher --dataset {r.dataset} --model {r.model} --epochs {s.epochs}",
              f"--batch-size {s.batch_size} --lr {s.lr} --optimizer {s.optimizer} --schedule {s.schedule}",
              f"--weight-decay {s.weight_decay} --seed {s.seed} --device {s.device}"]
     if s.precision == "bf16":

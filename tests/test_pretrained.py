@@ -181,7 +181,8 @@ def test_make_writes_weights_probe_and_a_card_that_tells_the_truth(tmp_path, mon
     assert sorted(p.name for p in out.iterdir()) == ["tiny-digits.json", "tiny-digits.probe.npz", "tiny-digits.pt"]
     assert json.loads((out / "tiny-digits.json").read_text()) == info
     assert info["command"] == "kdviz pretrained make tiny-digits"
-    assert info["equivalent_command"].startswith("kdviz train-teacher --dataset digits --model cnn5-small --epochs 1")
+    assert info["equivalent_command"].startswith(
+        "OMP_NUM_THREADS=1 kdviz train-teacher --dataset digits --model cnn5-small --epochs 1")
     assert info["sha256"] == pretrained.file_sha256(out / "tiny-digits.pt")
     assert info["probe_size"] == 90
 
