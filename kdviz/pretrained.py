@@ -165,7 +165,7 @@ def file_sha256(path: Path) -> str:
 def verified(path: Path, expected: str) -> Path:
     """``path`` if its sha256 is ``expected``; otherwise an error that names the file."""
     if not path.is_file():
-        raise PretrainedError(f"{path} is missing (its card {path.with_suffix('').name}.json expects it)")
+        raise PretrainedError(f"{path} is missing (its model card lists it)")
     actual = file_sha256(path)
     if actual != expected:
         raise PretrainedError(f"{path} does not match the sha256 in its model card (expected {expected[:12]}..., "
