@@ -80,8 +80,11 @@ def _mark_t(fig: go.Figure, temps, T: float) -> None:
     """A log T axis over the grid with a dashed line at the chosen T (annotations on log axes take log10)."""
     lo, hi = np.log10(min(temps)) - 0.05, np.log10(max(temps)) + 0.05
     fig.add_vline(x=T, line_dash="dash", line_color="black")
-    fig.add_annotation(x=np.log10(T), y=1, yref="paper", text=_t_label(T), showarrow=False, yanchor="bottom")
-    fig.update_xaxes(type="log", range=[lo, hi], title_text="temperature T (log scale)")
+    fig.add_annotation(x=np.log10(T), y=0.02, yref="paper", text=_t_label(T), showarrow=False, xanchor="left",
+                       bgcolor="rgba(255,255,255,0.8)")
+    ticks = [t for t in (0.5, 1, 2, 5, 10, 20, 50, 100) if min(temps) <= t <= max(temps)]
+    fig.update_xaxes(type="log", range=[lo, hi], title_text="temperature T (log scale)",
+                     tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
 
 
 def entropy_curves(curves: dict, T: float) -> go.Figure:

@@ -23,7 +23,8 @@ if not teachers:
             "or run `kdviz train-teacher --model cnn5 --epochs 3`, then come back.")
     st.stop()
 
-teacher = common.choice("Teacher", teachers, key="teacher", format_func=teachers.get, container=st.sidebar)
+teacher = common.choice("Teacher", teachers, key="teacher", default="mnist-cnn", format_func=teachers.get,
+                        container=st.sidebar)
 try:
     out = common.teacher_outputs(teacher)
 except Exception as error:  # noqa: BLE001
