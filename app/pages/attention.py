@@ -36,7 +36,7 @@ kind_options = ["all"] + (list(pretrained.PROBE_KINDS) if kinds is not None else
 kind = common.choice("Images", kind_options, key=f"{PAGE}_kind", url_key="kind", container=c1,
                      help="ambiguous: the teacher hesitates; clear: textbook cases; typical: a random draw")
 pool = np.arange(len(probe)) if kind == "all" else np.nonzero(kinds == pretrained.PROBE_KINDS.index(kind))[0]
-position = common.url_widget(c2.slider, "Image", key=f"{PAGE}_img", url_key="img", default=0,
+position = common.url_widget(c2.slider, "Image", key=f"{PAGE}_img", url_key="img", default=0, cast=int,
                              valid=lambda v: 0 <= v < len(pool), min_value=0, max_value=len(pool) - 1)
 index = int(pool[position])
 p = common.choice("Power p", [1, 2, 3, 4], key=f"{PAGE}_p", url_key="p", default=2,

@@ -37,7 +37,7 @@ if run is not None:
 
 st.subheader(f"Confusion matrices on the {int(matrices['teacher'].sum()):,} test images")
 min_count = common.choice("Highlight changes of at least", [1, 2, 3, 5, 10], key=f"{PAGE}_min", url_key="min",
-                          default=2 , format_func=lambda n: f"{n} image" + ("s" if n > 1 else ""),
+                          default=2, format_func=lambda n: f"{n} image" + ("s" if n > 1 else ""),
                           help="A cell counts as improved or worsened by KD only if at least this many test images "
                                "moved; one image either way is often chance.")
 change = inside.confusion_change(matrices["baseline"], matrices["KD student"], min_count) if have_students else None

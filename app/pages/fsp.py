@@ -40,9 +40,9 @@ pair_name = common.choice("Stage pair", pairs, key=f"{PAGE}_pair", url_key="pair
 k = pairs.index(pair_name)
 first, second = f"stage {k + 1}", f"stage {k + 2}"
 rows_total, cols_total = data["teacher"]["matrices"][k].shape
-limit_options = sorted({n for n in (16, 32, 64, 128, 256) if n < max(rows_total, cols_total)} | {max(rows_total, cols_total)})
-limit = common.choice("Channels shown (zoom)", limit_options, key=f"{PAGE}_ch", url_key="ch", default=limit_options[-1],
-                      container=c2, help="Show only the first channels of each stage, to see single entries.")
+zoom = common.choice("Channels shown (zoom)", ["all", 8, 16, 32], key=f"{PAGE}_ch", url_key="ch", container=c2,
+                     help="Show only the first channels of each stage, to see single entries.")
+limit = None if zoom == "all" else int(zoom)
 
 matrices = {name: d["matrices"][k][:limit, :limit] for name, d in data.items()}
 same_shape = {name: m for name, m in matrices.items() if m.shape == matrices["teacher"].shape}
