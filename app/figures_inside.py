@@ -286,7 +286,7 @@ def soft_target_frames(classes, teacher: np.ndarray, students: dict[str, list[np
 
     fig = go.Figure(bars(start))
     fig.add_trace(go.Scatter(x=names, y=np.asarray(teacher), mode="markers", name=f"teacher's target (T = {T:g})",
-                             marker=dict(symbol="line-ew-open", size=34, line=dict(width=4, color="#000000")),
+                             marker=dict(symbol="line-ew-open", size=34, color="#000000", line=dict(width=4, color="#000000")),
                              hovertemplate="class %{x}: teacher %{y:.4f}<extra></extra>"))
     fig.frames = [go.Frame(name=label, data=bars(i), traces=list(range(len(students))))
                   for i, label in enumerate(frame_labels)]

@@ -246,9 +246,11 @@ def fsp(model_refs: tuple, dataset: str, n: int, method_run: str | None, teacher
 
 
 @st.cache_data(show_spinner="Computing embeddings…", max_entries=64)
-def embeddings(model_refs: tuple, dataset: str, split: str, index: tuple[int, ...]) -> dict[str, np.ndarray]:
-    """Penultimate embeddings of each model on the same images."""
-    return {name: f.embedding.numpy() for name, f in _features(model_refs, dataset, split, index).items()}
+def embeddings(model_refs: tuple, dataset: str, split: str, index: tuple[int, ...],
+               stage: int | None = None) -> dict[str, np.ndarray]:
+    """Penultimate embeddings (or one stage's flattened maps) of each model on the same images."""
+    x = _images(dataset, split, index)
+    return {name: inside.embeddings(_net(ref), x, stage=stage).numpy() for name, ref in model_refs}
 
 
 @st.cache_data(show_spinner="Computing the FT factors…", max_entries=32)
@@ -269,18 +271,24 @@ def factor_space(model_refs: tuple, method_run: str | None, teacher_name: str, d
         numbers["FT student factor vs teacher factor"] = {
             "distance correlation": inside.distance_correlation(f["student"], f["teacher"]),
             "mean L1 distance": float((f["student"] - f["teacher"]).abs().sum(1).mean())}
+    # where FT acts: the last stage's maps (the translator's input), on about 200 of the images
+    few = index[:: max(1, len(index) // 200)]
+    last = {k: torch.from_numpy(v) for k, v in embeddings(model_refs, dataset, "test", few, stage=-1).items()}
     teacher = torch.from_numpy(points["teacher: penultimate features"])
     for name, _ in model_refs[1:]:
-        numbers[f"{name} features vs teacher features"] = {
+        numbers[f"{name}: last-stage maps vs the teacher's"] = {
+            "distance correlation": inside.distance_correlation(last[name], last["teacher"])}
+        numbers[f"{name}: penultimate features vs the teacher's"] = {
             "distance correlation": inside.distance_correlation(torch.from_numpy(points[f"{name}: penultimate features"]),
                                                                 teacher)}
     return {"points": points, "numbers": numbers}
 
 
-@st.cache_data(show_spinner="Running t-SNE (cached per model, data, perplexity and seed)…", max_entries=128)
-def tsne(key: str, points: np.ndarray, perplexity: float, seed: int) -> np.ndarray:
-    """t-SNE of ``points``; ``key`` names (model, data) so the cache is per (model, data, perplexity, seed)."""
-    return inside.tsne(points, perplexity, seed)
+@st.cache_data(show_spinner="Running t-SNE (cached per model, data, perplexity and seed)…", max_entries=64)
+def tsne_maps(keys: tuple[str, ...], point_sets: list[np.ndarray], perplexity: float, seed: int) -> list[np.ndarray]:
+    """t-SNE of each point set, two at a time. The cache key holds the points themselves (they come from
+    the models on the data) with the perplexity and seed: one entry per (models, data, perplexity, seed)."""
+    return inside.tsne_many(point_sets, perplexity, seed)
 
 
 @st.cache_data(show_spinner="Running the teacher over the test set…", max_entries=8)
@@ -302,13 +310,14 @@ def relations(model_refs: tuple, dataset: str, index: tuple[int, ...]) -> dict:
     """Per model on a class-sorted batch: normalised distance matrix, angle histogram, and for the
     students the correlation of their distances and angles with the teacher's."""
     emb = {name: torch.from_numpy(e) for name, e in embeddings(model_refs, dataset, "test", index).items()}
+    step = max(1, len(index) // 100)  # angles over at most ~100 images: N³ triplets
     teacher = emb["teacher"]
     out = {}
     for name, e in emb.items():
-        out[name] = {"distances": inside.normalised_distances(e).numpy(), "angles": inside.angle_histogram(e)}
+        out[name] = {"distances": inside.normalised_distances(e).numpy(), "angles": inside.angle_histogram(e[::step])}
         if name != "teacher":
             out[name]["distance_corr"] = inside.distance_correlation(e, teacher)
-            out[name]["angle_corr"] = inside.angle_correlation(e, teacher)
+            out[name]["angle_corr"] = inside.angle_correlation(e[::step], teacher[::step])
     return out
 
 

@@ -239,3 +239,8 @@ def test_pair_configs_share_one_budget():
     assert fsp.params["stages"] == 1
     _, kd = inside.pair_configs(preset, "kd", {"T": 8.0})
     assert kd.params == {"T": 8.0, "alpha": 0.9}
+
+
+def test_accuracy_table_rows():
+    table = inside.accuracy_table({"a": np.array([[8, 2], [1, 9]])})
+    assert table["a"] == pytest.approx([80.0, 90.0, 85.0])

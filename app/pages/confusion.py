@@ -58,16 +58,14 @@ if have_students:
                     "alike (for MNIST 4–9, 3–5–8, 7–1): that is where its soft targets carry the most.",
                     key="conf_delta")
     with b:
-        accuracy = {name: inside.per_class_accuracy(m) for name, m in matrices.items()}
-        table = pd.DataFrame({name: 100 * acc for name, acc in accuracy.items()}, index=classes)
+        table = pd.DataFrame(inside.accuracy_table(matrices), index=[*classes, "all"])
         table["KD − baseline"] = table["KD student"] - table["baseline"]
-        table.loc["all"] = [100 * np.trace(m) / m.sum() for m in matrices.values()] + \
-            [100 * (np.trace(matrices["KD student"]) - np.trace(matrices["baseline"])) / matrices["baseline"].sum()]
         st.markdown("**Per-class accuracy (%)**")
         st.dataframe(table.style.format("{:+.2f}", subset=["KD − baseline"]).format(
             "{:.2f}", subset=[c for c in table.columns if c != "KD − baseline"]), width="stretch")
         st.caption(f"{int(change['improved'].sum())} cells improved, {int(change['worsened'].sum())} worsened "
                    f"(changes of at least {min_count} image{'s' if min_count > 1 else ''}).")
+    accuracy = {name: inside.per_class_accuracy(m) for name, m in matrices.items()}
     common.show(figs.per_class_bars(accuracy, classes), presenter,
                 "Per-class accuracy of the three networks: the classes where the baseline falls furthest below the "
                 "teacher are where distillation has the most to give.", key="conf_bars")

@@ -32,7 +32,7 @@ have_students = ic.need_students(base, run, METHOD)
 
 # --------------------------------------------------------------------------- controls and data
 c1, c2, c3 = st.columns(3)
-per_class = common.choice("Points per class", [25, 50, 100, 200], key=f"{PAGE}_n", url_key="n", default=50,
+per_class = common.choice("Points per class", [25, 50, 100, 150], key=f"{PAGE}_n", url_key="n", default=50,
                           container=c1, help="Test images per class (so 10 × this many points per map).")
 perplexity = common.choice("Perplexity", [5, 10, 20, 30, 50], key=f"{PAGE}_perp", url_key="perp", default=30,
                            container=c2, help="Roughly how many neighbours each point tries to keep close.")
@@ -49,16 +49,15 @@ if run is not None and method_run is None:
                "penultimate features can be shown. Train the students here to see the factors.")
 
 shown = [name for name in PANELS if name in space["points"]] or ["teacher: penultimate features"]
-maps = {name: ic.tsne(f"{name}|{preset.dataset}|{per_class}", space["points"][name], float(perplexity), int(seed))
-        for name in shown}
+maps = dict(zip(shown, ic.tsne_maps(tuple(shown), [space["points"][name] for name in shown], float(perplexity), int(seed))))
 
 # --------------------------------------------------------------------------- figures
 st.subheader(f"t-SNE of {len(index)} test images (perplexity {perplexity}, seed {seed})")
 common.show(figs.tsne_panels(maps, labels, test.classes), presenter,
             "Each dot is a test image, coloured by its true class; click a class in the legend to hide it everywhere. "
             "Top: the teacher factor and the FT student's factor, which was trained to match it: look for the same "
-            "classes grouped and the same ones touching. Bottom: what each student's classifier sees; the FT "
-            "student's classes tend to be as cleanly separated as the teacher's, the baseline's a little less.",
+            "classes grouped and the same ones touching. Bottom: what each student's classifier sees, with and "
+            "without factor transfer. The table below says, in numbers, how close each is to the teacher.",
             key="ft_tsne")
 st.info("**Reading t-SNE.** t-SNE keeps each point's near neighbours near; it does not keep distances. The size "
         "of a cluster, the gap between two clusters and where a cluster sits mean little, and another seed or "
@@ -69,5 +68,6 @@ if space["numbers"]:
     table = pd.DataFrame(space["numbers"]).T
     st.dataframe(table.style.format("{:.3f}", na_rep="–"), width="stretch")
     st.caption("Distance correlation: Pearson correlation between all pairwise distances of the student's points and "
-               "of the teacher's (1 = the same geometry up to scale). Mean L1 distance: the factor loss of the FT "
-               "student before β and before dividing by the factor size, per image (0 = identical normalised factors).")
+               "of the teacher's (1 = the same geometry up to scale). FT acts on the last stage's maps (the "
+               "translator's input): compare the two students there. Mean L1 distance: the FT student's factor loss "
+               "before β and before dividing by the factor size, per image (0 = identical normalised factors).")

@@ -71,7 +71,7 @@ with left:
     st.plotly_chart(figs.image_figure(probe.pixels[j].numpy(), describe(image).split(": ")[1], size=200),
                     config=common.PLOTLY_CONFIG, key="st_image")
     gap = {name: inside.soft_target_gap(p, teacher) for name, p in probs.items()}
-    st.metric("KD student's gap to the teacher at the end", f"{gap['KD student'][-1]:.3f}",
+    st.metric("KD student's gap at the end", f"{gap['KD student'][-1]:.3f}",
               delta=f"{gap['KD student'][-1] - gap['baseline'][-1]:+.3f} vs baseline", delta_color="inverse")
     st.caption("KL(teacher ‖ student) at the temperature shown, on this image (0 = the teacher's distribution).")
 with right:
