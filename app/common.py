@@ -269,6 +269,19 @@ def teacher_test_outputs(choice_key: str) -> dict:
             "source": f"all {len(test):,} test images"}
 
 
+@st.cache_resource(show_spinner="Measuring the teacher…")
+def teacher_summary(choice_key: str) -> dict:
+    """A teacher's test accuracy (from its card or record), parameter count and latency per image."""
+    from kdviz.models import model_summary
+    from kdviz.runs import load_run
+
+    if choice_key.startswith(RUN_PREFIX):
+        acc = load_run(teacher_ref(choice_key))["test_acc"]
+    else:
+        acc = pretrained.card(choice_key)["test_acc"]
+    return {"name": teacher_ref(choice_key), "acc": acc, **model_summary(load_teacher(choice_key))}
+
+
 def error_box(error: Exception, what: str) -> None:
     """A readable message instead of a traceback."""
     st.error(f"Could not {what}: {error}")

@@ -16,8 +16,8 @@ PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e
 
 
 def _layout(fig: go.Figure, title: str | None = None, height: int = 380) -> go.Figure:
-    fig.update_layout(title=title, height=height, margin=dict(l=50, r=20, t=60 if title else 30, b=50),
-                      template="plotly_white", legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+    fig.update_layout(title=title, height=height, margin=dict(l=50, r=20, t=60 if title else 30, b=110),
+                      template="plotly_white", legend=dict(orientation="h", yanchor="top", y=-0.22, x=0))
     return fig
 
 
@@ -67,7 +67,7 @@ def softmax_bars(logits, curves: dict, classes, T: float, true_label: int | None
                               buttons=[dict(label="▶ play T", method="animate",
                                             args=[None, dict(frame=dict(duration=350, redraw=True),
                                                              transition=dict(duration=200), fromcurrent=True)]),
-                                       dict(label="⏸", method="animate",
+                                       dict(label="pause", method="animate",
                                             args=[[None], dict(mode="immediate", frame=dict(duration=0))])])],
             sliders=[dict(active=i, x=0.12, len=0.88, y=-0.12, yanchor="top", currentvalue=dict(prefix="animation T = "),
                           steps=[dict(label=f"{t:g}", method="animate",
@@ -135,11 +135,12 @@ def live_curves(step_losses: list[dict], epochs_done: list[dict]) -> go.Figure:
     """Every loss term against the step (left), train and test accuracy after each epoch (right)."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss terms per step", "Accuracy per epoch"),
                         horizontal_spacing=0.12)
-    terms = [k for k in (step_losses[0] if step_losses else {}) if k not in ("step", "phase")]
-    for n, term in enumerate(terms):
+    terms = [k for k in (step_losses[-1] if step_losses else {}) if k not in ("step", "phase", "total")]
+    for n, term in enumerate(["total", *terms]):  # the total first, so every term is drawn over it
         points = [(s["step"], s[term]) for s in step_losses if term in s]
         fig.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], name=term, mode="lines",
-                                 line=dict(color=PALETTE[n % len(PALETTE)], width=3 if term == "total" else 1.5)),
+                                 line=dict(color="#bbbbbb" if term == "total" else PALETTE[(n - 1) % len(PALETTE)],
+                                           width=4 if term == "total" else 1.5)),
                       row=1, col=1)
     main = [e for e in epochs_done if e.get("test_acc") == e.get("test_acc")]
     for key, colour, dash in (("train_acc", MUTED, "dot"), ("test_acc", HIGHLIGHT, "solid")):
@@ -149,7 +150,7 @@ def live_curves(step_losses: list[dict], epochs_done: list[dict]) -> go.Figure:
     fig.update_yaxes(title_text="loss", type="log", row=1, col=1)
     fig.update_xaxes(title_text="epoch", dtick=1, row=1, col=2)
     fig.update_yaxes(title_text="accuracy (%)", row=1, col=2)
-    return _layout(fig, height=400)
+    return _layout(fig, height=440)
 
 
 def confusion_heatmap(confusion, classes, title: str = "Confusion matrix (test set)") -> go.Figure:
@@ -166,11 +167,10 @@ def confusion_heatmap(confusion, classes, title: str = "Confusion matrix (test s
 # --------------------------------------------------------------------------- comparing runs
 def accuracy_bars(rows: list[dict]) -> go.Figure:
     """Mean test accuracy per method with error bars of ± one standard deviation over seeds."""
-    labels = [f"{r['method']}<br>{r['student']} · {r['epochs']} ep" for r in rows]
+    labels = [f"{r['method']}<br>{r['student']} · {r['epochs']} ep<br><b>{100 * r['acc_mean']:.2f}%</b>" for r in rows]
     fig = go.Figure(go.Bar(
         x=labels, y=[100 * r["acc_mean"] for r in rows], marker_color=[PALETTE[i % len(PALETTE)] for i in range(len(rows))],
         error_y=dict(type="data", array=[100 * r["acc_std"] for r in rows], visible=True),
-        text=[f"{100 * r['acc_mean']:.2f}%" for r in rows], textposition="outside",
         customdata=[r["seeds"] for r in rows],
         hovertemplate="%{x}<br>%{y:.2f}% (%{customdata} seeds)<extra></extra>"))
     lows = [100 * (r["acc_mean"] - r["acc_std"]) for r in rows]
@@ -182,10 +182,17 @@ def accuracy_bars(rows: list[dict]) -> go.Figure:
     return _layout(fig, "Accuracy per method (mean ± std over seeds)")
 
 
-def tradeoff_scatter(rows: list[dict]) -> go.Figure:
-    """Accuracy against inference latency (left) and parameter count (right), one point per method."""
+def tradeoff_scatter(rows: list[dict], teachers=()) -> go.Figure:
+    """Accuracy against inference latency (left) and parameter count (right), one point per method;
+    ``teachers`` ({name, acc, params, latency_ms}) are drawn as stars for reference."""
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06,
                         subplot_titles=("vs latency per image", "vs parameter count"))
+    for t in teachers:
+        for col, key in ((1, "latency_ms"), (2, "params")):
+            fig.add_trace(go.Scatter(x=[t[key]], y=[100 * t["acc"]], name=f"teacher {t['name']}", mode="markers+text",
+                                     marker=dict(size=16, symbol="star", color="black"), text=[t["name"]],
+                                     textposition="bottom center", showlegend=col == 1,
+                                     legendgroup=f"teacher {t['name']}"), row=1, col=col)
     for n, r in enumerate(rows):
         colour = PALETTE[n % len(PALETTE)]
         for col, key in ((1, "latency_ms"), (2, "params")):

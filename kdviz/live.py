@@ -102,7 +102,7 @@ class LiveRun:
                 setattr(self.progress, key, value)
 
     def _work(self) -> None:
-        self._set(state="starting")
+        self._set(state="starting", phase="preparing")  # data, teacher, and its logits (cached) before step 1
         try:
             self.experiment = Experiment(self.config, self.runs_dir, stop=self._stop)
             with self.progress.lock:  # a pause that came in meanwhile keeps its label

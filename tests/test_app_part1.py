@@ -182,7 +182,7 @@ def test_train_url_sets_controls_and_formula(env):
     assert at.slider(key="hp_kd_alpha").value == 0.5
     assert at.number_input(key="epochs").value == 3
     assert at.selectbox(key="teacher").value == env["teacher"]
-    assert "alpha" in at.latex[0].value and "T^2" in at.latex[0].value
+    assert "\\alpha" in at.latex[0].value and "T^2" in at.latex[0].value
 
 
 @pytest.mark.parametrize("query", [{"epochs": "-3"}, {"epochs": "many"}, {"method": "magic"}, {"T": "0"},
@@ -196,18 +196,18 @@ def test_train_live_run_survives_reruns_pauses_and_saves(env):
     at = ok(page("train", dataset="digits", student="mlp-30", teacher=env["teacher"], method="kd",
                  epochs="20", batch="32"))
     assert at.selectbox(key="batch").value == 32
-    ok(button(at, "▶ Start").click().run())
+    ok(button(at, "Start").click().run())
     run = at.session_state["train_run"]
-    assert button(at, "▶ Start").disabled
+    assert button(at, "Start").disabled
     # a widget change (and the rerun it causes) neither restarts nor loses the run
     at.number_input(key="seed").set_value(7).run()
     assert at.session_state["train_run"] is run and run.config.train.seed == 0
-    ok(button(at, "⏸ Pause").click().run())
+    ok(button(at, "Pause").click().run())
     assert run.progress.state in ("paused", "starting")
     steps = run.progress.snapshot()["steps_done"]
     time.sleep(1.0)
     assert run.progress.snapshot()["steps_done"] <= steps + 1
-    ok(button(at, "⏵ Resume").click().run())
+    ok(button(at, "Resume").click().run())
     assert run.progress.state != "paused"
     ok(wait_done(at))
     record = run.progress.record
@@ -223,12 +223,12 @@ def test_train_live_run_survives_reruns_pauses_and_saves(env):
 def test_train_teacher_mode_and_stop(env):
     at = ok(page("train", mode="teacher", dataset="digits", student="mlp-30", epochs="50", batch="32"))
     assert not at.latex or "CE" in at.latex[0].value
-    ok(button(at, "▶ Start").click().run())
+    ok(button(at, "Start").click().run())
     run = at.session_state["train_run"]
     deadline = time.time() + 120
     while run.progress.snapshot()["steps_done"] < 3 and time.time() < deadline:
         time.sleep(0.2)
-    ok(button(at, "⏹ Stop").click().run())
+    ok(button(at, "Stop").click().run())
     run.join(60)
     ok(at.run())
     assert run.progress.state == "stopped" and run.progress.record["stopped"]
@@ -296,7 +296,7 @@ def test_compare_runs_a_sweep_in_the_background(env):
     at = ok(page("compare", sw_dataset="digits", sw_student="mlp-30", sw_teacher=env["teacher"],
                  sw_methods="baseline,kd", sw_seeds="1", sw_epochs="1"))
     assert at.multiselect(key="sw_methods").value == ["baseline", "kd"]
-    ok(button(at, "▶ Start the sweep (2 runs)").click().run())
+    ok(button(at, "Start the sweep (2 runs)").click().run())
     queue = at.session_state["compare_sweep"]
     assert len(queue.runs) == 2
     queue.join(300)

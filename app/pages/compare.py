@@ -66,7 +66,7 @@ with st.expander("Launch a sweep", expanded=busy or not list_runs()):
     st.markdown("**The 5-minute demo**: MNIST, the shipped CNN teacher, an MLP-800 student, labels only against "
                 "KD (T = 4, α = 0.9), 2 epochs each: under 30 s on a 2-core laptop.")
     has_demo_teacher = "mnist-cnn" in common.teacher_choices("mnist") and "mnist" in data_sets
-    if st.button("▶ Run the 5-minute demo", type="primary", disabled=busy or not has_demo_teacher,
+    if st.button("Run the 5-minute demo", icon=":material/play_arrow:", type="primary", disabled=busy or not has_demo_teacher,
                  help=None if has_demo_teacher else "needs MNIST and the shipped mnist-cnn teacher"):
         start(demo_configs())
         st.rerun()
@@ -109,12 +109,12 @@ with st.expander("Launch a sweep", expanded=busy or not list_runs()):
                    else None)
         if problem:
             st.caption(f"Cannot start: {problem}.")
-        if st.button(f"▶ Start the sweep ({len(configs)} runs)", disabled=busy or bool(problem)):
+        if st.button(f"Start the sweep ({len(configs)} runs)", icon=":material/play_arrow:", disabled=busy or bool(problem)):
             start(configs)
             st.rerun()
     if queue is not None:
         if busy:
-            if st.button("⏹ Stop the sweep"):
+            if st.button("Stop the sweep", icon=":material/stop:"):
                 queue.stop()
                 queue.join(5)
                 st.rerun()
@@ -166,9 +166,17 @@ d1, d2, _ = st.columns([1, 1, 3])
 d1.download_button("Table as CSV", softening.summary_csv(rows), "kdviz-comparison.csv", "text/csv")
 d2.download_button("Records as JSON", softening.records_json(chosen_records), "kdviz-records.json", "application/json")
 
-common.show(figures.tradeoff_scatter(rows), presenter,
-            "Up is more accurate, left is faster or smaller. Distillation moves a small student up without moving it "
-            "right: the teacher's accuracy at the student's price. Latency is per image at batch 1 on this machine.",
+teachers = []
+for ref in sorted({r["teacher"] for r in chosen_records if r.get("teacher")}):
+    key = ref.removeprefix("pretrained:").replace("run:", common.RUN_PREFIX)
+    try:
+        teachers.append(common.teacher_summary(key))
+    except Exception:  # noqa: BLE001 - a teacher that is gone is simply not drawn
+        pass
+common.show(figures.tradeoff_scatter(rows, teachers), presenter,
+            "Up is more accurate, left is faster or smaller. Distillation moves a student up without moving it "
+            "sideways, toward the teacher (the star) at the student's price. Latency is per image at batch 1 on this "
+            "machine.",
             key="tradeoff")
 
 grid = softening.alpha_temperature_grid(chosen_records)

@@ -90,7 +90,7 @@ with left:
     st.markdown(f"teacher's answer: **{classes[curves['top_class']]}**")
 with right:
     common.show(figures.softmax_bars(logits.tolist(), curves, classes, T, true_label), presenter,
-                "Grey bars are the wrong classes. Move the slider (or press ▶ play T under the chart) and watch them "
+                "Grey bars are the wrong classes. Move the slider (or press *play T* under the chart) and watch them "
                 "rise as T grows: their heights, not the winner's, are the dark knowledge. The logits on the left never "
                 "change; only how sharply the softmax reads them.", key="bars")
 

@@ -41,7 +41,8 @@ data_sets = common.available_datasets()
 if not data_sets:
     st.error("No data set could be loaded on this machine (set KDVIZ_DATA to a folder with MNIST or CIFAR-10).")
     st.stop()
-setup, formula = st.columns([3, 2])
+formula_slot = st.container()
+setup, formula = st.columns([3, 2], gap="large")
 with setup:
     st.button("Load the 5-minute demo settings", on_click=load_demo, help="MNIST, the shipped CNN teacher, an MLP "
               "student, KD at T = 4, 2 epochs, bf16: about 10 s on a 2-core laptop. Compare it with baseline.")
@@ -87,11 +88,12 @@ with setup:
                               key=f"omit_{dataset_name}", format_func=lambda c: common.dataset(dataset_name).train.classes[c])
         hide = st.checkbox("Hide the labels (learn from the teacher only)", key="hide", disabled=mode != "student")
 
-with formula:
-    cls = method_class(method)
+cls = method_class(method)
+with formula_slot:
     st.markdown(f"**{cls.title or cls.name}**")
     if cls.formula:
         st.latex(cls.formula)
+with formula:
     params = {h.name: common.hyperparam_widget(h, key=f"hp_{method}_{h.name}") for h in cls.hyperparams}
     if not cls.hyperparams:
         st.caption("This method has no hyperparameters.")
@@ -110,17 +112,17 @@ def make_config() -> RunConfig:
 # --------------------------------------------------------------------------- start / pause / resume / stop
 b1, b2, b3, b4 = st.columns([2, 1, 1, 1])
 can_start = not busy and (mode == "teacher" or teacher_key is not None or not REGISTRY[method].needs_teacher)
-if b1.button("▶ Start", type="primary", disabled=not can_start, width="stretch"):
+if b1.button("Start", icon=":material/play_arrow:", type="primary", disabled=not can_start, width="stretch"):
     st.session_state[RUN] = LiveRun(make_config(), default_runs_dir()).start()
     st.rerun()
 paused = busy and run.progress.state == "paused"
-if b2.button("⏸ Pause", disabled=not busy or paused, width="stretch"):
+if b2.button("Pause", icon=":material/pause:", disabled=not busy or paused, width="stretch"):
     run.pause()
     st.rerun()
-if b3.button("⏵ Resume", disabled=not paused, width="stretch"):
+if b3.button("Resume", icon=":material/play_circle:", disabled=not paused, width="stretch"):
     run.resume()
     st.rerun()
-if b4.button("⏹ Stop", disabled=not busy, width="stretch",
+if b4.button("Stop", icon=":material/stop:", disabled=not busy, width="stretch",
              help="Ends the run after the current step; what it learned so far is saved as a record."):
     run.stop()
     run.join(5)
@@ -143,8 +145,9 @@ def draw(live: LiveRun) -> None:
     m2.metric("images / s", f"{snap['images_per_s']:,.0f}")
     m3.metric("elapsed", f"{snap['elapsed']:.1f} s")
     m4.metric("loss (last step)", f"{snap['step_losses'][-1]['total']:.4f}" if snap["step_losses"] else "–")
-    if snap["state"] == "starting":
-        st.caption("Loading the data and the teacher (its logits on the training set are computed once, then cached).")
+    if snap["phase"] == "preparing" and not live.done:
+        st.caption("Preparing: loading the data and the teacher, and running the teacher once over the training set "
+                   "(its logits are then cached on disk, so the next run with this teacher starts at once).")
     if snap["step_losses"]:
         common.show(figures.live_curves(snap["step_losses"], snap["epochs_done"]), presenter,
                     "Left: each loss term per step (log scale); with KD the soft-target term 'kd' and the label term "
