@@ -307,16 +307,18 @@ def soft_target_frames(classes, teacher: np.ndarray, students: dict[str, list[np
     return _layout(fig, 470).update_layout(margin=dict(b=130))
 
 
-def gap_curves(x: list[float], gaps: dict[str, np.ndarray], T: float) -> go.Figure:
-    """KL(teacher ‖ student) at temperature T on the chosen image, per snapshot, for each student."""
+def gap_curves(x: list[float], gaps: dict[str, np.ndarray], T: float, means: dict[str, np.ndarray] | None = None) -> go.Figure:
+    """KL(teacher ‖ student) at temperature T per snapshot, for each student: on the chosen image (solid)
+    and, in ``means``, averaged over all followed images (dashed)."""
     fig = go.Figure()
-    for name, y in gaps.items():
-        role = "baseline" if name == "baseline" else "student"
-        fig.add_trace(go.Scatter(x=x[: len(y)], y=np.asarray(y), mode="lines+markers", name=name,
-                                 line=dict(color=ROLE_COLOURS[role], width=3)))
+    for series, dash, suffix in ((gaps, None, ": this image"), (means or {}, "dash", ": mean of the followed images")):
+        for name, y in series.items():
+            role = "baseline" if name == "baseline" else "student"
+            fig.add_trace(go.Scatter(x=x[: len(y)], y=np.asarray(y), mode="lines+markers" if dash is None else "lines",
+                                     name=name + suffix, line=dict(color=ROLE_COLOURS[role], width=3, dash=dash)))
     fig.update_layout(xaxis=dict(title="epochs of training"),
-                      yaxis=dict(title=f"KL(teacher ‖ student) at T = {T:g}", type="log"))
-    return _layout(fig, 320)
+                      yaxis=dict(title=f"KL(teacher ‖ student) at T = {T:g}", rangemode="tozero"))
+    return _layout(fig, 340)
 
 
 def image_figure(image, title: str | None = None, size: int = 220) -> go.Figure:

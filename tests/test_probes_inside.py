@@ -236,7 +236,7 @@ def test_pair_configs_share_one_budget():
     assert base.student == at.student == preset.student_for("at")
     assert base.train == at.train and base.fraction == at.fraction
     _, fsp = inside.pair_configs(preset, "fsp")
-    assert fsp.params["stages"] == 1
+    assert fsp.params == {"stages": 1, "weight": 100.0}
     _, kd = inside.pair_configs(preset, "kd", {"T": 8.0})
     assert kd.params == {"T": 8.0, "alpha": 0.9}
 
@@ -244,3 +244,14 @@ def test_pair_configs_share_one_budget():
 def test_accuracy_table_rows():
     table = inside.accuracy_table({"a": np.array([[8, 2], [1, 9]])})
     assert table["a"] == pytest.approx([80.0, 90.0, 85.0])
+
+
+def test_distances_match_the_loss_helper_and_stay_small_in_memory():
+    from kdviz.losses import pairwise_distances
+
+    torch.manual_seed(0)
+    e = torch.randn(30, 7)
+    assert torch.allclose(inside.distances(e), pairwise_distances(e), atol=1e-5)
+    big = torch.randn(800, 3136)  # 800 FT factor maps of cnn5-small: the (N, N, D) way would need 8 GB
+    d = inside.distances(big)
+    assert d.shape == (800, 800) and torch.all(torch.diagonal(d) == 0)

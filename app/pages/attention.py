@@ -75,7 +75,7 @@ if have_students:
         common.show(figs.at_distance_bars(summary, stage_names), presenter,
                     f"Mean distance between each student's attention maps and the teacher's, over all {n} probe "
                     "images. Lower is closer to the teacher: the AT student's bars should be well below the "
-                    "baseline's at every stage, although neither student ever saw the teacher's maps at test time.",
+                    "baseline's at every stage, on images neither student trained on.",
                     key="att_bars")
     with b:
         st.markdown("**The same numbers**")
