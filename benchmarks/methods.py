@@ -75,7 +75,8 @@ RKD_NOTE = ("rkd: in its own table below, on a smaller budget: its angle term co
             "batch (2 M per batch of 128), about a second per step on this shared CPU, too slow for full epochs.")
 
 
-def mnist_blocks(epochs_mlp: int, epochs_cnn: int, rkd_fraction: float, rkd_epochs: int) -> list[Block]:
+def mnist_blocks(epochs_mlp: int, epochs_cnn: int, cnn_fraction: float, rkd_fraction: float,
+                 rkd_epochs: int) -> list[Block]:
     return [
         Block("mnist-cnn-mlp800", "MNIST: CNN teacher (mnist-cnn) → MLP 784-800-800 (the issue's check)", "mnist",
               "mnist-cnn", "mlp-800", epochs_mlp,
@@ -96,6 +97,7 @@ def mnist_blocks(epochs_mlp: int, epochs_cnn: int, rkd_fraction: float, rkd_epoc
               [Row("kd (T=4, α=0.9)", "kd"), Row("fitnet (2-stage: +1 hint epoch)", "fitnet"),
                Row("at (β=1000)", "at"), Row("at + kd", "at+kd"), Row("fsp (2-stage: +1 FSP epoch)", "fsp"),
                Row("ft (β=500: +1 paraphraser epoch)", "ft"), Row("recast (+1 epoch per block, then KD)", "recast")],
+              fraction=cnn_fraction,
               not_applicable="Phases (hint, FSP, paraphraser, recasting) come on top of the main epochs, as written "
                              "in each row. " + RKD_NOTE),
         Block("mnist-rkd", "MNIST, RKD on a small budget: CNN teacher (mnist-cnn) → cnn5-small", "mnist",
@@ -136,8 +138,13 @@ def summary(record: dict) -> dict:
     return {"test_acc": record["test_acc"], "train_time_s": record["train_time_s"]}
 
 
+def budget_key(block: Block) -> str:
+    """Where a block's runs are kept: its name and its budget, so other budgets never mix in."""
+    return f"{block.key}@{block.epochs}ep,{block.fraction:g}"
+
+
 def run_block(block: Block, seeds: list[int], results: dict, results_path: Path, runs_dir: Path) -> None:
-    done = results.setdefault(block.key, {})
+    done = results.setdefault(budget_key(block), {})
     for seed in seeds:
         base = RunConfig(dataset=block.dataset, student=block.student, method="ban", teacher=None,
                          train=settings_for(block, seed), fraction=block.fraction, save_model=False)
@@ -183,9 +190,9 @@ def teacher_accuracy(teacher: str) -> str:
 
 
 def block_table(block: Block, seeds: list[int], results: dict) -> str:
-    done = dict(results.get(block.key, {}))
+    done = dict(results.get(budget_key(block), {}))
     if block.baseline_of:
-        shared = results.get(block.baseline_of, {})
+        shared = results.get(budget_key(replace(block, key=block.baseline_of)), {})
         done.update({k: v for k, v in shared.items() if k.startswith("baseline/")})
         labels, keys = ["baseline (labels only; the runs of the table above)"], ["baseline"]
     else:
@@ -264,9 +271,10 @@ def main(argv=None) -> int:
     parser.add_argument("--part", choices=("mnist", "cifar", "all"), default="mnist")
     parser.add_argument("--only", default="", help="run only the MNIST block with this key (the table shows all)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--epochs-mlp", type=int, default=10, help="MNIST MLP students (the issue's check: 10)")
+    parser.add_argument("--epochs-mlp", type=int, default=3, help="MNIST MLP students (the issue's author used 10)")
     parser.add_argument("--epochs-cnn", type=int, default=2, help="MNIST cnn5-small students")
-    parser.add_argument("--rkd-fraction", type=float, default=0.1, help="MNIST RKD table: part of the training set")
+    parser.add_argument("--cnn-fraction", type=float, default=0.1, help="MNIST cnn5-small table: part of the training set")
+    parser.add_argument("--rkd-fraction", type=float, default=0.05, help="MNIST RKD table: part of the training set")
     parser.add_argument("--rkd-epochs", type=int, default=2)
     parser.add_argument("--cifar-fraction", type=float, default=0.2)
     parser.add_argument("--cifar-epochs", type=int, default=3)
@@ -283,7 +291,7 @@ def main(argv=None) -> int:
         args.seeds, args.epochs_mlp, args.epochs_cnn, args.cifar_epochs = args.seeds[:1], 1, 1, 1
     results = load_results(results_path)
     runs_dir = Path(tempfile.mkdtemp(prefix="kdviz-bench-methods-"))
-    blocks = mnist_blocks(args.epochs_mlp, args.epochs_cnn, args.rkd_fraction, args.rkd_epochs)
+    blocks = mnist_blocks(args.epochs_mlp, args.epochs_cnn, args.cnn_fraction, args.rkd_fraction, args.rkd_epochs)
     if args.quick:
         blocks = [replace(b, fraction=0.05 * b.fraction) for b in blocks]
     cifar_note = "### CIFAR-10\n\nPending: run `python benchmarks/methods.py --part cifar`."
@@ -307,7 +315,7 @@ def main(argv=None) -> int:
         cifar_note = ""
     command = (f"KDVIZ_DATA=<data dir> python benchmarks/methods.py --part {args.part} --seeds "
                f"{' '.join(map(str, args.seeds))} --epochs-mlp {args.epochs_mlp} --epochs-cnn {args.epochs_cnn} "
-               f"--rkd-fraction {args.rkd_fraction} --rkd-epochs {args.rkd_epochs}")
+               f"--cnn-fraction {args.cnn_fraction} --rkd-fraction {args.rkd_fraction} --rkd-epochs {args.rkd_epochs}")
     if args.part != "mnist":
         command += f" --cifar-fraction {args.cifar_fraction} --cifar-epochs {args.cifar_epochs}"
     command += " --quick" if args.quick else ""
