@@ -69,7 +69,7 @@ def softmax_bars(logits, curves: dict, classes, T: float, true_label: int | None
                                                              transition=dict(duration=200), fromcurrent=True)]),
                                        dict(label="pause", method="animate",
                                             args=[[None], dict(mode="immediate", frame=dict(duration=0))])])],
-            sliders=[dict(active=i, x=0.12, len=0.88, y=-0.12, yanchor="top", currentvalue=dict(prefix="animation T = "),
+            sliders=[dict(active=i, x=0.2, len=0.8, y=-0.12, yanchor="top", currentvalue=dict(prefix="animated T = "),
                           steps=[dict(label=f"{t:g}", method="animate",
                                       args=[[f"{t:g}"], dict(mode="immediate", frame=dict(duration=0, redraw=True))])
                                  for t in temps])])

@@ -48,8 +48,9 @@ def describe(i: int) -> str:
 
 
 if source == "gallery":
-    for title, group, note in (("Ambiguous: the teacher is unsure", picks["ambiguous"], "highest entropy at T = 1"),
-                               ("Confident: the teacher is sure", picks["confident"], "lowest entropy")):
+    for title, group, note in (("Ambiguous: the teacher is unsure", picks["ambiguous"],
+                                "highest entropy at T = 1; captions: true class → teacher's answer"),
+                               ("Confident: the teacher is sure", picks["confident"], "lowest entropy per class")):
         st.markdown(f"**{title}** <span style='color:gray'>({note})</span>", unsafe_allow_html=True)
         st.image([figures.upscale(gallery.pixels[i]) for i in group], width=84,
                  caption=[f"#{i}: {classes[labels[i]]}→{classes[int(logits_all[i].argmax())]}" for i in group])

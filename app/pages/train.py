@@ -95,6 +95,9 @@ with formula_slot:
         st.latex(cls.formula)
 with formula:
     params = {h.name: common.hyperparam_widget(h, key=f"hp_{method}_{h.name}") for h in cls.hyperparams}
+    for stale in {h.name for m in REGISTRY.values() for h in m.hyperparams} - set(params):  # another method's knobs
+        if stale in st.query_params:
+            del st.query_params[stale]
     if not cls.hyperparams:
         st.caption("This method has no hyperparameters.")
     if cls.__doc__:
