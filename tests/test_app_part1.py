@@ -185,6 +185,14 @@ def test_train_url_sets_controls_and_formula(env):
     assert "\\alpha" in at.latex[0].value and "T^2" in at.latex[0].value
 
 
+def test_train_demo_preset_sets_the_controls(env):
+    at = ok(page("train", dataset="digits", epochs="7"))
+    ok(button(at, "Load the 5-minute demo settings").click().run())
+    assert at.selectbox(key="dataset").value == "mnist" and at.selectbox(key="student").value == "mlp-800"
+    assert at.selectbox(key="precision").value == "bf16" and at.number_input(key="epochs").value == 2
+    assert at.query_params["precision"] in ("bf16", ["bf16"]) and "epochs" not in at.query_params
+
+
 @pytest.mark.parametrize("query", [{"epochs": "-3"}, {"epochs": "many"}, {"method": "magic"}, {"T": "0"},
                                    {"alpha": "2"}, {"dataset": "imagenet"}, {"lr": "nan"}])
 def test_train_refuses_bad_links_with_a_message(env, query):

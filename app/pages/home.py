@@ -73,7 +73,7 @@ with c2:
     with st.spinner("Looking for data sets…"):
         found = common.available_datasets()
     for ds, entry in DATASETS.items():
-        st.markdown(f"- {'✅' if ds in found else '❌'} **{ds}**: {entry.description}"
+        st.markdown(f"- {':material/check_circle:' if ds in found else ':material/cancel:'} **{ds}**: {entry.description}"
                     + (f"  \n  <span style='color:gray;font-size:0.8em'>{found[ds]}</span>" if ds in found else
                        " (not found: set KDVIZ_DATA, see the README)"), unsafe_allow_html=True)
 with c3:
