@@ -82,18 +82,25 @@ def at_distance_bars(distances: dict[str, list[float]], stage_names: list[str]) 
 
 
 # --------------------------------------------------------------------------- FSP
-def fsp_heatmaps(matrices: dict[str, np.ndarray], first: str, second: str) -> go.Figure:
-    """The FSP matrices of one stage pair side by side on one colour scale (rows: channels of the
-    first stage, columns: channels of the second)."""
+def fsp_heatmaps(matrices: dict[str, np.ndarray], first: str, second: str, shared: bool = True) -> go.Figure:
+    """The FSP matrices of one stage pair side by side (rows: channels of the first stage, columns: of the
+    second). ``shared``: one colour scale, the teacher's range (1st-99th percentile; larger values
+    saturate), so sizes compare; otherwise each panel its own range, so patterns compare."""
     names = list(matrices)
-    values = np.concatenate([np.asarray(m, dtype=float).ravel() for m in matrices.values()])
-    lo, hi = float(np.percentile(values, 1)), float(np.percentile(values, 99))
-    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.03)
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.04 if shared else 0.07)
+    reference = np.asarray(matrices[names[0]], dtype=float)
     for c, name in enumerate(names, 1):
-        fig.add_trace(go.Heatmap(z=np.asarray(matrices[name]), coloraxis="coloraxis", name=name,
+        m = np.asarray(matrices[name], dtype=float)
+        lo, hi = np.percentile(reference if shared else m, [1, 99])
+        axis = "coloraxis" if shared or c == 1 else f"coloraxis{c}"
+        fig.add_trace(go.Heatmap(z=m, coloraxis=axis, name=name,
                                  hovertemplate=f"{first} ch %{{y}} · {second} ch %{{x}}: G = %{{z:.3f}}<extra>{name}</extra>"),
                       row=1, col=c)
-    fig.update_layout(coloraxis=dict(colorscale="Viridis", cmin=lo, cmax=hi, colorbar=dict(title="G", thickness=14)))
+        if not shared or c == 1:
+            right = fig.get_subplot(1, c).xaxis.domain[1]
+            bar = dict(title="G", thickness=10, x=right + 0.003 if not shared else 1.02, len=0.8)
+            fig.update_layout({axis: dict(colorscale="Viridis", cmin=float(lo), cmax=float(max(hi, lo + 1e-9)),
+                                          colorbar=bar)})
     fig.update_yaxes(autorange="reversed", showticklabels=False)
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(title_text=f"{first} channels", showticklabels=False, row=1, col=1)

@@ -236,11 +236,14 @@ def fsp(model_refs: tuple, dataset: str, n: int, method_run: str | None, teacher
         method = method_modules(method_run, str(default_runs_dir()), teacher_name)
         adapters = getattr(method, "adapters", None)
     teacher = feats["teacher"].stages
+    teacher_matrices = inside.fsp_matrices(teacher)
     out = {}
     for name, ref in model_refs:
         a = adapters if method_run is not None and ref == f"run:{method_run}" else None
-        out[name] = {"matrices": [g.numpy() for g in inside.fsp_matrices(feats[name].stages, a)],
+        matrices = inside.fsp_matrices(feats[name].stages, a)
+        out[name] = {"matrices": [g.numpy() for g in matrices],
                      "distance": inside.fsp_distances(feats[name].stages, teacher, a),
+                     "pattern": [inside.matrix_correlation(g, t) for g, t in zip(matrices, teacher_matrices)],
                      "shapes": [tuple(s.shape[1:]) for s in feats[name].stages]}
     return out
 
@@ -291,12 +294,13 @@ def tsne_maps(keys: tuple[str, ...], point_sets: list[np.ndarray], perplexity: f
     return inside.tsne_many(point_sets, perplexity, seed)
 
 
-@st.cache_data(show_spinner="Running the teacher over the test set…", max_entries=8)
+@st.cache_data(show_spinner="Running the teacher over the test set (once; then cached on disk)…", max_entries=8)
 def teacher_confusion(teacher_name: str, dataset: str) -> np.ndarray:
-    from kdviz.evaluation import confusion_matrix, predict_logits
+    from kdviz.evaluation import confusion_matrix
+    from kdviz.teacher_cache import teacher_logits
 
     data = test_split(inside.PRESETS[dataset])
-    logits = predict_logits(common.teacher(teacher_name), data, device="cpu", precision="bf16")
+    logits = teacher_logits(common.teacher(teacher_name), data, device="cpu")
     return confusion_matrix(data.labels, logits.argmax(1), data.num_classes).numpy()
 
 

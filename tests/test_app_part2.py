@@ -290,3 +290,11 @@ def test_soft_targets_page_frames_temperature_and_log_scale(env):
     figures(url)
     assert url.select_slider(key="soft_targets_T").value == 10.0
     assert widget(url, "soft_targets_img").value == 1
+
+
+def test_fsp_page_colour_scale(env):
+    at = page("fsp", scale="each its own")
+    layout = figures(at)[0]["layout"]
+    assert {"coloraxis", "coloraxis2", "coloraxis3"} <= set(layout)
+    widget(at, "fsp_scale").set_value("the teacher's").run()
+    assert "coloraxis2" not in figures(at)[0]["layout"]

@@ -255,3 +255,10 @@ def test_distances_match_the_loss_helper_and_stay_small_in_memory():
     big = torch.randn(800, 3136)  # 800 FT factor maps of cnn5-small: the (N, N, D) way would need 8 GB
     d = inside.distances(big)
     assert d.shape == (800, 800) and torch.all(torch.diagonal(d) == 0)
+
+
+def test_matrix_correlation():
+    a = torch.arange(12.0).view(3, 4)
+    assert inside.matrix_correlation(a, 5 * a + 1) == pytest.approx(1.0)
+    assert inside.matrix_correlation(a, -a) == pytest.approx(-1.0)
+    assert math.isnan(inside.matrix_correlation(a, a.T))

@@ -35,7 +35,7 @@ probe = ic.probe_images(preset)
 data = ic.fsp(model_refs, preset.dataset, len(probe), run["id"] if run else None, preset.teacher)
 shapes = data["teacher"]["shapes"]
 pairs = [f"stage {i + 1} → {i + 2}" for i in range(len(shapes) - 1)]
-c1, c2 = st.columns([2, 3])
+c1, c2, c3 = st.columns([2, 2, 2])
 pair_name = common.choice("Stage pair", pairs, key=f"{PAGE}_pair", url_key="pair", container=c1)
 k = pairs.index(pair_name)
 first, second = f"stage {k + 1}", f"stage {k + 2}"
@@ -43,21 +43,26 @@ rows_total, cols_total = data["teacher"]["matrices"][k].shape
 zoom = common.choice("Channels shown (zoom)", ["all", 8, 16, 32], key=f"{PAGE}_ch", url_key="ch", container=c2,
                      help="Show only the first channels of each stage, to see single entries.")
 limit = None if zoom == "all" else int(zoom)
+scale = common.choice("Colour scale", ["the teacher's", "each its own"], key=f"{PAGE}_scale", url_key="scale",
+                      container=c3, help="The teacher's range compares sizes (larger values saturate); each panel "
+                                         "its own range compares patterns.")
 
 matrices = {name: d["matrices"][k][:limit, :limit] for name, d in data.items()}
 same_shape = {name: m for name, m in matrices.items() if m.shape == matrices["teacher"].shape}
 
 # --------------------------------------------------------------------------- figures
 st.subheader(f"The FSP matrices of {pair_name} ({rows_total} × {cols_total} channels, mean over {len(probe)} images)")
-common.show(figs.fsp_heatmaps(matrices, first, second), presenter,
-            "One colour scale for all three. The teacher's matrix has a pattern of strong and weak channel pairs; "
-            "the FSP student's should show the same pattern in the same places, while the baseline student's "
-            "pattern is its own (its channels came out in another order and with other roles).", key="fsp_maps")
+common.show(figs.fsp_heatmaps(matrices, first, second, shared=scale == "the teacher's"), presenter,
+            "The teacher's matrix has a pattern of strong and weak channel pairs. The baseline student's matrix is "
+            "its own: other sizes, other channels strong. The FSP student was pushed toward the teacher's matrix "
+            "entry by entry: on the teacher's colour scale its values now have the teacher's size; switch to "
+            "'each its own' to judge how much of the pattern itself it copied (pattern r in the table below).",
+            key="fsp_maps")
 if have_students:
     diffs = {f"{name} − teacher": m - matrices["teacher"] for name, m in same_shape.items() if name != "teacher"}
     common.show(figs.fsp_differences(diffs), presenter,
-                "Student minus teacher, white where they agree. The FSP student's difference should be mostly pale; "
-                "the baseline's is strongly coloured.", key="fsp_diff")
+                "Student minus teacher, white where they agree. The FSP student's difference is much paler than "
+                "the baseline's: its FSP matrices are far closer to the teacher's.", key="fsp_diff")
     distances = {name: d["distance"] for name, d in data.items() if name != "teacher"}
     a, b = st.columns([3, 2])
     with a:
@@ -66,9 +71,12 @@ if have_students:
                     "teacher's per-image FSP matrices over the probe images. Before FSP training (baseline) and after.",
                     key="fsp_bars")
     with b:
-        table = pd.DataFrame(distances, index=pairs)
-        if table.notna().all().all() and len(table.columns) == 2:
-            table["FSP / baseline"] = table.iloc[:, 1] / table.iloc[:, 0]
-        st.markdown("**The same numbers**")
-        st.dataframe(table.style.format("{:.4g}"), width="stretch")
-        st.caption(f"Test accuracy: baseline {100 * base['test_acc']:.2f}%, FSP student {100 * run['test_acc']:.2f}%.")
+        students = [name for name in data if name != "teacher"]
+        table = pd.DataFrame({**{f"distance: {n}": data[n]["distance"] for n in students},
+                              **{f"pattern r: {n}": data[n]["pattern"] for n in students}}, index=pairs)
+        st.markdown("**The same numbers, and the pattern**")
+        st.dataframe(table.style.format("{:.4g}", na_rep="n/a"), width="stretch")
+        st.caption("Pattern r: Pearson correlation between the entries of the student's mean FSP matrix and the "
+                   "teacher's (1 = the same pattern, whatever the scale). The distance falls both when the pattern is "
+                   "copied and when the values merely shrink to the teacher's size: r tells the two apart. "
+                   f"Test accuracy: baseline {100 * base['test_acc']:.2f}%, FSP student {100 * run['test_acc']:.2f}%.")

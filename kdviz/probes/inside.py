@@ -146,6 +146,14 @@ def fsp_distances(student_stages: list[torch.Tensor], teacher_stages: list[torch
     return out
 
 
+def matrix_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Pearson correlation between the entries of two matrices of one shape (NaN if shapes differ):
+    whether a student's FSP matrix has the teacher's *pattern*, whatever its overall size."""
+    if a.shape != b.shape:
+        return float("nan")
+    return _pearson(a.flatten(), b.flatten())
+
+
 # --------------------------------------------------------------------------- factors (FT)
 @torch.no_grad()
 def factor_embeddings(method, student: ZooModel, teacher: ZooModel, x: torch.Tensor) -> dict[str, torch.Tensor]:
