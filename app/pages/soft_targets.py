@@ -5,7 +5,6 @@ from pathlib import Path
 if str(Path(__file__).resolve().parents[1]) not in sys.path:  # app/, for `common` when run on its own
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
 import streamlit as st  # noqa: E402
 
 import common  # noqa: E402
