@@ -1,6 +1,6 @@
 """Streamlit AppTest for the Home, Temperature, Train and Compare pages.
 
-Each page file is run on its own (AppTest.from_file("app/pages/x.py")). The teacher is a
+Each page file is run on its own (AppTest.from_file("app/views/x.py")). The teacher is a
 tiny one trained here on scikit-learn's digits (always offline), so the tests do not
 depend on the shipped checkpoints; KDVIZ_PRETRAINED points at an empty folder.
 """
@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 from kdviz.probes import softening
 
 REPO = Path(__file__).resolve().parent.parent
-PAGES = REPO / "app" / "pages"
+PAGES = REPO / "app" / "views"
 TIMEOUT = 120
 
 

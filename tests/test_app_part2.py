@@ -27,7 +27,7 @@ from kdviz.probes import inside
 from kdviz.train import TrainSettings
 
 APP = Path(__file__).resolve().parent.parent / "app"
-PAGES = APP / "pages"
+PAGES = APP / "views"
 if str(APP) not in sys.path:
     sys.path.insert(0, str(APP))
 import common  # noqa: E402  (the app's shared helpers: its data-set cache is cleared around each test)

@@ -126,11 +126,7 @@ def test_temperature_slider_moves_the_bars_and_every_page_renders(server, browse
     for old in ARTIFACTS.glob("failed-*.png"):
         old.unlink()
     page = browser.new_page(viewport={"width": 1400, "height": 900})
-    # Open the entry page first: until a first session has run st.navigation, Streamlit serves
-    # a deep link from the app/pages/ folder the old way (its own page list, no layout).
-    page.goto(server)
-    settle(page)
-
+    # A deep link is the very first visit: a shared link must open the page on a fresh server.
     page.goto(f"{server}/temperature")
     settle(page, 60)
     try:
