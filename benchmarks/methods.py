@@ -80,14 +80,14 @@ def mnist_blocks(epochs_mlp: int, epochs_cnn: int, cnn_fraction: float, rkd_frac
     return [
         Block("mnist-cnn-mlp800", "MNIST: CNN teacher (mnist-cnn) → MLP 784-800-800 (the issue's check)", "mnist",
               "mnist-cnn", "mlp-800", epochs_mlp,
-              [Row("kd (T=4, α=0.9)", "kd"), Row("logits (Ba & Caruana)", "logits"),
+              [Row("kd (T=4, α=0.9)", "kd"), Row("logits (Ba & Caruana, w=0.2)", "logits"),
                Row("adversarial (GAN on logits)", "adversarial"),
                Row("adversarial (WGAN-GP on softmax)", "adversarial", {"form": "wgan", "inputs": "softmax"})],
               not_applicable="fitnet: n/a (CNN teacher, MLP student: hint and guided layers are of different kinds); "
                              "at, fsp, ft, recast: n/a (an MLP student has no feature maps); " + RKD_NOTE),
         Block("mnist-mlp1200-mlp800", "MNIST: MLP 784-1200-1200 teacher (mnist-mlp) → MLP 784-800-800 (the seeds' table)",
               "mnist", "mnist-mlp", "mlp-800", epochs_mlp,
-              [Row("kd (T=4, α=0.9)", "kd"), Row("logits (Ba & Caruana)", "logits"),
+              [Row("kd (T=4, α=0.9)", "kd"), Row("logits (Ba & Caruana, w=0.2)", "logits"),
                Row("fitnet (2-stage: +1 hint epoch, linear regressor)", "fitnet"),
                Row("adversarial (GAN on logits)", "adversarial")],
               not_applicable="at, fsp, ft, recast: n/a (MLPs have no feature maps); " + RKD_NOTE,
@@ -111,7 +111,7 @@ def mnist_blocks(epochs_mlp: int, epochs_cnn: int, cnn_fraction: float, rkd_frac
 def cifar_block(teacher: str, teacher_name: str, fraction: float, epochs: int) -> Block:
     return Block("cifar10-cnn5", f"CIFAR-10: {teacher_name} → cnn5 ({fraction:.0%} of the training set, {epochs} epochs, "
                  "random crop + flip)", "cifar10", teacher, "cnn5", epochs,
-                 [Row("kd (T=4, α=0.9)", "kd"), Row("logits (Ba & Caruana)", "logits"), Row("fitnet (2-stage)", "fitnet"),
+                 [Row("kd (T=4, α=0.9)", "kd"), Row("logits (Ba & Caruana, w=0.2)", "logits"), Row("fitnet (2-stage)", "fitnet"),
                   Row("at (β=1000)", "at"), Row("at + kd", "at+kd"), Row("fsp (2-stage)", "fsp"), Row("ft (β=500)", "ft"),
                   Row("rkd", "rkd"), Row("recast (KD)", "recast"), Row("adversarial (GAN on logits)", "adversarial")],
                  fraction=fraction, augment=True)
