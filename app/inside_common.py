@@ -24,7 +24,7 @@ def setup(page: str, method: str) -> inside.Preset:
     """The data-set control (kept in the URL as ``data``), limited to data sets whose shipped
     teacher is here. Stops the page with a message when there is none."""
     shipped = set(pretrained.names())
-    options = [name for name, preset in inside.PRESETS.items() if preset.teacher in shipped]
+    options = [name for name, preset in inside.PRESETS.items() if preset.teacher in shipped and preset.offers(method)]
     if not options:
         st.error("No shipped teacher was found in `pretrained/`. Make one with "
                  "`kdviz pretrained make mnist-cnn` (about a minute on two cores), then reload this page.")

@@ -262,3 +262,9 @@ def test_matrix_correlation():
     assert inside.matrix_correlation(a, 5 * a + 1) == pytest.approx(1.0)
     assert inside.matrix_correlation(a, -a) == pytest.approx(-1.0)
     assert math.isnan(inside.matrix_correlation(a, a.T))
+
+
+def test_presets_offer_their_pages():
+    assert inside.PRESETS["cifar10"].offers("at") and not inside.PRESETS["cifar10"].offers("rkd")
+    assert all(inside.PRESETS["mnist"].offers(m) for m in inside.PAGE_METHODS)
+    assert inside.PRESETS["mnist"].student_for("fsp") == "cnn5"  # FSP keeps the teacher's channel counts

@@ -32,7 +32,7 @@ have_students = ic.need_students(base, run, METHOD)
 
 # --------------------------------------------------------------------------- controls and data
 c1, c2, c3 = st.columns(3)
-per_class = common.choice("Points per class", [25, 50, 100], key=f"{PAGE}_n", url_key="n", default=50,
+per_class = common.choice("Points per class", [20, 40, 60], key=f"{PAGE}_n", url_key="n", default=40,
                           container=c1, help="Test images per class (so 10 × this many points per map).")
 perplexity = common.choice("Perplexity", [5, 10, 20, 30, 50], key=f"{PAGE}_perp", url_key="perp", default=30,
                            container=c2, help="Roughly how many neighbours each point tries to keep close.")
