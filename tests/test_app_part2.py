@@ -205,11 +205,11 @@ def test_fsp_page_pair_and_zoom(env):
 
 # --------------------------------------------------------------------------- factors
 def test_factors_page_tsne_per_perplexity(env):
-    at = page("factors", n=25)
+    at = page("factors", n=20)
     figs = figures(at)
     scatter = traces(figs[0], "scattergl")
     assert len(scatter) == 4 * 10  # four maps, one trace per class
-    assert sum(len(arr(t["x"])) for t in scatter) == 4 * 250  # 25 per class
+    assert sum(len(arr(t["x"])) for t in scatter) == 4 * 200  # 20 per class
     titles = [a["text"] for a in figs[0]["layout"]["annotations"]]
     assert titles == ["teacher factor (paraphraser)", "FT student factor (translator)",
                       "baseline: penultimate features", "FT student: penultimate features"]
