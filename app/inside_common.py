@@ -49,13 +49,14 @@ def _pair_key(page: str, dataset: str) -> str:
 
 
 def students(page: str, method: str, preset: inside.Preset, recorders=None, meta=None,
-             needs=None, needs_baseline=None) -> tuple[dict | None, dict | None]:
+             needs=None, needs_baseline=None, live=None) -> tuple[dict | None, dict | None]:
     """Pick the baseline and method students among saved runs, or train both now.
 
     Returns the two run records (None where there is none yet). ``recorders`` (a callable
     returning one consumer per config) and ``meta`` go to :class:`kdviz.probes.inside.StudentPair`;
     ``needs`` and ``needs_baseline`` filter the saved runs offered (e.g. to those with saved FT
-    modules, or with soft-target snapshots)."""
+    modules, or with soft-target snapshots). ``live(pair)`` draws extra content under the progress
+    bars while the students train."""
     student = preset.student_for(method)
     runs_dir = default_runs_dir()
     key = _pair_key(page, preset.dataset)
@@ -99,14 +100,14 @@ def students(page: str, method: str, preset: inside.Preset, recorders=None, meta
         st.session_state[key + "_seen"] = False
         st.rerun()
     if busy:
-        _progress(key)
+        _progress(key, live)
     elif pair is not None and pair.error:
         st.error(f"Training failed: {pair.error}")
     return by_id.get(base), by_id.get(chosen)
 
 
 @st.fragment(run_every=1.0)
-def _progress(key: str) -> None:
+def _progress(key: str, live=None) -> None:
     pair: inside.StudentPair | None = st.session_state.get(key)
     if pair is None:
         return
@@ -120,6 +121,8 @@ def _progress(key: str) -> None:
                     f"step {snap['steps_done']}/{snap['steps_total']}{left}")
     if st.button("Stop training", key=key + "_stop"):
         pair.stop()
+    if live is not None:
+        live(pair)
     if pair.done:
         st.rerun(scope="app")
 

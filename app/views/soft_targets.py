@@ -26,8 +26,28 @@ st.markdown(
 presenter = common.presenter_mode()
 preset = ic.setup(PAGE, METHOD)
 recorders, meta = ic.soft_target_recording(preset)
+probe = ic.probe_images(preset)
+kinds = ic.probe_kinds(preset)
+
+
+def watch(pair) -> None:
+    """While the students train: the latest snapshot of each on the first followed image."""
+    first = meta["index"][0]
+    T = float(inside.PAGE_METHODS[METHOD]["T"])
+    latest = {name: inside.snapshot_probs(rec.snapshots[-1:], T)[0, 0]
+              for name, rec in zip(("baseline", "KD student"), pair.recorders) if rec.snapshots}
+    if latest:
+        teacher = ic.teacher_soft_targets(preset.teacher, preset.dataset, (first,), T)[0]
+        epoch = pair.recorders[1].snapshots[-1]["epoch"] if pair.recorders[1].snapshots else 0.0
+        common.show(figs.soft_target_frames(probe.classes, teacher, {n: [p] for n, p in latest.items()},
+                                            [f"epoch {epoch:.1f}"], T), presenter,
+                    f"Live, on one followed image (a {probe.classes[int(probe.labels[first])]}): the students' "
+                    "softened outputs as they train (the baseline first, then the KD student), and the teacher's "
+                    "target. The full replay appears when both are done.", key="st_live")
+
+
 base, run = ic.students(PAGE, METHOD, preset, recorders=recorders, meta=meta, needs=ic.has_soft_targets,
-                        needs_baseline=ic.has_soft_targets)
+                        needs_baseline=ic.has_soft_targets, live=watch)
 if not ic.need_students(base, run, METHOD):
     st.stop()
 
@@ -37,8 +57,6 @@ index = snaps["KD student"]["index"]
 if snaps["baseline"]["index"] != index:
     st.warning("These two runs followed different images; pick runs trained together.")
     st.stop()
-probe = ic.probe_images(preset)
-kinds = ic.probe_kinds(preset)
 count = min(len(s["snapshots"]) for s in snaps.values())
 run_T = float(run["method_params"]["T"])
 
