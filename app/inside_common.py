@@ -352,3 +352,23 @@ def has_method_state(record: dict) -> bool:
 @st.cache_data(show_spinner=False, max_entries=32)
 def soft_target_snapshots(run_id: str) -> dict | None:
     return inside.load_soft_targets({"id": run_id}, default_runs_dir())
+
+
+def soft_target_gaps(snapshots: dict[str, dict], teacher_name: str, dataset: str, T: float,
+                     kinds: np.ndarray | None) -> dict:
+    """For the soft-target page: per student, KL(teacher ‖ student) at T for every snapshot and followed
+    image (snapshots, images), and the followed images' kind names (None without kinds)."""
+    index = next(iter(snapshots.values()))["index"]
+    count = min(len(s["snapshots"]) for s in snapshots.values())
+    teacher = teacher_soft_targets(teacher_name, dataset, tuple(index), T)
+    gaps = {name: inside.soft_target_gap(inside.snapshot_probs(s["snapshots"][:count], T), teacher)
+            for name, s in snapshots.items()}
+    names = None if kinds is None else [pretrained.PROBE_KINDS[int(kinds[j])] for j in index]
+    return {"gaps": gaps, "kinds": names}
+
+
+def mean_over(gaps: np.ndarray, kinds: list[str] | None, kind: str | None) -> np.ndarray:
+    """Mean over the followed images of one kind (all of them when ``kind`` or ``kinds`` is None)."""
+    if kinds is None or kind is None:
+        return gaps.mean(1)
+    return gaps[:, [k == kind for k in kinds]].mean(1)

@@ -80,7 +80,7 @@ def world(tmp_path_factory):
             assert pair.error is None, pair.error
             records["baseline"], records[method] = pair.records
         probe = pretrained.probe_set(TEACHER)
-        index = inside.snapshot_images(probe.labels, pretrained.probe_details(TEACHER)["kind"].numpy(), 1)
+        index = inside.snapshot_images(probe.labels, pretrained.probe_details(TEACHER)["kind"].numpy(), (2,))
         x = probe.images(torch.tensor(index))
         recorders = [inside.SoftTargetRecorder(x, every_steps=3), inside.SoftTargetRecorder(x, every_steps=3)]
         pair = inside.StudentPair(inside.pair_configs(PRESET, "kd"), folders["runs"], recorders,

@@ -222,9 +222,10 @@ def test_snapshot_helpers():
     assert inside.snapshot_every(60000, 128, 10) == 47
     assert inside.snapshot_every(100, 128, 10) == 1
     labels = torch.tensor([0, 0, 0, 1, 1, 1])
-    kinds = np.array([1, 0, 0, 0, 2, 2])
-    assert inside.snapshot_images(labels, kinds, per_class=2) == [1, 2, 3]
-    assert inside.snapshot_images(labels, None, per_class=1) == [0, 3]
+    kinds = np.array([1, 0, 2, 0, 2, 2])
+    assert inside.snapshot_images(labels, kinds) == [2, 1, 4, 3]  # per class: typical, then ambiguous
+    assert inside.snapshot_images(labels, kinds, order=(1,)) == [0]  # class 1 has no clear image
+    assert inside.snapshot_images(labels, None, order=(0,)) == [0, 3]
 
 
 # --------------------------------------------------------------------------- the two students

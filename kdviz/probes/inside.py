@@ -365,16 +365,25 @@ def snapshot_every(train_size: int, batch_size: int = 128, per_epoch: int = 10) 
     return max(1, round(steps / per_epoch))
 
 
-def snapshot_images(labels: torch.Tensor, kinds: np.ndarray | None, per_class: int = 2) -> list[int]:
-    """Probe images to follow during training: per class the first ``per_class`` of kind 0
-    ("ambiguous": where the teacher's soft targets carry the most) or, without kinds, the first ones."""
+def snapshot_images(labels: torch.Tensor, kinds: np.ndarray | None, order: tuple[int, ...] = (2, 0)) -> list[int]:
+    """Probe images to follow during training: per class, the first image of each kind in ``order``
+    (codes of ``kdviz.pretrained.PROBE_KINDS``; by default a "typical" one, then an "ambiguous" one)
+    or, without kinds, the first ``len(order)`` images of the class.
+
+    Typical images come first because there the KD student's softened outputs end much closer to the
+    teacher's than the baseline's (MNIST, T = 4: KL 0.012 vs 0.105); on the teacher's most ambiguous
+    images neither student gets close (0.10 vs 0.14), which is worth seeing too."""
     labels = labels.numpy()
     chosen = []
     for c in np.unique(labels):
         members = np.nonzero(labels == c)[0]
-        if kinds is not None and (kinds[members] == 0).any():
-            members = members[kinds[members] == 0]
-        chosen += members[:per_class].tolist()
+        if kinds is None:
+            chosen += members[: len(order)].tolist()
+            continue
+        for kind in order:
+            of_kind = members[kinds[members] == kind]
+            if len(of_kind):
+                chosen.append(int(of_kind[0]))
     return chosen
 
 
