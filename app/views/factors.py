@@ -65,7 +65,7 @@ st.info("**Reading t-SNE.** t-SNE keeps each point's near neighbours near; it do
         "stray into another class's group.")
 if space["numbers"]:
     st.markdown("**How close each student is to the teacher, measured on the original points (not on the maps):**")
-    table = pd.DataFrame(space["numbers"]).T
+    table = pd.DataFrame(space["numbers"]).T.astype(float)
     st.dataframe(table.style.format("{:.3f}", na_rep="–"), width="stretch")
     st.caption("Distance correlation: Pearson correlation between all pairwise distances of the student's points and "
                "of the teacher's (1 = the same geometry up to scale). FT acts on the last stage's maps (the "

@@ -73,7 +73,7 @@ if have_students:
     with b:
         students = [name for name in data if name != "teacher"]
         table = pd.DataFrame({**{f"distance: {n}": data[n]["distance"] for n in students},
-                              **{f"pattern r: {n}": data[n]["pattern"] for n in students}}, index=pairs)
+                              **{f"pattern r: {n}": data[n]["pattern"] for n in students}}, index=pairs).astype(float)
         st.markdown("**The same numbers, and the pattern**")
         st.dataframe(table.style.format("{:.4g}", na_rep="n/a"), width="stretch")
         st.caption("Pattern r: Pearson correlation between the entries of the student's mean FSP matrix and the "
