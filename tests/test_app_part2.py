@@ -298,3 +298,13 @@ def test_fsp_page_colour_scale(env):
     assert {"coloraxis", "coloraxis2", "coloraxis3"} <= set(layout)
     widget(at, "fsp_scale").set_value("the teacher's").run()
     assert "coloraxis2" not in figures(at)[0]["layout"]
+
+
+@pytest.mark.parametrize("name, charts", [("attention", 1), ("fsp", 1), ("factors", 1), ("relations", 2),
+                                          ("confusion", 1), ("soft_targets", 0)])
+def test_every_page_shows_the_teacher_before_any_student_exists(env, tmp_path, monkeypatch, name, charts):
+    monkeypatch.setenv("KDVIZ_RUNS", str(tmp_path / "empty"))
+    at = page(name, n=20) if name == "factors" else page(name)
+    assert len(figures(at)) == charts
+    assert any("Until both students exist" in i.value for i in at.info)
+    assert at.button(key=f"{name}_train").label == "Train the students now"
