@@ -21,6 +21,7 @@ def _add_training_options(p: argparse.ArgumentParser, epochs: int, lr: float) ->
     p.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
     p.add_argument("--schedule", choices=("onecycle", "cosine", "constant"), default="onecycle")
     p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--grad-clip", type=float, default=5.0, help="max gradient norm per step, 0 = off (default 5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster on recent CPUs)")
@@ -83,7 +84,8 @@ def _settings(args):
 
     return TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
                          weight_decay=args.weight_decay, schedule=args.schedule, seed=args.seed, device=args.device,
-                         precision="bf16" if args.bf16 else "fp32", augment=args.augment)
+                         precision="bf16" if args.bf16 else "fp32", augment=args.augment,
+                         grad_clip=args.grad_clip)
 
 
 def _parse_params(args) -> dict:

@@ -174,8 +174,26 @@ def test_event_stream_order(small):
     assert elapsed == sorted(elapsed)
 
 
+@pytest.mark.parametrize("clip", [0.0, 0.05, 1e3])
+def test_gradient_clip_caps_the_first_update(small, clip):
+    """First SGD step from rest, no weight decay: Nesterov moves the weights by lr·(1 + 0.9)·g,
+    where g is rescaled to norm ``clip`` when its norm is larger (untouched when clip is 0 or large)."""
+    net = student()
+    one_batch = small[0].subset(torch.arange(128))
+    before = [p.detach().clone() for p in net.parameters()]
+    net.zero_grad()
+    torch.nn.functional.cross_entropy(net(one_batch.images()), one_batch.labels).backward()
+    raw = torch.cat([p.grad.flatten() for p in net.parameters()]).norm().item()
+    run(net, build_method("baseline", net), one_batch, small[1].subset(torch.arange(64)), lr=0.5, weight_decay=0.0,
+        schedule="constant", grad_clip=clip)
+    moved = torch.cat([(p.detach() - b).flatten() for p, b in zip(net.parameters(), before)]).norm().item()
+    assert raw > 0.05
+    expected = min(raw, clip) if clip else raw
+    assert moved == pytest.approx(0.5 * 1.9 * expected, rel=1e-3)
+
+
 @pytest.mark.parametrize("bad", [{"epochs": -1}, {"batch_size": 0}, {"lr": 0}, {"optimizer": "rmsprop"},
-                                 {"schedule": "step"}, {"precision": "fp16"}])
+                                 {"schedule": "step"}, {"precision": "fp16"}, {"grad_clip": -1}])
 def test_bad_settings_are_refused(small, bad):
     net = student()
     with pytest.raises(ValueError):
