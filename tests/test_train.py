@@ -133,9 +133,9 @@ def test_given_teacher_logits_skip_the_teacher(small, teacher):
     logits = predict_logits(teacher, train, device="cpu")
     calls = _count_calls(teacher)
     net = student()
-    settings = TrainSettings(epochs=1, device="cpu")
+    settings = TrainSettings(epochs=3, device="cpu")
     events = list(fit(net, build_method("kd", net, teacher), train, test, settings, teacher, teacher_logits=logits))
-    assert calls == [] and events[-1].test_acc > 0.3
+    assert calls == [] and events[-1].test_acc > 0.5
 
 
 def test_hidden_labels_leave_no_label_term(small, teacher):
