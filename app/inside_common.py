@@ -34,7 +34,7 @@ def setup(page: str, method: str) -> inside.Preset:
     preset = inside.PRESETS[dataset]
     b = preset.budget_for(method)
     st.sidebar.caption(f"Students: `{b.student}`, one short preset budget ({b.epochs} epoch{'s' if b.epochs > 1 else ''} "
-                       f"on {b.fraction:.0%} of the training set, bf16).")
+                       f"on {b.fraction:.0%} of the training set).")
     return preset
 
 

@@ -16,7 +16,8 @@ Blocks (one table each, in the ``methods`` section of BENCHMARKS.md):
   training set, few epochs: this machine has two shared CPU cores).
 
 Every run is one :class:`kdviz.experiment.Experiment` (SGD Nesterov, one-cycle to lr 0.1,
-batch 128, bf16 autocast, methods at their registry defaults unless a row says otherwise).
+batch 128, gradient norm capped at 5, bf16 autocast where the CPU has it natively (else fp32), methods at
+their registry defaults unless a row says otherwise).
 The labels-only baseline of each student is generation 0 of a born-again run
 (:func:`kdviz.methods.ban.born_again`), whose generation 1 is the ``ban`` row and whose
 two-member ensemble is the ``ban ensemble`` row. Results of finished runs are kept in
@@ -25,6 +26,7 @@ two-member ensemble is the ``ban ensemble`` row. Results of finished runs are ke
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import platform
@@ -41,12 +43,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kdviz import pretrained  # noqa: E402
+from kdviz.evaluation import resolve_precision  # noqa: E402
 from kdviz.experiment import Experiment, RunConfig  # noqa: E402
 from kdviz.methods.ban import born_again  # noqa: E402
 from kdviz.train import TrainSettings  # noqa: E402
 
 START, END = "<!-- methods:start -->", "<!-- methods:end -->"
 CACHE = ROOT / ".cache" / "bench"
+# bf16 where the CPU runs it natively (AMX / AVX-512 BF16), else fp32: emulated bf16 is ~10x slower
+PRECISION = resolve_precision("auto", "cpu")
 
 
 @dataclass
@@ -120,14 +125,23 @@ def load_results(path: Path) -> dict:
 
 
 def save_results(results: dict, path: Path) -> None:
+    """Merge ``results`` into the file, atomically and under a lock, so that the MNIST and the
+    CIFAR parts can run at once (each on one core) without losing each other's runs."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=1))
-    tmp.replace(path)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        merged = load_results(path)
+        for key, runs in results.items():
+            merged.setdefault(key, {}).update(runs)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(merged, indent=1))
+        tmp.replace(path)
+    for key, runs in merged.items():
+        results.setdefault(key, {}).update(runs)
 
 
 def settings_for(block: Block, seed: int) -> TrainSettings:
-    return TrainSettings(epochs=block.epochs, batch_size=128, lr=0.1, seed=seed, device="cpu", precision="bf16",
+    return TrainSettings(epochs=block.epochs, batch_size=128, lr=0.1, seed=seed, device="cpu", precision=PRECISION,
                          augment=block.augment)
 
 
@@ -224,7 +238,8 @@ def section(blocks: list[Block], seeds: list[int], results: dict, command: str, 
         "",
         f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()} CPU, {torch.get_num_threads()} threads "
         f"(cores shared with other work: times are indicative only), torch {torch.__version__}. Every run: SGD "
-        "Nesterov momentum 0.9, weight decay 5e-4, one-cycle to lr 0.1, batch 128, bf16 autocast, method defaults "
+        f"Nesterov momentum 0.9, weight decay 5e-4, one-cycle to lr 0.1, batch 128, gradient norm capped at 5, {PRECISION}, "
+        "method defaults "
         "from the registry. The baseline is generation 0 of a born-again run (seed s), `ban` its generation 1 "
         "(seed s + 1, taught by generation 0), `ban ensemble` the mean softmax of both.",
         "",
@@ -254,7 +269,7 @@ def cifar_teacher(epochs: int, runs_dir: Path) -> tuple[str, str]:
     if not path.exists():
         print(f"training a ResNet-8 CIFAR-10 teacher for {epochs} epochs (cached in {path})", flush=True)
         config = RunConfig(dataset="cifar10", student="resnet8", method="baseline",
-                           train=TrainSettings(epochs=epochs, batch_size=128, lr=0.1, device="cpu", precision="bf16",
+                           train=TrainSettings(epochs=epochs, batch_size=128, lr=0.1, device="cpu", precision=PRECISION,
                                                augment=True))
         record = Experiment(config, runs_dir=runs_dir).run()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -270,7 +285,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs-mlp", type=int, default=10, help="MNIST MLP students (10 as in the issue's check)")
     parser.add_argument("--epochs-cnn", type=int, default=2, help="MNIST cnn5-small students")
-    parser.add_argument("--cnn-fraction", type=float, default=1.0, help="MNIST cnn5-small table: part of the training set")
+    parser.add_argument("--cnn-fraction", type=float, default=0.25, help="MNIST cnn5-small table: part of the training set")
     parser.add_argument("--cifar-fraction", type=float, default=0.2)
     parser.add_argument("--cifar-epochs", type=int, default=3)
     parser.add_argument("--cifar-teacher-epochs", type=int, default=10, help="only when no pretrained ResNet is shipped")
@@ -304,15 +319,16 @@ def main(argv=None) -> int:
         save_results(results, results_path)
         run_block(cifar_block(teacher, teacher_name, fraction, args.cifar_epochs), args.seeds, results, results_path,
                   runs_dir)
+    results = load_results(results_path) if results_path.exists() else results  # runs another process added
     meta = results.get("meta", {}).get("cifar")
     if meta:
         shown.append(cifar_block(meta["teacher"], meta["teacher_name"], meta["fraction"], meta["epochs"]))
         cifar_note = ""
-    command = (f"KDVIZ_DATA=<data dir> python benchmarks/methods.py --part {args.part} --seeds "
-               f"{' '.join(map(str, args.seeds))} --epochs-mlp {args.epochs_mlp} --epochs-cnn {args.epochs_cnn} "
-               f"--cnn-fraction {args.cnn_fraction}")
-    if args.part != "mnist":
-        command += f" --cifar-fraction {args.cifar_fraction} --cifar-epochs {args.cifar_epochs}"
+    command = (f"KDVIZ_DATA=<data dir> python benchmarks/methods.py --part mnist --seeds {' '.join(map(str, args.seeds))} "
+               f"--epochs-mlp {args.epochs_mlp} --epochs-cnn {args.epochs_cnn} --cnn-fraction {args.cnn_fraction}")
+    if meta:
+        command += (f"` and `KDVIZ_DATA=<data dir> python benchmarks/methods.py --part cifar --seeds "
+                    f"{' '.join(map(str, args.seeds))} --cifar-fraction {meta['fraction']} --cifar-epochs {meta['epochs']}")
     command += " --quick" if args.quick else ""
     text = section(shown, args.seeds, results, command, cifar_note)
     print(text)

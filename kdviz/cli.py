@@ -24,7 +24,9 @@ def _add_training_options(p: argparse.ArgumentParser, epochs: int, lr: float) ->
     p.add_argument("--grad-clip", type=float, default=5.0, help="max gradient norm per step, 0 = off (default 5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster on recent CPUs)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="auto (default): bf16 autocast where the hardware runs it natively, else fp32")
+    p.add_argument("--bf16", action="store_true", help="shorthand for --precision bf16")
     p.add_argument("--augment", action="store_true", help="random crop and flip (CIFAR)")
     p.add_argument("--runs-dir", default=None, help="where records go (default $KDVIZ_RUNS or ./runs)")
     p.add_argument("--json", action="store_true", help="print the final metrics as JSON")
@@ -84,7 +86,7 @@ def _settings(args):
 
     return TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
                          weight_decay=args.weight_decay, schedule=args.schedule, seed=args.seed, device=args.device,
-                         precision="bf16" if args.bf16 else "fp32", augment=args.augment,
+                         precision="bf16" if args.bf16 else args.precision, augment=args.augment,
                          grad_clip=args.grad_clip)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import torch
 
@@ -18,8 +19,41 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return device
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@functools.cache
+def _cpu_flags() -> frozenset[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            line = next((line for line in f if line.startswith("flags")), "")
+    except OSError:  # not Linux: no way to tell, so no bf16 on the CPU
+        return frozenset()
+    return frozenset(line.partition(":")[2].split())
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """Whether bf16 autocast is native on ``device``: a CUDA GPU that supports it, or a CPU
+    with AVX-512 BF16 or AMX instructions. Elsewhere bf16 is emulated and much slower than
+    fp32 (measured on an AVX2-only AMD EPYC, one thread: mlp-800 training steps 8,600 img/s
+    in fp32 against 920 in bf16; on a CPU with AMX bf16 was 1.5-2x faster than fp32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
+
+
+def resolve_precision(precision: str, device: str | torch.device = "auto") -> str:
+    """``"auto"`` is bf16 where the hardware runs it natively (:func:`fast_bf16`), else fp32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        return "bf16" if fast_bf16(resolve_device(device)) else "fp32"
+    return precision
+
+
 def autocast(device: torch.device, precision: str):
-    """bf16 autocast when asked for (2-3x faster on CPUs with AMX, same accuracy in our runs)."""
+    """bf16 autocast when asked for, or when ``"auto"`` finds native bf16 (same accuracy in our runs)."""
+    precision = resolve_precision(precision, device)
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     if precision != "fp32":

@@ -16,7 +16,7 @@ from typing import Iterator
 import torch
 
 from kdviz import data as datasets
-from kdviz.evaluation import resolve_device
+from kdviz.evaluation import resolve_device, resolve_precision
 from kdviz.methods import build_method
 from kdviz.models import build_model, model_summary
 from kdviz.runs import (default_runs_dir, load_checkpoint, new_run_id, run_checkpoint, save_checkpoint,
@@ -99,7 +99,8 @@ class Experiment:
         cfg = self.config
         cached = None
         if self.teacher is not None and not cfg.train.augment and not self.method.needs_features:
-            cached = teacher_logits(self.teacher, self.train_data, cfg.train.device, cfg.train.precision)
+            cached = teacher_logits(self.teacher, self.train_data, cfg.train.device,
+                                    resolve_precision(cfg.train.precision, cfg.train.device))
         started = time.time()
         for event in fit(self.student, self.method, self.train_data, self.test_data, cfg.train,
                          self.teacher, self.stop, cached):
@@ -135,6 +136,7 @@ class Experiment:
             "latency_ms": summary["latency_ms"],
             "seed": cfg.train.seed,
             "device": str(resolve_device(cfg.train.device)),
+            "precision": resolve_precision(cfg.train.precision, cfg.train.device),
             "wall_time_s": round(time.time() - started, 3),
             "train_time_s": round(done.elapsed, 3),
             "versions": versions(),

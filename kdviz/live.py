@@ -190,7 +190,7 @@ class RunQueue:
 
 
 def demo_configs(teacher: str = "mnist-cnn", seeds: tuple[int, ...] = (0,), epochs: int = 2,
-                 precision: str = "bf16") -> list[RunConfig]:
+                 precision: str = "auto") -> list[RunConfig]:
     """The 5-minute classroom demo: an MLP-800 student on MNIST, labels only against Hinton KD
     (T = 4, α = 0.9) from the shipped CNN teacher, a short one-cycle budget each. With the
     teacher's logits cached, the pair trains in well under 30 s on two CPU cores."""

@@ -46,7 +46,7 @@ class TrainSettings:
     schedule: str = "onecycle"  # "onecycle" | "cosine" | "constant"
     seed: int = 0
     device: str = "auto"
-    precision: str = "fp32"     # "fp32" | "bf16"
+    precision: str = "fp32"     # "fp32" | "bf16" | "auto" (bf16 where the hardware has it natively)
     augment: bool = False       # random crop + flip (CIFAR)
     grad_clip: float = 5.0      # max global gradient norm per step; 0 = no clipping
 

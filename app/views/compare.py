@@ -87,7 +87,8 @@ with st.expander("Launch a sweep", expanded=busy or not list_runs()):
         a, b, c = st.columns(3)
         seeds = common.number("Seeds per method", key="sw_seeds", default=2, low=1, high=10, kind=int, container=a)
         epochs = common.number("Epochs per run", key="sw_epochs", default=2, low=1, high=100, kind=int, container=b)
-        precision = common.choice("Precision", ["bf16", "fp32"], key="sw_precision", container=c)
+        precision = common.choice("Precision", ["auto", "fp32", "bf16"], key="sw_precision", container=c,
+                                  help="auto: bf16 where the hardware runs it natively, else fp32")
         grid = st.checkbox("Add an α × T grid for KD", key="sw_grid",
                            help="One KD run (seed 0) for every α and T below; fills the α × T heatmap.")
         alphas, temps = [], []

@@ -19,7 +19,7 @@ from kdviz.train import TrainSettings  # noqa: E402
 
 RUN = "train_run"  # the session's LiveRun: survives reruns and page switches
 DEMO = {"mode": "student", "dataset": "mnist", "teacher": "mnist-cnn", "student": "mlp-800", "method": "kd",
-        "epochs": 2, "batch": 128, "lr": 0.1, "seed": 0, "precision": "bf16"}
+        "epochs": 2, "batch": 128, "lr": 0.1, "seed": 0, "precision": "auto"}
 
 st.title("Train a student, live")
 st.markdown("Pick a teacher, a student and a method, press **Start**, and watch every loss term and the accuracy "
@@ -45,7 +45,7 @@ formula_slot = st.container()
 setup, formula = st.columns([3, 2], gap="large")
 with setup:
     st.button("Load the 5-minute demo settings", on_click=load_demo, help="MNIST, the shipped CNN teacher, an MLP "
-              "student, KD at T = 4, 2 epochs, bf16: about 10 s on a 2-core laptop. Compare it with baseline.")
+              "student, KD at T = 4, 2 epochs: about 10 s on a 2-core laptop. Compare it with baseline.")
     mode = common.url_widget(st.radio, "What to train", key="mode", default="student", options=["student", "teacher"],
                              horizontal=True, format_func={"student": "a student, from a teacher",
                                                            "teacher": "a teacher, on labels"}.get)
@@ -77,8 +77,9 @@ with setup:
     devices = ["auto", "cpu"] + (["cuda"] if common.device_label() != "CPU" else [])
     device = common.choice("Device", devices, key="device", container=c1,
                            format_func=lambda d: f"auto ({common.device_label()})" if d == "auto" else d)
-    precision = common.choice("Precision", ["fp32", "bf16"], key="precision", container=c2,
-                              help="bf16 autocast: 1.5-3x faster on recent CPUs, same accuracy in our runs.")
+    precision = common.choice("Precision", ["auto", "fp32", "bf16"], key="precision", container=c2,
+                              help="auto: bf16 where the chip runs it natively (AMX / AVX-512 BF16 CPUs, recent GPUs: "
+                                   "1.5-2x faster, same accuracy in our runs), fp32 elsewhere (emulated bf16 is ~10x slower).")
     optimizer = common.choice("Optimizer", ["sgd", "adam"], key="opt", container=c3,
                               help="SGD: Nesterov momentum 0.9, one-cycle schedule. Adam: try lr 0.001.")
     with st.expander("Transfer set (what the student sees)"):
