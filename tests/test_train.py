@@ -216,3 +216,25 @@ def test_experiment_records_are_identical_for_one_seed(tmp_path):
             h.pop("images_per_s"), h.pop("elapsed")
     assert a == b
     assert a["test_acc"] > 0.5 and a["teacher"] == f"run:{teacher_run['id']}"
+
+
+@pytest.mark.parametrize("flags, expected", [({"avx2"}, "fp32"), ({"avx2", "avx512_bf16"}, "bf16"),
+                                             ({"amx_bf16", "amx_tile"}, "bf16"), (set(), "fp32")])
+def test_auto_precision_is_bf16_only_on_native_hardware(monkeypatch, flags, expected):
+    from kdviz import evaluation
+
+    monkeypatch.setattr(evaluation, "_cpu_flags", lambda: frozenset(flags))
+    assert evaluation.resolve_precision("auto", "cpu") == expected
+    assert evaluation.resolve_precision("fp32", "cpu") == "fp32"
+    assert evaluation.resolve_precision("bf16", "cpu") == "bf16"  # asked for explicitly: honoured
+    with pytest.raises(ValueError, match="precision must be one of"):
+        evaluation.resolve_precision("fp16", "cpu")
+
+
+def test_records_say_which_precision_ran(tmp_path, monkeypatch):
+    from kdviz import evaluation
+
+    monkeypatch.setattr(evaluation, "_cpu_flags", lambda: frozenset())
+    cfg = RunConfig("digits", "mlp-30", train=TrainSettings(epochs=1, device="cpu", precision="auto"), save_model=False)
+    record = Experiment(cfg, runs_dir=tmp_path).run()
+    assert record["config"]["train"]["precision"] == "auto" and record["precision"] == "fp32"
