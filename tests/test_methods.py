@@ -35,9 +35,10 @@ def downscale(images: data.ImageData) -> data.ImageData:
 @pytest.fixture(scope="module")
 def small(mnist):
     """(student transfer set of 256 images, 200 test images, 1,500 images to train teachers)."""
-    train = downscale(data.transfer_set(mnist.train, fraction=256 / 60000, seed=0))
+    n = len(mnist.train)  # 60,000 for MNIST, fewer for the made-up stand-in
+    train = downscale(data.transfer_set(mnist.train, fraction=256 / n, seed=0))
     test = downscale(mnist.test.subset(torch.arange(200)))
-    teacher_train = downscale(data.transfer_set(mnist.train, fraction=0.025, seed=1))
+    teacher_train = downscale(data.transfer_set(mnist.train, fraction=min(1.0, 1500 / n), seed=1))
     return train, test, teacher_train
 
 
