@@ -52,6 +52,7 @@ START, END = "<!-- methods:start -->", "<!-- methods:end -->"
 CACHE = ROOT / ".cache" / "bench"
 # bf16 where the CPU runs it natively (AMX / AVX-512 BF16), else fp32: emulated bf16 is ~10x slower
 PRECISION = resolve_precision("auto", "cpu")
+GRAD_CLIP = 5.0
 
 
 @dataclass
@@ -142,7 +143,7 @@ def save_results(results: dict, path: Path) -> None:
 
 def settings_for(block: Block, seed: int) -> TrainSettings:
     return TrainSettings(epochs=block.epochs, batch_size=128, lr=0.1, seed=seed, device="cpu", precision=PRECISION,
-                         augment=block.augment)
+                         augment=block.augment, grad_clip=GRAD_CLIP)
 
 
 def summary(record: dict) -> dict:
@@ -238,7 +239,7 @@ def section(blocks: list[Block], seeds: list[int], results: dict, command: str, 
         "",
         f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()} CPU, {torch.get_num_threads()} threads "
         f"(cores shared with other work: times are indicative only), torch {torch.__version__}. Every run: SGD "
-        f"Nesterov momentum 0.9, weight decay 5e-4, one-cycle to lr 0.1, batch 128, gradient norm capped at 5, {PRECISION}, "
+        f"Nesterov momentum 0.9, weight decay 5e-4, one-cycle to lr 0.1, batch 128, gradient norm capped at {GRAD_CLIP:g}, {PRECISION}, "
         "method defaults "
         "from the registry. The baseline is generation 0 of a born-again run (seed s), `ban` its generation 1 "
         "(seed s + 1, taught by generation 0), `ban ensemble` the mean softmax of both.",

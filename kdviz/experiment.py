@@ -94,13 +94,13 @@ class Experiment:
         self.id = new_run_id(config.method if config.teacher else "teacher", config.dataset.split("/")[-1],
                              config.student, f"s{config.train.seed}")
         self.record: dict | None = None
+        self.precision = resolve_precision(config.train.precision, config.train.device)  # "auto" made concrete
 
     def events(self) -> Iterator:
         cfg = self.config
         cached = None
         if self.teacher is not None and not cfg.train.augment and not self.method.needs_features:
-            cached = teacher_logits(self.teacher, self.train_data, cfg.train.device,
-                                    resolve_precision(cfg.train.precision, cfg.train.device))
+            cached = teacher_logits(self.teacher, self.train_data, cfg.train.device, self.precision)
         started = time.time()
         for event in fit(self.student, self.method, self.train_data, self.test_data, cfg.train,
                          self.teacher, self.stop, cached):
@@ -136,7 +136,7 @@ class Experiment:
             "latency_ms": summary["latency_ms"],
             "seed": cfg.train.seed,
             "device": str(resolve_device(cfg.train.device)),
-            "precision": resolve_precision(cfg.train.precision, cfg.train.device),
+            "precision": self.precision,
             "wall_time_s": round(time.time() - started, 3),
             "train_time_s": round(done.elapsed, 3),
             "versions": versions(),

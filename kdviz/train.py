@@ -35,8 +35,9 @@ class TrainSettings:
     ``grad_clip`` caps the global gradient norm of each step (0 = off). Distillation terms
     scaled by T² (KD) or by large weights (AT's β, RKD's λ) give gradients several times
     the label term's; on short runs at lr 0.1 one such spike could wreck a small student
-    (measured: cnn5-small, KD from mnist-cnn, 5% of MNIST, 2 epochs, seed 0: 28.5% test
-    accuracy unclipped, 97.1% with the cap at 5; labels-only training is hardly touched)."""
+    (``kdviz distill --teacher mnist-cnn --student cnn5-small --method kd --epochs 2 --fraction
+    0.05 --seed 0 --grad-clip 0``: 77.7% test accuracy in fp32, 28.5% in bf16; with the default
+    cap of 5, 97.3% in fp32; labels-only training is hardly touched)."""
 
     epochs: int = 5
     batch_size: int = 128

@@ -45,7 +45,7 @@ formula_slot = st.container()
 setup, formula = st.columns([3, 2], gap="large")
 with setup:
     st.button("Load the 5-minute demo settings", on_click=load_demo, help="MNIST, the shipped CNN teacher, an MLP "
-              "student, KD at T = 4, 2 epochs: about 10 s on a 2-core laptop. Compare it with baseline.")
+              "student, KD at T = 4, 2 epochs: about 20 s a run on two CPU cores. Compare it with baseline.")
     mode = common.url_widget(st.radio, "What to train", key="mode", default="student", options=["student", "teacher"],
                              horizontal=True, format_func={"student": "a student, from a teacher",
                                                            "teacher": "a teacher, on labels"}.get)
