@@ -73,6 +73,43 @@ def build_parser() -> argparse.ArgumentParser:
     methods = sub.add_parser("methods", help="list distillation methods and their hyperparameters")
     methods.add_argument("--json", action="store_true")
 
+    sweep = sub.add_parser("sweep", help="run a grid of runs (methods x seeds x any setting), here or on a Ray cluster",
+                           description="Every combination of the given values, each an ordinary run record; runs "
+                                       "already finished in the runs directory are skipped (resume by running again).")
+    sweep.add_argument("--config", default=None, metavar="FILE",
+                       help="a TOML or JSON file of settings (scalars) and axes (lists); flags override it")
+    sweep.add_argument("--methods", nargs="+", default=None, help="methods to compare (default: baseline kd)")
+    sweep.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: 0)")
+    sweep.add_argument("--dataset", nargs="+", default=None, help=f"one or more of {', '.join(DATASETS)} (default mnist)")
+    sweep.add_argument("--student", nargs="+", default=None, help="one or more models (default mlp-800)")
+    sweep.add_argument("--teacher", default=None,
+                       help="pretrained name, run id, or checkpoint path (default: the shipped teacher of the data set)")
+    sweep.add_argument("--epochs", type=int, nargs="+", default=None, help="(default 5)")
+    sweep.add_argument("--batch-size", type=int, default=None)
+    sweep.add_argument("--lr", type=float, nargs="+", default=None)
+    sweep.add_argument("-T", "--temperature", type=float, nargs="+", default=None, help="KD temperatures (an axis)")
+    sweep.add_argument("--alpha", type=float, nargs="+", default=None, help="KD soft-target weights (an axis)")
+    sweep.add_argument("--fraction", type=float, nargs="+", default=None, help="parts of the training set (an axis)")
+    sweep.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None, help="(default auto)")
+    sweep.add_argument("--device", default=None, help="auto (CUDA when present), cpu or cuda")
+    sweep.add_argument("--set", action="append", default=[], metavar="NAME=V1,V2",
+                       help="any run setting, training setting or hyperparameter; several values make an axis "
+                            "(repeatable, e.g. --set weight_decay=0,5e-4 --set at.beta=500,1000)")
+    sweep.add_argument("--ray", default=None, metavar="ADDRESS",
+                       help="run on a Ray cluster at ADDRESS (or 'local': a Ray instance here; default $KDVIZ_RAY_ADDRESS)")
+    sweep.add_argument("--local", action="store_true", help="run here even when $KDVIZ_RAY_ADDRESS is set")
+    sweep.add_argument("--workers", type=int, default=None,
+                       help="local: runs at once, as processes (default: 1, in this process)")
+    sweep.add_argument("--cpus-per-run", type=int, default=1,
+                       help="CPU threads per run, locally and as each Ray task's num_cpus (default 1: the same "
+                            "threads everywhere give the same numbers)")
+    sweep.add_argument("--gpus-per-run", type=float, default=0.0, help="Ray: each task's num_gpus (0.25 = 4 runs a GPU)")
+    sweep.add_argument("--runs-dir", default=None, help="where records go (default $KDVIZ_RUNS or ./runs)")
+    sweep.add_argument("--no-resume", action="store_true", help="run again even what already finished")
+    sweep.add_argument("--dry-run", action="store_true", help="list the runs (and which are done); train nothing")
+    sweep.add_argument("--json", action="store_true", help="print every run and the per-setting means as JSON")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+
     pre = sub.add_parser("pretrained", help="the shipped teachers: list them, or make one from its recipe")
     pre.add_argument("action", choices=("list", "make"))
     pre.add_argument("name", nargs="?", help="make: the teacher to train (see kdviz.pretrained.RECIPES)")
@@ -244,7 +281,138 @@ def _pretrained(args) -> int:
     return 0
 
 
-COMMANDS = {"train-teacher": _train, "distill": _train, "runs": _runs, "methods": _methods, "pretrained": _pretrained}
+def _value(text: str):
+    """A --set value: a JSON number, boolean or list when it reads as one, else the text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _sweep_spec(args) -> dict:
+    from kdviz.sweep import SYNONYMS, sweep_file
+
+    spec = sweep_file(args.config) if args.config else {}
+    spec = {SYNONYMS.get(k.replace("-", "_"), k.replace("-", "_")): v for k, v in spec.items()}
+    flags = {"method": args.methods, "seed": args.seeds, "dataset": args.dataset, "student": args.student,
+             "teacher": args.teacher, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+             "T": args.temperature, "alpha": args.alpha, "fraction": args.fraction, "precision": args.precision,
+             "device": args.device}
+    for name, value in flags.items():
+        if value is not None:
+            spec[name] = value
+    for item in args.set:
+        name, sep, values = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--set needs NAME=VALUE[,VALUE...], got {item!r}")
+        parsed = [_value(v.strip()) for v in values.split(",")]
+        name = name.strip()
+        spec[SYNONYMS.get(name, name)] = parsed if len(parsed) > 1 else parsed[0]
+    defaults = {"dataset": "mnist", "student": "mlp-800", "method": ["baseline", "kd"], "seed": [0], "epochs": 5,
+                "precision": "auto"}
+    return defaults | spec
+
+
+def _group_rows(rows: list[dict]) -> list[dict]:
+    """Mean and spread over seeds of the runs that differ only in their seed."""
+    import statistics
+
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        if row["test_acc"] is not None:
+            groups.setdefault(row["setting"], []).append(row)
+    out = []
+    for setting, members in groups.items():
+        accs = [m["test_acc"] for m in members]
+        out.append({"setting": setting, "runs": len(accs), "seeds": [m["seed"] for m in members],
+                    "acc_mean": statistics.mean(accs), "acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0})
+    return out
+
+
+def _setting(config) -> str:
+    params = ",".join(f"{k}={v}" for k, v in sorted(config.params.items()))
+    parts = [config.method + (f"({params})" if params else ""), config.dataset, config.student,
+             f"{config.train.epochs}ep"]
+    if config.fraction != 1.0:
+        parts.append(f"{config.fraction:g} of the data")
+    return " ".join(parts)
+
+
+def _sweep(args) -> int:
+    import threading
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from kdviz.runs import default_runs_dir
+    from kdviz.sweep import (RunFailed, RunFinished, RunProgress, SweepFinished, SweepStarted, finished_runs,
+                             grid_from_spec, make_executor, run_key, run_sweep)
+    from kdviz.train import EpochDone
+
+    configs = grid_from_spec(_sweep_spec(args))
+    runs_dir = Path(args.runs_dir) if args.runs_dir else default_runs_dir()
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    if args.dry_run:
+        from kdviz.sweep import check_config
+
+        done = finished_runs(runs_dir)
+        for i, config in enumerate(configs):
+            check_config(config, runs_dir)
+            print(f"{i + 1:>4}  {'done' if run_key(config) in done else 'todo'}  {_setting(config)}  seed {config.train.seed}")
+        return 0
+    executor = make_executor(args.ray, args.workers, args.cpus_per_run, args.gpus_per_run, args.local)
+    rows: list[dict] = [{}] * len(configs)
+    bar, finished = None, None
+    for event in run_sweep(configs, executor, runs_dir, resume=not args.no_resume, stop=threading.Event()):
+        if isinstance(event, SweepStarted):
+            if not args.quiet:
+                print(f"sweep: {event.total} runs, {event.total - event.to_run} already finished; "
+                      f"{event.executor}", file=sys.stderr, flush=True)
+                bar = tqdm(total=event.total, initial=event.total - event.to_run, unit="run", file=sys.stderr)
+        elif isinstance(event, (RunFinished, RunFailed)):
+            record = getattr(event, "record", None) or {}
+            rows[event.index] = {"key": event.key, "id": record.get("id"), "setting": _setting(event.config),
+                                 "method": event.config.method, "params": event.config.params,
+                                 "dataset": event.config.dataset, "student": event.config.student,
+                                 "seed": event.config.train.seed, "test_acc": record.get("test_acc"),
+                                 "train_time_s": record.get("train_time_s"),
+                                 "skipped": bool(getattr(event, "skipped", False)),
+                                 "error": getattr(event, "error", None)}
+            if bar is not None and not rows[event.index]["skipped"]:
+                bar.update(1)
+                if isinstance(event, RunFailed):
+                    bar.write(f"failed: {_setting(event.config)} seed {event.config.train.seed}: {event.error}",
+                              file=sys.stderr)
+                else:
+                    bar.set_postfix(last=f"{100 * record['test_acc']:.2f}%", refresh=False)
+        elif isinstance(event, RunProgress) and bar is not None and isinstance(event.event, EpochDone):
+            bar.set_postfix(run=event.index + 1, epoch=f"{event.event.epoch}/{event.event.epochs}")
+        elif isinstance(event, SweepFinished):
+            finished = event
+    if bar is not None:
+        bar.close()
+    groups = _group_rows(rows)
+    failed = sum(1 for r in rows if r.get("error"))
+    if args.json:
+        print(json.dumps({"executor": executor.describe(), "wall_s": finished.wall_s if finished else None,
+                          "runs": rows, "settings": groups}))
+    else:
+        print(f"{'setting':<44} {'seed':>4} {'test acc':>9} {'train s':>8}  run")
+        for r in rows:
+            acc = f"{100 * r['test_acc']:8.2f}%" if r.get("test_acc") is not None else "   failed"
+            secs = f"{r['train_time_s']:8.1f}" if r.get("train_time_s") is not None else " " * 8
+            note = r.get("error") or (f"{r['id']} (earlier)" if r.get("skipped") else r.get("id"))
+            print(f"{r['setting']:<44} {r['seed']:>4} {acc} {secs}  {note}")
+        if any(g["runs"] > 1 for g in groups):
+            print()
+            print(f"{'setting':<44} {'runs':>4} {'test acc % (mean ± std)':>24}")
+            for g in groups:
+                print(f"{g['setting']:<44} {g['runs']:>4} {100 * g['acc_mean']:>15.2f} ± {100 * g['acc_std']:.2f}")
+    return 1 if failed else 0
+
+
+COMMANDS = {"sweep": _sweep, "train-teacher": _train, "distill": _train, "runs": _runs, "methods": _methods, "pretrained": _pretrained}
 
 
 def main(argv: list[str] | None = None) -> int:
