@@ -42,7 +42,7 @@ threads, the same seed gives the same record locally and on Ray.
 """
 from __future__ import annotations
 
-import concurrent.futures as futures
+from concurrent import futures
 import hashlib
 import json
 import multiprocessing
@@ -55,7 +55,7 @@ import time
 from dataclasses import dataclass, fields, replace
 from itertools import product
 from pathlib import Path
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import torch
 
@@ -92,12 +92,26 @@ def _canonical(value):
     return str(value)
 
 
+def _resolved_params(method: str, params: dict) -> dict:
+    """Every hyperparameter of every part with its default filled in (``{"kd.T": 4.0, ...}``);
+    the params as given when they do not resolve (the run will fail with its own message)."""
+    try:
+        parts = _parts(method)
+        return {f"{name}.{k}": v for name, p in zip(parts, split_params(parts, params))
+                for k, v in method_class(name).resolve_params(p).items()}
+    except ValueError:
+        return dict(params)
+
+
 def run_key(config: RunConfig | dict) -> str:
     """A stable 16-hex key for what a config trains: equal configs (``T=4`` or ``4.0``, a
-    tuple or a list) give equal keys, in any process and on any machine."""
+    tuple or a list, a hyperparameter left at its default or given) give equal keys, in any
+    process and on any machine."""
     if isinstance(config, dict):
         config = RunConfig.from_dict(config)
-    text = json.dumps(_canonical(config.to_dict()), sort_keys=True, separators=(",", ":"))
+    data = config.to_dict()
+    data["params"] = _resolved_params(config.method, config.params)
+    text = json.dumps(_canonical(data), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -245,8 +259,8 @@ def check_config(config: RunConfig, runs_dir: Path | str | None = None) -> None:
     if not 0 < config.fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {config.fraction}")
     if needs_teacher(config.method) and not config.teacher:
-        raise ValueError(f"method {config.method!r} needs a teacher and no shipped teacher is made for "
-                         f"{config.dataset!r}; give one (pretrained name, run id or checkpoint path)")
+        raise ValueError(f"method {config.method!r} needs a teacher (a pretrained name, run id or checkpoint path) "
+                         f"and none was given or shipped for {config.dataset!r}")
     if config.teacher:
         from kdviz import pretrained
 

@@ -1,0 +1,70 @@
+"""kdviz.sweep on Ray: a local Ray instance with 2 CPUs runs a tiny sweep; the records land in the
+driver's runs directory and match a local sweep of the same grid seed for seed."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kdviz import cli, runs
+from kdviz.sweep import LocalExecutor, RayExecutor, RunFinished, RunStarted, grid, run_key, run_sweep
+
+ray = pytest.importorskip("ray")
+
+TINY = {"dataset": "digits", "student": "mlp-30", "epochs": 1, "batch_size": 64, "device": "cpu"}
+
+
+def learning(record: dict) -> list[dict]:
+    """A record's per-epoch history without its timings."""
+    return [{k: v for k, v in e.items() if k not in ("images_per_s", "elapsed")} for e in record["history"]]
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    """One Ray instance for the module (starting one costs about 10 s), shut down at its end."""
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_a_ray_sweep_lands_the_same_records_as_a_local_one(ray_instance, tmp_path):
+    configs = grid(TINY, method=["baseline", "kd"], seed=[0, 1])
+    events = list(run_sweep(configs, RayExecutor(cpus_per_run=1), tmp_path / "ray"))
+    assert sum(isinstance(e, RunStarted) for e in events) == 4
+    on_ray = events[-1].records
+    assert events[-1].failed == 0 and [r["seed"] for r in on_ray] == [0, 1, 0, 1]
+    for record, config in zip(on_ray, configs):
+        saved = runs.load_run(record["id"], tmp_path / "ray")  # written by the driver
+        assert saved == json.loads(json.dumps(record))
+        assert saved["runner"]["executor"] == "ray" and saved["runner"]["threads"] == 1
+        assert run_key(saved["config"]) == run_key(config) and saved["test_acc"] > 0.3
+        assert runs.load_checkpoint(runs.run_checkpoint(record["id"], tmp_path / "ray")) is not None
+    assert on_ray[2]["teacher"] == "pretrained:digits-cnn"
+
+    here = list(run_sweep(configs, LocalExecutor(1, cpus_per_run=1), tmp_path / "local"))[-1].records
+    assert [r["test_acc"] for r in on_ray] == [r["test_acc"] for r in here]  # deterministic on CPU
+    assert [learning(r) for r in on_ray] == [learning(r) for r in here]
+
+    # resumed: nothing runs again on the cluster
+    again = list(run_sweep(configs, RayExecutor(), tmp_path / "ray"))
+    assert again[0].to_run == 0 and all(e.skipped for e in again if isinstance(e, RunFinished))
+
+
+def test_a_teacher_on_the_driver_is_shipped_to_the_workers(ray_instance, tmp_path):
+    runs_dir = tmp_path / "runs"
+    teacher = list(run_sweep(grid(TINY | {"student": "mlp-800"}, seed=[0]), LocalExecutor(), runs_dir))[-1].records[0]
+    configs = grid(TINY | {"teacher": teacher["id"]}, method=["kd"], T=[2.0], seed=[0])
+    record = list(run_sweep(configs, RayExecutor(), runs_dir))[-1].records[0]
+    assert record["teacher"] == f"run:{teacher['id']}" and record["config"]["teacher"] == teacher["id"]
+    assert record["test_acc"] > 0.3
+
+
+def test_cli_sweep_on_ray(ray_instance, tmp_path, capsys):
+    argv = ["sweep", "--dataset", "digits", "--student", "mlp-30", "--methods", "baseline", "--seeds", "3",
+            "--epochs", "1", "--runs-dir", str(tmp_path / "runs"), "--json", "--quiet"]
+    assert cli.main(argv + ["--ray", "local"]) == 0  # Ray already up in this process: it is used as it is
+    on_ray = json.loads(capsys.readouterr().out)
+    assert on_ray["executor"].startswith("ray") and on_ray["runs"][0]["test_acc"] > 0.3
+    assert cli.main(argv + ["--no-resume"]) == 0
+    here = json.loads(capsys.readouterr().out)
+    assert here["executor"].startswith("local") and here["runs"][0]["test_acc"] == on_ray["runs"][0]["test_acc"]
