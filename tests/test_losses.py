@@ -345,6 +345,53 @@ def test_rkd_losses_are_scale_invariant():
     assert rkd_distance_loss(s, t).item() > 0.01  # the invariance test is not trivially 0 == 0
 
 
+def direct_rkd_distance(s, t):
+    """The difference-tensor form kdviz used before the Gram-matrix one: (N, N, D) differences."""
+    def psi(x):
+        n = x.shape[0]
+        d = (x.unsqueeze(1) - x.unsqueeze(0)).pow(2).sum(-1).clamp_min(1e-12).sqrt() * ~torch.eye(n, dtype=torch.bool)
+        return d / (d.sum() / (n * (n - 1)))
+    return torch.nn.functional.smooth_l1_loss(psi(s), psi(t.detach()), beta=1.0)
+
+
+def direct_rkd_angle(s, t):
+    """The difference-tensor form: unit difference vectors (N, N, D), cosines by einsum (N, N, N)."""
+    def psi(x):
+        unit = torch.nn.functional.normalize(x.unsqueeze(1) - x.unsqueeze(0), p=2, dim=-1)
+        return torch.einsum("ijd,kjd->ijk", unit, unit)
+    return torch.nn.functional.smooth_l1_loss(psi(s), psi(t.detach()), beta=1.0)
+
+
+@pytest.mark.parametrize("dtype,rel", [(torch.float64, 1e-10), (torch.float32, 2e-4)])
+@pytest.mark.parametrize("n,d_s,d_t", [(2, 3, 3), (9, 5, 11), (48, 200, 64)])
+def test_rkd_gram_form_matches_the_difference_tensor_form(dtype, rel, n, d_s, d_t):
+    """Values and gradients of the closed (Gram-matrix) forms against the direct formulas, on
+    random embeddings of several sizes, including ReLU-like ones with a large common offset."""
+    for seed in range(3):
+        s = (randn(n, d_s, seed=100 + seed).relu() + 3.0 * seed).to(dtype)
+        t = (randn(n, d_t, seed=200 + seed) * 5).to(dtype)
+        for gram_form, direct in ((rkd_distance_loss, direct_rkd_distance), (rkd_angle_loss, direct_rkd_angle)):
+            a, b = s.clone().requires_grad_(True), s.clone().requires_grad_(True)
+            fast, slow = gram_form(a, t), direct(b, t)
+            fast.backward()
+            slow.backward()
+            assert fast.item() == pytest.approx(slow.item(), rel=rel, abs=1e-12)
+            assert torch.allclose(a.grad, b.grad, rtol=rel, atol=rel * (b.grad.abs().max().item() + 1e-6))
+    cos = angle_cosines(s)  # the (i, j, k) layout of the public function, float32 or float64
+    assert torch.allclose(cos.double(), angle_cosines(s.double()), atol=1e-5)
+
+
+def test_rkd_angle_backward_can_run_twice():
+    """The hand-written backward leaves its saved tensors intact (retain_graph works)."""
+    s, t = randn(6, 4, seed=80).requires_grad_(True), randn(6, 3, seed=81)
+    loss = rkd_angle_loss(s, t)
+    loss.backward(retain_graph=True)
+    first = s.grad.clone()
+    loss.backward()
+    assert torch.allclose(s.grad, 2 * first)
+    assert torch.autograd.gradcheck(lambda x: rkd_angle_loss(x, t), (randn(6, 3, seed=82).requires_grad_(True),))
+
+
 def test_rkd_teacher_is_detached():
     s, t = randn(4, 3, seed=78).requires_grad_(True), randn(4, 3, seed=79).requires_grad_(True)
     (rkd_distance_loss(s, t) + rkd_angle_loss(s, t)).backward()

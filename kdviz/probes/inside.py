@@ -211,8 +211,8 @@ def tsne_many(point_sets: list, perplexity: float = 30.0, seed: int = 0, max_ite
 # --------------------------------------------------------------------------- relations (RKD)
 def distances(emb: torch.Tensor) -> torch.Tensor:
     """Euclidean distances between all rows, (N, D) → (N, N), zero diagonal. The same numbers as
-    :func:`kdviz.losses.pairwise_distances` without its (N, N, D) intermediate, which for a
-    thousand factor maps of a few thousand values each would take gigabytes."""
+    :func:`kdviz.losses.pairwise_distances` (which goes through the Gram matrix, as the loss
+    needs), summed as differences here so that close points of large embeddings keep every digit."""
     d = torch.cdist(emb.float(), emb.float(), compute_mode="donot_use_mm_for_euclid_dist")
     return d.fill_diagonal_(0)
 
