@@ -12,15 +12,24 @@ decodes an image twice. Where files are looked for, in order:
 3. torchvision's download into the data directory;
 4. otherwise a :class:`DataNotFound` error naming what was tried.
 
-Decoded tensors are cached in ``$KDVIZ_CACHE`` (default ``~/.cache/kdviz``).
+Files are checked as they are read: a truncated or wrongly typed IDX file, a
+non-image in an image folder, counts that disagree or classes that do not match
+between splits are a :class:`DataError` naming the file. Decoded tensors are
+cached in ``$KDVIZ_CACHE`` (default ``~/.cache/kdviz``), keyed by the identity of
+the source files (path, size and modification time of each) and checked against
+it on every read, so a changed or broken folder never reads another's tensors.
 ``digits`` (scikit-learn's 8x8 digits) is always available offline.
 """
 from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
-import shutil
+import tempfile
+import time
+import warnings
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
@@ -37,6 +46,10 @@ DIGIT_CLASSES = tuple(str(d) for d in range(10))
 
 class DataNotFound(RuntimeError):
     """A data set's files could not be found or downloaded."""
+
+
+class DataError(ValueError):
+    """A data file or folder was found but cannot be used (damaged, not an image, inconsistent)."""
 
 
 def data_dir() -> Path:
@@ -102,119 +115,262 @@ def channel_stats(pixels: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
 
 
 # --------------------------------------------------------------------------- raw readers
-def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (LeCun's MNIST format), gzipped or not."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
+MAX_IDX_BYTES = 1 << 31          # more than any IDX file kdviz reads (MNIST's largest: 47 MB)
+MAX_IMAGE_PIXELS = 4096 * 4096   # per image in a data folder (CIFAR: 32x32)
+MAX_FOLDER_BYTES = 8 << 30       # decoded pixels of a whole image folder
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def parse_idx(data: bytes, name: str = "IDX data") -> np.ndarray:
+    """Decode the bytes of an IDX file (unsigned-byte type, as MNIST uses), checking the
+    magic number and that the data holds exactly what the header announces."""
+    if len(data) < 4:
+        raise DataError(f"{name}: {len(data)} bytes, too short for an IDX header")
+    if data[0] != 0 or data[1] != 0 or data[2] != 0x08 or not 1 <= data[3] <= 4:
+        raise DataError(f"{name}: wrong magic number 0x{data[:4].hex()} (an IDX file of bytes starts "
+                        "0x000008 then its number of dimensions, 1 to 4)")
     ndim = data[3]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"{name}: truncated header ({len(data)} of {header} bytes)")
     dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    expected = int(np.prod(dims, dtype=np.int64))
+    if expected > MAX_IDX_BYTES:
+        raise DataError(f"{name}: header announces {dims} = {expected:,} bytes, more than kdviz reads")
+    if len(data) - header != expected:
+        kind = "truncated" if len(data) - header < expected else "longer than its header says"
+        raise DataError(f"{name}: {kind}: header announces {dims} ({expected:,} bytes of data), "
+                        f"the file holds {len(data) - header:,}")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (LeCun's MNIST format), gzipped or not; a damaged file is a
+    :class:`DataError` naming it (never more than the header's size is decompressed)."""
+    path = Path(path)
+    gzipped = path.suffix == ".gz"
+    try:
+        with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as f:
+            head = f.read(4)
+            ndim = head[3] if len(head) == 4 else 0
+            head += f.read(4 * ndim) if ndim <= 4 else b""
+            dims = [int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)] if ndim <= 4 else []
+            size = int(np.prod(dims, dtype=np.int64)) if len(head) == 4 + 4 * ndim else 0
+            # one byte more than announced tells a file that is too long from an exact one
+            data = head + f.read(min(size, MAX_IDX_BYTES) + 1)
+    except (OSError, EOFError, zlib.error) as error:
+        what = "gzip-compressed IDX" if gzipped else "IDX"
+        raise DataError(f"{path}: not a readable {what} file ({_reason(error)})") from None
+    return parse_idx(data, str(path))
 
 
 def _find_idx(folder: Path, stem: str) -> Path | None:
     for candidate in (folder / stem, folder / f"{stem}.gz"):
-        if candidate.exists():
+        if candidate.is_file():
             return candidate
     return None
 
 
-def _unpack_idx_into(source: Path, raw_folder: Path) -> bool:
-    """Make torchvision's expected unpacked IDX files exist in ``raw_folder``."""
-    found = {stem: _find_idx(source, stem) for stem in IDX_FILES}
-    if not all(found.values()):
-        return False
-    raw_folder.mkdir(parents=True, exist_ok=True)
-    for stem, path in found.items():
-        target = raw_folder / stem
-        if target.exists():
-            continue
-        tmp = target.with_suffix(".tmp")
-        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as src, open(tmp, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        tmp.replace(target)
-    return True
+def read_idx_folder(folder: Path, num_classes: int = 10) -> tuple:
+    """The four MNIST-format files of ``folder`` as (x_train, y_train, x_test, y_test),
+    checked: images (N,H,W), labels (N,) with the same N, labels below ``num_classes``."""
+    found = {stem: _find_idx(folder, stem) for stem in IDX_FILES}
+    missing = [stem for stem, path in found.items() if path is None]
+    if missing:
+        raise DataError(f"{folder} lacks {', '.join(missing)} (gzipped or not)")
+    out = []
+    for prefix in ("train", "t10k"):
+        images_path, labels_path = found[f"{prefix}-images-idx3-ubyte"], found[f"{prefix}-labels-idx1-ubyte"]
+        images, labels = read_idx(images_path), read_idx(labels_path)
+        if images.ndim != 3 or labels.ndim != 1:
+            raise DataError(f"{images_path.parent}: expected images with 3 dimensions and labels with 1, found "
+                            f"{images.ndim} ({images_path.name}) and {labels.ndim} ({labels_path.name})")
+        if len(images) != len(labels):
+            raise DataError(f"{images_path} holds {len(images):,} images but {labels_path.name} holds "
+                            f"{len(labels):,} labels: the files do not belong together")
+        if len(labels) and labels.max() >= num_classes:
+            raise DataError(f"{labels_path}: label {int(labels.max())} found, this data set has {num_classes} classes")
+        if len(labels) == 0:
+            raise DataError(f"{labels_path}: no images")
+        out += [torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))]
+    if out[0].shape[1:] != out[2].shape[1:]:
+        raise DataError(f"{folder}: train images are {tuple(out[0].shape[2:])}, test images {tuple(out[2].shape[2:])}")
+    return tuple(out)
 
 
-def _torchvision_mnist(cls_name: str, extra_sources: tuple[Path, ...] = ()) -> Callable[[], tuple]:
-    """Loader for MNIST-format sets through torchvision's classes (``MNIST`` / ``FashionMNIST``)."""
+@dataclass(frozen=True)
+class Source:
+    """Where a data set's files are: a description (recorded as the data's source), the files
+    whose identity keys the decoded cache, and how to decode them."""
 
-    def load() -> tuple:
-        import torchvision.datasets as tvd
+    description: str
+    files: tuple[Path, ...]
+    decode: Callable[[], tuple]  # -> (x_train, y_train, x_test, y_test[, classes])
+    extra: str = ""              # anything else the decoded tensors depend on (a library version)
 
-        cls = getattr(tvd, cls_name)
+
+def source_identity(source: Source) -> str:
+    """sha256 over the source's description and each file's resolved path, size and mtime:
+    a changed, added, removed or replaced file gives another identity (another cache entry)."""
+    digest = hashlib.sha256(f"{source.description}|{source.extra}".encode())
+    for path in source.files:
+        stat = path.stat()
+        digest.update(f"|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def _mnist_source(cls_name: str, num_classes: int, extra_sources: tuple[Path, ...] = ()) -> Callable[[], Source]:
+    """Locate MNIST-format IDX files: the data directory, ``extra_sources``, then torchvision's download."""
+
+    def locate() -> Source:
         root = data_dir()
-        tried = []
-        # torchvision reads unpacked IDX files in <root>/<Class>/raw; our cache gets them
-        # unpacked from any source that has them (gzipped ones included).
-        unpacked_root = cache_dir() / "idx"
-        for source in (root / cls_name / "raw", root / cls_name, *extra_sources):
-            tried.append(str(source))
-            if _unpack_idx_into(source, unpacked_root / cls_name / "raw"):
-                return _from_torchvision(cls, unpacked_root, download=False), str(source)
+        candidates = (root / cls_name / "raw", root / cls_name, *extra_sources)
+        for folder in candidates:
+            files = [p for stem in IDX_FILES if (p := _find_idx(folder, stem))]
+            if files:  # some files here: this is the source (a partial folder is an error, not skipped)
+                return Source(str(folder), tuple(files), lambda folder=folder: read_idx_folder(folder, num_classes))
+        tried = [str(c) for c in candidates]
         try:
-            return _from_torchvision(cls, root, download=True), f"download into {root}"
+            import torchvision.datasets as tvd
+
+            getattr(tvd, cls_name)(str(root), train=True, download=True)
+            getattr(tvd, cls_name)(str(root), train=False, download=True)
         except Exception as error:  # noqa: BLE001 - any download failure means "not available"
             tried.append(f"torchvision download ({type(error).__name__})")
-        raise DataNotFound(
-            f"{cls_name} not found; tried {', '.join(tried)}. Put the four IDX files "
-            f"(gzipped or not) in {root / cls_name / 'raw'} or set KDVIZ_DATA."
-        )
+            raise DataNotFound(
+                f"{cls_name} not found; tried {', '.join(tried)}. Put the four IDX files "
+                f"(gzipped or not) in {root / cls_name / 'raw'} or set KDVIZ_DATA."
+            ) from None
+        folder = root / cls_name / "raw"
+        files = tuple(p for stem in IDX_FILES if (p := _find_idx(folder, stem)))
+        return Source(f"download into {root}", files, lambda: read_idx_folder(folder, num_classes))
 
-    return load
-
-
-def _from_torchvision(cls, root: Path, download: bool):
-    train = cls(str(root), train=True, download=download)
-    test = cls(str(root), train=False, download=download)
-    to_pixels = lambda d: torch.as_tensor(np.asarray(d.data)).reshape(len(d.data), 1, 28, 28)  # noqa: E731
-    return to_pixels(train), torch.as_tensor(train.targets), to_pixels(test), torch.as_tensor(test.targets)
+    return locate
 
 
-def read_image_folder(folder: Path) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
+def _image_listing(folder: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
+    """Class names (sub-folders, sorted) and (file, class index) pairs of an ImageFolder-layout
+    split; hidden files are skipped, any other non-image file is an error."""
+    if not folder.is_dir():
+        raise DataError(f"{folder} is not a folder")
+    classes = tuple(sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")))
+    samples = []
+    for index, name in enumerate(classes):
+        files = sorted(p for p in (folder / name).rglob("*") if p.is_file() and not p.name.startswith("."))
+        for path in files:
+            if path.suffix.lower() not in IMAGE_EXTENSIONS:
+                raise DataError(f"{path} is not an image file (kdviz reads {', '.join(IMAGE_EXTENSIONS)}): "
+                                "remove it from the data folder")
+            samples.append((path, index))
+    return classes, samples
+
+
+def _open_image(path: Path, mode: str | None, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """One decoded image as an array, refusing non-images and images over ``max_pixels``
+    (the size is read from the header, before any decoding)."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise DataError(f"{path} is {width}x{height} pixels, more than the {max_pixels:,} "
+                                    "kdviz decodes per image: resize it")
+                if mode is None:
+                    mode = "L" if image.mode in ("L", "1", "I;16", "I") else "RGB"
+                return np.asarray(image.convert(mode))
+    except DataError:
+        raise
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as error:  # UnidentifiedImageError is an OSError
+        raise DataError(f"{path} is not a readable image ({_reason(error)})") from None
+
+
+def read_image_folder(folder: Path, classes: tuple[str, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
     """Decode every image under ``folder/<class>/`` (torchvision ImageFolder layout) into uint8 tensors.
 
-    Grayscale folders give 1 channel, anything else RGB. All images must share one size."""
-    from PIL import Image
-    from torchvision.datasets import ImageFolder
-
-    listing = ImageFolder(str(folder))
-    if not listing.samples:
-        raise DataNotFound(f"no images in {folder}")
-    first_mode = Image.open(listing.samples[0][0]).mode
-    mode = "L" if first_mode in ("L", "1") else "RGB"
-    arrays = []
-    for path, _ in listing.samples:
-        with Image.open(path) as image:
-            array = np.asarray(image.convert(mode))
-        if arrays and array.shape != arrays[0].shape:
-            raise ValueError(f"{path} is {array.shape[:2]}, other images are {arrays[0].shape[:2]}: resize them to one size")
+    Grayscale folders give 1 channel, anything else RGB. All images must share one size.
+    With ``classes`` (the training split's), labels follow those names and a class not
+    among them is an error."""
+    found, samples = _image_listing(Path(folder))
+    if not samples:
+        raise DataError(f"no images in {folder} (expected {folder}/<class>/<image files>)")
+    if classes is not None:
+        extra = sorted(set(found) - set(classes))
+        if extra:
+            raise DataError(f"{folder} has classes the training split lacks: {', '.join(extra)}")
+        samples = [(path, classes.index(found[i])) for path, i in samples]
+    first = _open_image(samples[0][0], None)
+    mode = "L" if first.ndim == 2 else "RGB"
+    if len(samples) * first.size > MAX_FOLDER_BYTES:
+        raise DataError(f"{folder}: {len(samples):,} images of {first.shape} would take "
+                        f"{len(samples) * first.size / 2**30:.1f} GiB decoded; kdviz holds at most "
+                        f"{MAX_FOLDER_BYTES / 2**30:.0f} GiB")
+    arrays = [first]
+    for path, _ in samples[1:]:
+        array = _open_image(path, mode)
+        if array.shape != first.shape:
+            raise DataError(f"{path} is {array.shape[:2]}, other images are {first.shape[:2]}: resize them to one size")
         arrays.append(array)
     pixels = torch.from_numpy(np.stack(arrays))
     pixels = pixels.unsqueeze(1) if pixels.dim() == 3 else pixels.permute(0, 3, 1, 2)
-    labels = torch.tensor([label for _, label in listing.samples], dtype=torch.int64)
-    return pixels.contiguous(), labels, tuple(listing.classes)
+    labels = torch.tensor([label for _, label in samples], dtype=torch.int64)
+    return pixels.contiguous(), labels, tuple(classes if classes is not None else found)
 
 
-def _load_cifar10() -> tuple:
+def read_image_splits(folder: Path) -> tuple:
+    """``folder/train`` and ``folder/test`` as (x_train, y_train, x_test, y_test, classes); the
+    test split's classes must be among the training split's, and there must be at least two."""
+    x_tr, y_tr, classes = read_image_folder(folder / "train")
+    if len(classes) < 2:
+        raise DataError(f"{folder / 'train'} has {len(classes)} class ({', '.join(classes)}): a classifier needs "
+                        "at least two class folders")
+    empty = [c for i, c in enumerate(classes) if not (y_tr == i).any()]
+    if empty:
+        raise DataError(f"{folder / 'train'}: class folder(s) without images: {', '.join(empty)}")
+    x_te, y_te, _ = read_image_folder(folder / "test", classes)
+    if x_te.shape[1:] != x_tr.shape[1:]:
+        raise DataError(f"{folder}: test images are {tuple(x_te.shape[1:])}, train images {tuple(x_tr.shape[1:])}")
+    return x_tr, y_tr, x_te, y_te, classes
+
+
+def _folder_files(folder: Path) -> tuple[Path, ...]:
+    return tuple(sorted(p for split in ("train", "test") for p in (folder / split).rglob("*") if p.is_file()))
+
+
+def _cifar10_source() -> Source:
     root = data_dir()
     folder = root / "cifar10"
     if (folder / "train").is_dir() and (folder / "test").is_dir():
-        train, test = (read_image_folder(folder / split) for split in ("train", "test"))
-        return train[0], train[1], test[0], test[1], str(folder)
+        return Source(str(folder), _folder_files(folder), lambda: read_image_splits(folder)[:4])
     import torchvision.datasets as tvd
 
     tried = [str(folder) + "/{train,test}", str(root / "cifar-10-batches-py")]
     for download in (False, True):
         try:
+            # torchvision checks each batch file's md5 before unpickling it
             train = tvd.CIFAR10(str(root), train=True, download=download)
-            test = tvd.CIFAR10(str(root), train=False, download=download)
+            tvd.CIFAR10(str(root), train=False, download=download)
         except Exception as error:  # noqa: BLE001
             if download:
                 tried.append(f"torchvision download ({type(error).__name__})")
             continue
-        as_pixels = lambda d: torch.as_tensor(d.data).permute(0, 3, 1, 2).contiguous()  # noqa: E731
-        return as_pixels(train), torch.as_tensor(train.targets), as_pixels(test), torch.as_tensor(test.targets), str(root)
+        batches_dir = Path(train.root) / train.base_folder
+        files = tuple(sorted(p for p in batches_dir.iterdir() if p.is_file()))
+
+        def decode():
+            as_pixels = lambda d: torch.as_tensor(d.data).permute(0, 3, 1, 2).contiguous()  # noqa: E731
+            tr, te = (tvd.CIFAR10(str(root), train=t, download=False) for t in (True, False))
+            return as_pixels(tr), torch.as_tensor(tr.targets), as_pixels(te), torch.as_tensor(te.targets)
+
+        return Source(str(root), files, decode)
     raise DataNotFound(
         f"cifar10 not found; tried {', '.join(tried)}. Put image folders in {folder}/train/<class>/ and "
         f"{folder}/test/<class>/, or torchvision's cifar-10-batches-py in {root}, or set KDVIZ_DATA."
@@ -230,32 +386,28 @@ def _load_digits() -> tuple:
     pixels = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
     x_tr, x_te, y_tr, y_te = train_test_split(pixels, digits.target, test_size=0.2, stratify=digits.target, random_state=0)
     to_t = torch.from_numpy
-    return to_t(x_tr), to_t(y_tr).long(), to_t(x_te), to_t(y_te).long(), "scikit-learn load_digits"
+    return to_t(x_tr), to_t(y_tr).long(), to_t(x_te), to_t(y_te).long()
 
 
-def _mnist_like(cls_name: str, extra: tuple[Path, ...] = ()) -> Callable[[], tuple]:
-    load = _torchvision_mnist(cls_name, extra)
+def _digits_source() -> Source:
+    import sklearn
 
-    def loader():
-        (x_tr, y_tr, x_te, y_te), source = load()
-        return x_tr, y_tr.long(), x_te, y_te.long(), source
-
-    return loader
+    return Source("scikit-learn load_digits", (), _load_digits, extra=f"sklearn {sklearn.__version__}")
 
 
 @dataclass(frozen=True)
 class DatasetEntry:
-    load: Callable[[], tuple]
+    locate: Callable[[], Source]
     classes: tuple[str, ...]
     description: str
 
 
 DATASETS: dict[str, DatasetEntry] = {
-    "mnist": DatasetEntry(_mnist_like("MNIST"), DIGIT_CLASSES, "MNIST handwritten digits, 28x28 grayscale"),
-    "fashion-mnist": DatasetEntry(_mnist_like("FashionMNIST", (DEBIAN_FASHION_MNIST,)), FASHION_CLASSES,
+    "mnist": DatasetEntry(_mnist_source("MNIST", 10), DIGIT_CLASSES, "MNIST handwritten digits, 28x28 grayscale"),
+    "fashion-mnist": DatasetEntry(_mnist_source("FashionMNIST", 10, (DEBIAN_FASHION_MNIST,)), FASHION_CLASSES,
                                   "Fashion-MNIST clothing, 28x28 grayscale"),
-    "cifar10": DatasetEntry(_load_cifar10, CIFAR10_CLASSES, "CIFAR-10 objects, 32x32 colour"),
-    "digits": DatasetEntry(_load_digits, DIGIT_CLASSES, "scikit-learn 8x8 digits (always offline)"),
+    "cifar10": DatasetEntry(_cifar10_source, CIFAR10_CLASSES, "CIFAR-10 objects, 32x32 colour"),
+    "digits": DatasetEntry(_digits_source, DIGIT_CLASSES, "scikit-learn 8x8 digits (always offline)"),
 }
 
 
@@ -263,38 +415,115 @@ def dataset_names() -> list[str]:
     return list(DATASETS)
 
 
-def _cache_key(name: str) -> Path:
-    tag = hashlib.sha256(f"{name}|{data_dir().resolve()}".encode()).hexdigest()[:12]
-    return cache_dir() / "decoded" / f"{name.replace('/', '_').replace(':', '_')[-40:]}-{tag}.pt"
+def _cache_path(name: str, identity: str) -> Path:
+    return cache_dir() / "decoded" / f"{name.replace('/', '_').replace(':', '_')[-40:]}-{identity[:16]}.pt"
 
 
-def _decoded(name: str, load_raw: Callable[[], tuple]) -> dict:
-    """Decode a data set once; later calls (and later processes) read the tensor cache."""
-    path = _cache_key(name)
+def _valid_record(record, identity: str) -> bool:
+    """A decoded cache entry is used only if it names the same source identity and its
+    tensors are consistent (uint8 images and int64 labels, one label per image)."""
+    try:
+        x_tr, y_tr, x_te, y_te = (record[k] for k in ("x_train", "y_train", "x_test", "y_test"))
+        return (record.get("identity") == identity
+                and all(isinstance(t, torch.Tensor) for t in (x_tr, y_tr, x_te, y_te))
+                and x_tr.dtype == x_te.dtype == torch.uint8 and x_tr.dim() == x_te.dim() == 4
+                and y_tr.dtype == y_te.dtype == torch.int64
+                and len(x_tr) == len(y_tr) > 0 and len(x_te) == len(y_te) > 0)
+    except (KeyError, TypeError, AttributeError):
+        return False
+
+
+def _decoded(name: str, source: Source) -> dict:
+    """Decode a data set once; later calls (and later processes) read the tensor cache,
+    whose entries are keyed by, and checked against, the source's identity."""
+    identity = source_identity(source)
+    path = _cache_path(name, identity)
     if path.exists():
         try:
-            return torch.load(path, weights_only=True)
-        except Exception:  # noqa: BLE001 - a broken cache file is rebuilt
-            path.unlink(missing_ok=True)
-    x_tr, y_tr, x_te, y_te, source, *classes = load_raw()
-    record = {"x_train": x_tr, "y_train": y_tr, "x_test": x_te, "y_test": y_te, "source": source,
+            record = torch.load(path, weights_only=True)
+            if _valid_record(record, identity):
+                return record
+        except Exception:  # noqa: BLE001 - a broken cache file is rebuilt, never trusted
+            pass
+    x_tr, y_tr, x_te, y_te, *classes = source.decode()
+    record = {"x_train": x_tr, "y_train": y_tr.long(), "x_test": x_te, "y_test": y_te.long(),
+              "source": source.description, "identity": identity,
               "classes": list(classes[0]) if classes else None}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(record, tmp)
-    tmp.replace(path)
+    try:
+        atomic_save(path, lambda f: torch.save(record, f))
+    except OSError:
+        pass  # a cache that cannot be written costs the next process a decode, nothing else
     return record
+
+
+def atomic_save(path: Path, write: Callable) -> None:
+    """Write a file through a uniquely named temporary file in the same folder, renamed over
+    ``path`` when complete (readers see the old file or the whole new one); the temporary
+    file is removed on any failure. Leftovers of killed writers are cleaned (see :func:`clean_orphans`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean_orphans(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def clean_orphans(folder: Path, min_age_s: float = 60.0) -> list[Path]:
+    """Remove temporary files ``.<name>.<pid>.<random>.tmp`` left in ``folder`` by writers that
+    were killed (their process is gone) and older than ``min_age_s``; returns what was removed."""
+    removed = []
+    now = time.time()
+    try:
+        entries = list(Path(folder).glob(".*.tmp"))
+    except OSError:
+        return removed
+    for tmp in entries:
+        parts = tmp.name.split(".")
+        pid = next((int(p) for p in parts[::-1] if p.isdigit()), None)
+        try:
+            if pid is not None and not _pid_alive(pid) and now - tmp.stat().st_mtime >= min_age_s:
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:
+            continue
+    return removed
 
 
 _MEMORY: dict[tuple[str, str], Splits] = {}
 
 
+def _folder_source(folder: Path) -> Source:
+    return Source(str(folder), _folder_files(folder), lambda: read_image_splits(folder))
+
+
 def load(name: str) -> Splits:
     """Load a named data set (see :data:`DATASETS`) or an image folder given as a path
-    (or ``folder:PATH``) holding ``train/<class>/`` and ``test/<class>/``."""
+    (or ``folder:PATH``) holding ``train/<class>/`` and ``test/<class>/``.
+
+    Files that cannot be used (truncated, not images, counts that disagree) raise
+    :class:`DataError` with one line naming the file."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"dataset must be a name or a folder, got {name!r}")
     if name in DATASETS:
         entry = DATASETS[name]
-        raw, classes = entry.load, entry.classes
+        locate, classes = entry.locate, entry.classes
     else:
         folder = Path(name.removeprefix("folder:")).expanduser()
         if not (folder / "train").is_dir() or not (folder / "test").is_dir():
@@ -303,17 +532,16 @@ def load(name: str) -> Splits:
                 "or give a folder with train/<class>/ and test/<class>/ images"
             )
         name = str(folder.resolve())
-
-        def raw():
-            (x_tr, y_tr, cls), (x_te, y_te, _) = (read_image_folder(folder / s) for s in ("train", "test"))
-            return x_tr, y_tr, x_te, y_te, str(folder), cls
-
-        classes = None
+        locate, classes = (lambda folder=folder: _folder_source(folder)), None
     key = (name, str(data_dir()))  # the same name in another data directory is another data set
     if key in _MEMORY:
         return _MEMORY[key]
-    record = _decoded(name, raw)
+    record = _decoded(name, locate())
     classes = tuple(record["classes"] or classes)
+    for split in ("train", "test"):
+        labels = record[f"y_{split}"]
+        if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
+            raise DataError(f"{record['source']}: {split} labels outside 0..{len(classes) - 1}")
     mean, std = channel_stats(record["x_train"])
     make = lambda split, x, y: ImageData(name, split, x, y, classes, mean, std, record["source"])  # noqa: E731
     splits = Splits(make("train", record["x_train"], record["y_train"]), make("test", record["x_test"], record["y_test"]))
@@ -321,7 +549,33 @@ def load(name: str) -> Splits:
     return splits
 
 
+def num_classes_of(name: str) -> int | None:
+    """The number of classes of a named data set or image folder, without loading it
+    (None when it cannot be told cheaply)."""
+    if name in DATASETS:
+        return len(DATASETS[name].classes)
+    train = Path(str(name).removeprefix("folder:")).expanduser() / "train"
+    if train.is_dir():
+        return sum(1 for d in train.iterdir() if d.is_dir() and not d.name.startswith("."))
+    return None
+
+
 # --------------------------------------------------------------------------- transfer sets
+def check_transfer_options(fraction: float, omit_classes, num_classes: int | None) -> None:
+    """Refuse transfer-set options that make no sense (before any data is loaded when
+    ``num_classes`` is known): a fraction outside (0, 1] or not a number, class indices
+    that do not exist, or leaving out every class."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not math.isfinite(fraction) \
+            or not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be a number in (0, 1], got {fraction!r}")
+    for c in omit_classes:
+        if isinstance(c, bool) or not isinstance(c, int) or c < 0 or (num_classes is not None and c >= num_classes):
+            top = f"0..{num_classes - 1}" if num_classes else "0 and up"
+            raise ValueError(f"cannot omit class {c!r}: class indices are {top}")
+    if num_classes is not None and len(set(omit_classes)) >= num_classes:
+        raise ValueError(f"cannot leave out all {num_classes} classes: the student would have nothing to learn from")
+
+
 def transfer_set(
     data: ImageData,
     fraction: float = 1.0,
@@ -332,13 +586,12 @@ def transfer_set(
     """The data a student learns from (Hinton et al. 2015, §3): a random ``fraction`` of
     ``data``, without the ``omit_classes`` (the "no 3s" experiment), and with
     ``hide_labels`` the student sees the teacher's outputs only."""
-    if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-    for c in omit_classes:
-        if not 0 <= c < data.num_classes:
-            raise ValueError(f"cannot omit class {c}: {data.name} has classes 0..{data.num_classes - 1}")
+    check_transfer_options(fraction, omit_classes, data.num_classes)
     keep = ~torch.isin(data.labels, torch.tensor(list(omit_classes), dtype=torch.int64))
     index = torch.nonzero(keep).flatten()
+    if len(index) == 0:
+        raise ValueError(f"the transfer set is empty: leaving out classes {sorted(set(omit_classes))} "
+                         f"leaves no images of {data.name}")
     if fraction < 1:
         generator = torch.Generator().manual_seed(seed)
         chosen = torch.randperm(len(index), generator=generator)[: max(1, round(fraction * len(index)))]

@@ -124,7 +124,9 @@ def test_decoded_cache_is_reused(empty_data_dir, monkeypatch):
     # a new process has no memory cache and must not decode again
     monkeypatch.setattr(data, "_MEMORY", {})
     entry = data.DATASETS["digits"]
-    monkeypatch.setitem(data.DATASETS, "digits", data.DatasetEntry(_no_download, entry.classes, entry.description))
+    source = entry.locate()
+    broken = data.Source(source.description, source.files, _no_download, source.extra)
+    monkeypatch.setitem(data.DATASETS, "digits", data.DatasetEntry(lambda: broken, entry.classes, entry.description))
     second = data.load("digits")
     assert torch.equal(first.train.pixels, second.train.pixels) and torch.equal(first.test.labels, second.test.labels)
 
