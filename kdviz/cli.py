@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from kdviz.data import DATASETS, DataNotFound
@@ -150,7 +151,10 @@ def _config(args):
 
     if args.command == "train-teacher":
         return RunConfig(dataset=args.dataset, student=args.model, method="baseline", train=_settings(args))
-    omit = tuple(int(c) for c in args.omit_classes.split(",") if c.strip())
+    try:
+        omit = tuple(int(c) for c in args.omit_classes.split(",") if c.strip())
+    except ValueError:
+        raise ValueError(f"--omit-classes needs comma-separated class indices, got {args.omit_classes!r}") from None
     return RunConfig(dataset=args.dataset, student=args.student, method=args.method, params=_parse_params(args),
                      teacher=args.teacher, train=_settings(args), fraction=args.fraction, omit_classes=omit,
                      hide_labels=args.hide_labels)
@@ -200,6 +204,10 @@ def _train(args) -> int:
     if bar:
         bar.close()
     record = experiment.record
+    if record.get("diverged"):
+        print(f"kdviz: error: {record['diverged']['message']} Run {record['id']} was saved, marked diverged, "
+              f"with test accuracy {100 * record['test_acc']:.2f}% from those weights.", file=sys.stderr)
+        return 1
     summary = {k: record[k] for k in ("id", "test_acc", "params", "latency_ms", "train_time_s", "seed", "method")}
     if args.json:
         print(json.dumps(summary))
@@ -417,14 +425,30 @@ COMMANDS = {"sweep": _sweep, "train-teacher": _train, "distill": _train, "runs":
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from kdviz.experiment import RunSaveError
+
     try:
         return COMMANDS[args.command](args)
     except (ValueError, DataNotFound, FileNotFoundError) as error:
-        print(f"kdviz: error: {error}", file=sys.stderr)
+        print(f"kdviz: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except RunSaveError as error:
+        print(f"kdviz: error: {_one_line(error)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("kdviz: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # noqa: BLE001 - one line, never a traceback (KDVIZ_DEBUG=1 shows it)
+        if os.environ.get("KDVIZ_DEBUG"):
+            raise
+        print(f"kdviz: error: {type(error).__name__}: {_one_line(error)} (KDVIZ_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text if len(text) <= 600 else text[:600] + "..."
 
 
 if __name__ == "__main__":

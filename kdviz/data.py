@@ -495,8 +495,8 @@ def clean_orphans(folder: Path, min_age_s: float = 60.0) -> list[Path]:
     except OSError:
         return removed
     for tmp in entries:
-        parts = tmp.name.split(".")
-        pid = next((int(p) for p in parts[::-1] if p.isdigit()), None)
+        parts = tmp.name.split(".")  # ["", name..., pid, random, "tmp"]
+        pid = int(parts[-3]) if len(parts) >= 5 and parts[-3].isdigit() else None
         try:
             if pid is not None and not _pid_alive(pid) and now - tmp.stat().st_mtime >= min_age_s:
                 tmp.unlink()

@@ -13,9 +13,16 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"`` is CUDA when present, else CPU; anything else is passed to torch."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"unknown device {str(device)!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {str(device)!r} is not supported; use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' asked for, but no CUDA GPU is available (use 'auto' or 'cpu')")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {str(device)!r} asked for, but there are {torch.cuda.device_count()} CUDA GPUs")
     return device
 
 

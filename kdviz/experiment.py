@@ -7,6 +7,8 @@ directory.
 """
 from __future__ import annotations
 
+import numbers
+import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,10 +19,10 @@ import torch
 
 from kdviz import data as datasets
 from kdviz.evaluation import resolve_device, resolve_precision
-from kdviz.methods import build_method
-from kdviz.models import build_model, model_summary
-from kdviz.runs import (default_runs_dir, load_checkpoint, new_run_id, run_checkpoint, save_checkpoint,
-                        save_record, versions)
+from kdviz.methods import build_method, check_method
+from kdviz.models import ALIASES, MODELS, build_model, model_summary
+from kdviz.runs import (check_writable, default_runs_dir, load_checkpoint, new_run_id, run_checkpoint,
+                        save_checkpoint, save_record, versions)
 from kdviz.teacher_cache import teacher_logits
 from kdviz.train import Finished, TrainSettings, fit
 
@@ -40,6 +42,31 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def validate(self) -> None:
+        """Every check that needs neither data nor a teacher, so a bad setting costs nothing:
+        the training settings, names, hyperparameters (finite, in range), transfer-set options."""
+        epochs = self.train.epochs
+        if isinstance(epochs, numbers.Integral) and not isinstance(epochs, bool) and epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {epochs} (a run without training "
+                             "would save an untrained model)")
+        self.train.validate()
+        if not isinstance(self.dataset, str) or not self.dataset.strip():
+            raise ValueError(f"dataset must be a name or a folder, got {self.dataset!r}")
+        num_classes = datasets.num_classes_of(self.dataset)
+        if num_classes is None:
+            raise ValueError(f"unknown dataset {self.dataset!r}; choose one of: {', '.join(datasets.DATASETS)}, "
+                             "or give a folder with train/<class>/ and test/<class>/ images")
+        if not isinstance(self.student, str) or ALIASES.get(self.student, self.student) not in MODELS:
+            raise ValueError(f"unknown model {self.student!r}; choose one of: {', '.join(MODELS)}")
+        if not isinstance(self.params, dict):
+            raise ValueError(f"method parameters must be a mapping of names to values, got {self.params!r}")
+        needs_teacher = check_method(self.method, self.params)
+        if self.teacher is not None and (not isinstance(self.teacher, str) or not self.teacher.strip()):
+            raise ValueError(f"teacher must be a pretrained name, run id or checkpoint path, got {self.teacher!r}")
+        if needs_teacher and not self.teacher:
+            raise ValueError(f"method {self.method!r} needs a teacher (a pretrained name, run id or checkpoint path)")
+        datasets.check_transfer_options(self.fraction, tuple(self.omit_classes), num_classes)
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
@@ -65,6 +92,10 @@ def resolve_teacher(ref: str, runs_dir: Path | None = None):
                      f"a run with a saved model, nor a checkpoint file")
 
 
+class RunSaveError(OSError):
+    """A finished run could not be written where it belonged (the message says where it went)."""
+
+
 class Experiment:
     """One run: builds everything from the config up front, so bad input fails before training."""
 
@@ -72,14 +103,16 @@ class Experiment:
         self.config = config
         self.runs_dir = Path(runs_dir or default_runs_dir())
         self.stop = stop or threading.Event()
-        config.train.validate()
+        config.validate()  # settings first: nothing is loaded for a run that cannot start
+        check_writable(self.runs_dir)  # a run that could not be saved is refused before it trains
+        self.teacher, self.teacher_source = None, None
+        if config.teacher:
+            self.teacher, self.teacher_source = resolve_teacher(config.teacher, self.runs_dir)
         splits = datasets.load(config.dataset)
         self.train_data = datasets.transfer_set(splits.train, config.fraction, tuple(config.omit_classes),
                                                 config.hide_labels, config.train.seed)
         self.test_data = splits.test
-        self.teacher, self.teacher_source = None, None
-        if config.teacher:
-            self.teacher, self.teacher_source = resolve_teacher(config.teacher, self.runs_dir)
+        if self.teacher is not None:
             channels, size, _ = splits.train.shape
             spec = self.teacher.spec
             if (spec.in_channels, spec.image_size, spec.num_classes) != (channels, size, splits.train.num_classes):
@@ -94,6 +127,7 @@ class Experiment:
         self.id = new_run_id(config.method if config.teacher else "teacher", config.dataset.split("/")[-1],
                              config.student, f"s{config.train.seed}")
         self.record: dict | None = None
+        self.rescued_to: Path | None = None
         self.precision = resolve_precision(config.train.precision, config.train.device)  # "auto" made concrete
 
     def events(self) -> Iterator:
@@ -132,6 +166,8 @@ class Experiment:
             "test_acc": done.test_acc,
             "confusion": done.confusion,
             "stopped": done.stopped,
+            "diverged": done.diverged,  # None, or where a non-finite value stopped the run (weights: the last good ones)
+            "status": "diverged" if done.diverged else "stopped" if done.stopped else "finished",
             "params": summary["params"],
             "latency_ms": summary["latency_ms"],
             "seed": cfg.train.seed,
@@ -141,8 +177,28 @@ class Experiment:
             "train_time_s": round(done.elapsed, 3),
             "versions": versions(),
         }
-        if cfg.save_model:
-            save_checkpoint(self.student, run_checkpoint(self.id, self.runs_dir))
-            record["checkpoint"] = str(run_checkpoint(self.id, self.runs_dir))
-        save_record(record, self.runs_dir)
+        self.record = record
+        try:
+            self._write(record, self.runs_dir)
+        except OSError as error:
+            raise RunSaveError(self._rescue(record, error)) from None
         return record
+
+    def _write(self, record: dict, runs_dir: Path) -> None:
+        if self.config.save_model:
+            save_checkpoint(self.student, run_checkpoint(self.id, runs_dir))
+            record["checkpoint"] = str(run_checkpoint(self.id, runs_dir))
+        save_record(record, runs_dir)
+
+    def _rescue(self, record: dict, error: OSError) -> str:
+        """The run could not be saved where it should go: keep it in a temporary folder and
+        return the message that names both places."""
+        reason = error.strerror or str(error) or type(error).__name__
+        message = f"could not save run {self.id} in {self.runs_dir} ({reason})"
+        rescue = Path(tempfile.gettempdir()) / "kdviz-rescued-runs"
+        try:
+            self._write(record, rescue)
+        except OSError:
+            return f"{message}; saving it in {rescue} failed too, the trained model is lost"
+        self.rescued_to = rescue / self.id
+        return f"{message}; the trained model and its record were saved in {self.rescued_to} instead"

@@ -114,3 +114,19 @@ def list_runs(runs_dir: Path | None = None) -> list[dict]:
         except (OSError, ValueError) as error:  # json.JSONDecodeError is a ValueError
             records.append({"id": path.parent.name, "error": f"unreadable record: {error}"})
     return sorted(records, key=lambda r: str(r.get("created") or ""), reverse=True)
+
+
+def check_writable(runs_dir: Path | str | None = None) -> Path:
+    """The runs directory, created if needed, after checking that a file can be written in it
+    (so a run that could not be saved is refused before it trains, not after)."""
+    root = Path(runs_dir or default_runs_dir())
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=root, prefix=".write-check.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ValueError(f"runs directory {root} is not writable ({reason}); choose another with --runs-dir "
+                         "or KDVIZ_RUNS") from None
+    return root

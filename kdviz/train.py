@@ -4,6 +4,10 @@
 :class:`PhaseStarted`, and last :class:`Finished`) that a progress bar, a log or
 a live chart consumes. Pulling events drives the training, so a consumer that
 stops pulling pauses it; setting the ``stop`` event ends it between two steps.
+A divergence guard checks every step: a non-finite loss or gradient (or weights
+at the end of an epoch) ends the run, puts the last good weights back (those of
+the last finite epoch, or the starting ones) and says where in
+``Finished.diverged``.
 Teacher training is distillation with the ``baseline`` method and no teacher.
 
 When the method needs only the teacher's logits and the data is not augmented,
@@ -13,6 +17,9 @@ distillation costs about what a plain student epoch costs.
 """
 from __future__ import annotations
 
+import copy
+import math
+import numbers
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from kdviz.data import ImageData, batches
-from kdviz.evaluation import accuracy, autocast, evaluate, predict_logits, resolve_device
+from kdviz.evaluation import accuracy, autocast, evaluate, predict_logits, resolve_device, resolve_precision
 from kdviz.methods import Method, Phase, Step
 from kdviz.models import Features, ZooModel
 
@@ -52,16 +59,34 @@ class TrainSettings:
     grad_clip: float = 5.0      # max global gradient norm per step; 0 = no clipping
 
     def validate(self) -> None:
-        if self.epochs < 0 or self.batch_size < 1:
-            raise ValueError("epochs must be >= 0 and batch size >= 1")
+        """Refuse settings that cannot train (one clear line each), before anything is loaded.
+        (``epochs=0`` is allowed here, for methods' own phases; a saved run needs at least 1.)"""
+        for name in ("epochs", "batch_size", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ValueError(f"{name.replace('_', ' ')} must be a whole number, got {value!r}")
+        if not 0 <= self.epochs <= 10_000:
+            raise ValueError(f"epochs must be in [0, 10000], got {self.epochs}")
+        if not 1 <= self.batch_size <= 65_536:
+            raise ValueError(f"batch size must be in [1, 65536], got {self.batch_size}")
+        if not 0 <= self.seed < 2**31:
+            raise ValueError(f"seed must be in [0, 2**31), got {self.seed}")
+        for name in ("lr", "weight_decay", "grad_clip"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(f"{'learning rate' if name == 'lr' else name.replace('_', ' ')} must be a finite number, "
+                                 f"got {value!r}")
         if self.lr <= 0:
             raise ValueError(f"learning rate must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight decay must be >= 0, got {self.weight_decay}")
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
         if self.schedule not in ("onecycle", "cosine", "constant"):
             raise ValueError(f"schedule must be onecycle, cosine or constant, got {self.schedule!r}")
         if self.grad_clip < 0:
             raise ValueError(f"gradient clip must be >= 0 (0 = off), got {self.grad_clip}")
+        resolve_precision(self.precision, resolve_device(self.device))  # unknown names are one-line errors
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -105,6 +130,30 @@ class Finished:
     stopped: bool
     elapsed: float
     history: list[dict] = field(default_factory=list)  # one EpochDone as a dict per epoch
+    diverged: dict | None = None  # where and why a non-finite value stopped the run (see Divergence)
+
+
+@dataclass
+class Divergence:
+    """A non-finite loss, gradient or weight that stopped a run; the weights left in the
+    student are the last good ones (the end of the last finite epoch, or the start)."""
+
+    phase: str
+    epoch: int
+    step: int
+    what: str           # "loss", "gradient", "weights" or "auxiliary loss"
+    values: dict        # the step's logged values (non-finite ones included)
+    restored: str       # which weights were kept
+
+    @property
+    def message(self) -> str:
+        bad = ", ".join(f"{k}={v}" for k, v in self.values.items() if not math.isfinite(v)) or "non-finite values"
+        return (f"training diverged: non-finite {self.what} in phase {self.phase!r}, epoch {self.epoch}, "
+                f"step {self.step} ({bad}); kept the weights from {self.restored}. "
+                "Lower the learning rate or the loss weights.")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "message": self.message}
 
 
 Event = PhaseStarted | StepDone | EpochDone | Finished
@@ -157,6 +206,9 @@ class _Trainer:
         self.device = resolve_device(settings.device)
         self.start = time.perf_counter()
         self.stopped = False
+        self.diverged: Divergence | None = None
+        self.good_state = self._snapshot()  # the last weights known to be finite
+        self.good_label = "before training"
         self.history: list[dict] = []
         self.teacher_logits = teacher_logits
         needs_live_teacher = method.needs_features or settings.augment
@@ -165,6 +217,20 @@ class _Trainer:
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
+
+    # ----------------------------------------------------------------- divergence guard
+    def _snapshot(self) -> dict:
+        return {"student": copy.deepcopy(self.student.state_dict()), "method": copy.deepcopy(self.method.state_dict())}
+
+    def _weights_finite(self) -> bool:
+        tensors = [*self.student.state_dict().values(), *self.method.state_dict().values()]
+        return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
+
+    def _diverge(self, phase: str, epoch: int, step: int, what: str, values: dict) -> None:
+        """Stop the run and put the last good weights back."""
+        self.student.load_state_dict(self.good_state["student"])
+        self.method.load_state_dict(self.good_state["method"])
+        self.diverged = Divergence(phase, epoch, step, what, values, self.good_label)
 
     def forward(self, batch, needs_features: bool) -> Step:
         """Student (and, when needed, teacher) outputs for one batch."""
@@ -210,22 +276,39 @@ class _Trainer:
                 if not terms:
                     raise ValueError(f"phase {phase.name!r} has no loss term (labels hidden and no teacher term?)")
                 total = sum(terms.values())
-                optimizer.zero_grad(set_to_none=True)
-                total.backward()
-                if s.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(phase.parameters, s.grad_clip)
-                optimizer.step()
-                schedule.step()
                 logged = {name: value.item() for name, value in terms.items()}
                 logged["total"] = total.item()
+                if not math.isfinite(logged["total"]):
+                    self._diverge(phase.name, epoch, i, "loss", logged)
+                    return
+                optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                grads = [p.grad for p in phase.parameters if p.grad is not None]
+                if s.grad_clip > 0:
+                    norm = torch.nn.utils.clip_grad_norm_(phase.parameters, s.grad_clip)
+                else:
+                    norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+                if not math.isfinite(norm.item()):
+                    self._diverge(phase.name, epoch, i, "gradient", {**logged, "grad_norm": norm.item()})
+                    return
+                optimizer.step()
+                schedule.step()
                 if is_main:
-                    logged.update(self.method.auxiliary_step(step))
+                    auxiliary = self.method.auxiliary_step(step)
+                    if not all(math.isfinite(v) for v in auxiliary.values()):
+                        self._diverge(phase.name, epoch, i, "auxiliary loss", {**logged, **auxiliary})
+                        return
+                    logged.update(auxiliary)
                 for name, value in logged.items():
                     sums[name] = sums.get(name, 0.0) + value
                 correct += (step.student_logits.argmax(1) == batch.y).sum().item()
                 seen += len(batch.y)
                 rate = len(batch.y) / max(time.perf_counter() - step_start, 1e-9)
                 yield StepDone(phase.name, epoch, i, steps_per_epoch, logged, rate, self.elapsed())
+            if not self._weights_finite():
+                self._diverge(phase.name, epoch, steps_per_epoch, "weights", {k: v / steps_per_epoch for k, v in sums.items()})
+                return
+            self.good_state, self.good_label = self._snapshot(), f"the end of epoch {epoch} of phase {phase.name!r}"
             test_acc = evaluate(self.student, self.test, self.device, s.precision)["accuracy"] if is_main else float("nan")
             done = EpochDone(phase.name, epoch, phase.epochs, {k: v / steps_per_epoch for k, v in sums.items()},
                              correct / max(seen, 1), test_acc, seen / (time.perf_counter() - epoch_start), self.elapsed())
@@ -262,7 +345,8 @@ def fit(
     phases = [*method.phases(), main]
     for index, phase in enumerate(phases):
         yield from trainer.run_phase(phase, index, is_main=phase is main)
-        if trainer.stopped:
+        if trainer.stopped or trainer.diverged:
             break
     final = evaluate(student, test, device, settings.precision)
-    yield Finished(final["accuracy"], final["confusion"], trainer.stopped, trainer.elapsed(), trainer.history)
+    yield Finished(final["accuracy"], final["confusion"], trainer.stopped, trainer.elapsed(), trainer.history,
+                   trainer.diverged.to_dict() if trainer.diverged else None)

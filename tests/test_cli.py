@@ -55,7 +55,7 @@ def no_data(tmp_path, monkeypatch):
     (["distill", "--dataset", "digits", "--teacher", "no-such-teacher"], "teacher 'no-such-teacher'"),
     (["distill", "--dataset", "digits", "--teacher", "TEACHER", "--method", "magic"], "unknown method 'magic'"),
     (["train-teacher", "--dataset", "mnist", "--epochs", "abc"], "invalid int value: 'abc'"),
-    (["train-teacher", "--dataset", "mnist", "--epochs", "-1"], "epochs must be >= 0"),
+    (["train-teacher", "--dataset", "mnist", "--epochs", "-1"], "epochs must be at least 1, got -1"),
     (["train-teacher", "--dataset", "mnist", "--no-such-option"], "unrecognized arguments"),
     (["teach"], "invalid choice: 'teach'"),
     (["train-teacher", "--dataset", "mnist"], "MNIST not found; tried"),

@@ -20,7 +20,7 @@ from kdviz.methods import recast as _recast  # noqa: F401
 from kdviz.methods import adversarial as _adversarial  # noqa: F401
 
 __all__ = ["REGISTRY", "Combined", "Hyperparam", "Method", "MethodError", "Phase", "Step", "register",
-           "build_method", "method_names", "method_class"]
+           "build_method", "check_method", "method_names", "method_class"]
 
 
 def method_names() -> list[str]:
@@ -54,3 +54,16 @@ def build_method(name: str, student, teacher=None, params: dict | None = None) -
     routed = split_params(names, params or {})
     parts = [method_class(n)(student, teacher, **p) for n, p in zip(names, routed)]
     return parts[0] if len(parts) == 1 else Combined(parts)
+
+
+def check_method(name: str, params: dict | None = None) -> bool:
+    """Check a method name and its hyperparameters without building anything (so bad input
+    is refused before data or a teacher is loaded); returns whether it needs a teacher."""
+    if not isinstance(name, str):
+        raise MethodError(f"method must be a name, got {name!r}")
+    names = [n.strip() for n in name.split("+") if n.strip()]
+    if not names:
+        raise MethodError("empty method name")
+    for n, p in zip(names, split_params(names, params or {})):
+        method_class(n).resolve_params(p)
+    return any(method_class(n).needs_teacher for n in names)

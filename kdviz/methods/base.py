@@ -11,6 +11,7 @@ player (the adversarial discriminator) update it in ``method.auxiliary_step``.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar
 
@@ -53,8 +54,10 @@ class Hyperparam:
             return bool(value)
         try:
             value = int(value) if self.kind == "int" else float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise MethodError(f"{self.name} must be a number, got {value!r}") from None
+        if not math.isfinite(value):  # NaN passes every comparison, so it is refused by name
+            raise MethodError(f"{self.name} must be a finite number, got {value}")
         if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
             raise MethodError(f"{self.name} must be in [{self.low}, {self.high}], got {value}")
         return value
