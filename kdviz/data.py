@@ -108,10 +108,19 @@ def normalise(pixels: torch.Tensor, mean, std) -> torch.Tensor:
 
 
 def channel_stats(pixels: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    x = pixels.double() / 255.0
-    mean = x.mean(dim=(0, 2, 3))
-    std = x.std(dim=(0, 2, 3))
-    return tuple(round(v, 4) for v in mean.tolist()), tuple(round(v, 4) for v in std.tolist())
+    """Per-channel mean and (unbiased) standard deviation of uint8 pixels in [0, 1] units, rounded
+    to 4 decimals; exact, from a 256-bin histogram per channel (no float copy of the data:
+    CIFAR-10's train split would need 1.2 GB as float64)."""
+    values = torch.arange(256, dtype=torch.float64) / 255.0
+    means, stds = [], []
+    for c in range(pixels.shape[1]):
+        counts = torch.bincount(pixels[:, c].reshape(-1), minlength=256).double()
+        n = counts.sum()
+        mean = (counts * values).sum() / n
+        var = (counts * (values - mean) ** 2).sum() / max(n - 1, 1)
+        means.append(round(mean.item(), 4))
+        stds.append(round(var.sqrt().item(), 4))
+    return tuple(means), tuple(stds)
 
 
 # --------------------------------------------------------------------------- raw readers
