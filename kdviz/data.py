@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import math
 import os
 import tempfile
@@ -300,6 +301,47 @@ def _open_image(path: Path, mode: str | None, max_pixels: int = MAX_IMAGE_PIXELS
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError,
             Image.DecompressionBombWarning) as error:  # UnidentifiedImageError is an OSError
         raise DataError(f"{path} is not a readable image ({_reason(error)})") from None
+
+
+MAX_UPLOAD_BYTES = 20 << 20      # an uploaded file
+MAX_UPLOAD_PIXELS = 9_000_000    # decoded pixels of an upload (3000x3000): plenty for a digit or a CIFAR photo
+UPLOAD_SIDE = 512                # uploads are downscaled to at most this side on load
+
+
+def open_upload(content: bytes, max_pixels: int = MAX_UPLOAD_PIXELS, side: int = UPLOAD_SIDE):
+    """An uploaded file as a small PIL image (at most ``side`` pixels a side, EXIF orientation
+    applied), or a :class:`DataError` with a message meant for the person who uploaded it.
+
+    The size is read from the header before decoding; JPEGs are decoded at a reduced scale
+    when they are larger than needed, so a phone photo costs a fraction of its full size;
+    anything still over ``max_pixels`` is refused rather than decoded."""
+    from PIL import Image, ImageOps
+
+    if len(content) > MAX_UPLOAD_BYTES:
+        raise DataError(f"this file is {len(content) / 2**20:.0f} MB; upload an image under "
+                        f"{MAX_UPLOAD_BYTES >> 20} MB")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(content))
+            if image.format == "JPEG":
+                image.draft("RGB" if image.mode not in ("L", "1") else "L", (side, side))
+            width, height = image.size
+            if width * height > max_pixels:
+                raise DataError(f"this image is {width}x{height} pixels; kdviz reads images up to "
+                                f"{max_pixels / 1e6:.0f} megapixels: save a smaller copy and upload that")
+            image = ImageOps.exif_transpose(image)
+            image.thumbnail((side, side))
+            image.load()
+            return image
+    except DataError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DataError(f"this image is far too large to decode; kdviz reads images up to "
+                        f"{max_pixels / 1e6:.0f} megapixels: save a smaller copy and upload that") from None
+    except (OSError, ValueError, SyntaxError, EOFError, TypeError):  # UnidentifiedImageError is an OSError
+        raise DataError("this file is not an image kdviz can read: upload a PNG, JPEG, BMP, GIF or WebP "
+                        "picture") from None
 
 
 def read_image_folder(folder: Path, classes: tuple[str, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:

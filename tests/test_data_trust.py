@@ -317,3 +317,47 @@ def test_leaving_out_every_class_is_refused(fresh):
     for fraction in (float("nan"), float("inf"), 0.0, -1.0, 1.5):
         with pytest.raises(ValueError, match="fraction must be a number in \\(0, 1\\]"):
             data.transfer_set(digits.train, fraction=fraction)
+
+
+# --------------------------------------------------------------------------- uploads
+def _png(size, mode="L") -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.new(mode, size).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_an_upload_that_decodes_huge_is_refused_from_its_header():
+    content = _png((5000, 4000))  # about 20 KB on disk, 20 MP decoded
+    assert len(content) < 100_000
+    with pytest.raises(data.DataError, match="this image is 5000x4000 pixels; kdviz reads images up to 9 megapixels"):
+        data.open_upload(content)
+    with pytest.raises(data.DataError, match="far too large to decode"):
+        data.open_upload(_png((12000, 12000)))  # past Pillow's own bomb limit
+
+
+def test_a_big_photo_is_downscaled_on_load():
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (2800, 2100), (200, 30, 30)).save(buffer, "JPEG")
+    image = data.open_upload(buffer.getvalue())
+    assert max(image.size) <= data.UPLOAD_SIDE and image.size[0] > image.size[1]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.binary(max_size=400))
+def test_an_upload_that_is_not_an_image_gets_a_friendly_message(blob):
+    try:
+        image = data.open_upload(blob)
+    except data.DataError as error:
+        assert "\n" not in str(error) and "0x" not in str(error) and "UploadedFile" not in str(error)
+        return
+    assert max(image.size) <= data.UPLOAD_SIDE  # random bytes that happen to be an image (vanishingly rare)
+
+
+def test_a_truncated_upload_gets_the_same_message():
+    content = _png((300, 300), "RGB")
+    with pytest.raises(data.DataError, match="not an image kdviz can read"):
+        data.open_upload(content[: len(content) // 2])
