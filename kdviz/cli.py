@@ -110,6 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--dry-run", action="store_true", help="list the runs (and which are done); train nothing")
     sweep.add_argument("--json", action="store_true", help="print every run and the per-setting means as JSON")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    exp = sub.add_parser("experiment", help="run one of the papers' experiments (missing-class, no-labels, ...)")
+    exp.add_argument("name", help="the experiment (see kdviz.experiments.EXPERIMENTS)")
+    exp.add_argument("--preset", choices=("quick", "full"), default="quick",
+                     help="quick: a minute on a laptop; full: the budget of the shipped results")
+    exp.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="overrides",
+                     help="change one setting of the preset, repeatable (e.g. --set missing=5 --set seeds=0,1)")
+    exp.add_argument("--out", default=None, help="also write the result file here (e.g. results/experiments/NAME.json)")
+    exp.add_argument("--runs-dir", default=None, help="where the run records go (default $KDVIZ_RUNS or ./runs)")
+    exp.add_argument("--json", action="store_true", help="print the summary as JSON")
+    exp.add_argument("--quiet", action="store_true", help="no progress bars")
 
     pre = sub.add_parser("pretrained", help="the shipped teachers: list them, or make one from its recipe")
     pre.add_argument("action", choices=("list", "make"))
@@ -420,7 +430,74 @@ def _sweep(args) -> int:
     return 1 if failed else 0
 
 
-COMMANDS = {"sweep": _sweep, "train-teacher": _train, "distill": _train, "runs": _runs, "methods": _methods, "pretrained": _pretrained}
+def _fmt_cell(value) -> str:
+    if isinstance(value, dict) and "mean" in value:
+        spread = f" ± {100 * value['std']:.2f}" if value.get("n", 1) > 1 else ""
+        return f"{100 * value['mean']:.2f}{spread}%"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "-" if value is None else str(value)
+
+
+def _experiment(args) -> int:
+    from tqdm import tqdm
+
+    from kdviz import experiments
+    from kdviz.train import PhaseStarted, StepDone
+
+    overrides = {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set needs NAME=VALUE, got {item!r}")
+        overrides[key.strip()] = value.strip()
+    experiments.settings_for(args.name, args.preset, overrides)  # bad input ends here, before any data is read
+    bar = None
+
+    def show(progress):
+        nonlocal bar
+        if args.quiet:
+            return
+        head = f"run {progress.index + 1}/{progress.total}"
+        if progress.reused:
+            tqdm.write(f"{head}: {progress.label}: finished earlier, reused", file=sys.stderr)
+        elif isinstance(progress.event, PhaseStarted):
+            if bar:
+                bar.close()
+            bar = tqdm(total=progress.event.epochs * progress.event.steps_per_epoch, unit="step", file=sys.stderr,
+                       desc=f"{head} {progress.event.phase}: {progress.label}")
+        elif isinstance(progress.event, StepDone) and bar is not None:
+            bar.update(1)
+
+    result = experiments.run(args.name, args.preset, overrides, args.runs_dir, on_event=show)
+    if bar:
+        bar.close()
+    if args.out:
+        experiments.save_result(result, args.out)
+    if args.json:
+        print(json.dumps({"name": result.name, "preset": result.preset, "summary": result.summary,
+                          "settings": result.settings, "run_ids": [r["id"] for r in result.records],
+                          "elapsed_s": result.elapsed_s, "machine": result.machine, "command": result.command},
+                         default=float))
+        return 0
+    table = result.summary.get("table", [])
+    if table:
+        columns = list(table[0])
+        cells = [[_fmt_cell(row.get(c)) for c in columns] for row in table]
+        widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+        print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+        for row in cells:
+            print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+    if "bias" in result.summary:
+        print(f"bias added to class {result.summary['missing']}'s output: {_fmt_cell(result.summary['bias']['mean'])} "
+              f"(chosen on {result.summary['validation_images']} held-out training images)")
+    print(f"{result.name} ({result.preset}): {len(result.records)} runs, {result.elapsed_s:.0f} s on {result.machine}"
+          + (f"; wrote {args.out}" if args.out else ""))
+    return 0
+
+
+COMMANDS = {"sweep": _sweep, "train-teacher": _train, "distill": _train, "runs": _runs, "methods": _methods,
+            "pretrained": _pretrained, "experiment": _experiment}
 
 
 def main(argv: list[str] | None = None) -> int:

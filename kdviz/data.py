@@ -627,17 +627,33 @@ def check_transfer_options(fraction: float, omit_classes, num_classes: int | Non
         raise ValueError(f"cannot leave out all {num_classes} classes: the student would have nothing to learn from")
 
 
+HOLDOUT_SEED = 1234  # one validation slice per data set, whatever the run's seed
+
+
+def holdout_split(data: ImageData, holdout: int) -> tuple[ImageData, ImageData]:
+    """``(rest, held)``: ``holdout`` images drawn at random (a fixed seed, so every run of a
+    data set holds out the same ones) kept apart from ``data`` as a validation slice."""
+    if not 0 <= holdout < len(data):
+        raise ValueError(f"holdout must be in [0, {len(data)}) images, got {holdout}")
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(HOLDOUT_SEED))
+    return data.subset(order[holdout:].sort().values), data.subset(order[:holdout].sort().values)
+
+
 def transfer_set(
     data: ImageData,
     fraction: float = 1.0,
     omit_classes: tuple[int, ...] = (),
     hide_labels: bool = False,
     seed: int = 0,
+    holdout: int = 0,
 ) -> ImageData:
     """The data a student learns from (Hinton et al. 2015, §3): a random ``fraction`` of
     ``data``, without the ``omit_classes`` (the "no 3s" experiment), and with
-    ``hide_labels`` the student sees the teacher's outputs only."""
+    ``hide_labels`` the student sees the teacher's outputs only. ``holdout`` images
+    (:func:`holdout_split`) are kept out first, for choosing things on data no student saw."""
     check_transfer_options(fraction, omit_classes, data.num_classes)
+    if holdout:
+        data = holdout_split(data, holdout)[0]
     keep = ~torch.isin(data.labels, torch.tensor(list(omit_classes), dtype=torch.int64))
     index = torch.nonzero(keep).flatten()
     if len(index) == 0:

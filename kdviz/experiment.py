@@ -38,6 +38,7 @@ class RunConfig:
     fraction: float = 1.0               # transfer set: part of the training data used
     omit_classes: tuple[int, ...] = ()  # transfer set: classes left out
     hide_labels: bool = False           # transfer set: the student sees the teacher only
+    holdout: int = 0                    # transfer set: training images kept out (a validation slice)
     save_model: bool = True
 
     def to_dict(self) -> dict:
@@ -110,7 +111,7 @@ class Experiment:
             self.teacher, self.teacher_source = resolve_teacher(config.teacher, self.runs_dir)
         splits = datasets.load(config.dataset)
         self.train_data = datasets.transfer_set(splits.train, config.fraction, tuple(config.omit_classes),
-                                                config.hide_labels, config.train.seed)
+                                                config.hide_labels, config.train.seed, config.holdout)
         self.test_data = splits.test
         if self.teacher is not None:
             channels, size, _ = splits.train.shape

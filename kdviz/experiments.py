@@ -1,0 +1,682 @@
+"""The papers' dark-knowledge experiments, each a function from settings to a result.
+
+Every experiment trains ordinary runs (:class:`kdviz.experiment.RunConfig`, saved as run
+records that the Compare page lists too), measures what the paper measured, and returns an
+:class:`ExperimentResult`: its run records, the summary numbers, and the small extras a
+page draws (curves, image galleries). Each has two presets: ``quick`` (runs live on a
+2-core CPU in under a minute) and ``full`` (the budget behind the result files shipped in
+``results/experiments/``, read back by :func:`load_result`).
+
+- ``missing-class``: Hinton, Vinyals & Dean 2015, §3 — a student that never saw a 3.
+- ``no-labels``: the student learns from the teacher's outputs only.
+- ``temperature``: accuracy against T at α = 0.9, and the α × T grid.
+- ``little-data``: accuracy against the fraction of the training set, labels vs KD.
+- ``born-again``: Furlanello et al. 2018, generations of one architecture and their ensemble.
+- ``fast-optimisation``: Yim et al. 2017, a student initialised by FSP matching, then labels.
+
+Runs go through :func:`run_configs`, the one place that runs a list of configs here
+(finished runs found in the runs directory are reused, so an interrupted experiment resumes).
+"""
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import platform
+import threading
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from kdviz import data as datasets
+from kdviz.evaluation import predict_logits
+from kdviz.experiment import Experiment, RunConfig
+from kdviz.methods.ban import born_again
+from kdviz.runs import default_runs_dir, list_runs, load_checkpoint, run_checkpoint, write_json_atomic
+from kdviz.train import TrainSettings
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass
+class Budget:
+    """What every experiment's students share: data, teacher, student, optimisation budget."""
+
+    dataset: str = "mnist"
+    teacher: str = "mnist-cnn"
+    student: str = "mlp-800"
+    epochs: int = 3
+    lr: float = 0.1
+    batch_size: int = 128
+    seeds: tuple[int, ...] = (0,)
+    fraction: float = 1.0
+    precision: str = "auto"
+    device: str = "auto"
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if not self.seeds:
+            raise ValueError("at least one seed is needed")
+        if not 0 < self.fraction <= 1:
+            raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
+        self.train(0).validate()
+
+    def train(self, seed: int, epochs: int | None = None) -> TrainSettings:
+        return TrainSettings(epochs=self.epochs if epochs is None else epochs, batch_size=self.batch_size, lr=self.lr,
+                             seed=seed, precision=self.precision, device=self.device)
+
+
+@dataclass
+class MissingClassSettings(Budget):
+    """Hinton et al. 2015 §3: every training image of class ``missing`` left out of the transfer set."""
+
+    missing: int = 3
+    T: float = 20.0
+    alpha: float = 0.9
+    holdout: int = 5000          # training images kept out of every transfer set: the bias is chosen on them
+    bias_max: float = 10.0
+    bias_step: float = 0.25
+    gallery: int = 24
+
+    def validate(self) -> None:
+        super().validate()
+        if self.holdout < 100:
+            raise ValueError(f"holdout must be >= 100 images (the bias is chosen on them), got {self.holdout}")
+        if not 0 < self.bias_step <= self.bias_max:
+            raise ValueError("bias_step must be in (0, bias_max]")
+
+
+@dataclass
+class NoLabelsSettings(Budget):
+    """The student sees the teacher's outputs on the training images, never a label."""
+
+    T: float = 4.0
+
+
+@dataclass
+class TemperatureSettings(Budget):
+    """Student accuracy over an α × T grid of Hinton KD (the α = 0.9 row is the T curve)."""
+
+    temperatures: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 20.0)
+    alphas: tuple[float, ...] = (0.1, 0.5, 0.9, 1.0)
+    curve_alpha: float = 0.9
+
+    def validate(self) -> None:
+        super().validate()
+        if any(t <= 0 for t in self.temperatures) or not self.temperatures:
+            raise ValueError("temperatures must be > 0")
+        if any(not 0 <= a <= 1 for a in self.alphas) or not self.alphas:
+            raise ValueError("alphas must be in [0, 1]")
+
+
+@dataclass
+class LittleDataSettings(Budget):
+    """Labels only against KD as the transfer set shrinks. ``epochs`` is the budget at 100%;
+    a fraction f trains ``min(max_epochs, epochs / f)`` epochs (about the same number of steps)."""
+
+    fractions: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
+    max_epochs: int = 30
+    T: float = 4.0
+    alpha: float = 0.9
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.fractions or any(not 0 < f <= 1 for f in self.fractions):
+            raise ValueError("fractions must be in (0, 1]")
+
+    def epochs_for(self, fraction: float) -> int:
+        return int(min(max(self.epochs, self.max_epochs), max(self.epochs, round(self.epochs / fraction))))
+
+
+@dataclass
+class BornAgainSettings(Budget):
+    """Generation 0 on labels, then ``generations`` more, each taught by the last (BAN: α = 1, T = 1)."""
+
+    generations: int = 3
+    T: float = 1.0
+    alpha: float = 1.0
+
+    def validate(self) -> None:
+        super().validate()
+        if self.generations < 1:
+            raise ValueError(f"generations must be >= 1, got {self.generations}")
+
+
+@dataclass
+class FastOptimisationSettings(Budget):
+    """Yim et al. 2017 §4.1: FSP matching first (``fsp_epochs``), then labels, against labels from scratch."""
+
+    student: str = "cnn5-small"
+    fsp_epochs: int = 1
+    weight: float = 1.0
+
+    def validate(self) -> None:
+        super().validate()
+        if self.fsp_epochs < 1:
+            raise ValueError(f"fsp_epochs must be >= 1, got {self.fsp_epochs}")
+
+
+# --------------------------------------------------------------------------- results
+@dataclass
+class ExperimentResult:
+    """What an experiment measured: its run records, summary numbers and the extras a page draws
+    (curves, galleries), with how it was made (command, date, machine, wall time)."""
+
+    name: str
+    preset: str | None
+    settings: dict
+    summary: dict
+    records: list[dict] = field(default_factory=list)
+    extras: dict = field(default_factory=dict)
+    command: str = ""
+    date: str = ""
+    machine: str = ""
+    elapsed_s: float = 0.0
+
+    def to_dict(self, lean: bool = True) -> dict:
+        """As JSON; ``lean`` drops what only this machine has (checkpoint paths)."""
+        d = asdict(self)
+        if lean:
+            d["records"] = [{k: v for k, v in r.items() if k != "checkpoint"} for r in self.records]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ExperimentResult":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def results_dir() -> Path:
+    """``$KDVIZ_RESULTS`` or the ``results/experiments/`` folder beside the package."""
+    return Path(os.environ.get("KDVIZ_RESULTS") or Path(__file__).resolve().parent.parent / "results" / "experiments")
+
+
+def result_path(name: str, folder: Path | None = None) -> Path:
+    return Path(folder or results_dir()) / f"{name}.json"
+
+
+def save_result(result: ExperimentResult, path: Path | None = None) -> Path:
+    path = Path(path or result_path(result.name))
+    write_json_atomic(path, result.to_dict())
+    return path
+
+
+def load_result(name: str, folder: Path | None = None) -> ExperimentResult:
+    """A shipped (or saved) result by experiment name; a missing or unreadable file is a clear error."""
+    path = result_path(name, folder)
+    if not path.is_file():
+        raise FileNotFoundError(f"no result file for experiment {name!r} ({path})")
+    try:
+        return ExperimentResult.from_dict(json.loads(path.read_text()))
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{path} is not a readable experiment result ({error})") from None
+
+
+def machine() -> str:
+    """The CPU (model, bf16 instructions, cores) or GPU, and torch's thread count."""
+    if torch.cuda.is_available():
+        return f"GPU {torch.cuda.get_device_name(0)}"
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and name in ("", platform.machine(), platform.processor()):
+                    name = line.partition(":")[2].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    extras = [f for f in ("amx_bf16", "avx512_bf16") if f in flags] or (["avx2"] if "avx2" in flags else [])
+    return (f"{name} ({', '.join(extras) or 'no bf16'}); {os.cpu_count()} cores visible, "
+            f"{torch.get_num_threads()} torch thread(s)")
+
+
+def stats(values) -> dict:
+    """Mean and sample standard deviation (0 for one value), with the values."""
+    v = [float(x) for x in values]
+    arr = np.array(v, dtype=float)
+    return {"mean": float(arr.mean()) if len(v) else float("nan"),
+            "std": float(arr.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v), "values": v}
+
+
+def encode_images(pixels: torch.Tensor) -> dict:
+    """uint8 images (N,C,H,W) as base64 text, small enough for a JSON result file."""
+    array = pixels.to(torch.uint8).contiguous().numpy()
+    return {"shape": list(array.shape), "b64": base64.b64encode(array.tobytes()).decode()}
+
+
+def decode_images(encoded: dict) -> np.ndarray:
+    """The uint8 array (N,C,H,W) that :func:`encode_images` wrote."""
+    return np.frombuffer(base64.b64decode(encoded["b64"]), dtype=np.uint8).reshape(encoded["shape"])
+
+
+# --------------------------------------------------------------------------- running the runs
+@dataclass
+class RunEvent:
+    """Progress of run ``index`` (0-based) of ``total``: a training event, or ``event=None`` with
+    ``reused`` set when a finished record was found and the run skipped."""
+
+    index: int
+    total: int
+    label: str
+    event: object = None
+    reused: bool = False
+
+
+def _config_key(config: RunConfig | dict) -> str:
+    d = config.to_dict() if isinstance(config, RunConfig) else config
+    return json.dumps(json.loads(json.dumps(d, default=float)), sort_keys=True)
+
+
+def finished_records(runs_dir: Path | None = None) -> dict[str, dict]:
+    """Finished (not stopped) runs in ``runs_dir`` by their config, the newest kept."""
+    found: dict[str, dict] = {}
+    for r in reversed(list_runs(runs_dir)):  # oldest first, so the newest wins
+        if "config" in r and not r.get("stopped") and isinstance(r.get("test_acc"), (int, float)):
+            found[_config_key(r["config"])] = r
+    return found
+
+
+def run_label(config: RunConfig) -> str:
+    params = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in config.params.items())
+    extra = [f"{100 * config.fraction:g}% data"] if config.fraction < 1 else []
+    extra += [f"no {','.join(map(str, config.omit_classes))}"] if config.omit_classes else []
+    extra += ["labels hidden"] if config.hide_labels else []
+    extra += [f"seed {config.train.seed}"]
+    return f"{config.method}" + (f" ({params})" if params else "") + f" · {config.student} · {', '.join(extra)}"
+
+
+def run_configs(configs: list[RunConfig], runs_dir: Path | None = None,
+                on_event: Callable[[RunEvent], None] | None = None,
+                stop: threading.Event | None = None) -> list[dict]:
+    """Run each config (in order) and return their records; a config whose finished record is
+    already in ``runs_dir`` is not trained again (its record is returned, ``on_event`` told)."""
+    runs_dir = Path(runs_dir or default_runs_dir())
+    done = finished_records(runs_dir)
+    records = []
+    for i, config in enumerate(configs):
+        label = run_label(config)
+        previous = done.get(_config_key(config))
+        if previous is not None and (not config.save_model or run_checkpoint(previous["id"], runs_dir).is_file()):
+            records.append(previous)
+            if on_event:
+                on_event(RunEvent(i, len(configs), label, None, reused=True))
+            continue
+        if stop is not None and stop.is_set():
+            raise InterruptedError("experiment stopped")
+        experiment = Experiment(config, runs_dir=runs_dir, stop=stop)
+        for event in experiment.events():
+            if on_event:
+                on_event(RunEvent(i, len(configs), label, event))
+        if experiment.record is None or experiment.record.get("stopped"):
+            raise InterruptedError("experiment stopped")
+        records.append(experiment.record)
+    return records
+
+
+def _checkpoint(record: dict, runs_dir: Path):
+    return load_checkpoint(record.get("checkpoint") or run_checkpoint(record["id"], runs_dir))
+
+
+def _acc(record: dict) -> float:
+    return float(record["test_acc"])
+
+
+# --------------------------------------------------------------------------- 1. missing class
+def bias_curve(logits: torch.Tensor, labels: torch.Tensor, cls: int, biases) -> dict:
+    """Hinton et al. 2015 §3: add b to the output bias (= the logit) of class ``cls`` and classify
+    again. For each b: accuracy on the images of ``cls`` and on all images. A student that never
+    saw ``cls`` learned its shape from soft targets, but its bias for it stays too low."""
+    biases = torch.as_tensor(list(biases), dtype=torch.float32)
+    shifted = logits.float().unsqueeze(0).repeat(len(biases), 1, 1)
+    shifted[:, :, cls] += biases.view(-1, 1)
+    correct = shifted.argmax(2) == labels.view(1, -1)
+    is_cls = labels == cls
+    return {"bias": biases.tolist(), "class_acc": correct[:, is_cls].float().mean(1).tolist(),
+            "overall_acc": correct.float().mean(1).tolist()}
+
+
+def best_bias(curve: dict) -> float:
+    """The bias with the highest overall accuracy (the smallest such bias on ties)."""
+    return curve["bias"][int(np.argmax(curve["overall_acc"]))]
+
+
+def missing_class(s: MissingClassSettings, runs_dir: Path | None = None,
+                  on_event: Callable[[RunEvent], None] | None = None, stop: threading.Event | None = None) -> ExperimentResult:
+    """Labels only, KD at T, and KD + bias correction, on a transfer set without class ``missing``.
+
+    The bias is chosen on ``holdout`` training images that no student trained on (never the test
+    set); the test set only scores it."""
+    s.validate()
+    splits = datasets.load(s.dataset)
+    if not 0 <= s.missing < splits.train.num_classes:
+        raise ValueError(f"missing class must be in 0..{splits.train.num_classes - 1}, got {s.missing}")
+    common = dict(dataset=s.dataset, student=s.student, fraction=s.fraction, omit_classes=(s.missing,), holdout=s.holdout)
+    configs = []
+    for seed in s.seeds:
+        configs.append(RunConfig(method="baseline", train=s.train(seed), save_model=False, **common))
+        configs.append(RunConfig(method="kd", params={"T": s.T, "alpha": s.alpha}, teacher=s.teacher,
+                                 train=s.train(seed), **common))
+    records = run_configs(configs, runs_dir, on_event, stop)
+    runs_dir = Path(runs_dir or default_runs_dir())
+    validation = datasets.holdout_split(splits.train, s.holdout)[1]
+    test = splits.test
+    is_missing = test.labels == s.missing
+    biases = np.round(np.arange(0.0, s.bias_max + s.bias_step / 2, s.bias_step), 6).tolist()
+    rows = {"labels only": [], "KD": [], "KD + bias": []}
+    per_seed, gallery = [], {}
+    for base, kd in zip(records[0::2], records[1::2]):
+        student = _checkpoint(kd, runs_dir)
+        val_logits = predict_logits(student, validation, device=s.device)
+        test_logits = predict_logits(student, test, device=s.device)
+        val_curve = bias_curve(val_logits, validation.labels, s.missing, biases)
+        test_curve = bias_curve(test_logits, test.labels, s.missing, biases)
+        b = best_bias(val_curve)
+        j = biases.index(b)
+        base_conf = np.array(base["confusion"])
+        base_missing = base_conf[s.missing, s.missing] / max(base_conf[s.missing].sum(), 1)
+        rows["labels only"].append((base_missing, _acc(base)))
+        rows["KD"].append((test_curve["class_acc"][0], test_curve["overall_acc"][0]))
+        rows["KD + bias"].append((test_curve["class_acc"][j], test_curve["overall_acc"][j]))
+        per_seed.append({"seed": kd["seed"], "bias": b, "validation_curve": val_curve, "test_curve": test_curve,
+                         "kd_id": kd["id"], "baseline_id": base["id"]})
+        if not gallery:
+            right = is_missing & (test_logits.argmax(1) == s.missing)
+            index = torch.nonzero(right).flatten()[: s.gallery]
+            prob = torch.softmax(test_logits[index], 1)[:, s.missing]
+            gallery = {"images": encode_images(test.pixels[index]), "test_index": index.tolist(),
+                       "probability": prob.tolist(), "right": int(right.sum()), "of": int(is_missing.sum()),
+                       "seed": kd["seed"]}
+    table = [{"student": name, "missing_acc": stats([m for m, _ in v]), "overall_acc": stats([o for _, o in v])}
+             for name, v in rows.items()]
+    summary = {
+        "missing": s.missing, "missing_name": test.classes[s.missing], "missing_test_images": int(is_missing.sum()),
+        "validation_images": len(validation), "bias": stats([p["bias"] for p in per_seed]),
+        "table": table,
+        "paper": {"source": "Hinton, Vinyals & Dean 2015, §3 (MNIST, no 3s in the transfer set, T = 20)",
+                  "kd_missing_acc": 1 - 133 / 1010, "kd_bias_missing_acc": 0.986, "bias": 3.5,
+                  "note": "206 test errors, 133 of them on the 1010 test 3s; raising the 3's bias by 3.5: "
+                          "109 errors, 14 on 3s (98.6% of 3s right)"},
+    }
+    return ExperimentResult("missing-class", None, _settings_dict(s), summary, records,
+                            {"per_seed": per_seed, "gallery": gallery})
+
+
+# --------------------------------------------------------------------------- 2. no labels
+def no_labels(s: NoLabelsSettings, runs_dir: Path | None = None,
+              on_event: Callable[[RunEvent], None] | None = None, stop: threading.Event | None = None) -> ExperimentResult:
+    """A student trained on the teacher's soft targets only (α = 1, labels hidden), beside one on labels."""
+    s.validate()
+    datasets.load(s.dataset)
+    configs = []
+    for seed in s.seeds:
+        configs.append(RunConfig(dataset=s.dataset, student=s.student, method="baseline", fraction=s.fraction,
+                                 train=s.train(seed), save_model=False))
+        configs.append(RunConfig(dataset=s.dataset, student=s.student, method="kd", params={"T": s.T, "alpha": 1.0},
+                                 teacher=s.teacher, fraction=s.fraction, hide_labels=True, train=s.train(seed),
+                                 save_model=False))
+    records = run_configs(configs, runs_dir, on_event, stop)
+    table = [{"student": "labels only", "acc": stats(_acc(r) for r in records[0::2])},
+             {"student": f"teacher only (KD T={s.T:g}, no labels)", "acc": stats(_acc(r) for r in records[1::2])}]
+    summary = {"table": table, "no_labels_acc": table[1]["acc"], "labels_acc": table[0]["acc"],
+               "paper": {"source": "the seeds' dark-knowledge poster (MLP-800 student on MNIST, no labels)",
+                         "acc_lr_0.01": 0.9769, "acc_lr_0.1": 0.9816}}
+    return ExperimentResult("no-labels", None, _settings_dict(s), summary, records, {})
+
+
+# --------------------------------------------------------------------------- 3. temperature
+def temperature(s: TemperatureSettings, runs_dir: Path | None = None,
+                on_event: Callable[[RunEvent], None] | None = None, stop: threading.Event | None = None) -> ExperimentResult:
+    """KD over α × T (the poster's "impact of distilling temperature"), with a labels-only reference."""
+    s.validate()
+    datasets.load(s.dataset)
+    alphas = sorted(set(s.alphas) | {s.curve_alpha})
+    configs = []
+    for seed in s.seeds:
+        configs.append(RunConfig(dataset=s.dataset, student=s.student, method="baseline", fraction=s.fraction,
+                                 train=s.train(seed), save_model=False))
+        for a in alphas:
+            for t in s.temperatures:
+                configs.append(RunConfig(dataset=s.dataset, student=s.student, method="kd",
+                                         params={"T": float(t), "alpha": float(a)}, teacher=s.teacher,
+                                         fraction=s.fraction, train=s.train(seed), save_model=False))
+    records = run_configs(configs, runs_dir, on_event, stop)
+    cells: dict[tuple[float, float], list[float]] = {}
+    baseline = []
+    for r in records:
+        if r["method"] == "baseline":
+            baseline.append(_acc(r))
+        else:
+            cells.setdefault((float(r["method_params"]["alpha"]), float(r["method_params"]["T"])), []).append(_acc(r))
+    temps = [float(t) for t in s.temperatures]
+    grid = [[stats(cells[(a, t)])["mean"] for t in temps] for a in alphas]
+    grid_std = [[stats(cells[(a, t)])["std"] for t in temps] for a in alphas]
+    curve = [stats(cells[(s.curve_alpha, t)]) for t in temps]
+    best = max(((a, t) for a in alphas for t in temps), key=lambda k: stats(cells[k])["mean"])
+    worst = min(((a, t) for a in alphas for t in temps), key=lambda k: stats(cells[k])["mean"])
+    summary = {
+        "alphas": alphas, "temperatures": temps, "grid_acc": grid, "grid_std": grid_std,
+        "curve_alpha": s.curve_alpha, "curve": curve, "baseline_acc": stats(baseline),
+        "best": {"alpha": best[0], "T": best[1], "acc": stats(cells[best])["mean"]},
+        "worst": {"alpha": worst[0], "T": worst[1], "acc": stats(cells[worst])["mean"]},
+        "table": [{"T": t, "acc": c} for t, c in zip(temps, curve)],
+        "paper": {"source": "the seeds' dark-knowledge poster, \"impact of distilling temperature\""},
+    }
+    return ExperimentResult("temperature", None, _settings_dict(s), summary, records, {})
+
+
+# --------------------------------------------------------------------------- 4. little data
+def little_data(s: LittleDataSettings, runs_dir: Path | None = None,
+                on_event: Callable[[RunEvent], None] | None = None, stop: threading.Event | None = None) -> ExperimentResult:
+    """Labels only and KD on a shrinking random part of the training set (same-sized budgets in steps)."""
+    s.validate()
+    datasets.load(s.dataset)
+    fractions = sorted({float(f) for f in s.fractions})
+    configs = []
+    for seed in s.seeds:
+        for f in fractions:
+            settings = s.train(seed, s.epochs_for(f))
+            configs.append(RunConfig(dataset=s.dataset, student=s.student, method="baseline", fraction=f,
+                                     train=settings, save_model=False))
+            configs.append(RunConfig(dataset=s.dataset, student=s.student, method="kd",
+                                     params={"T": s.T, "alpha": s.alpha}, teacher=s.teacher, fraction=f,
+                                     train=settings, save_model=False))
+    records = run_configs(configs, runs_dir, on_event, stop)
+    by = {(r["method"], float(r["config"]["fraction"])): [] for r in records}
+    for r in records:
+        by[(r["method"], float(r["config"]["fraction"]))].append(_acc(r))
+    table = [{"fraction": f, "images": next(r["dataset"]["transfer_size"] for r in records
+                                            if float(r["config"]["fraction"]) == f),
+              "epochs": s.epochs_for(f), "labels_only": stats(by[("baseline", f)]), "kd": stats(by[("kd", f)])}
+             for f in fractions]
+    summary = {"dataset": s.dataset, "table": table,
+               "paper": {"source": "the seeds' dark-knowledge poster: CIFAR-10 at 5% of the data, 5-layer CNN",
+                         "labels_only_5pct": 0.6586, "kd_5pct": 0.6671}}
+    return ExperimentResult("little-data", None, _settings_dict(s), summary, records, {})
+
+
+# --------------------------------------------------------------------------- 5. born-again
+def born_again_generations(s: BornAgainSettings, runs_dir: Path | None = None,
+                           on_event: Callable[[RunEvent], None] | None = None,
+                           stop: threading.Event | None = None) -> ExperimentResult:
+    """Furlanello et al. 2018: generation k+1 (same architecture) learns from generation k; the
+    ensemble averages every generation's softmax. Mean ± std over seeds."""
+    s.validate()
+    datasets.load(s.dataset)
+    records, per_seed = [], []
+    total = len(s.seeds) * (s.generations + 1)
+    for n, seed in enumerate(s.seeds):
+        config = RunConfig(dataset=s.dataset, student=s.student, method="ban", params={"T": s.T, "alpha": s.alpha},
+                           fraction=s.fraction, train=s.train(seed))
+
+        def forward(k, event, n=n, seed=seed):
+            if on_event:
+                on_event(RunEvent(n * (s.generations + 1) + k, total, f"generation {k} · {s.student} · seed {seed}",
+                                  event))
+
+        generation_records = born_again(config, s.generations, runs_dir, on_event=forward)
+        records.extend(generation_records)
+        last = generation_records[-1]
+        per_seed.append({"seed": seed, "generation_accs": last["generation_accs"], "ensemble_acc": last["ensemble_acc"]})
+    generations = [stats(p["generation_accs"][k] for p in per_seed) for k in range(s.generations + 1)]
+    ensemble = stats(p["ensemble_acc"] for p in per_seed)
+    table = [{"member": f"generation {k}" + (" (labels)" if k == 0 else ""), "acc": g} for k, g in enumerate(generations)]
+    table.append({"member": f"ensemble of {s.generations + 1}", "acc": ensemble})
+    summary = {"generations": generations, "ensemble": ensemble, "table": table,
+               "paper": {"source": "Furlanello et al. 2018 (CIFAR-10/100; BAN students beat their teachers, "
+                                   "the ensemble more)"}}
+    return ExperimentResult("born-again", None, _settings_dict(s), summary, records, {"per_seed": per_seed})
+
+
+# --------------------------------------------------------------------------- 7. fast optimisation
+def fast_optimisation(s: FastOptimisationSettings, runs_dir: Path | None = None,
+                      on_event: Callable[[RunEvent], None] | None = None,
+                      stop: threading.Event | None = None) -> ExperimentResult:
+    """Yim et al. 2017: FSP matching initialises the student, then labels; against labels from scratch.
+    Test accuracy after each label epoch (and at each second of training, the FSP stage included)."""
+    s.validate()
+    datasets.load(s.dataset)
+    configs = []
+    for seed in s.seeds:
+        configs.append(RunConfig(dataset=s.dataset, student=s.student, method="baseline", fraction=s.fraction,
+                                 train=s.train(seed), save_model=False))
+        configs.append(RunConfig(dataset=s.dataset, student=s.student, method="fsp", teacher=s.teacher,
+                                 params={"stages": 2, "fsp_epochs": s.fsp_epochs, "weight": s.weight},
+                                 fraction=s.fraction, train=s.train(seed), save_model=False))
+    records = run_configs(configs, runs_dir, on_event, stop)
+
+    def curves(runs):
+        mains = [[h for h in r["history"] if h["phase"] == "train"] for r in runs]
+        epochs = min(len(m) for m in mains)
+        return {"epoch": list(range(1, epochs + 1)),
+                "acc": [stats(m[e]["test_acc"] for m in mains)["mean"] for e in range(epochs)],
+                "acc_std": [stats(m[e]["test_acc"] for m in mains)["std"] for e in range(epochs)],
+                "seconds": [stats(m[e]["elapsed"] for m in mains)["mean"] for e in range(epochs)]}
+
+    scratch, fsp = curves(records[0::2]), curves(records[1::2])
+    target = scratch["acc"][-1]
+    reach = lambda c: next((e for e, a in zip(c["epoch"], c["acc"]) if a >= target), None)  # noqa: E731
+    fsp_phase_s = stats(next((h["elapsed"] for h in r["history"] if h["phase"] == "fsp" and h["epoch"] == s.fsp_epochs), 0.0)
+                        for r in records[1::2])
+    summary = {"scratch": scratch, "fsp": fsp, "target_acc": target,
+               "epochs_to_target": {"scratch": reach(scratch), "fsp": reach(fsp)}, "fsp_phase_s": fsp_phase_s,
+               "table": [{"student": "labels from scratch", "acc": stats(_acc(r) for r in records[0::2]),
+                          "epochs_to_target": reach(scratch)},
+                         {"student": f"FSP stage ({s.fsp_epochs} epoch) then labels",
+                          "acc": stats(_acc(r) for r in records[1::2]), "epochs_to_target": reach(fsp)}],
+               "paper": {"source": "Yim, Joo, Bae & Kim 2017, §4.1 (CIFAR-10, ResNet): the FSP-initialised "
+                                   "student reaches the scratch student's accuracy in about a third of the epochs"}}
+    return ExperimentResult("fast-optimisation", None, _settings_dict(s), summary, records, {})
+
+
+# --------------------------------------------------------------------------- the catalogue
+@dataclass(frozen=True)
+class ExperimentSpec:
+    name: str
+    title: str
+    paper: str
+    run: Callable
+    presets: dict
+
+
+def _settings_dict(s) -> dict:
+    return asdict(s)
+
+
+EXPERIMENTS: dict[str, ExperimentSpec] = {
+    "missing-class": ExperimentSpec(
+        "missing-class", "A class the student never saw", "Hinton, Vinyals & Dean 2015, §3", missing_class,
+        {"quick": MissingClassSettings(epochs=2, fraction=0.2, holdout=2000),
+         "full": MissingClassSettings(epochs=8, seeds=(0, 1, 2))}),
+    "no-labels": ExperimentSpec(
+        "no-labels", "No labels at all", "the seeds' dark-knowledge poster", no_labels,
+        {"quick": NoLabelsSettings(epochs=2, fraction=0.2),
+         "full": NoLabelsSettings(epochs=5, seeds=(0, 1, 2))}),
+    "temperature": ExperimentSpec(
+        "temperature", "Temperature and the weight of the soft targets", "the seeds' poster, Hinton et al. 2015",
+        temperature,
+        {"quick": TemperatureSettings(epochs=2, fraction=0.02, temperatures=(1.0, 4.0, 20.0), alphas=(0.5, 1.0)),
+         "full": TemperatureSettings(epochs=10, fraction=0.1)}),
+    "little-data": ExperimentSpec(
+        "little-data", "Little data", "the seeds' dark-knowledge poster", little_data,
+        {"quick": LittleDataSettings(epochs=1, max_epochs=4, fractions=(0.01, 0.05, 0.25)),
+         "full": LittleDataSettings(epochs=5)}),
+    "born-again": ExperimentSpec(
+        "born-again", "Born-again generations", "Furlanello et al. 2018", born_again_generations,
+        {"quick": BornAgainSettings(epochs=2, fraction=0.05, generations=2),
+         "full": BornAgainSettings(epochs=5, fraction=0.1, seeds=(0, 1, 2))}),
+    "fast-optimisation": ExperimentSpec(
+        "fast-optimisation", "Fast optimisation with FSP", "Yim et al. 2017", fast_optimisation,
+        {"quick": FastOptimisationSettings(epochs=2, fraction=0.02),
+         "full": FastOptimisationSettings(epochs=6, fraction=0.1, seeds=(0, 1, 2))}),
+}
+
+
+def experiment_names() -> list[str]:
+    return list(EXPERIMENTS)
+
+
+def spec(name: str) -> ExperimentSpec:
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; choose one of: {', '.join(EXPERIMENTS)}")
+    return EXPERIMENTS[name]
+
+
+def _cast(raw: str, default):
+    if isinstance(default, bool):
+        if raw.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return raw.lower() in ("1", "true", "yes", "on")
+        raise ValueError(raw)
+    if isinstance(default, tuple):
+        kind = type(default[0]) if default else float
+        return tuple(kind(v) for v in raw.replace(",", " ").split())
+    return type(default)(raw)
+
+
+def settings_for(name: str, preset: str = "quick", overrides: dict | None = None):
+    """A preset's settings, with ``overrides`` (field name -> value or text) applied and checked."""
+    entry = spec(name)
+    if preset not in entry.presets:
+        raise ValueError(f"unknown preset {preset!r}; choose one of: {', '.join(entry.presets)}")
+    settings = entry.presets[preset]
+    known = {f.name: getattr(settings, f.name) for f in fields(settings)}
+    changes = {}
+    for key, value in (overrides or {}).items():
+        if key not in known:
+            raise ValueError(f"experiment {name!r} has no setting {key!r}; it has: {', '.join(known)}")
+        try:
+            changes[key] = _cast(value, known[key]) if isinstance(value, str) else value
+        except ValueError:
+            raise ValueError(f"setting {key} needs a value like {known[key]!r}, got {value!r}") from None
+        if isinstance(changes[key], float) and not math.isfinite(changes[key]):
+            raise ValueError(f"setting {key} must be finite, got {value!r}")
+    settings = replace(settings, **changes)
+    settings.validate()
+    return settings
+
+
+def run(name: str, preset: str = "quick", overrides: dict | None = None, runs_dir: Path | None = None,
+        on_event: Callable[[RunEvent], None] | None = None, stop: threading.Event | None = None,
+        command: str | None = None) -> ExperimentResult:
+    """Run experiment ``name`` at ``preset`` (with ``overrides``); the result knows how it was made."""
+    settings = settings_for(name, preset, overrides)
+    started = time.time()
+    result = spec(name).run(settings, runs_dir=runs_dir, on_event=on_event, stop=stop)
+    result.preset = preset
+    result.elapsed_s = round(time.time() - started, 1)
+    result.date = time.strftime("%Y-%m-%dT%H:%M:%S")
+    result.machine = machine()
+    result.command = command or " ".join(["kdviz experiment", name, "--preset", preset,
+                                          *(f"--set {k}={v}" for k, v in (overrides or {}).items())])
+    return result
+
+
+__all__ = ["EXPERIMENTS", "ExperimentResult", "RunEvent", "bias_curve", "best_bias", "decode_images",
+           "encode_images", "experiment_names", "load_result", "machine", "run", "run_configs", "save_result",
+           "settings_for", "stats"]
