@@ -14,8 +14,9 @@ page draws (curves, image galleries). Each has two presets: ``quick`` (runs live
 - ``born-again``: Furlanello et al. 2018, generations of one architecture and their ensemble.
 - ``fast-optimisation``: Yim et al. 2017, a student initialised by FSP matching, then labels.
 
-Runs go through :func:`run_configs`, the one place that runs a list of configs here
-(finished runs found in the runs directory are reused, so an interrupted experiment resumes).
+Runs go through :func:`run_configs`, which hands them to the one sweep runner
+(:mod:`kdviz.sweep`): finished runs found in the runs directory are reused, so an
+interrupted experiment resumes where it stopped.
 """
 from __future__ import annotations
 
@@ -34,10 +35,11 @@ import numpy as np
 import torch
 
 from kdviz import data as datasets
+from kdviz import sweep
 from kdviz.evaluation import predict_logits
-from kdviz.experiment import Experiment, RunConfig
+from kdviz.experiment import RunConfig
 from kdviz.methods.ban import born_again
-from kdviz.runs import default_runs_dir, list_runs, load_checkpoint, run_checkpoint, write_json_atomic
+from kdviz.runs import default_runs_dir, load_checkpoint, run_checkpoint, write_json_atomic
 from kdviz.train import TrainSettings
 
 # --------------------------------------------------------------------------- settings
@@ -269,20 +271,6 @@ class RunEvent:
     reused: bool = False
 
 
-def _config_key(config: RunConfig | dict) -> str:
-    d = config.to_dict() if isinstance(config, RunConfig) else config
-    return json.dumps(json.loads(json.dumps(d, default=float)), sort_keys=True)
-
-
-def finished_records(runs_dir: Path | None = None) -> dict[str, dict]:
-    """Finished (not stopped) runs in ``runs_dir`` by their config, the newest kept."""
-    found: dict[str, dict] = {}
-    for r in reversed(list_runs(runs_dir)):  # oldest first, so the newest wins
-        if "config" in r and not r.get("stopped") and isinstance(r.get("test_acc"), (int, float)):
-            found[_config_key(r["config"])] = r
-    return found
-
-
 def run_label(config: RunConfig) -> str:
     params = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in config.params.items())
     extra = [f"{100 * config.fraction:g}% data"] if config.fraction < 1 else []
@@ -294,30 +282,29 @@ def run_label(config: RunConfig) -> str:
 
 def run_configs(configs: list[RunConfig], runs_dir: Path | None = None,
                 on_event: Callable[[RunEvent], None] | None = None,
-                stop: threading.Event | None = None) -> list[dict]:
-    """Run each config (in order) and return their records; a config whose finished record is
-    already in ``runs_dir`` is not trained again (its record is returned, ``on_event`` told)."""
+                stop: threading.Event | None = None, check: bool = True) -> list[dict]:
+    """Run each config through the one sweep runner (:func:`kdviz.sweep.run_sweep`, in this
+    process, one torch thread per run) and return their records in order. A config whose
+    finished record is already in ``runs_dir`` is not trained again (``on_event`` hears it as
+    ``reused``); a failed run ends the experiment with its message, a ``stop`` with
+    :class:`InterruptedError`."""
     runs_dir = Path(runs_dir or default_runs_dir())
-    done = finished_records(runs_dir)
-    records = []
-    for i, config in enumerate(configs):
-        label = run_label(config)
-        previous = done.get(_config_key(config))
-        if previous is not None and (not config.save_model or run_checkpoint(previous["id"], runs_dir).is_file()):
-            records.append(previous)
-            if on_event:
-                on_event(RunEvent(i, len(configs), label, None, reused=True))
-            continue
-        if stop is not None and stop.is_set():
-            raise InterruptedError("experiment stopped")
-        experiment = Experiment(config, runs_dir=runs_dir, stop=stop)
-        for event in experiment.events():
-            if on_event:
-                on_event(RunEvent(i, len(configs), label, event))
-        if experiment.record is None or experiment.record.get("stopped"):
-            raise InterruptedError("experiment stopped")
-        records.append(experiment.record)
-    return records
+    keys = [sweep.run_key(c) for c in configs]
+    labels = {k: run_label(c) for k, c in zip(keys, configs)}
+    order = list(dict.fromkeys(keys))  # the sweep runs each distinct config once, in this order
+    done: dict[str, dict] = {}
+    for event in sweep.run_sweep(configs, sweep.LocalExecutor(), runs_dir, stop=stop, check=check):
+        if isinstance(event, sweep.RunFailed):
+            raise ValueError(f"run {event.index + 1} of {len(order)} ({labels[event.key]}) failed: {event.error}")
+        if isinstance(event, sweep.RunFinished):
+            done[event.key] = event.record
+            if event.skipped and on_event:
+                on_event(RunEvent(event.index, len(order), labels[event.key], None, reused=True))
+        elif isinstance(event, sweep.RunProgress) and on_event:
+            on_event(RunEvent(event.index, len(order), labels[event.key], event.event))
+    if any(k not in done or done[k].get("stopped") for k in keys):
+        raise InterruptedError("experiment stopped before all its runs finished")
+    return [done[k] for k in keys]
 
 
 def _checkpoint(record: dict, runs_dir: Path):
