@@ -68,6 +68,8 @@ class RunConfig:
         if needs_teacher and not self.teacher:
             raise ValueError(f"method {self.method!r} needs a teacher (a pretrained name, run id or checkpoint path)")
         datasets.check_transfer_options(self.fraction, tuple(self.omit_classes), num_classes)
+        if isinstance(self.holdout, bool) or not isinstance(self.holdout, int) or self.holdout < 0:
+            raise ValueError(f"holdout must be a whole number of images >= 0, got {self.holdout!r}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
