@@ -506,8 +506,9 @@ class RayExecutor(Executor):
         if ray.is_initialized():
             return
         kwargs = {"logging_level": "WARNING", "log_to_driver": False, **self.init_kwargs}
-        if self.address == "local":
+        if self.address == "local":  # a Ray instance for this machine only: on the loopback interface
             kwargs.setdefault("include_dashboard", False)
+            kwargs.setdefault("_node_ip_address", "127.0.0.1")
         try:
             ray.init(address=self.address, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as error:

@@ -22,7 +22,8 @@ def learning(record: dict) -> list[dict]:
 @pytest.fixture(scope="module")
 def ray_instance():
     """One Ray instance for the module (starting one costs about 10 s), shut down at its end."""
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+             _node_ip_address="127.0.0.1")
     yield
     ray.shutdown()
 
