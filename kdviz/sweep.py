@@ -42,7 +42,6 @@ threads, the same seed gives the same record locally and on Ray.
 """
 from __future__ import annotations
 
-from concurrent import futures
 import hashlib
 import json
 import multiprocessing
@@ -52,17 +51,16 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Iterable, Iterator
+from concurrent import futures
 from dataclasses import dataclass, fields, replace
 from itertools import product
 from pathlib import Path
-from collections.abc import Iterable, Iterator
 
 import torch
 
-from kdviz.data import DATASETS
 from kdviz.experiment import Experiment, RunConfig
-from kdviz.methods import method_class, split_params
-from kdviz.models import ALIASES, MODELS
+from kdviz.methods import check_method, method_class, split_params
 from kdviz.runs import CHECKPOINT, default_runs_dir, list_runs, run_checkpoint, save_record
 from kdviz.train import TrainSettings
 
@@ -116,11 +114,13 @@ def run_key(config: RunConfig | dict) -> str:
 
 
 def finished_runs(runs_dir: Path | str | None = None) -> dict[str, dict]:
-    """Finished records in ``runs_dir`` by :func:`run_key` of their config (stopped, failed or
-    unreadable records are not finished; of several, the newest wins)."""
+    """Finished records in ``runs_dir`` by :func:`run_key` of their config; of several, the
+    newest. A diverged run counts as finished (it would diverge again: training is
+    deterministic); a stopped, failed or unreadable one does not."""
     done: dict[str, dict] = {}
     for record in list_runs(Path(runs_dir) if runs_dir else None):  # newest first
-        if record.get("error") or record.get("stopped") or record.get("test_acc") is None:
+        status = record.get("status") or ("stopped" if record.get("stopped") else "finished")
+        if record.get("error") or status not in ("finished", "diverged") or record.get("test_acc") is None:
             continue
         try:
             key = run_key(record["config"])
@@ -144,7 +144,7 @@ def _has_param(method: str, name: str) -> bool:
 
 
 def needs_teacher(method: str) -> bool:
-    return any(method_class(n).needs_teacher for n in _parts(method))
+    return check_method(method)
 
 
 def default_teacher(dataset: str) -> str | None:
@@ -241,28 +241,11 @@ def grid(base: RunConfig | dict | None = None, /, **axes) -> list[RunConfig]:
 
 # --------------------------------------------------------------------------- checks
 def check_config(config: RunConfig, runs_dir: Path | str | None = None) -> None:
-    """Cheap checks before any data is loaded or any net trained; a ``ValueError`` with one
-    clear line for the first problem."""
-    config.train.validate()
-    if config.dataset not in DATASETS:
-        folder = Path(str(config.dataset).removeprefix("folder:")).expanduser()
-        if not ((folder / "train").is_dir() and (folder / "test").is_dir()):
-            raise ValueError(f"unknown dataset {config.dataset!r}; choose one of: {', '.join(DATASETS)}, "
-                             "or give a folder with train/<class>/ and test/<class>/ images")
-    if config.student not in MODELS and config.student not in ALIASES:
-        raise ValueError(f"unknown model {config.student!r}; choose one of: {', '.join(MODELS)}")
-    parts = _parts(config.method)
-    if not parts:
-        raise ValueError("empty method name")
-    for name, params in zip(parts, split_params(parts, config.params)):
-        method_class(name).resolve_params(params)
-    if not 0 < config.fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {config.fraction}")
-    if needs_teacher(config.method) and not config.teacher:
-        raise ValueError(f"method {config.method!r} needs a teacher (a pretrained name, run id or checkpoint path) "
-                         f"and none was given or shipped for {config.dataset!r}")
+    """Cheap checks before any data is loaded or any net trained (:meth:`RunConfig.validate`,
+    and that the teacher can be found); a ``ValueError`` with one clear line."""
+    config.validate()
     if config.teacher:
-        from kdviz import pretrained
+        from kdviz import pretrained  # the catalogue reads the shipped cards: only for runs with a teacher
 
         ref = str(config.teacher)
         if not (ref in pretrained.names() or Path(ref).expanduser().is_file()
@@ -292,12 +275,23 @@ class RunStarted(SweepEvent):
 
 
 @dataclass
+class RunWaiting(SweepEvent):
+    """A run waits for a free job slot (:class:`JobSlots`); ``position`` 1 is next in line."""
+
+    index: int
+    key: str
+    position: int
+
+
+@dataclass
 class RunProgress(SweepEvent):
-    """A training event (:mod:`kdviz.train`) of a run; only from an in-process executor."""
+    """A training event (:mod:`kdviz.train`) of a run, and the student being trained (between
+    two steps: safe to read); only from an in-process executor."""
 
     index: int
     key: str
     event: object
+    student: object = None
 
 
 @dataclass
@@ -411,17 +405,21 @@ class Executor:
 class LocalExecutor(Executor):
     """This machine. ``workers=1``: in this process, one run after another (train events are
     forwarded, ``stop`` ends the current run between two steps and keeps its record, marked
-    stopped). ``workers>1``: that many processes (spawned), each run with ``cpus_per_run``
-    torch threads. ``cpus_per_run=None`` (in-process only) leaves torch's thread count alone."""
+    stopped; a consumer that stops pulling events pauses the run). ``workers>1``: that many
+    processes (spawned), each run with ``cpus_per_run`` torch threads. ``cpus_per_run=None``
+    (in-process only) leaves torch's thread count alone. ``slots`` (in-process only): each run
+    first waits for a free slot there (:class:`RunWaiting` events tell its place in line)."""
 
     name = "local"
 
-    def __init__(self, workers: int = 1, cpus_per_run: int | None = 1):
+    def __init__(self, workers: int = 1, cpus_per_run: int | None = 1, slots: JobSlots | None = None):
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         if cpus_per_run is not None and cpus_per_run < 1:
             raise ValueError(f"cpus per run must be >= 1, got {cpus_per_run}")
-        self.workers, self.cpus_per_run = workers, cpus_per_run
+        if slots is not None and workers > 1:
+            raise ValueError("job slots are for in-process runs (workers=1)")
+        self.workers, self.cpus_per_run, self.slots = workers, cpus_per_run, slots
 
     def describe(self) -> str:
         where = "in this process" if self.workers == 1 else f"{self.workers} processes"
@@ -433,28 +431,49 @@ class LocalExecutor(Executor):
         else:
             yield from self._pool(jobs, runs_dir, stop)
 
+    def _wait_for_slot(self, job, stop):
+        """Yields :class:`RunWaiting` while ``job`` waits in line; ends holding a slot, or at a stop."""
+        last = None
+        while not self.slots.try_acquire(job):
+            if stop.is_set():
+                return
+            position = self.slots.position(job)
+            if position != last:
+                last = position
+                yield RunWaiting(job.index, job.key, position)
+            time.sleep(0.1)
+
     def _in_process(self, jobs, runs_dir, stop):
         before = torch.get_num_threads()
         try:
             if self.cpus_per_run:
                 torch.set_num_threads(self.cpus_per_run)
             for job in jobs:
-                if stop.is_set():
-                    return
-                yield RunStarted(job.index, job.key, job.config)
                 try:
-                    experiment = Experiment(job.config, runs_dir=runs_dir, stop=stop)
-                    for event in experiment.events():
-                        yield RunProgress(job.index, job.key, event)
-                    record = experiment.record
-                    record["runner"] = _runner(self.name, self.cpus_per_run, job.key)
-                    save_record(record, runs_dir)
-                except Exception as error:  # noqa: BLE001 - one bad run does not end the sweep
-                    yield RunFailed(job.index, job.key, job.config, f"{type(error).__name__}: {error}")
-                    continue
-                yield RunFinished(job.index, job.key, job.config, record)
+                    if self.slots is not None:
+                        yield from self._wait_for_slot(job, stop)
+                    if stop.is_set():
+                        return
+                    yield from self._one(job, runs_dir, stop)
+                finally:
+                    if self.slots is not None:
+                        self.slots.release(job)
         finally:
             torch.set_num_threads(before)
+
+    def _one(self, job, runs_dir, stop):
+        yield RunStarted(job.index, job.key, job.config)
+        try:
+            experiment = Experiment(job.config, runs_dir=runs_dir, stop=stop)
+            for event in experiment.events():
+                yield RunProgress(job.index, job.key, event, experiment.student)
+            record = experiment.record
+            record["runner"] = _runner(self.name, self.cpus_per_run, job.key)
+            save_record(record, runs_dir)
+        except Exception as error:  # noqa: BLE001 - one bad run does not end the sweep
+            yield RunFailed(job.index, job.key, job.config, f"{type(error).__name__}: {error}")
+            return
+        yield RunFinished(job.index, job.key, job.config, record)
 
     def _pool(self, jobs, runs_dir, stop):
         threads = self.cpus_per_run or 1
@@ -567,6 +586,16 @@ def make_executor(ray: str | None = None, workers: int | None = None, cpus_per_r
     return LocalExecutor(workers or 1, cpus_per_run)
 
 
+def job_executor(in_process: bool = False) -> Executor:
+    """The executor for the app's training jobs: the Ray cluster at ``$KDVIZ_RAY_ADDRESS`` when
+    set (and the job need not run here: ``in_process`` is for jobs whose model is watched while
+    it trains), else this process, each job waiting for one of the :func:`server_slots`."""
+    if os.environ.get(RAY_ENV) and not in_process:
+        return RayExecutor(os.environ[RAY_ENV], cpus_per_run=1,
+                           gpus_per_run=float(os.environ.get("KDVIZ_RAY_GPUS_PER_JOB") or 0))
+    return LocalExecutor(1, cpus_per_run=None, slots=server_slots())
+
+
 def local_workers(cpus_per_run: int = 1) -> int:
     """Runs that fit on this machine's cores at once."""
     return max(1, (os.cpu_count() or 1) // max(1, cpus_per_run))
@@ -666,7 +695,88 @@ def grid_from_spec(spec: dict) -> list[RunConfig]:
     return grid(base, **axes)
 
 
+# --------------------------------------------------------------------------- server jobs
+MAX_JOBS_ENV = "KDVIZ_MAX_JOBS"
+
+
+def default_max_jobs() -> int:
+    """Jobs at once on a server: ``$KDVIZ_MAX_JOBS``, else one per two cores (a training job keeps
+    about two threads busy), at least one."""
+    value = os.environ.get(MAX_JOBS_ENV, "").strip()
+    if value:
+        try:
+            jobs = int(value)
+        except ValueError:
+            jobs = 0
+        if jobs < 1:
+            raise ValueError(f"${MAX_JOBS_ENV} must be a whole number >= 1, got {value!r}")
+        return jobs
+    return max(1, (os.cpu_count() or 1) // 2)
+
+
+class JobSlots:
+    """At most ``limit`` jobs at once; the others wait in line, first come first served.
+
+    A job takes a slot with :meth:`try_acquire` (polled, so a waiting job can report its
+    place and be stopped) and gives it back with :meth:`release`. :meth:`position` is 0 for
+    a job that is not waiting, k for the k-th in line."""
+
+    def __init__(self, limit: int):
+        if limit < 1:
+            raise ValueError(f"a server needs at least 1 job slot, got {limit}")
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._line: list[object] = []
+        self._running: set[int] = set()
+
+    def try_acquire(self, job: object) -> bool:
+        with self._lock:
+            if id(job) in self._running:
+                return True
+            if job not in self._line:
+                self._line.append(job)
+            if self._line[0] is job and len(self._running) < self.limit:
+                self._line.pop(0)
+                self._running.add(id(job))
+                return True
+            return False
+
+    def release(self, job: object) -> None:
+        with self._lock:
+            self._running.discard(id(job))
+            if job in self._line:
+                self._line.remove(job)
+
+    def position(self, job: object) -> int:
+        with self._lock:
+            return self._line.index(job) + 1 if job in self._line else 0
+
+    @property
+    def running(self) -> int:
+        with self._lock:
+            return len(self._running)
+
+    @property
+    def waiting(self) -> int:
+        with self._lock:
+            return len(self._line)
+
+
+_SERVER_SLOTS: JobSlots | None = None
+_SERVER_LOCK = threading.Lock()
+
+
+def server_slots() -> JobSlots:
+    """The slots every in-process job of this process (the app's training jobs) shares;
+    ``$KDVIZ_MAX_JOBS`` or :func:`default_max_jobs`."""
+    global _SERVER_SLOTS
+    with _SERVER_LOCK:
+        if _SERVER_SLOTS is None:
+            _SERVER_SLOTS = JobSlots(default_max_jobs())
+        return _SERVER_SLOTS
+
+
 __all__ = ["Executor", "Job", "LocalExecutor", "RayExecutor", "RunFailed", "RunFinished", "RunProgress",
-           "RunStarted", "SweepEvent", "SweepFinished", "SweepStarted", "check_config", "default_teacher",
+           "RunStarted", "RunWaiting", "SweepEvent", "JobSlots", "default_max_jobs", "server_slots", "SweepFinished", "SweepStarted", "check_config", "default_teacher",
            "finished_runs", "grid", "grid_from_spec", "land", "local_workers", "make_executor", "run_key",
-           "run_remote", "run_sweep", "sweep_file", "sweep_records"]
+           "job_executor", "run_remote", "run_sweep", "sweep_file", "sweep_records"]

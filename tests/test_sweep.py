@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 
 from kdviz import cli, runs
 from kdviz.experiment import RunConfig
-from kdviz.sweep import (LocalExecutor, RunFailed, RunFinished, RunProgress, RunStarted, SweepFinished, SweepStarted,
-                         check_config, finished_runs, grid, grid_from_spec, run_key, run_sweep, sweep_file)
-from kdviz.train import EpochDone, TrainSettings
+from kdviz.sweep import (JobSlots, LocalExecutor, RunFailed, RunFinished, RunProgress, RunStarted, SweepFinished, SweepStarted,
+                         check_config, default_max_jobs, finished_runs, grid, grid_from_spec, run_key, run_sweep, sweep_file)
+from kdviz.train import EpochDone, StepDone, TrainSettings
 
 TINY = {"dataset": "digits", "student": "mlp-30", "epochs": 1, "batch_size": 64, "device": "cpu"}
 
@@ -90,10 +91,13 @@ def test_sweep_files(tmp_path):
     ({"method": "kd", "params": {"beta": 3}}, "no part of 'kd' has a hyperparameter 'beta'"),
     ({"method": "kd", "teacher": "no-such-teacher"}, "teacher 'no-such-teacher' is neither"),
     ({"method": "kd", "dataset": "digits", "teacher": None}, "needs a teacher"),
-    ({"fraction": 0.0}, "fraction must be in (0, 1]"),
+    ({"fraction": 0.0}, "fraction must be a number in (0, 1]"),
+    ({"epochs": 0}, "epochs must be at least 1"),
 ])
 def test_check_config_refuses_bad_runs_before_training(change, message):
-    config = RunConfig(**({"dataset": "digits", "student": "mlp-30"} | change))
+    settings = {"dataset": "digits", "student": "mlp-30"} | change
+    config = RunConfig(**{k: v for k, v in settings.items() if k != "epochs"},
+                       train=TrainSettings(epochs=settings.get("epochs", 1)))
     with pytest.raises(ValueError) as error:
         check_config(config)
     assert message in str(error.value)
@@ -211,3 +215,55 @@ def test_cli_sweep_bad_input_is_one_line(capsys, argv, message):
     code, out, err = kdviz(capsys, "sweep", "--dataset", "digits", "--student", "mlp-30", "--epochs", "1", *argv)
     assert code == 2 and out == "" and err.count("\n") == 1 and err.startswith("kdviz"), err
     assert message in err
+
+
+# --------------------------------------------------------------------------- job slots (the app's server)
+def test_job_slots_keep_a_line():
+    slots = JobSlots(2)
+    a, b, c, d = "a", "b", "c", "d"
+    assert slots.try_acquire(a) and slots.try_acquire(b)
+    assert not slots.try_acquire(c) and not slots.try_acquire(d)
+    assert (slots.position(c), slots.position(d), slots.position(a)) == (1, 2, 0)
+    assert not slots.try_acquire(d)  # d may not jump the line when a slot frees
+    slots.release(a)
+    assert not slots.try_acquire(d) and slots.try_acquire(c) and slots.position(d) == 1
+    slots.release(d)  # d gives up waiting
+    assert (slots.running, slots.waiting) == (2, 0)
+    with pytest.raises(ValueError, match="at least 1 job slot"):
+        JobSlots(0)
+
+
+def test_default_max_jobs_is_a_setting(monkeypatch):
+    monkeypatch.setenv("KDVIZ_MAX_JOBS", "3")
+    assert default_max_jobs() == 3
+    monkeypatch.setenv("KDVIZ_MAX_JOBS", "many")
+    with pytest.raises(ValueError, match="KDVIZ_MAX_JOBS must be a whole number"):
+        default_max_jobs()
+    monkeypatch.delenv("KDVIZ_MAX_JOBS")
+    assert default_max_jobs() >= 1
+
+
+def test_in_process_jobs_wait_for_a_slot_in_line(tmp_path):
+    """Two sweeps share one slot: the second waits (first in line) until the first has finished."""
+    slots = JobSlots(1)
+    first, second = grid(TINY, seed=[0]), grid(TINY, seed=[1])
+    log = []
+
+    def drive(name, configs):
+        for event in run_sweep(configs, LocalExecutor(1, cpus_per_run=None, slots=slots), tmp_path / "runs"):
+            log.append((name, type(event).__name__, getattr(event, "position", None)))
+
+    gen = run_sweep(first, LocalExecutor(1, cpus_per_run=None, slots=slots), tmp_path / "runs")
+    for event in gen:  # the first sweep holds the slot (paused after its first step: nothing pulls)
+        if isinstance(event, RunProgress) and isinstance(event.event, StepDone):
+            break
+    other = threading.Thread(target=drive, args=("second", second))
+    other.start()
+    deadline = time.monotonic() + 60
+    while ("second", "RunWaiting", 1) not in log and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ("second", "RunWaiting", 1) in log and ("second", "RunStarted", None) not in log
+    rest = list(gen)  # the first sweep trains to its end and gives the slot back
+    assert isinstance(rest[-1], SweepFinished) and rest[-1].records[0]["seed"] == 0
+    other.join(120)
+    assert ("second", "RunFinished", None) in log and slots.running == 0
