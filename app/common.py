@@ -123,24 +123,52 @@ def grid_slider(label: str, grid, *, key: str, default, container=st, **kwargs):
 
 
 # --------------------------------------------------------------------------- presenter mode
+# Presenter mode is for a projector (1024×768 or 1280×720, read from the back row): larger text,
+# columns that stack instead of squeezing words apart, figures taller with larger labels. A column
+# holding only buttons may stay beside others (a row of Start / Pause / Stop), any other column is
+# at least PRESENTER_COLUMN wide, so at a projector's width columns stack one under the other.
+PRESENTER_COLUMN = "24rem"
+PRESENTER_CSS = f"""<style>
+html {{font-size: 19px;}}
+[data-testid="stMainBlockContainer"] {{padding-left: 1.5rem; padding-right: 1.5rem; max-width: 100%;}}
+.stMarkdown p, .stMarkdown li, [data-testid="stCaptionContainer"] p {{font-size: 1.2rem !important; hyphens: manual;}}
+[data-testid="stHorizontalBlock"] {{flex-wrap: wrap !important; row-gap: 0.75rem;}}
+[data-testid="stHorizontalBlock"] > [data-testid="stColumn"] {{min-width: min(100%, {PRESENTER_COLUMN}) !important;
+    flex: 1 1 {PRESENTER_COLUMN} !important;}}
+[data-testid="stHorizontalBlock"] > [data-testid="stColumn"]:not(:has(.stPlotlyChart, [data-testid="stImage"],
+    [data-testid="stWidgetLabel"], [data-testid="stDataFrame"], [data-testid="stMetric"],
+    [data-testid="stMarkdownContainer"] p:not(button p))) {{min-width: fit-content !important; flex: 1 1 auto !important;}}
+[data-testid="stImageCaption"] {{font-size: 1rem !important;}}
+</style>"""
+
+
 def presenter_mode() -> bool:
-    """A sidebar toggle (kept in the URL as ``present=1``) for projector-sized charts."""
+    """A sidebar toggle (kept in the URL as ``present=1``) for projector-sized text and charts."""
     on = url_widget(st.sidebar.toggle, "Presenter mode", key="present", default=False, cast=bool_from_url,
-                    to_url=lambda v: str(int(v)), help="Larger fonts and thicker lines for a projector.")
+                    to_url=lambda v: str(int(v)),
+                    help="For a projector: larger text and charts, columns stacked one under the other.")
     if on:
-        st.markdown("<style>html, .stMarkdown p, .stCaption p {font-size: 1.25rem !important;}</style>",
-                    unsafe_allow_html=True)
+        st.markdown(PRESENTER_CSS, unsafe_allow_html=True)
     return on
 
 
+PRESENTER_FONT = 20
+
+
 def style(fig, presenter: bool):
-    """Apply presenter sizes to a Plotly figure (fonts, line widths, marker sizes)."""
+    """Apply presenter sizes to a Plotly figure: larger text (titles, ticks, legend, annotations,
+    bar and cell labels), thicker lines and markers, and a taller figure to hold them."""
     if presenter:
-        fig.update_layout(font=dict(size=22), title_font=dict(size=26), legend=dict(font=dict(size=20)))
-        fig.update_annotations(font_size=22)
-        fig.update_traces(selector=dict(type="scatter"), line=dict(width=5), marker=dict(size=12))
-        fig.update_traces(selector=dict(type="heatmap"), textfont=dict(size=18))
-        fig.update_traces(selector=dict(type="bar"), textfont=dict(size=18))
+        f = PRESENTER_FONT
+        fig.update_layout(font=dict(size=f), title_font=dict(size=f + 4), legend=dict(font=dict(size=f - 2)))
+        fig.update_annotations(font_size=f)
+        fig.update_traces(selector=dict(type="scatter"), line=dict(width=4), marker=dict(size=11))
+        fig.update_traces(selector=dict(type="heatmap"), textfont=dict(size=f - 4))
+        fig.update_traces(selector=dict(type="bar"), textfont=dict(size=f - 4))
+        if fig.layout.height:
+            fig.update_layout(height=int(fig.layout.height * 1.3))
+        margin = fig.layout.margin
+        fig.update_layout(margin=dict(l=max(margin.l or 0, 70), b=max(margin.b or 0, 60)))
     return fig
 
 
@@ -148,8 +176,11 @@ PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png",
 
 
 def show(fig, presenter: bool, caption: str | None = None, key: str | None = None) -> None:
-    """Draw a figure with the PNG download button, and the sentence that says what to look at."""
-    st.plotly_chart(style(fig, presenter), width="stretch", config=PLOTLY_CONFIG, key=key)
+    """Draw a figure with the PNG download button, and the sentence that says what to look at.
+
+    ``theme=None``: the figure is drawn as its builder made it. Streamlit's own theme replaces
+    colour scales (it turned the attention maps' dark-to-bright scale pink at zero)."""
+    st.plotly_chart(style(fig, presenter), width="stretch", config=PLOTLY_CONFIG, key=key, theme=None)
     if caption:
         st.caption(caption)
 

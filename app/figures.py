@@ -16,9 +16,17 @@ PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e
 
 
 def _layout(fig: go.Figure, title: str | None = None, height: int = 380) -> go.Figure:
-    fig.update_layout(title=title, height=height, margin=dict(l=50, r=20, t=60 if title else 30, b=110),
-                      template="plotly_white", legend=dict(orientation="h", yanchor="top", y=-0.22, x=0))
+    """Shared look. The legend sits at the very bottom of the figure (``yref="container"``), so
+    Plotly reserves room for it under the axis title instead of drawing it over the axis."""
+    fig.update_layout(title=title, height=height, margin=dict(l=50, r=20, t=60 if title else 30, b=40),
+                      template="plotly_white",
+                      legend=dict(orientation="h", yref="container", yanchor="bottom", y=0, x=0, xanchor="left"))
     return fig
+
+
+def _decades(fig: go.Figure, **where) -> None:
+    """A log y axis labelled at powers of ten only (no crowded minor labels such as 2, 5, 2, 5)."""
+    fig.update_yaxes(type="log", dtick=1, exponentformat="power", minor=dict(showgrid=False), **where)
 
 
 def _prob_colours(n: int, top: int, true: int | None) -> list[str]:
@@ -44,17 +52,24 @@ def softmax_bars(logits, curves: dict, classes, T: float, true_label: int | None
     i = int(np.argmin([abs(np.log(t) - np.log(T)) for t in temps]))
     top = int(np.argmax(logits))
     colours = _prob_colours(len(names), top, true_label)
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.4, 0.6], horizontal_spacing=0.1,
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.4, 0.6], horizontal_spacing=0.12,
                         subplot_titles=("Teacher logits z", f"softmax(z / T) at {_t_label(temps[i])}"))
-    fig.add_trace(go.Bar(x=names, y=list(map(float, logits)), marker_color=colours, name="logit",
+    fig.add_trace(go.Bar(x=names, y=list(map(float, logits)), marker_color=colours, name="logit", showlegend=False,
                          hovertemplate="class %{x}: logit %{y:.2f}<extra></extra>"), row=1, col=1)
-    fig.add_trace(go.Bar(x=names, y=probs[i], marker_color=colours, name="probability",
+    fig.add_trace(go.Bar(x=names, y=probs[i], marker_color=colours, name="probability", showlegend=False,
                          text=[f"{p:.2f}" if p >= 0.005 else "" for p in probs[i]], textposition="outside",
                          hovertemplate="class %{x}: p = %{y:.4f}<extra></extra>"), row=1, col=2)
     fig.update_yaxes(range=[0, 1.08], title_text="probability", row=1, col=2)
     fig.update_yaxes(title_text="logit", row=1, col=1)
     fig.update_xaxes(type="category", title_text="class")
-    fig.update_layout(showlegend=False)
+    # the bars are coloured one by one, so the legend gets one empty entry per colour
+    keys = [("teacher's answer", TEACHER), ("other classes", MUTED)]
+    if true_label is not None and true_label != top:
+        keys.insert(1, ("true class (the teacher is wrong)", HIGHLIGHT))
+    for name, colour in keys:
+        fig.add_trace(go.Bar(x=[None], y=[None], name=name, marker_color=colour, showlegend=True,
+                             hoverinfo="skip"), row=1, col=2)
+    fig.update_layout(showlegend=True)
     if animate:
         fig.frames = [go.Frame(name=f"{t:g}", traces=[1],
                                data=[go.Bar(y=p, text=[f"{v:.2f}" if v >= 0.005 else "" for v in p])],
@@ -63,17 +78,22 @@ def softmax_bars(logits, curves: dict, classes, T: float, true_label: int | None
                                                          "text": f"softmax(z / T) at {_t_label(t)}"}]))
                       for t, p in zip(temps, probs)]
         fig.update_layout(
-            updatemenus=[dict(type="buttons", showactive=False, x=0, y=-0.22, xanchor="left", yanchor="top",
+            updatemenus=[dict(type="buttons", direction="left", showactive=False, x=0, y=-0.3, xanchor="left",
+                              yanchor="top", pad=dict(t=0),
                               buttons=[dict(label="▶ play T", method="animate",
                                             args=[None, dict(frame=dict(duration=350, redraw=True),
                                                              transition=dict(duration=200), fromcurrent=True)]),
-                                       dict(label="pause", method="animate",
+                                       dict(label="❚❚ pause", method="animate",
                                             args=[[None], dict(mode="immediate", frame=dict(duration=0))])])],
-            sliders=[dict(active=i, x=0.2, len=0.8, y=-0.12, yanchor="top", currentvalue=dict(prefix="animated T = "),
+            sliders=[dict(active=i, x=0.3, len=0.7, y=-0.3, yanchor="top", pad=dict(t=0),
+                          currentvalue=dict(prefix="animated T = ", xanchor="left"),
                           steps=[dict(label=f"{t:g}", method="animate",
                                       args=[[f"{t:g}"], dict(mode="immediate", frame=dict(duration=0, redraw=True))])
                                  for t in temps])])
-    return _layout(fig, height=460 if animate else 380).update_layout(margin=dict(b=120 if animate else 50))
+    fig = _layout(fig, height=520 if animate else 400)
+    if animate:  # the animation controls go under the axis titles, the legend under them
+        fig.update_layout(margin=dict(b=190))
+    return fig
 
 
 def _mark_t(fig: go.Figure, temps, T: float) -> None:
@@ -97,8 +117,12 @@ def entropy_curves(curves: dict, T: float) -> go.Figure:
     fig.add_hline(y=curves["max_entropy"], line_dash="dot", line_color=TEACHER,
                   annotation_text="log C (uniform)", annotation_position="bottom right")
     _mark_t(fig, curves["T"], T)
-    fig.update_yaxes(title_text="entropy (nats)", range=[0, curves["max_entropy"] * 1.08], secondary_y=False)
-    fig.update_yaxes(title_text="top-class probability", range=[0, 1.04], secondary_y=True)
+    top = curves["max_entropy"] * 1.08
+    fig.update_yaxes(title_text="entropy (nats)", range=[0, top], tickmode="linear", tick0=0,
+                     dtick=0.5 if top < 4 else 1.0, secondary_y=False)
+    # the right axis gets its own round ticks and no grid (a grid from both axes would disagree)
+    fig.update_yaxes(title_text="top-class probability", range=[0, 1.04], tickmode="array",
+                     tickvals=[0, 0.2, 0.4, 0.6, 0.8, 1.0], showgrid=False, secondary_y=True)
     return _layout(fig, "How soft is the teacher's answer?")
 
 
@@ -110,7 +134,8 @@ def t_squared_figure(scale: dict, T: float) -> go.Figure:
     fig.add_trace(go.Scatter(x=scale["T"], y=scale["with_T2"], name="T² · KL (Hinton's loss)", mode="lines+markers",
                              line=dict(color=TEACHER)))
     _mark_t(fig, scale["T"], T)
-    fig.update_yaxes(type="log", title_text="gradient size ‖∂L/∂z_s‖")
+    _decades(fig)
+    fig.update_yaxes(title_text="gradient size ‖∂L/∂z_s‖")
     return _layout(fig, "Why the T² factor")
 
 
@@ -132,9 +157,12 @@ def dark_knowledge_heatmap(matrix, classes, T: float, pairs=()) -> go.Figure:
 
 # --------------------------------------------------------------------------- live training
 def live_curves(step_losses: list[dict], epochs_done: list[dict]) -> go.Figure:
-    """Every loss term against the step (left), train and test accuracy after each epoch (right)."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss terms per step", "Accuracy per epoch"),
-                        horizontal_spacing=0.12)
+    """Every loss term against the step; once an epoch has been evaluated, train and test accuracy
+    after each epoch beside it (no empty accuracy axes before there is a number to draw)."""
+    main = [e for e in epochs_done if e.get("test_acc") == e.get("test_acc")]
+    cols = 2 if main else 1
+    fig = make_subplots(rows=1, cols=cols, horizontal_spacing=0.14,
+                        subplot_titles=("Loss terms per step", "Accuracy per epoch")[:cols])
     terms = [k for k in (step_losses[-1] if step_losses else {}) if k not in ("step", "phase", "total")]
     for n, term in enumerate(["total", *terms]):  # the total first, so every term is drawn over it
         points = [(s["step"], s[term]) for s in step_losses if term in s]
@@ -142,14 +170,15 @@ def live_curves(step_losses: list[dict], epochs_done: list[dict]) -> go.Figure:
                                  line=dict(color="#bbbbbb" if term == "total" else PALETTE[(n - 1) % len(PALETTE)],
                                            width=4 if term == "total" else 1.5)),
                       row=1, col=1)
-    main = [e for e in epochs_done if e.get("test_acc") == e.get("test_acc")]
-    for key, colour, dash in (("train_acc", MUTED, "dot"), ("test_acc", HIGHLIGHT, "solid")):
+    for key, colour, dash in (("train_acc", MUTED, "dot"), ("test_acc", HIGHLIGHT, "solid")) if main else ():
         fig.add_trace(go.Scatter(x=[e["epoch"] for e in main], y=[100 * e[key] for e in main], mode="lines+markers",
                                  name=key.replace("_acc", " accuracy"), line=dict(color=colour, dash=dash)), row=1, col=2)
     fig.update_xaxes(title_text="step", row=1, col=1)
-    fig.update_yaxes(title_text="loss", type="log", row=1, col=1)
-    fig.update_xaxes(title_text="epoch", dtick=1, row=1, col=2)
-    fig.update_yaxes(title_text="accuracy (%)", row=1, col=2)
+    _decades(fig, row=1, col=1)
+    fig.update_yaxes(title_text="loss (log scale)", row=1, col=1)
+    if main:
+        fig.update_xaxes(title_text="epoch", dtick=1, row=1, col=2)
+        fig.update_yaxes(title_text="accuracy (%)", row=1, col=2)
     return _layout(fig, height=440)
 
 
@@ -165,21 +194,47 @@ def confusion_heatmap(confusion, classes, title: str = "Confusion matrix (test s
 
 
 # --------------------------------------------------------------------------- comparing runs
+def _seeds_text(n: int) -> str:
+    return "1 seed: no spread measured" if n == 1 else f"{n} seeds"
+
+
 def accuracy_bars(rows: list[dict]) -> go.Figure:
-    """Mean test accuracy per method with error bars of ± one standard deviation over seeds."""
-    labels = [f"{r['method']}<br>{r['student']} · {r['epochs']} ep<br><b>{100 * r['acc_mean']:.2f}%</b>" for r in rows]
+    """Test error (100 − accuracy, %) per method, bars from zero, so bar lengths compare like the
+    numbers of mistakes; whiskers ± one standard deviation over seeds, only where there are two
+    seeds or more (one seed has no spread to show)."""
+    labels = [f"{r['method']}<br>{r['student']} · {r['epochs']} ep" for r in rows]
+    errors = [100 * (1 - r["acc_mean"]) for r in rows]
+    spread = [100 * r["acc_std"] if r.get("acc_std") is not None else 0.0 for r in rows]
     fig = go.Figure(go.Bar(
-        x=labels, y=[100 * r["acc_mean"] for r in rows], marker_color=[PALETTE[i % len(PALETTE)] for i in range(len(rows))],
-        error_y=dict(type="data", array=[100 * r["acc_std"] for r in rows], visible=True),
-        customdata=[r["seeds"] for r in rows],
-        hovertemplate="%{x}<br>%{y:.2f}% (%{customdata} seeds)<extra></extra>"))
-    lows = [100 * (r["acc_mean"] - r["acc_std"]) for r in rows]
-    highs = [100 * (r["acc_mean"] + r["acc_std"]) for r in rows]
-    if rows:
-        pad = max(0.3, 0.25 * (max(highs) - min(lows)))
-        fig.update_yaxes(range=[max(0, min(lows) - 4 * pad), min(100, max(highs) + 2 * pad)])
-    fig.update_yaxes(title_text="test accuracy (%)")
-    return _layout(fig, "Accuracy per method (mean ± std over seeds)")
+        x=labels, y=errors, marker_color=[PALETTE[i % len(PALETTE)] for i in range(len(rows))],
+        error_y=dict(type="data", array=spread, visible=True),
+        text=[f"{100 * r['acc_mean']:.2f}% right<br>{_seeds_text(r['seeds'])}" for r in rows], textposition="inside",
+        insidetextanchor="end", hovertemplate="%{x}<br>test error %{y:.2f}%<extra></extra>"))
+    top = max((e + s for e, s in zip(errors, spread)), default=1.0)
+    fig.update_yaxes(title_text="test error (%), lower is better", range=[0, 1.1 * top], rangemode="tozero")
+    fig.update_xaxes(type="category")
+    return _layout(fig, "Test error per method (mean ± std over seeds)")
+
+
+def gain_bars(gains: list[dict]) -> go.Figure:
+    """Each method's accuracy gain over the labels-only baseline (same student and epochs), in
+    percentage points, with its confidence interval over seeds; bars start at 0 = no gain."""
+    labels = [f"{g['method']}<br>{g['student']} · {g['epochs']} ep" for g in gains]
+    plus = [g["high"] - g["gain"] if g["high"] is not None else 0.0 for g in gains]
+    minus = [g["gain"] - g["low"] if g["low"] is not None else 0.0 for g in gains]
+    text = [(f"{g['gain']:+.2f} pts<br>{round(100 * g['level'])}%: {g['low']:+.2f} to {g['high']:+.2f}"
+             if g["low"] is not None else f"{g['gain']:+.2f} pts<br>no interval (1 seed)") for g in gains]
+    fig = go.Figure(go.Bar(x=labels, y=[g["gain"] for g in gains], text=text, textposition="outside",
+                           marker_color=[PALETTE[(i + 1) % len(PALETTE)] for i in range(len(gains))],
+                           error_y=dict(type="data", symmetric=False, array=plus, arrayminus=minus, visible=True),
+                           hovertemplate="%{x}<br>gain %{y:+.2f} points<extra></extra>"))
+    ends = [g["gain"] + p for g, p in zip(gains, plus)] + [g["gain"] - m for g, m in zip(gains, minus)] + [0.0]
+    lo, hi = min(ends), max(ends)
+    pad = 0.35 * max(hi - lo, 0.2)
+    fig.add_hline(y=0, line_color="black", line_width=1)
+    fig.update_yaxes(title_text="gain over labels only (points)", range=[min(0.0, lo) - 0.2 * pad, hi + pad])
+    fig.update_xaxes(type="category")
+    return _layout(fig, "Gain over labels only (accuracy points, 95% interval)")
 
 
 def tradeoff_scatter(rows: list[dict], teachers=()) -> go.Figure:
@@ -198,7 +253,7 @@ def tradeoff_scatter(rows: list[dict], teachers=()) -> go.Figure:
         for col, key in ((1, "latency_ms"), (2, "params")):
             fig.add_trace(go.Scatter(x=[r[key]], y=[100 * r["acc_mean"]], name=f"{r['method']} · {r['student']}",
                                      mode="markers", marker=dict(size=13, color=colour),
-                                     error_y=dict(type="data", array=[100 * r["acc_std"]]),
+                                     error_y=dict(type="data", array=[100 * (r.get("acc_std") or 0.0)]),
                                      showlegend=col == 1, legendgroup=str(n)), row=1, col=col)
     fig.update_xaxes(title_text="latency (ms / image, batch 1)", type="log", row=1, col=1)
     fig.update_xaxes(title_text="parameters", type="log", row=1, col=2)
@@ -207,14 +262,18 @@ def tradeoff_scatter(rows: list[dict], teachers=()) -> go.Figure:
 
 
 def epoch_accuracy_curves(curves: list[dict]) -> go.Figure:
-    """Test accuracy after each epoch, one line per run (runs of one method share a colour)."""
+    """Test accuracy after each epoch, one line per run; runs of one method share a colour and one
+    legend entry (the seed is in the hover)."""
     fig = go.Figure()
     labels = list(dict.fromkeys(c["label"] for c in curves))
+    shown = set()
     for c in curves:
         n = labels.index(c["label"])
         fig.add_trace(go.Scatter(x=c["epoch"], y=[100 * a for a in c["test_acc"]], mode="lines+markers",
-                                 name=f"{c['label']} (seed {c['seed']})", legendgroup=c["label"],
-                                 line=dict(color=PALETTE[n % len(PALETTE)])))
+                                 name=c["label"], legendgroup=c["label"], showlegend=c["label"] not in shown,
+                                 line=dict(color=PALETTE[n % len(PALETTE)]),
+                                 hovertemplate=f"seed {c['seed']}, epoch %{{x}}: %{{y:.2f}}%<extra>{c['label']}</extra>"))
+        shown.add(c["label"])
     fig.update_xaxes(title_text="epoch", dtick=1)
     fig.update_yaxes(title_text="test accuracy (%)")
     return _layout(fig, "Test accuracy during training")
@@ -251,9 +310,10 @@ def confusion_comparison(diff: dict, classes, titles=("before", "after")) -> go.
     off = d.copy()
     np.fill_diagonal(off, 0)
     limit = max(float(np.abs(off).max()), 1e-3)
-    fig.add_trace(go.Heatmap(z=off.tolist(), x=names, y=names, colorscale="RdBu", reversescale=True, zmid=0,
-                             zmin=-limit, zmax=limit, colorbar=dict(title="Δ rate"), customdata=d.tolist(),
-                             hovertemplate="true %{y}, predicted %{x}: Δ %{customdata:+.4f}<extra></extra>"),
+    fig.add_trace(go.Heatmap(z=(100 * off).tolist(), x=names, y=names, colorscale="RdBu", reversescale=True, zmid=0,
+                             zmin=-100 * limit, zmax=100 * limit, colorbar=dict(title="Δ points"),
+                             customdata=(100 * d).tolist(),
+                             hovertemplate="true %{y}, predicted %{x}: %{customdata:+.2f} points<extra></extra>"),
                   row=1, col=3)
     fig.update_xaxes(type="category", title_text="predicted")
     fig.update_yaxes(type="category", autorange="reversed")
@@ -280,4 +340,4 @@ def hard_vs_soft(classes, label: int, p1, pT, T: float) -> go.Figure:
                              hovertemplate="class %{x}: %{y:.3f}<extra>" + name + "</extra>"))
     fig.update_xaxes(type="category", title_text="class")
     fig.update_yaxes(title_text="probability", range=[0, 1.02])
-    return _layout(fig, height=360).update_layout(barmode="group")
+    return _layout(fig, height=400).update_layout(barmode="group")

@@ -12,15 +12,22 @@ from plotly.subplots import make_subplots
 
 # one colour per role, the same on every page
 ROLE_COLOURS = {"teacher": "#1f77b4", "baseline": "#9aa5b1", "student": "#d62728"}
-IMPROVED, WORSENED = "#2ca02c", "#d62728"
+# better / worse: blue and vermilion from Okabe & Ito's colour-blind-safe palette (not red/green)
+IMPROVED, WORSENED = "#0072b2", "#d55e00"
+# attention: dark = weak, bright = strong (black, purple, red, orange, pale yellow: inferno's stops)
+BRIGHT_IS_STRONG = [[0.0, "#000004"], [0.25, "#57106e"], [0.5, "#bc3754"], [0.75, "#f98e09"], [1.0, "#fcffa4"]]
 CLASS_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                  "#bcbd22", "#17becf")
 
 
 def _layout(fig: go.Figure, height: int, title: str | None = None) -> go.Figure:
-    fig.update_layout(title=title, height=height, template="plotly_white",
-                      margin=dict(l=40, r=20, t=70 if title else 40, b=40),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+    """Shared look. The legend sits at the very bottom of the figure (``yref="container"``: Plotly
+    keeps room for it under the axis titles), never over a panel's title; a figure title sits at
+    the top of the figure, above the panels' own titles."""
+    fig.update_layout(title=dict(text=title, y=0.99, yref="container", yanchor="top") if title else None,
+                      height=height, template="plotly_white",
+                      margin=dict(l=40, r=20, t=90 if title else 40, b=50),
+                      legend=dict(orientation="h", yref="container", yanchor="bottom", y=0, x=0))
     return fig
 
 
@@ -61,7 +68,7 @@ def attention_overlay(image, maps: dict[str, list[np.ndarray]], stage_names: lis
             fig.add_trace(go.Heatmap(z=q, x0=-0.5 + dx / 2, dx=dx, y0=-0.5 + dy / 2, dy=dy, opacity=opacity,
                                      coloraxis="coloraxis", name=f"{model} · {stage_names[r - 1]}",
                                      hovertemplate="attention %{z:.2f}<extra>%{fullData.name}</extra>"), row=r, col=c)
-    fig.update_layout(coloraxis=dict(colorscale="Inferno", cmin=0, cmax=float(zmax),
+    fig.update_layout(coloraxis=dict(colorscale=BRIGHT_IS_STRONG, cmin=0, cmax=float(zmax),
                                      colorbar=dict(title=dict(text="Q·√(HW)", side="right"), thickness=14)))
     _hide_axes(fig)
     fig.update_yaxes(scaleanchor=None)
@@ -207,8 +214,8 @@ def correlation_bars(values: dict[str, float], title: str) -> go.Figure:
     colours = [ROLE_COLOURS["baseline" if n == "baseline" else "student"] for n in names]
     fig = go.Figure(go.Bar(x=names, y=[values[n] for n in names], marker_color=colours,
                            text=[f"{values[n]:.3f}" for n in names], textposition="outside"))
-    low = min(min(values.values()) - 0.1, 0.5)
-    fig.update_layout(yaxis=dict(title=title, range=[max(low, -1), 1.05]), showlegend=False)
+    low = min(0.0, min(values.values()) - 0.1)  # from 0 (or below, for a negative correlation): no exaggeration
+    fig.update_layout(yaxis=dict(title=title, range=[max(low, -1), 1.1]), showlegend=False)
     return _layout(fig, 300)
 
 
@@ -266,14 +273,15 @@ def confusion_delta(delta: np.ndarray, classes, improved, worsened, title: str) 
 
 
 def per_class_bars(accuracies: dict[str, np.ndarray], classes) -> go.Figure:
-    """Per-class test accuracy of each model (the diagonal of its row-normalised confusion matrix)."""
+    """Per-class test error (100 − the diagonal of the row-normalised confusion matrix, %) of each
+    model, bars from zero: a bar twice as long is twice as many mistakes on that class."""
     fig = go.Figure()
     for name, acc in accuracies.items():
         role = "teacher" if name == "teacher" else "baseline" if name == "baseline" else "student"
-        fig.add_trace(go.Bar(x=[str(c) for c in classes], y=100 * np.asarray(acc), name=name,
-                             marker_color=ROLE_COLOURS[role], hovertemplate="class %{x}: %{y:.2f}%<extra>" + name + "</extra>"))
-    low = min(float(np.nanmin(100 * np.asarray(a))) for a in accuracies.values())
-    fig.update_layout(barmode="group", yaxis=dict(title="accuracy (%)", range=[max(0.0, low - 2), 100.5]),
+        fig.add_trace(go.Bar(x=[str(c) for c in classes], y=100 * (1 - np.asarray(acc)), name=name,
+                             marker_color=ROLE_COLOURS[role],
+                             hovertemplate="class %{x}: %{y:.2f}% wrong<extra>" + name + "</extra>"))
+    fig.update_layout(barmode="group", yaxis=dict(title="test error (%), lower is better", rangemode="tozero"),
                       xaxis=dict(type="category", title="class"))
     return _layout(fig, 320)
 
@@ -311,7 +319,8 @@ def soft_target_frames(classes, teacher: np.ndarray, students: dict[str, list[np
                       steps=[dict(label=label, method="animate",
                                   args=[[label], dict(mode="immediate", frame=dict(duration=0, redraw=True))])
                              for label in frame_labels])])
-    return _layout(fig, 470).update_layout(margin=dict(b=130))
+    return _layout(fig, 500).update_layout(margin=dict(t=70, b=130),
+                                           legend=dict(yref="paper", y=1.02, yanchor="bottom"))
 
 
 def gap_curves(x: list[float], gaps: dict[str, np.ndarray], T: float, means: dict[str, np.ndarray] | None = None) -> go.Figure:

@@ -95,7 +95,6 @@ def test_temperature_slider_changes_the_distribution(env):
     slider = at.select_slider(key="T")
     assert slider.value == 1.0
     spec = chart(at, "bars")
-    assert len(spec["frames"]) == len(softening.T_GRID)  # client-side animation over T
     assert spec["layout"]["yaxis2"]["range"] == [0, 1.08]  # fixed probability axis
     cold = bar_probs(at)
     hot = bar_probs(ok(slider.set_value(10.0).run()))
@@ -130,12 +129,18 @@ def test_temperature_refuses_bad_links_with_a_message(env, query):
 
 def test_temperature_predict_then_reveal(env):
     at = ok(page("temperature"))
-    reveal = button(at, "Reveal T = 10")
+    reveal = button(at, "Reveal at T = 10")
     assert reveal.disabled
     at.multiselect[0].select(at.multiselect[0].options[0]).run()
-    ok(button(at, "Reveal T = 10").click().run())
-    assert "Rising most from T = 1 to T = 10" in at.success[0].value
-    assert chart(at, "reveal_bars")["data"][1]["type"] == "bar"
+    ok(button(at, "Reveal at T = 10").click().run())
+    message = at.success[0].value
+    assert "the teacher ranks" in message and "You picked" in message
+    key = message.split("**")[1].split(", ")
+    bars = chart(at, "reveal_bars")["data"][1]
+    p10 = dict(zip(bars["x"], bars["y"]))
+    answer = max(p10, key=p10.get)
+    # the key is what the revealed chart shows highest after the teacher's answer
+    assert key == sorted((c for c in p10 if c != answer), key=lambda c: -p10[c])[:3]
 
 
 def test_temperature_upload_image_and_bad_file(env):
@@ -272,8 +277,10 @@ def test_compare_bars_table_grid_confusion_and_downloads(env):
     at = ok(page("compare"))
     assert at.selectbox(key="dataset").value == "mnist"
     bars = chart(at, "bars")["data"][0]
-    assert bars["y"] == pytest.approx([99.0, 97.5, 95.0])
+    assert bars["y"] == pytest.approx([1.0, 2.5, 5.0])  # test error, bars from zero
+    assert chart(at, "bars")["layout"]["yaxis"]["range"][0] == 0
     assert bars["error_y"]["array"] == pytest.approx([0.0, 100 * np.std([0.97, 0.98], ddof=1), 0.0])
+    assert "1 seed" in bars["text"][2]  # one seed: said, not drawn as a whisker of 0
     table = at.dataframe[0].value
     assert list(table["accuracy %"]) == [99.0, 97.5, 95.0] and list(table["seeds"]) == [2, 2, 1]
     grid = chart(at, "alphaT")["data"][0]
@@ -281,7 +288,7 @@ def test_compare_bars_table_grid_confusion_and_downloads(env):
     assert grid["z"][1][1] == pytest.approx(99.0) and grid["z"][0][1] is None
     confusion = chart(at, "confusion")
     diff = np.array(confusion["data"][2]["z"], dtype=float)
-    assert diff[4, 9] == pytest.approx(-0.2)  # the 4→9 mistakes KD fixed
+    assert diff[4, 9] == pytest.approx(-20)  # the 4→9 mistakes KD fixed, in points
     assert "4→9" in " ".join(m.value for m in at.markdown)
     assert chart(at, "tradeoff")["layout"]["xaxis"]["type"] == "log"
     assert [d.proto.label for d in at.get("download_button")] == ["Table as CSV", "Records as JSON"]
@@ -313,3 +320,19 @@ def test_compare_runs_a_sweep_in_the_background(env):
     assert any("2 of 2 runs done" in p.proto.text for p in at.get("progress"))
     at.selectbox(key="dataset").set_value("digits").run()
     assert len(chart(ok(at), "bars")["data"][0]["y"]) == 3  # teacher run + the two sweep runs
+
+
+def test_temperature_play_moves_the_one_slider_and_every_chart_follows(env):
+    """Issue 16, point 9: one T control; playing moves the page's slider, the side charts follow."""
+    at = ok(page("temperature"))
+    ok(button(at, "▶ play T").click().run())
+    assert at.session_state["T_playing"] and button(at, "❚❚ pause")
+    for expected in (1.2, 1.5):  # what the fragment's timer does: one tick, one grid step
+        at.session_state["T_tick"] = at.session_state["T_tick"] + 1 if "T_tick" in at.session_state else 1
+        ok(at.run())
+        assert at.select_slider(key="T").value == expected
+        assert f"T = {expected:g}" in json.dumps(chart(at, "bars")["layout"]["annotations"])
+        for side in ("entropy", "t2"):  # the dashed T line of both side charts
+            assert [s["x0"] for s in chart(at, side)["layout"]["shapes"] if s["x0"] == s["x1"]] == [expected]
+    ok(button(at, "❚❚ pause").click().run())
+    assert not at.session_state["T_playing"] and at.select_slider(key="T").value == 1.5

@@ -45,10 +45,50 @@ def test_t_squared_and_gradient_scale():
     assert g["with_T2"][2] == pytest.approx(g["without_T2"][2] * 1e4)
 
 
-def test_rising_classes():
+def test_wrong_class_ranking_is_the_teachers_order_at_every_T():
     z = torch.tensor([10.0, 6.0, 0.0, 5.0, -4.0])
-    assert s.rising_classes(z, 1.0, 10.0, k=2) == [1, 3]
-    assert 0 not in s.rising_classes(z, 1.0, 10.0, k=4)
+    assert s.wrong_class_ranking(z, k=2) == [1, 3]
+    assert 0 not in s.wrong_class_ranking(z, k=4) and len(s.wrong_class_ranking(z, k=4)) == 4
+    # an image the teacher hesitates on: the runner-up falls from T = 1 to T = 10 while far-off
+    # classes rise most, yet the runner-up is what the teacher believes and heads the key
+    z = torch.tensor([10.0, 9.9, 5.0, 0.0, -4.0])
+    p1, p10 = s.softened(z, [1.0, 10.0])
+    assert p10[1] < p1[1] and int((p10 - p1)[1:].argmax()) + 1 != 1
+    assert s.wrong_class_ranking(z, k=2) == [1, 2]
+
+
+def _shipped_teacher_logits():
+    from kdviz import pretrained
+    from kdviz.evaluation import predict_logits
+
+    for name in pretrained.names():
+        gallery = pretrained.probe_set(name)
+        yield name, gallery, predict_logits(pretrained.load(name), gallery, device="cpu"), \
+            pretrained.probe_details(name)["kind"]
+
+
+def test_reveal_key_holds_the_top_wrong_class_on_every_ambiguous_probe_image_of_every_teacher():
+    """Issue 16: the key of "predict, then reveal" must agree with what the teacher believes. On every
+    ambiguous probe image (the shipped kind, and the page's gallery picks), the key holds the teacher's
+    top wrong class, and the T = 10 bars the page reveals rank the key's classes highest after the answer."""
+    from kdviz import pretrained
+
+    teachers = list(_shipped_teacher_logits())
+    assert teachers, "no shipped teacher in pretrained/"
+    for name, gallery, logits, kinds in teachers:
+        ambiguous = set(torch.nonzero(kinds == pretrained.PROBE_KINDS.index("ambiguous")).flatten().tolist())
+        ambiguous |= set(s.example_gallery(logits, gallery.labels, k=8)["ambiguous"])
+        assert len(ambiguous) >= 8, name
+        for i in sorted(ambiguous):
+            key = s.wrong_class_ranking(logits[i], k=3)
+            p10 = s.softened(logits[i], [10.0])[0]
+            answer = int(p10.argmax())
+            others = [c for c in range(len(p10)) if c != answer]
+            top_wrong = max(others, key=lambda c: p10[c].item())
+            assert top_wrong in key, (name, i, key)
+            assert answer not in key and len(set(key)) == 3
+            shown = sorted(others, key=lambda c: -p10[c].item())[:3]  # what the revealed chart shows highest
+            assert [p10[c].item() for c in key] == [p10[c].item() for c in shown], (name, i)
 
 
 def test_dark_knowledge_matrix_rows_sum_to_one_and_find_similar_pairs():
@@ -124,6 +164,31 @@ def test_accuracy_summary_mean_std_over_seeds():
     assert len(json.loads(s.records_json(records))) == len(records)
     assert [c["test_acc"] for c in s.epoch_curves(records[:1])] == [[0.96, 0.97]]
 
+
+def test_summary_counts_finished_runs_and_distinct_seeds():
+    """Issue 16: a stopped run is not compared as finished; a repeat of seed 0 is not a second seed."""
+    records = [_record("baseline", 0, 0.97, created="2026-01-01T00:00"), _record("baseline", 0, 0.975, created="2026-01-02T00:00"),
+               _record("kd", 0, 0.99, {"T": 4.0, "alpha": 0.9}), _record("kd", 1, 0.30, {"T": 4.0, "alpha": 0.9}, stopped=True)]
+    assert [r["seed"] for r in s.stopped_records(records)] == [1]
+    rows = {r["method"]: r for r in s.accuracy_summary(records)}
+    assert rows["baseline"]["seeds"] == 1 and rows["baseline"]["runs"] == 2
+    assert rows["baseline"]["acc_mean"] == pytest.approx(0.975)  # the latest run of the seed
+    assert rows["baseline"]["acc_std"] is None  # one seed: no spread, not "± 0"
+    kd = rows["kd (T=4, alpha=0.9)"]
+    assert kd["seeds"] == 1 and kd["acc_mean"] == pytest.approx(0.99)  # the stopped run is left out
+    assert all(not r.get("stopped") for r in s.usable_records(records))
+
+
+def test_mean_difference_interval_and_gains_over_baseline():
+    d = s.mean_difference_interval([1.0, 2.0, 3.0], [4.0, 5.0, 6.0])
+    # se = √(1/3 + 1/3), Welch dof = 4, t(0.975, 4) = 2.7764
+    assert d["diff"] == pytest.approx(3.0) and d["high"] - d["diff"] == pytest.approx(2.7764 * math.sqrt(2 / 3), rel=1e-3)
+    assert s.mean_difference_interval([1.0], [2.0, 3.0])["low"] is None
+    records = [_record("baseline", 0, 0.980), _record("baseline", 1, 0.982), _record("baseline", 2, 0.984),
+               _record("kd", 0, 0.990, {"T": 4.0}), _record("kd", 1, 0.991, {"T": 4.0}), _record("kd", 2, 0.992, {"T": 4.0})]
+    (gain,) = s.gains_over_baseline(s.accuracy_summary(records))
+    assert gain["method"] == "kd (T=4)" and gain["gain"] == pytest.approx(0.9)
+    assert 0 < gain["low"] < 0.9 < gain["high"] and gain["seeds"] == gain["baseline_seeds"] == 3
 
 def test_alpha_temperature_grid():
     records = [_record("kd", 0, 0.98, {"T": 4.0, "alpha": 0.9}), _record("kd", 1, 0.96, {"T": 4.0, "alpha": 0.9}),

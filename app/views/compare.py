@@ -157,8 +157,10 @@ with c2:
                 "which is what makes distillation cheap as well as accurate.", key="curves")
 
 table = pd.DataFrame([{"method": r["method"], "student": r["student"], "teacher": r["teacher"] or "–",
-                       "epochs": r["epochs"], "seeds": r["seeds"], "accuracy %": round(100 * r["acc_mean"], 2),
-                       "± std": round(100 * r["acc_std"], 2), "min %": round(100 * r["acc_min"], 2),
+                       "epochs": r["epochs"], "seeds": r["seeds"], "runs": r["runs"],
+                       "accuracy %": round(100 * r["acc_mean"], 2),
+                       "± std": round(100 * r["acc_std"], 2) if r["acc_std"] is not None else None,
+                       "min %": round(100 * r["acc_min"], 2),
                        "max %": round(100 * r["acc_max"], 2), "parameters": int(r["params"]),
                        "latency ms": round(r["latency_ms"], 4), "train s": round(r["train_time_s"], 1)}
                       for r in rows])

@@ -52,7 +52,7 @@ if source == "gallery":
                                 "highest entropy at T = 1; captions: true class → teacher's answer"),
                                ("Confident: the teacher is sure", picks["confident"], "lowest entropy per class")):
         st.markdown(f"**{title}** <span style='color:gray'>({note})</span>", unsafe_allow_html=True)
-        st.image([figures.upscale(gallery.pixels[i]) for i in group], width=84,
+        st.image([figures.upscale(gallery.pixels[i]) for i in group], width=120 if presenter else 84,
                  caption=[f"#{i}: {classes[labels[i]]}→{classes[int(logits_all[i].argmax())]}" for i in group])
     order = list(dict.fromkeys(picks["ambiguous"] + picks["misclassified"] + picks["confident"] + list(range(len(gallery)))))
     index = common.url_widget(st.selectbox, "Image", key="img", default=order[0], cast=int, options=order,
@@ -80,20 +80,58 @@ else:
 
 # --------------------------------------------------------------------------- the temperature
 st.subheader("2 · Turn up the temperature")
-T = common.grid_slider("Temperature T (log scale)", softening.T_GRID, key="T", default=1.0,
+# One T for the whole page. "Play" moves this slider itself, one grid step per tick (a fragment on a
+# timer asks for a rerun; the step is taken here, before the slider is drawn), so every chart follows.
+PLAYING, TICK, SEEN = "T_playing", "T_tick", "T_tick_seen"
+if st.session_state.get(PLAYING) and st.session_state.get(TICK, 0) != st.session_state.get(SEEN, 0):
+    st.session_state[SEEN] = st.session_state.get(TICK, 0)
+    later = [t for t in softening.T_GRID if t > st.session_state.get("T", 1.0)]
+    if later:
+        st.session_state["T"] = later[0]
+    else:
+        st.session_state[PLAYING] = False
+
+
+def toggle_play() -> None:
+    st.session_state[PLAYING] = not st.session_state.get(PLAYING, False)
+    if st.session_state[PLAYING] and st.session_state.get("T", 1.0) >= softening.T_GRID[-1]:
+        st.session_state["T"] = softening.T_GRID[0]  # play again from the coldest
+
+
+slider_col, play_col = st.columns([6, 1], vertical_alignment="bottom")
+T = common.grid_slider("Temperature T (log scale)", softening.T_GRID, key="T", default=1.0, container=slider_col,
                        help="softmax(z/T): T = 1 is the ordinary softmax; larger T softens it.")
+playing = st.session_state.get(PLAYING, False)
+play_col.button("❚❚ pause" if playing else "▶ play T", key="T_play", on_click=toggle_play, width="stretch",
+                help="Moves the slider one step at a time up to T = 20; every chart on the page follows.")
+
+
+@st.fragment(run_every=0.9)
+def player() -> None:
+    """Drawn with the page it does nothing; each run of its timer asks for one step and a rerun."""
+    if st.session_state.pop("T_drawn", False) or not st.session_state.get(PLAYING):
+        return
+    st.session_state[TICK] = st.session_state.get(TICK, 0) + 1
+    st.rerun(scope="app")
+
+
+if playing:
+    st.session_state["T_drawn"] = True
+    player()
 curves = softening.softening_curves(logits)
 left, right = st.columns([1, 5])
 with left:
-    st.image(figures.upscale(pixels, 5), caption="what the teacher sees", width=140)
+    st.image(figures.upscale(pixels, 5), caption="what the teacher sees", width=200 if presenter else 140)
     if true_label is not None:
         st.markdown(f"true class: **{classes[true_label]}**")
     st.markdown(f"teacher's answer: **{classes[curves['top_class']]}**")
 with right:
-    common.show(figures.softmax_bars(logits.tolist(), curves, classes, T, true_label), presenter,
-                "Grey bars are the wrong classes. Move the slider (or press *play T* under the chart) and watch them "
-                "rise as T grows: their heights, not the winner's, are the dark knowledge. The logits on the left never "
-                "change; only how sharply the softmax reads them.", key="bars")
+    common.show(figures.softmax_bars(logits.tolist(), curves, classes, T, true_label, animate=False), presenter,
+                "Blue: the teacher's answer; grey: the other classes (red: the true class, when the teacher is "
+                "wrong). Move the slider or press *play T* and watch the grey bars rise as T grows: their heights, "
+                "not the winner's, are the dark knowledge. The logits on the left never change; only how sharply "
+                "the softmax reads them. The page has one temperature: *play* moves the slider, so every chart "
+                "below follows it.", key="bars")
 
 c1, c2 = st.columns(2)
 with c1:
@@ -104,28 +142,32 @@ with c1:
 with c2:
     scale = softening.kd_gradient_scale(logits_all[:256], softening.T_GRID)
     common.show(figures.t_squared_figure(scale, T), presenter,
-                "Without T², the soft loss's gradient shrinks about like 1/T² (grey), so a high T would silently turn "
-                "distillation off; multiplying by T² (blue) keeps it in the same range as the label loss "
-                "(measured on this teacher's logits for a student that knows nothing yet).", key="t2")
+                "Without T² (grey), the soft term's gradient shrinks about like 1/T², so at a high T distillation "
+                "would silently fade next to the label term (which does not depend on T, and is not drawn); with "
+                "T² (blue) it stays about the same size at every T. Measured on this teacher's logits, for a student "
+                "that knows nothing yet.", key="t2")
 
 # --------------------------------------------------------------------------- predict, then reveal
 st.subheader("3 · Predict, then reveal")
+answer_class = classes[curves["top_class"]]
 wrong = [c for c in range(len(classes)) if c != curves["top_class"]]
-guess = st.multiselect(f"Before you look at T = 10: which wrong classes will rise the most for this image?",
+guess = st.multiselect(f"Before you look: besides its answer ({answer_class}), which classes does the teacher think "
+                       "this image resembles most? Pick up to 3.",
                        wrong, format_func=lambda c: classes[c], max_selections=3, key=f"guess_{image_id}")
 reveal_key = f"reveal_{image_id}"
-if st.button("Reveal T = 10", disabled=not guess):
+if st.button("Reveal at T = 10", disabled=not guess):
     st.session_state[reveal_key] = True
 if st.session_state.get(reveal_key):
-    answer = softening.rising_classes(logits, 1.0, 10.0, k=3)
+    answer = softening.wrong_class_ranking(logits, k=3)
     hits = len(set(guess) & set(answer))
-    st.success(f"Rising most from T = 1 to T = 10: **{', '.join(classes[c] for c in answer)}**. "
-               f"You picked {hits} of them." if guess else
-               f"Rising most from T = 1 to T = 10: **{', '.join(classes[c] for c in answer)}**.")
+    st.success(f"After {answer_class}, the teacher ranks **{', '.join(classes[c] for c in answer)}** highest. "
+               f"You picked {hits} of these {len(answer)}.")
     common.show(figures.softmax_bars(logits.tolist(), softening.softening_curves(logits, [10.0]), classes, 10.0,
                                      true_label, animate=False), presenter,
-                "The same logits at T = 10: the classes that rose most are the ones the teacher thinks this image "
-                "resembles.", key="reveal_bars")
+                "The same logits at T = 10. The key is the teacher's own ranking of the other classes, which no T "
+                "changes (dividing the logits by T keeps their order); T = 10 only lifts the small ones into view. "
+                "It is not 'which class rises most': the runner-up is often already high at T = 1 and falls as T "
+                "grows, yet it is what the teacher believes most.", key="reveal_bars")
 
 # --------------------------------------------------------------------------- the matrix
 st.subheader("4 · The dark-knowledge matrix")

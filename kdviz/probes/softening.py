@@ -103,13 +103,17 @@ def softening_curves(logits, temperatures=T_GRID) -> dict:
     }
 
 
-def rising_classes(logits, T_low: float = 1.0, T_high: float = 10.0, k: int = 3) -> list[int]:
-    """The wrong classes (not the top one) that gain the most probability from ``T_low`` to ``T_high``:
-    the answer to the "predict, then reveal" question."""
+def wrong_class_ranking(logits, k: int = 3) -> list[int]:
+    """The ``k`` classes the teacher ranks highest after its own answer, most likely first: the key
+    to the "predict, then reveal" question "which other classes does this image resemble?".
+
+    ``softmax(z / T)`` never reorders the classes (dividing the logits by T > 0 keeps their order),
+    so this ranking is the teacher's at every temperature; a high T only makes the small
+    probabilities large enough to see (Hinton, Vinyals & Dean 2015, §2). It is *not* "which class
+    rises most from T = 1 to T = 10": the runner-up is usually already high and falls as T grows."""
     z = _logits(logits).flatten()
-    gain = soften(z, T_high) - soften(z, T_low)
-    gain[z.argmax()] = -math.inf
-    return [int(i) for i in gain.argsort(descending=True)[:k]]
+    order = [int(i) for i in z.argsort(descending=True)]
+    return order[1:k + 1]
 
 
 # --------------------------------------------------------------------------- many images
@@ -179,9 +183,15 @@ def _fmt(v) -> str:
 
 
 def usable_records(records) -> list[dict]:
-    """Records that finished with a test accuracy (unreadable and failed ones left out)."""
+    """Records that finished with a test accuracy: unreadable, failed and stopped runs left out
+    (a run stopped part-way has not had its budget, so it is not compared with finished ones)."""
     return [r for r in records if "error" not in r and isinstance(r.get("test_acc"), (int, float))
-            and r.get("test_acc") == r.get("test_acc")]
+            and r.get("test_acc") == r.get("test_acc") and not r.get("stopped")]
+
+
+def stopped_records(records) -> list[dict]:
+    """Readable records of runs stopped before the end of their budget."""
+    return [r for r in records if "error" not in r and r.get("stopped")]
 
 
 def _group_key(record: dict) -> tuple:
@@ -190,25 +200,79 @@ def _group_key(record: dict) -> tuple:
             record.get("teacher"), (cfg.get("train") or {}).get("epochs"))
 
 
+def one_run_per_seed(runs: list[dict]) -> list[dict]:
+    """Of runs of one setting, one per seed (the latest made): a repeat of a seed is the same
+    experiment again (deterministic on CPU), not another sample of the spread over seeds."""
+    latest: dict = {}
+    for r in sorted(runs, key=lambda r: str(r.get("created", ""))):
+        latest[r.get("seed")] = r
+    return list(latest.values())
+
+
 def accuracy_summary(records) -> list[dict]:
     """One row per (method + hyperparameters, data set, student, teacher, epochs): test accuracy
-    mean and standard deviation over seeds (sample std, 0 for one seed), its range, and the
-    mean parameter count, latency and training time. Rows sorted by mean accuracy, best first."""
+    mean and standard deviation over distinct seeds (sample std; None for one seed, which has no
+    spread to measure), its range, and the mean parameter count, latency and training time.
+    ``runs`` counts the finished runs, ``seeds`` the distinct seeds used (repeats of a seed count
+    once, the latest). Rows sorted by mean accuracy, best first."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in usable_records(records):
         groups[_group_key(r)].append(r)
     rows = []
-    for (label, dataset, student, teacher, epochs), runs in groups.items():
+    for (label, dataset, student, teacher, epochs), all_runs in groups.items():
+        runs = one_run_per_seed(all_runs)
         acc = np.array([r["test_acc"] for r in runs], dtype=float)
         mean_of = lambda key: float(np.mean([r[key] for r in runs if isinstance(r.get(key), (int, float))] or [np.nan]))  # noqa: E731
         rows.append({
             "method": label, "dataset": dataset, "student": student, "teacher": teacher, "epochs": epochs,
-            "seeds": len(runs), "acc_mean": float(acc.mean()), "acc_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+            "base_method": runs[0].get("method"), "seeds": len(runs), "runs": len(all_runs),
+            "accs": acc.tolist(), "acc_mean": float(acc.mean()),
+            "acc_std": float(acc.std(ddof=1)) if len(acc) > 1 else None,
             "acc_min": float(acc.min()), "acc_max": float(acc.max()),
             "params": mean_of("params"), "latency_ms": mean_of("latency_ms"), "train_time_s": mean_of("train_time_s"),
             "run_ids": [r["id"] for r in runs],
         })
     return sorted(rows, key=lambda row: -row["acc_mean"])
+
+
+def mean_difference_interval(a, b, level: float = 0.95) -> dict:
+    """Difference of two means ``mean(b) − mean(a)`` with a Welch t confidence interval.
+
+    Welch (1947): standard error √(s_a²/n_a + s_b²/n_b), degrees of freedom by the
+    Welch-Satterthwaite formula. With fewer than two values on either side there is no spread to
+    measure, and ``low``/``high`` are None."""
+    from scipy import stats
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    diff = float(b.mean() - a.mean())
+    if len(a) < 2 or len(b) < 2:
+        return {"diff": diff, "low": None, "high": None, "n": (len(a), len(b))}
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return {"diff": diff, "low": diff, "high": diff, "n": (len(a), len(b))}
+    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    half = float(stats.t.ppf(0.5 + level / 2, dof)) * se
+    return {"diff": diff, "low": diff - half, "high": diff + half, "n": (len(a), len(b))}
+
+
+def gains_over_baseline(rows: list[dict], level: float = 0.95) -> list[dict]:
+    """For each summary row that is not labels-only: its accuracy gain over the labels-only
+    baseline row with the same data set, student and epochs, in percentage points, with a
+    ``level`` confidence interval over seeds (:func:`mean_difference_interval`). Rows with no
+    matching baseline are left out."""
+    baselines = {(r["dataset"], r["student"], r["epochs"]): r for r in rows if r.get("base_method") == "baseline"}
+    gains = []
+    for r in rows:
+        base = baselines.get((r["dataset"], r["student"], r["epochs"]))
+        if base is None or r is base:
+            continue
+        d = mean_difference_interval(base["accs"], r["accs"], level)
+        pts = lambda v: None if v is None else 100 * v  # noqa: E731
+        gains.append({"method": r["method"], "student": r["student"], "epochs": r["epochs"],
+                      "gain": pts(d["diff"]), "low": pts(d["low"]), "high": pts(d["high"]),
+                      "seeds": r["seeds"], "baseline_seeds": base["seeds"], "level": level})
+    return gains
 
 
 def alpha_temperature_grid(records) -> dict:
@@ -277,7 +341,7 @@ def summary_csv(rows) -> str:
     import io
 
     out = io.StringIO()
-    fields = ["method", "dataset", "student", "teacher", "epochs", "seeds", "acc_mean", "acc_std", "acc_min",
+    fields = ["method", "dataset", "student", "teacher", "epochs", "seeds", "runs", "acc_mean", "acc_std", "acc_min",
               "acc_max", "params", "latency_ms", "train_time_s", "run_ids"]
     writer = csv.DictWriter(out, fieldnames=fields)
     writer.writeheader()
