@@ -76,6 +76,11 @@ def url_widget(widget: Callable, label: str, *, key: str, default, cast: Callabl
         st.session_state[key] = value
     elif not ok(st.session_state[key]):  # e.g. a preset naming a teacher that is not here
         st.session_state[key] = default
+    else:
+        # Widgets on different pages have different ids even with one key, so a page change would
+        # draw this one afresh at its default (presenter mode switched itself off). Writing the value
+        # back before the widget is drawn hands it to the new page's widget.
+        st.session_state[key] = st.session_state[key]
     value = widget(label, key=key, **kwargs)
     st.session_state[kept] = value
     set_url_value(url_key, to_url(value), to_url(default))

@@ -103,6 +103,7 @@ class Experiment:
     """One run: builds everything from the config up front, so bad input fails before training."""
 
     def __init__(self, config: RunConfig, runs_dir: Path | None = None, stop: threading.Event | None = None):
+        self._made = time.time()  # preparing (data, teacher, its cached logits) counts toward the wait
         self.config = config
         self.runs_dir = Path(runs_dir or default_runs_dir())
         self.stop = stop or threading.Event()
@@ -177,6 +178,7 @@ class Experiment:
             "device": str(resolve_device(cfg.train.device)),
             "precision": self.precision,
             "wall_time_s": round(time.time() - started, 3),
+            "prepare_time_s": round(started - self._made, 3),
             "train_time_s": round(done.elapsed, 3),
             "versions": versions(),
         }

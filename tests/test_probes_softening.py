@@ -234,3 +234,18 @@ def test_uploaded_image_to_pixels():
 
     logits = s.logits_for_pixels(build_model("mlp-30"), px, (0.13,), (0.31,))
     assert logits.shape == (1, 10)
+
+
+def test_measured_wait_is_the_median_of_runs_like_this_one():
+    def timed(method, seed, prepare, wall, epochs=2, **extra):
+        r = _record(method, seed, 0.98, wall_time_s=wall, prepare_time_s=prepare, **extra)
+        r["config"] = {"dataset": "mnist", "teacher": None if method == "baseline" else "mnist-cnn",
+                       "train": {"epochs": epochs}}
+        return r
+
+    records = [timed("kd", 0, 20.0, 24.0), timed("kd", 1, 1.0, 20.0), timed("kd", 2, 1.0, 22.0),
+               timed("kd", 3, 1.0, 900.0, epochs=20), timed("kd", 4, 1.0, 5.0, stopped=True), timed("baseline", 0, 1.0, 9.0)]
+    wait = s.measured_wait(records, "mnist", "mlp-800", 2, with_teacher=True)
+    assert wait == {"seconds": 23.0, "runs": 3, "longest": 44.0}  # median of 44, 21, 23 s; not the 20-epoch or stopped runs
+    assert s.measured_wait(records, "mnist", "mlp-800", 2, with_teacher=False)["seconds"] == 10.0
+    assert s.measured_wait(records, "cifar10", "mlp-800", 2, with_teacher=True) is None

@@ -13,8 +13,8 @@ from kdviz.experiment import RunConfig  # noqa: E402
 from kdviz.live import LiveRun  # noqa: E402
 from kdviz.methods import REGISTRY, method_class  # noqa: E402
 from kdviz.models import MODELS  # noqa: E402
-from kdviz.probes.softening import records_json, run_label  # noqa: E402
-from kdviz.runs import default_runs_dir  # noqa: E402
+from kdviz.probes.softening import measured_wait, records_json, run_label  # noqa: E402
+from kdviz.runs import default_runs_dir, list_runs  # noqa: E402
 from kdviz.train import TrainSettings  # noqa: E402
 
 RUN = "train_run"  # the session's LiveRun: survives reruns and page switches
@@ -45,7 +45,7 @@ formula_slot = st.container()
 setup, formula = st.columns([3, 2], gap="large")
 with setup:
     st.button("Load the 5-minute demo settings", on_click=load_demo, help="MNIST, the shipped CNN teacher, an MLP "
-              "student, KD at T = 4, 2 epochs: about 20 s a run on two CPU cores. Compare it with baseline.")
+              "student, KD at T = 4, 2 epochs. Compare it with a baseline run.")
     mode = common.url_widget(st.radio, "What to train", key="mode", default="student", options=["student", "teacher"],
                              horizontal=True, format_func={"student": "a student, from a teacher",
                                                            "teacher": "a teacher, on labels"}.get)
@@ -114,6 +114,18 @@ def make_config() -> RunConfig:
 
 
 # --------------------------------------------------------------------------- start / pause / resume / stop
+def expected_wait() -> str:
+    """The wait for these settings, as measured by the runs that finished on this machine."""
+    wait = measured_wait(list_runs(), dataset_name, student, epochs, with_teacher=mode == "student"
+                         and REGISTRY[method].needs_teacher)
+    if wait is None:
+        return ("No run like this has finished on this machine yet, so there is no measured estimate: the first one "
+                "also loads the data and caches the teacher's outputs. The bar shows the time left once training starts.")
+    return (f"Runs like this took about **{wait['seconds']:.0f} s** here from Start to result (median of "
+            f"{wait['runs']} finished run{'s' if wait['runs'] > 1 else ''}, longest {wait['longest']:.0f} s; on "
+            f"{common.device_label()}).")
+
+
 b1, b2, b3, b4 = st.columns([2, 1, 1, 1])
 can_start = not busy and (mode == "teacher" or teacher_key is not None or not REGISTRY[method].needs_teacher)
 if b1.button("Start", icon=":material/play_arrow:", type="primary", disabled=not can_start, width="stretch"):
@@ -131,6 +143,8 @@ if b4.button("Stop", icon=":material/stop:", disabled=not busy, width="stretch",
     run.stop()
     run.join(5)
     st.rerun()
+if not busy:
+    st.caption(expected_wait())
 
 
 # --------------------------------------------------------------------------- the live view
@@ -143,23 +157,30 @@ def draw(live: LiveRun) -> None:
     left = f" · about {snap['seconds_left']:.0f} s left" if snap["seconds_left"] is not None and not live.done else ""
     st.progress(min(snap["fraction"], 1.0), text=f"{snap['phase'] or 'starting'} · epoch {snap['epoch']}/{snap['epochs']}"
                 f" · step {snap['steps_done']}/{snap['steps_total']}{left}")
+    record = snap["record"]
     m1, m2, m3, m4 = st.columns(4)
     last = [e for e in snap["epochs_done"] if e["test_acc"] == e["test_acc"]]
-    m1.metric("test accuracy", f"{100 * last[-1]['test_acc']:.2f}%" if last else "–")
+    accuracy = record["test_acc"] if record else last[-1]["test_acc"] if last else None  # the record has the last word
+    m1.metric("test accuracy", f"{100 * accuracy:.2f}%" if accuracy is not None else "–",
+              help="after the last evaluated epoch; the final value once the run has ended")
     m2.metric("images / s", f"{snap['images_per_s']:,.0f}")
-    m3.metric("elapsed", f"{snap['elapsed']:.1f} s")
+    elapsed = record["train_time_s"] if record else snap["elapsed"]
+    m3.metric("training time", f"{elapsed:.1f} s")
     m4.metric("loss (last step)", f"{snap['step_losses'][-1]['total']:.4f}" if snap["step_losses"] else "–")
     if snap["phase"] == "preparing" and not live.done:
         st.caption("Preparing: loading the data and the teacher, and running the teacher once over the training set "
                    "(its logits are then cached on disk, so the next run with this teacher starts at once).")
     if snap["step_losses"]:
-        common.show(figures.live_curves(snap["step_losses"], snap["epochs_done"]), presenter,
-                    "Left: each loss term per step (log scale); with KD the soft-target term 'kd' and the label term "
-                    "'ce' fall together. Right: accuracy after each epoch; a distilled student usually climbs faster "
-                    "than one trained on labels alone.", key="live_curves")
+        terms = [k for k in snap["step_losses"][-1] if k not in ("step", "phase", "total")]
+        about = f"The grey line is the total loss, the coloured ones its terms ({', '.join(terms)}), each per step on a log scale."
+        if {"kd", "ce"} <= set(terms):
+            about += " With KD the soft-target term 'kd' and the label term 'ce' fall together."
+        about += (" Right: train and test accuracy after each epoch." if last else
+                  " Accuracy is drawn once an epoch has been evaluated" + (
+                      "; this run stopped before the end of its first epoch." if record and record["stopped"] else "."))
+        common.show(figures.live_curves(snap["step_losses"], snap["epochs_done"]), presenter, about, key="live_curves")
     if snap["state"] == "failed":
         st.error(f"The run failed: {snap['error']}")
-    record = snap["record"]
     if record:
         verb = "stopped early" if record["stopped"] else "finished"
         st.success(f"{run_label(record)} {verb}: test accuracy **{100 * record['test_acc']:.2f}%** in "

@@ -235,6 +235,24 @@ def accuracy_summary(records) -> list[dict]:
     return sorted(rows, key=lambda row: -row["acc_mean"])
 
 
+def measured_wait(records, dataset: str, student: str, epochs: int, with_teacher: bool) -> dict | None:
+    """How long a run like this took on this machine, from its saved records: the median, over
+    finished runs with the same data set, student, epochs and use of a teacher, of the time from
+    its start (loading data and teacher, caching the teacher's outputs) to its record
+    (``prepare_time_s + wall_time_s``; older records without ``prepare_time_s`` count their
+    training alone). None when no such run has finished here: then there is nothing honest to say."""
+    times = [float(r.get("prepare_time_s") or 0.0) + float(r["wall_time_s"])
+             for r in usable_records(records)
+             if isinstance(r.get("wall_time_s"), (int, float))
+             and (r.get("config") or {}).get("dataset") == dataset
+             and (r.get("student") or {}).get("name") == student
+             and ((r.get("config") or {}).get("train") or {}).get("epochs") == epochs
+             and bool((r.get("config") or {}).get("teacher")) == with_teacher]
+    if not times:
+        return None
+    return {"seconds": float(np.median(times)), "runs": len(times), "longest": float(max(times))}
+
+
 def mean_difference_interval(a, b, level: float = 0.95) -> dict:
     """Difference of two means ``mean(b) − mean(a)`` with a Welch t confidence interval.
 
