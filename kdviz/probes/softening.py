@@ -183,15 +183,15 @@ def _fmt(v) -> str:
 
 
 def usable_records(records) -> list[dict]:
-    """Records that finished with a test accuracy: unreadable, failed and stopped runs left out
-    (a run stopped part-way has not had its budget, so it is not compared with finished ones)."""
+    """Records that finished with a test accuracy: unreadable, failed, stopped and diverged runs left
+    out (a run ended part-way has not had its budget, so it is not compared with finished ones)."""
     return [r for r in records if "error" not in r and isinstance(r.get("test_acc"), (int, float))
-            and r.get("test_acc") == r.get("test_acc") and not r.get("stopped")]
+            and r.get("test_acc") == r.get("test_acc") and not r.get("stopped") and not r.get("diverged")]
 
 
 def stopped_records(records) -> list[dict]:
-    """Readable records of runs stopped before the end of their budget."""
-    return [r for r in records if "error" not in r and r.get("stopped")]
+    """Readable records of runs that ended before their budget did (stopped, or diverged)."""
+    return [r for r in records if "error" not in r and (r.get("stopped") or r.get("diverged"))]
 
 
 def _group_key(record: dict) -> tuple:
