@@ -51,6 +51,7 @@ import socket
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from concurrent import futures
 from dataclasses import dataclass, fields, replace
@@ -62,7 +63,7 @@ import torch
 from kdviz.experiment import Experiment, RunConfig
 from kdviz.methods import check_method, method_class, split_params
 from kdviz.runs import CHECKPOINT, default_runs_dir, list_runs, run_checkpoint, save_record
-from kdviz.train import TrainSettings
+from kdviz.train import EpochDone, Finished, PhaseStarted, TrainSettings
 
 RAY_ENV = "KDVIZ_RAY_ADDRESS"
 RUN_FIELDS = {f.name for f in fields(RunConfig)} - {"train", "params"}
@@ -331,10 +332,35 @@ def _runner(executor: str, threads: int | None, key: str) -> dict:
             "sweep_key": key}
 
 
-def run_remote(config: dict, key: str, threads: int, executor: str, teacher_bytes: bytes | None = None) -> dict:
+def _train_streaming(experiment: Experiment, channel, token: str) -> None:
+    """Drive a run on a Ray worker, sending its training events to ``channel`` about twice a
+    second (and at every phase and epoch) and obeying the driver's commands there: ``pause``
+    holds the run between two steps, ``stop`` ends it (its record is kept, marked stopped)."""
+    import ray  # only on a Ray worker
+
+    buffer: list = []
+    last = time.monotonic()
+    for event in experiment.events():
+        if not isinstance(event, Finished):  # the record carries everything Finished does
+            buffer.append(event)
+        if time.monotonic() - last > 0.5 or isinstance(event, (PhaseStarted, EpochDone)):
+            command = ray.get(channel.push.remote(token, buffer))
+            buffer, last = [], time.monotonic()
+            while command == "pause":
+                time.sleep(0.25)
+                command = ray.get(channel.push.remote(token, []))
+            if command == "stop":
+                experiment.stop.set()
+    if buffer:
+        ray.get(channel.push.remote(token, buffer))
+
+
+def run_remote(config: dict, key: str, threads: int, executor: str, teacher_bytes: bytes | None = None,
+               channel=None, token: str | None = None) -> dict:
     """Train one config in a scratch folder and return ``{"record", "checkpoint"}`` (the
     checkpoint's bytes, or None) or ``{"error"}``; what a pool process or a Ray task runs.
-    ``teacher_bytes``: the teacher's checkpoint, shipped from the driver."""
+    ``teacher_bytes``: the teacher's checkpoint, shipped from the driver. ``channel`` (a
+    :class:`ProgressChannel` actor) and ``token``: stream the training events back."""
     torch.set_num_threads(max(1, int(threads)))
     scratch = Path(tempfile.mkdtemp(prefix="kdviz-sweep-"))
     try:
@@ -342,7 +368,12 @@ def run_remote(config: dict, key: str, threads: int, executor: str, teacher_byte
         if teacher_bytes is not None:
             (scratch / "teacher.pt").write_bytes(teacher_bytes)
             cfg = replace(cfg, teacher=str(scratch / "teacher.pt"))
-        record = Experiment(cfg, runs_dir=scratch / "runs").run()
+        experiment = Experiment(cfg, runs_dir=scratch / "runs")
+        if channel is None:
+            experiment.run()
+        else:
+            _train_streaming(experiment, channel, token)
+        record = experiment.record
         record["runner"] = _runner(executor, threads, key)
         checkpoint = run_checkpoint(record["id"], scratch / "runs")
         return {"record": record, "checkpoint": checkpoint.read_bytes() if checkpoint.is_file() else None}
@@ -350,6 +381,30 @@ def run_remote(config: dict, key: str, threads: int, executor: str, teacher_byte
         return {"error": f"{type(error).__name__}: {error}"}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+class ProgressChannel:
+    """Training events from Ray workers to the driver, and the driver's commands back (``run``,
+    ``pause``, ``stop``), per run token; one small Ray actor per driver process."""
+
+    def __init__(self):
+        self.events: dict[str, list] = {}
+        self.commands: dict[str, str] = {}
+
+    def push(self, token: str, events: list) -> str:
+        if events:
+            self.events.setdefault(token, []).extend(events)
+        return self.commands.get(token, "run")
+
+    def take(self, tokens: list[str]) -> dict[str, list]:
+        return {t: self.events.pop(t, []) for t in tokens}
+
+    def command(self, token: str, command: str) -> None:
+        self.commands[token] = command
+
+    def forget(self, token: str) -> None:
+        self.events.pop(token, None)
+        self.commands.pop(token, None)
 
 
 def land(result: dict, config: RunConfig, runs_dir: Path, teacher_source: str | None = None) -> dict:
@@ -496,15 +551,23 @@ class LocalExecutor(Executor):
             pool.shutdown(wait=not running, cancel_futures=True)
 
 
+_CHANNEL = None
+
+
 class RayExecutor(Executor):
     """A Ray cluster (or a Ray instance on this machine: ``address="local"``). Each run is one
     task declaring ``num_cpus=cpus_per_run`` and ``num_gpus=gpus_per_run`` (a fraction shares a
-    GPU), so Ray places runs where resources are free and queues the rest."""
+    GPU), so Ray places runs where resources are free and queues the rest.
+
+    ``stream=True`` sends each run's training events back as :class:`RunProgress` (through a
+    :class:`ProgressChannel` actor), lets :meth:`command` pause, resume or stop the runs, and
+    makes a sweep's ``stop`` end the runs between two steps with their records kept; without
+    it, a stop cancels the tasks."""
 
     name = "ray"
 
     def __init__(self, address: str | None = None, cpus_per_run: int = 1, gpus_per_run: float = 0.0,
-                 init_kwargs: dict | None = None):
+                 init_kwargs: dict | None = None, stream: bool = False):
         try:
             import ray
         except ImportError:
@@ -515,6 +578,8 @@ class RayExecutor(Executor):
         self.address = address or os.environ.get(RAY_ENV) or "local"
         self.cpus_per_run, self.gpus_per_run = cpus_per_run, gpus_per_run
         self.init_kwargs = dict(init_kwargs or {})
+        self.stream = stream
+        self._tokens: dict[str, int] = {}  # streamed runs in flight: token -> job index
 
     def describe(self) -> str:
         gpus = f", {self.gpus_per_run:g} GPU" if self.gpus_per_run else ""
@@ -533,6 +598,26 @@ class RayExecutor(Executor):
         except (ConnectionError, RuntimeError, ValueError) as error:
             raise ValueError(f"cannot connect to Ray at {self.address!r}: {str(error).splitlines()[0]}") from None
 
+    def channel(self):
+        """This driver's :class:`ProgressChannel` actor (made on first use)."""
+        global _CHANNEL
+        if _CHANNEL is None:
+            _CHANNEL = self.ray.remote(num_cpus=0)(ProgressChannel).remote()
+        return _CHANNEL
+
+    def command(self, command: str) -> None:
+        """``pause``, ``run`` (resume) or ``stop`` every streamed run of this executor in flight."""
+        if command not in ("run", "pause", "stop"):
+            raise ValueError(f"command must be run, pause or stop, got {command!r}")
+        for token in list(self._tokens):
+            self.channel().command.remote(token, command)
+
+    def _progress(self, tokens: list[str]):
+        batches = self.ray.get(self.channel().take.remote(tokens))
+        for token, events in batches.items():
+            for event in events:
+                yield token, event
+
     def execute(self, jobs, runs_dir, stop):
         ray = self.ray
         self.connect()
@@ -541,6 +626,10 @@ class RayExecutor(Executor):
         shipped: dict[str, tuple] = {}
         running: dict = {}
         sources: dict[int, str | None] = {}
+        token_of: dict[int, str] = {}
+        channel = self.channel() if self.stream else None
+        by_index = {job.index: job for job in jobs}
+        stopping = False
         try:
             for job in jobs:
                 ref = job.config.teacher
@@ -548,22 +637,41 @@ class RayExecutor(Executor):
                     blob, source = _ship_teacher(job.config, runs_dir)
                     shipped[ref] = (ray.put(blob) if blob is not None else None, source)
                 teacher, sources[job.index] = shipped.get(ref, (None, None)) if ref else (None, None)
-                running[task.remote(job.config.to_dict(), job.key, self.cpus_per_run, self.name, teacher)] = job
+                token = f"{job.key}-{uuid.uuid4().hex[:8]}"
+                if channel is not None:
+                    token_of[job.index] = token
+                    self._tokens[token] = job.index
+                running[task.remote(job.config.to_dict(), job.key, self.cpus_per_run, self.name, teacher,
+                                    channel, token)] = job
                 yield RunStarted(job.index, job.key, job.config)  # submitted; Ray queues what does not fit
             while running:
-                if stop.is_set():
-                    return
+                if stop.is_set() and not stopping:
+                    if channel is None:
+                        return  # the finally cancels the tasks
+                    stopping = True
+                    self.command("stop")  # streamed runs end between two steps and keep their records
                 done, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
+                if channel is not None:
+                    for token, event in self._progress([token_of[j.index] for j in running.values()]):
+                        index = self._tokens[token]
+                        yield RunProgress(index, by_index[index].key, event)
                 for ref in done:
                     job = running.pop(ref)
                     try:
                         result = ray.get(ref)
                     except Exception as error:  # noqa: BLE001 - a lost worker or node: report the run as failed
                         result = {"error": f"{type(error).__name__}: {str(error).splitlines()[0]}"}
+                    if channel is not None:
+                        token = token_of[job.index]
+                        channel.forget.remote(token)
+                        self._tokens.pop(token, None)
                     yield _outcome(result, job, runs_dir, sources.get(job.index))
         finally:
-            for ref in running:
+            for ref, job in running.items():
                 ray.cancel(ref, force=True)
+                if channel is not None:
+                    channel.forget.remote(token_of[job.index])
+                    self._tokens.pop(token_of[job.index], None)
 
 
 def _outcome(result: dict, job: Job, runs_dir: Path, teacher_source: str | None = None) -> SweepEvent:

@@ -3,11 +3,14 @@ driver's runs directory and match a local sweep of the same grid seed for seed."
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
 from kdviz import cli, runs
-from kdviz.sweep import LocalExecutor, RayExecutor, RunFinished, RunStarted, grid, run_key, run_sweep
+from kdviz.sweep import (LocalExecutor, RayExecutor, RunFinished, RunProgress, RunStarted, SweepFinished, grid,
+                         run_key, run_sweep)
+from kdviz.train import EpochDone, StepDone
 
 ray = pytest.importorskip("ray")
 
@@ -69,3 +72,29 @@ def test_cli_sweep_on_ray(ray_instance, tmp_path, capsys):
     assert cli.main(argv + ["--no-resume"]) == 0
     here = json.loads(capsys.readouterr().out)
     assert here["executor"].startswith("local") and here["runs"][0]["test_acc"] == on_ray["runs"][0]["test_acc"]
+
+
+def test_streamed_runs_send_their_training_events_and_stop_between_steps(ray_instance, tmp_path):
+    """With stream=True a Ray run reports its steps and epochs as it trains (what the app's live
+    view draws), and a stop ends it between two steps with its record kept."""
+    executor = RayExecutor(stream=True)
+    config = grid(TINY | {"epochs": 2}, seed=[0])
+    events = list(run_sweep(config, executor, tmp_path / "runs"))
+    progress = [e.event for e in events if isinstance(e, RunProgress)]
+    assert [type(e).__name__ for e in progress].count("EpochDone") == 2
+    assert sum(isinstance(e, StepDone) for e in progress) == 2 * 23  # 1,437 images / 64 a batch
+    record = events[-1].records[0]
+    assert not record["stopped"] and [e.test_acc for e in progress if isinstance(e, EpochDone)][-1] == \
+        record["test_acc"]
+
+    stop = threading.Event()
+    long = grid(TINY | {"epochs": 50, "batch_size": 16}, seed=[1])
+    ended = None
+    for event in run_sweep(long, executor, tmp_path / "runs", stop=stop):
+        if isinstance(event, RunProgress) and isinstance(event.event, StepDone):
+            stop.set()
+        if isinstance(event, SweepFinished):
+            ended = event
+    record = ended.records[0]
+    assert record["stopped"] and len(record["history"]) < 50
+    assert runs.load_run(record["id"], tmp_path / "runs")["stopped"]
