@@ -16,6 +16,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from kdviz.probes import softening
+from kdviz.runs import list_runs, save_record
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = REPO / "app" / "views"
@@ -293,8 +294,43 @@ def test_compare_bars_table_grid_confusion_and_downloads(env):
     assert chart(at, "tradeoff")["layout"]["xaxis"]["type"] == "log"
     assert [d.proto.label for d in at.get("download_button")] == ["Table as CSV", "Records as JSON"]
     # the runs picker changes what is computed
-    at.multiselect(key="runs_mnist").unselect(at.multiselect(key="runs_mnist").value[0]).run()
+    gains = chart(at, "gains")["data"][0]  # each KD setting over the baseline, in points
+    assert gains["y"] == pytest.approx([1.5, -2.5])
+    assert "95%" in gains["text"][0] and "no interval (1 seed)" in gains["text"][1]
+    picker = run_picker(at)
+    picker.unselect(picker.value[0]).run()
     assert len(chart(at, "bars")["data"][0]["y"]) == 3
+
+
+def run_picker(at: AppTest):
+    return next(m for m in at.multiselect if m.label.startswith("Runs to compare"))
+
+
+def test_compare_lists_refresh_after_a_sweep_finishes(env):
+    """Issue 16, point 2: after a sweep ends, the run picker and the before/after pickers offer the
+    new runs from their defaults (all runs; a baseline before, another method after), not a stale choice."""
+    kd = fake_record(env["runs"], "kd", 0, 0.9, {"T": 4.0, "alpha": 0.9})
+    kd["config"]["dataset"], kd["student"]["name"] = "digits", "mlp-30"
+    save_record(kd, env["runs"])
+    at = ok(page("compare", dataset="digits", sw_dataset="digits", sw_student="mlp-30", sw_teacher=env["teacher"],
+                 sw_methods="baseline,kd", sw_seeds="1", sw_epochs="1"))
+    before_ids = set(run_picker(at).options)
+    run_picker(at).unselect(run_picker(at).value[0]).run()  # the lecturer narrowed the choice
+    ok(button(at, "Start the sweep (2 runs)").click().run())
+    queue = at.session_state["compare_sweep"]
+    queue.join(300)
+    ok(at.run())  # what the sweep fragment does when the queue is done
+    new_ids = {r["id"] for r in queue.records}
+    assert queue.done and len(new_ids) == 2
+    picker = run_picker(at)
+    assert len(picker.options) == len(before_ids) + 2  # the new runs are offered...
+    assert len(picker.value) == len(picker.options) and new_ids <= set(picker.value)  # ...and all shown again
+    assert len(chart(at, "bars")["data"][0]["y"]) == len(softening.accuracy_summary(
+        [r for r in softening.usable_records(list_runs(env["runs"])) if r["config"]["dataset"] == "digits"]))
+    a, b = (next(s for s in at.selectbox if s.label.startswith(p)) for p in ("Before", "After"))
+    assert len(a.options) == len(picker.options) and a.value != b.value
+    records = {r["id"]: r for r in list_runs(env["runs"])}
+    assert records[a.value]["method"] == "baseline" and records[b.value]["method"] == "kd"
 
 
 def test_compare_bad_links_and_empty(env):

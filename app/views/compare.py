@@ -5,6 +5,8 @@ from pathlib import Path
 if str(Path(__file__).resolve().parents[1]) not in sys.path:  # app/, for `common` when run on its own
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import hashlib  # noqa: E402
+
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
@@ -19,6 +21,7 @@ from kdviz.runs import default_runs_dir, list_runs  # noqa: E402
 from kdviz.train import TrainSettings  # noqa: E402
 
 SWEEP = "compare_sweep"  # the session's RunQueue
+DEMO_SEEDS = (0, 1, 2)  # three seeds, so the demo's spread and its gain's interval are measured, not zero
 
 st.title("Compare methods")
 st.markdown("Every finished run is saved as a record. Pick some, or launch a sweep (methods × seeds on one "
@@ -40,7 +43,8 @@ def sweep_progress(q: RunQueue) -> None:
     st.progress(done / len(snaps), text=f"sweep: {done} of {len(snaps)} runs done")
     for s in snaps:
         cfg = s["config"]
-        label = f"{cfg.method} {cfg.params or ''} · {cfg.student} · seed {cfg.train.seed}"
+        shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted((cfg.params or {}).items()))
+        label = f"{cfg.method}{f' ({shown})' if shown else ''} · {cfg.student} · seed {cfg.train.seed}"
         if s["state"] in ("finished", "stopped") and s["record"]:
             st.markdown(f"✅ {label}: **{100 * s['record']['test_acc']:.2f}%** in {s['record']['train_time_s']:.1f} s")
         elif s["state"] == "failed":
@@ -63,12 +67,20 @@ def live_sweep() -> None:
 
 data_sets = common.available_datasets()
 with st.expander("Launch a sweep", expanded=busy or not list_runs()):
-    st.markdown("**The 5-minute demo**: MNIST, the shipped CNN teacher, an MLP-800 student, labels only against "
-                "KD (T = 4, α = 0.9), 2 epochs each: under 30 s on a 2-core laptop.")
+    demo = demo_configs(seeds=DEMO_SEEDS)
+    done_here = list_runs()
+    waits = [softening.measured_wait(done_here, c.dataset, c.student, c.train.epochs, bool(c.teacher)) for c in demo]
+    estimate = (f"Measured on this machine ({common.device_label()}): about {sum(w['seconds'] for w in waits) / 60:.1f} "
+                "minutes for the six runs, from the median time of runs like them that finished here."
+                if all(waits) else "No run like these has finished on this machine yet, so there is no measured "
+                "estimate; the progress below shows each run's time left once it trains.")
+    st.markdown(f"**The 5-minute demo**: MNIST, the shipped CNN teacher, an MLP-800 student, labels only against "
+                f"KD (T = 4, α = 0.9), 2 epochs each, seeds {', '.join(map(str, DEMO_SEEDS))} (so the spread over "
+                f"seeds is measured). {estimate}")
     has_demo_teacher = "mnist-cnn" in common.teacher_choices("mnist") and "mnist" in data_sets
     if st.button("Run the 5-minute demo", icon=":material/play_arrow:", type="primary", disabled=busy or not has_demo_teacher,
                  help=None if has_demo_teacher else "needs MNIST and the shipped mnist-cnn teacher"):
-        start(demo_configs())
+        start(demo)
         st.rerun()
     st.divider()
     st.markdown("**Your own sweep**")
@@ -124,7 +136,8 @@ with st.expander("Launch a sweep", expanded=busy or not list_runs()):
             sweep_progress(queue)
 
 # --------------------------------------------------------------------------- pick runs
-records = softening.usable_records(list_runs())
+all_records = list_runs()
+records = softening.usable_records(all_records)
 if not records:
     st.info("No finished runs yet: run the 5-minute demo above, or train on the **Train (live)** page.")
     st.stop()
@@ -134,27 +147,48 @@ shown_ds = common.choice("Runs on data set", datasets_seen, key="dataset",
 pool = [r for r in records if r["config"]["dataset"] == shown_ds]
 by_id = {r["id"]: r for r in pool}
 fmt = lambda i: f"{softening.run_label(by_id[i])} · {by_id[i]['student']['name']} · seed {by_id[i]['seed']} · {100 * by_id[i]['test_acc']:.2f}% · {i[-4:]}"  # noqa: E731
-if st.session_state.get("_compare_pool") != list(by_id):  # new runs (e.g. a sweep just ended): show all again
-    st.session_state.pop(f"runs_{shown_ds}", None)
-    st.session_state["_compare_pool"] = list(by_id)
+# The pickers below are keyed by the set of runs there are: when a sweep adds runs, they are new
+# widgets that start from their defaults (all runs; best baseline before, best other run after),
+# never an old choice that no longer matches the charts.
+pool_key = hashlib.sha1(" ".join(sorted(by_id)).encode()).hexdigest()[:10]
 chosen = st.multiselect("Runs to compare (all by default)", list(by_id), default=list(by_id), format_func=fmt,
-                        key=f"runs_{shown_ds}")
+                        key=f"runs_{shown_ds}_{pool_key}")
+ended_early = [r for r in softening.stopped_records(all_records) if (r.get("config") or {}).get("dataset") == shown_ds]
+if ended_early:
+    n = len(ended_early)
+    st.caption(f"{n} run{'s' if n > 1 else ''} on {shown_ds} ended before {'their' if n > 1 else 'its'} budget (stopped, "
+               f"or diverged) and {'are' if n > 1 else 'is'} not compared: a run cut short is not a finished one.")
 chosen_records = [by_id[i] for i in chosen]
 if not chosen_records:
     st.info("Pick at least one run.")
     st.stop()
 rows = softening.accuracy_summary(chosen_records)
+gains = softening.gains_over_baseline(rows)
+repeats = sum(r["runs"] - r["seeds"] for r in rows)
 
 # --------------------------------------------------------------------------- accuracy
+one_seed = [r["method"] for r in rows if r["seeds"] == 1]
+spread_note = (" With one seed there is no spread to measure, so those bars have no whisker (and no interval "
+               "below): run more seeds before calling a gap real." if one_seed else "")
+repeat_note = (f" {repeats} repeated run{'s' if repeats > 1 else ''} of a seed already counted "
+               f"{'were' if repeats > 1 else 'was'} left out (the latest of each seed is used)." if repeats else "")
 c1, c2 = st.columns(2)
 with c1:
     common.show(figures.accuracy_bars(rows), presenter,
-                "Each bar is one method (with its settings); the whisker is ± one standard deviation over seeds. "
-                "A gap bigger than the whiskers is a real difference, a smaller one may be luck.", key="bars")
+                "Each bar is one method's test error, drawn from zero so that bar lengths compare like the numbers "
+                "of mistakes (accuracy bars cut off near 97% would blow a 0.7-point gap up into a 2.5× one). The "
+                "whisker is ± one standard deviation over distinct seeds." + spread_note + repeat_note, key="bars")
 with c2:
     common.show(figures.epoch_accuracy_curves(softening.epoch_curves(chosen_records)), presenter,
-                "Test accuracy after every epoch: a student taught by soft targets usually gets good sooner, "
-                "which is what makes distillation cheap as well as accurate.", key="curves")
+                "Test accuracy after every epoch, one line per run: a student taught by soft targets usually gets "
+                "good sooner, which is what makes distillation cheap as well as accurate.", key="curves")
+if gains:
+    common.show(figures.gain_bars(gains), presenter,
+                "Each method's accuracy gain over labels only (same student and epochs), in points, with its 95% "
+                "interval over seeds (Welch's t). An interval that stays clear of 0 is unlikely to be luck; one that "
+                "crosses 0 is not shown to be a gain at these seeds.", key="gains")
+else:
+    st.caption("Gain over labels only: pick a labels-only (baseline) run with the same student and epochs to see it.")
 
 table = pd.DataFrame([{"method": r["method"], "student": r["student"], "teacher": r["teacher"] or "–",
                        "epochs": r["epochs"], "seeds": r["seeds"], "runs": r["runs"],
@@ -195,18 +229,25 @@ st.subheader("Which mistakes did distillation fix?")
 ids = [r["id"] for r in sorted(chosen_records, key=lambda r: -r["test_acc"])]
 base = [i for i in ids if by_id[i]["method"] == "baseline"]
 other = [i for i in ids if by_id[i]["method"] != "baseline"]
+if len(ids) < 2:
+    st.info("Pick at least two runs (e.g. a baseline and a KD run) to see which mistakes changed.")
+    st.stop()
+before = base[0] if base else ids[0]
+after = other[0] if other else next(i for i in ids if i != before)
 a, b = st.columns(2)
-first = a.selectbox("Before (e.g. baseline)", ids, index=ids.index(base[0]) if base else 0, format_func=fmt, key="cm_a")
-second = b.selectbox("After (e.g. KD)", ids, index=ids.index(other[0]) if other else min(1, len(ids) - 1),
-                     format_func=fmt, key="cm_b")
+first = a.selectbox("Before (e.g. baseline)", ids, index=ids.index(before), format_func=fmt, key=f"cm_a_{pool_key}")
+second = b.selectbox("After (e.g. KD)", ids, index=ids.index(after), format_func=fmt, key=f"cm_b_{pool_key}")
+if first == second:
+    st.warning("Before and after are the same run: pick two different runs.")
+    st.stop()
 try:
     classes = by_id[first]["dataset"]["classes"]
     diff = softening.confusion_difference(by_id[first]["confusion"], by_id[second]["confusion"], classes)
     common.show(figures.confusion_comparison(diff, classes, (softening.run_label(by_id[first]),
                                                              softening.run_label(by_id[second]))), presenter,
                 "Left and middle: how often each true class (row) is given each answer (column), on a log colour "
-                "scale so rare mistakes show. Right: blue cells are mistakes the second run makes less often, red "
-                "ones more often.", key="confusion")
+                "scale so rare mistakes show. Right: the change in percentage points of each row; blue cells are "
+                "mistakes the second run makes less often, red ones more often.", key="confusion")
     fixed = ", ".join(f"{f['true']}→{f['predicted']} ({100 * f['change']:+.1f} pts)" for f in diff["fixed"][:4])
     worse = ", ".join(f"{f['true']}→{f['predicted']} ({100 * f['change']:+.1f} pts)" for f in diff["worsened"][:3])
     st.markdown(f"Accuracy {100 * diff['accuracy_before']:.2f}% → **{100 * diff['accuracy_after']:.2f}%**. "
