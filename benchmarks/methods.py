@@ -46,6 +46,8 @@ from kdviz import pretrained  # noqa: E402
 from kdviz.evaluation import resolve_precision  # noqa: E402
 from kdviz.experiment import Experiment, RunConfig  # noqa: E402
 from kdviz.methods.ban import born_again  # noqa: E402
+from kdviz.sweep import (Executor, LocalExecutor, RunFailed, RunFinished, make_executor, run_key,  # noqa: E402
+                         run_sweep)
 from kdviz.train import TrainSettings  # noqa: E402
 
 START, END = "<!-- methods:start -->", "<!-- methods:end -->"
@@ -155,8 +157,11 @@ def budget_key(block: Block) -> str:
     return f"{block.key}@{block.epochs}ep,{block.fraction:g}"
 
 
-def run_block(block: Block, seeds: list[int], results: dict, results_path: Path, runs_dir: Path) -> None:
+def run_block(block: Block, seeds: list[int], results: dict, results_path: Path, runs_dir: Path,
+              executor: Executor | None = None) -> None:
     done = results.setdefault(budget_key(block), {})
+    wanted: dict[str, list[str]] = {}  # run key -> the table cells ("label/seed") it fills
+    configs = []
     for seed in seeds:
         base = RunConfig(dataset=block.dataset, student=block.student, method="ban", teacher=None,
                          train=settings_for(block, seed), fraction=block.fraction, save_model=False)
@@ -175,16 +180,21 @@ def run_block(block: Block, seeds: list[int], results: dict, results_path: Path,
                   f"{100 * records[1]['test_acc']:.2f}%  ensemble {100 * records[1]['ensemble_acc']:.2f}%  "
                   f"({time.time() - started:.0f} s)", flush=True)
         for row in block.rows:
-            key = f"{row.label}/{seed}"
-            if key in done:
-                continue
-            started = time.time()
-            config = replace(base, method=row.method, params=dict(row.params), teacher=block.teacher)
-            record = Experiment(config, runs_dir=runs_dir).run()
-            done[key] = summary(record)
+            if f"{row.label}/{seed}" not in done:
+                config = replace(base, method=row.method, params=dict(row.params), teacher=block.teacher)
+                wanted.setdefault(run_key(config), []).append(f"{row.label}/{seed}")
+                configs.append(config)
+    # the rows: one sweep through the one runner (kdviz.sweep); finished cells are kept in results_path
+    events = run_sweep(configs, executor or LocalExecutor(1, cpus_per_run=None), runs_dir, resume=False)
+    for event in events:
+        if isinstance(event, RunFailed):
+            print(f"{block.key}: {', '.join(wanted[event.key])} failed: {event.error}", flush=True)
+        elif isinstance(event, RunFinished):
+            for cell in wanted[event.key]:
+                done[cell] = summary(event.record)
             save_results(results, results_path)
-            print(f"{block.key} seed {seed}: {row.label} {100 * record['test_acc']:.2f}% "
-                  f"({time.time() - started:.0f} s)", flush=True)
+            print(f"{block.key} seed {event.config.train.seed}: {', '.join(c.split('/')[0] for c in wanted[event.key])} "
+                  f"{100 * event.record['test_acc']:.2f}% ({event.record['wall_time_s']:.0f} s)", flush=True)
 
 
 # --------------------------------------------------------------------------- table
@@ -293,8 +303,15 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: 5%% of the data, 1 epoch, first seed only")
     parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
     parser.add_argument("--results", default=str(CACHE / "methods.json"), help="finished runs (resumable)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="runs of a table at once, as processes of --threads each (default 1: in this process)")
+    parser.add_argument("--ray", default=None, metavar="ADDRESS",
+                        help="run the tables' rows on a Ray cluster (or 'local'); default $KDVIZ_RAY_ADDRESS")
     args = parser.parse_args(argv)
-    torch.set_num_threads(int(os.environ.get("KDVIZ_THREADS", "2")))
+    threads = int(os.environ.get("KDVIZ_THREADS", "2"))
+    torch.set_num_threads(threads)
+    executor = (LocalExecutor(1, cpus_per_run=None) if args.workers == 1 and not (args.ray or os.environ.get("KDVIZ_RAY_ADDRESS"))
+                else make_executor(args.ray, args.workers, threads))
 
     results_path = Path(args.results)
     if args.quick:
@@ -309,7 +326,7 @@ def main(argv=None) -> int:
     if args.part in ("mnist", "all"):
         for block in blocks:
             if not args.only or block.key == args.only:
-                run_block(block, args.seeds, results, results_path, runs_dir)
+                run_block(block, args.seeds, results, results_path, runs_dir, executor)
     shown = list(blocks)
     if args.part in ("cifar", "all"):
         teacher, teacher_name = cifar_teacher(args.cifar_teacher_epochs, runs_dir)
@@ -319,7 +336,7 @@ def main(argv=None) -> int:
                                                    "fraction": fraction, "epochs": args.cifar_epochs}
         save_results(results, results_path)
         run_block(cifar_block(teacher, teacher_name, fraction, args.cifar_epochs), args.seeds, results, results_path,
-                  runs_dir)
+                  runs_dir, executor)
     results = load_results(results_path) if results_path.exists() else results  # runs another process added
     meta = results.get("meta", {}).get("cifar")
     if meta:

@@ -60,11 +60,12 @@ def learning(record: dict) -> list[dict]:
     return [{k: v for k, v in e.items() if k not in ("images_per_s", "elapsed")} for e in record["history"]]
 
 
-def measure(name: str, configs, executor, slots: int) -> dict:
+def measure(name: str, plan, executor, slots: int) -> dict:
     runs_dir = Path(tempfile.mkdtemp(prefix=f"kdviz-scaleout-{name.split()[0]}-"))
     started = time.perf_counter()
     final = None
-    for event in run_sweep(configs, executor, runs_dir, resume=False):
+    events = run_sweep(plan, executor, runs_dir, resume=False)
+    for event in events:
         if isinstance(event, SweepFinished):
             final = event
     wall = time.perf_counter() - started
@@ -76,7 +77,7 @@ def measure(name: str, configs, executor, slots: int) -> dict:
            "run_s_mean": round(work / len(records), 2),
            "overhead_per_task_s": round((slots * wall - work) / len(records), 2),
            "records": {run_key(c): {"test_acc": r["test_acc"], "learning": learning(r)}
-                       for c, r in zip(configs, records)}}
+                       for c, r in zip(plan, records)}}
     print(f"{name}: {wall:.1f} s wall, {work:.1f} s of runs, overhead {row['overhead_per_task_s']:.2f} s/task",
           flush=True)
     return row
@@ -149,8 +150,8 @@ def main(argv=None) -> int:
     configs = grid({"dataset": "digits", "student": "cnn5-small", "epochs": args.epochs, "device": "cpu",
                     "precision": "auto"}, method=["baseline", "kd"], seed=list(range(args.seeds)))
     # untimed: fills the teacher-logit cache on disk and warms this process (kernels, data in memory)
-    for _ in run_sweep(configs[-1:], LocalExecutor(1, cpus_per_run=1), tempfile.mkdtemp(), resume=False):
-        pass
+    warm_up = run_sweep(configs[-1:], LocalExecutor(1, cpus_per_run=1), tempfile.mkdtemp(), resume=False)
+    list(warm_up)
     rows = [measure("local, in this process", configs, LocalExecutor(1, cpus_per_run=1), 1),
             measure("local, 2 processes", configs, LocalExecutor(2, cpus_per_run=1), 2)]
     started = time.perf_counter()

@@ -286,13 +286,15 @@ class RunWaiting(SweepEvent):
 
 @dataclass
 class RunProgress(SweepEvent):
-    """A training event (:mod:`kdviz.train`) of a run, and the student being trained (between
-    two steps: safe to read); only from an in-process executor."""
+    """A training event (:mod:`kdviz.train`) of a run. From an in-process executor also the
+    student being trained and its :class:`~kdviz.experiment.Experiment` (between two steps:
+    safe to read); from a streaming Ray executor the event only."""
 
     index: int
     key: str
     event: object
     student: object = None
+    experiment: object = None
 
 
 @dataclass
@@ -521,7 +523,7 @@ class LocalExecutor(Executor):
         try:
             experiment = Experiment(job.config, runs_dir=runs_dir, stop=stop)
             for event in experiment.events():
-                yield RunProgress(job.index, job.key, event, experiment.student)
+                yield RunProgress(job.index, job.key, event, experiment.student, experiment)
             record = experiment.record
             record["runner"] = _runner(self.name, self.cpus_per_run, job.key)
             save_record(record, runs_dir)
@@ -699,7 +701,7 @@ def job_executor(in_process: bool = False) -> Executor:
     set (and the job need not run here: ``in_process`` is for jobs whose model is watched while
     it trains), else this process, each job waiting for one of the :func:`server_slots`."""
     if os.environ.get(RAY_ENV) and not in_process:
-        return RayExecutor(os.environ[RAY_ENV], cpus_per_run=1,
+        return RayExecutor(os.environ[RAY_ENV], cpus_per_run=1, stream=True,
                            gpus_per_run=float(os.environ.get("KDVIZ_RAY_GPUS_PER_JOB") or 0))
     return LocalExecutor(1, cpus_per_run=None, slots=server_slots())
 
