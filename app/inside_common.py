@@ -127,11 +127,18 @@ def _progress(key: str, live=None) -> None:
         st.rerun(scope="app")
 
 
-def need_students(base: dict | None, run: dict | None, method: str) -> bool:
-    """True when both students are there; otherwise a note saying what the page will show."""
+def student_name(method: str) -> str:
+    """The method's student with its article: "an AT student", "a KD student"."""
+    name = METHOD_NAMES.get(method, f"{method} student")
+    return ("an " if name[0] in "AEFHILMNORSX" and name[:2] != "KD" else "a ") + name
+
+
+def need_students(base: dict | None, run: dict | None, method: str,
+                  meanwhile: str = "the page shows the teacher alone") -> bool:
+    """True when both students are there; otherwise a note saying what the page shows meanwhile."""
     if base is None or run is None:
-        st.info(f"Until both students exist, the page shows the teacher alone. Press **Train the students now** "
-                f"(a baseline and an {METHOD_NAMES.get(method, method)}, a short budget each) or pick saved runs.")
+        st.info(f"Until both students exist, {meanwhile}. Press **Train the students now** "
+                f"(a baseline and {student_name(method)}, a short budget each) or pick saved runs.")
         return False
     return True
 

@@ -57,8 +57,10 @@ with left:
                                        title=f"Probe image {index} (true class {label})"), presenter, key="att_maps")
 with right:
     st.markdown("**What to look at.** Each column is a network, each row a stage (early stages at the top). "
-                "Bright means strong activation there. The AT student's maps should look like the teacher's, "
-                "more than the baseline student's do, at every stage.")
+                "Bright (yellow) means strong activation there, dark (black) weak. " + (
+                    "The AT student's maps should look like the teacher's, more than the baseline student's do, at "
+                    "every stage." if have_students else
+                    "For now only the teacher is drawn; the students' columns appear once they are trained."))
     st.markdown("All panels share one colour scale: each map is multiplied by √(H·W), so a flat map is 1 "
                 "everywhere whatever its size.")
     if have_students:

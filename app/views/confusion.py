@@ -45,16 +45,17 @@ normalised = {name: inside.row_normalised(m) for name, m in matrices.items()}
 common.show(figs.confusion_panels(normalised, classes, change and change["improved"], change and change["worsened"],
                                   marked="KD student"), presenter,
             "Colour grows with the square root of the share so that rare mistakes stay visible; numbers are "
-            "percent of the row. On the KD student's matrix, green boxes are cells KD improved over the baseline "
-            "(more right answers on the diagonal, fewer of that mistake off it) and red boxes cells it made worse.",
+            "percent of the row." + (" On the KD student's matrix, blue boxes are cells KD improved over the "
+            "baseline (more right answers on the diagonal, fewer of that mistake off it) and orange boxes cells it "
+            "made worse (a pair told apart by colour-blind students too)." if have_students else ""),
             key="conf_maps")
 if have_students:
     a, b = st.columns([3, 2])
     with a:
         common.show(figs.confusion_delta(change["delta"], classes, change["improved"], change["worsened"],
                                          "KD student − baseline"), presenter,
-                    "The difference, in percentage points of each row: green where the KD student does better than "
-                    "the baseline, red where it does worse. Off the diagonal, look for the pairs the teacher finds "
+                    "The difference, in percentage points of each row: blue where the KD student does better than "
+                    "the baseline, orange where it does worse. Off the diagonal, look for the pairs the teacher finds "
                     "alike (for MNIST 4–9, 3–5–8, 7–1): that is where its soft targets carry the most.",
                     key="conf_delta")
     with b:
@@ -67,5 +68,6 @@ if have_students:
                    f"(changes of at least {min_count} image{'s' if min_count > 1 else ''}).")
     accuracy = {name: inside.per_class_accuracy(m) for name, m in matrices.items()}
     common.show(figs.per_class_bars(accuracy, classes), presenter,
-                "Per-class accuracy of the three networks: the classes where the baseline falls furthest below the "
-                "teacher are where distillation has the most to give.", key="conf_bars")
+                "Per-class test error of the three networks, bars from zero (a bar twice as long is twice as many "
+                "mistakes): the classes where the baseline errs most beyond the teacher are where distillation has "
+                "the most to give.", key="conf_bars")

@@ -55,9 +55,14 @@ maps = dict(zip(shown, ic.tsne_maps(tuple(shown), [space["points"][name] for nam
 st.subheader(f"t-SNE of {len(index)} test images (perplexity {perplexity}, seed {seed})")
 common.show(figs.tsne_panels(maps, labels, test.classes), presenter,
             "Each dot is a test image, coloured by its true class; click a class in the legend to hide it everywhere. "
-            "Top: the teacher factor and the FT student's factor, which was trained to match it: look for the same "
-            "classes grouped and the same ones touching. Bottom: what each student's classifier sees, with and "
-            "without factor transfer. The table below says, in numbers, how close each is to the teacher.",
+            + ("Top: the teacher factor and the FT student's factor, which was trained to match it: look for the same "
+               "classes grouped and the same ones touching. Bottom: what each student's classifier sees, with and "
+               "without factor transfer. The table below says, in numbers, how close each is to the teacher."
+               if PANELS[1] in shown else
+               "Each panel is what a network's classifier sees (its penultimate features), with and without factor "
+               "transfer; this FT run saved no factors to draw." if len(shown) > 1 else
+               "For now, the teacher's own penultimate features: which classes form their own group, which touch. "
+               "Once the students are trained here, their factors and features join it."),
             key="ft_tsne")
 st.info("**Reading t-SNE.** t-SNE keeps each point's near neighbours near; it does not keep distances. The size "
         "of a cluster, the gap between two clusters and where a cluster sits mean little, and another seed or "

@@ -52,11 +52,14 @@ same_shape = {name: m for name, m in matrices.items() if m.shape == matrices["te
 
 # --------------------------------------------------------------------------- figures
 st.subheader(f"The FSP matrices of {pair_name} ({rows_total} × {cols_total} channels, mean over {len(probe)} images)")
-common.show(figs.fsp_heatmaps(matrices, first, second, shared=scale == "the teacher's"), presenter,
-            "The teacher's matrix has a pattern of strong and weak channel pairs. The baseline student's matrix is "
-            "its own: other sizes, other channels strong. The FSP student was pushed toward the teacher's matrix "
-            "entry by entry: on the teacher's colour scale its values now have the teacher's size; switch to "
-            "'each its own' to judge how much of the pattern itself it copied (pattern r in the table below).",
+maps_caption = ("The teacher's matrix has a pattern of strong and weak channel pairs. The baseline student's matrix is "
+                "its own: other sizes, other channels strong. The FSP student was pushed toward the teacher's matrix "
+                "entry by entry: on the teacher's colour scale its values now have the teacher's size; switch to "
+                "'each its own' to judge how much of the pattern itself it copied (pattern r in the table further "
+                "down)." if have_students else
+                "The teacher's matrix: a pattern of strong and weak channel pairs, how its two stages work together. "
+                "Once the students are trained, their matrices appear beside it.")
+common.show(figs.fsp_heatmaps(matrices, first, second, shared=scale == "the teacher's"), presenter, maps_caption,
             key="fsp_maps")
 if have_students:
     diffs = {f"{name} − teacher": m - matrices["teacher"] for name, m in same_shape.items() if name != "teacher"}

@@ -44,8 +44,10 @@ classes = list(test.classes)
 common.show(figs.distance_heatmaps({name: d["distances"] for name, d in data.items()}, labels, classes), presenter,
             f"Each square is a pair among the {len(index)} images (class blocks along the axes); dark = close, "
             "1 = the batch's mean distance. The teacher's matrix has dark blocks on the diagonal (same class is "
-            "close) and a finer pattern off it (which classes are near each other). Look for that same "
-            "pattern in the RKD student, and where the baseline student differs.", key="rel_maps")
+            "close) and a finer pattern off it (which classes are near each other)." + (
+                " Look for that same pattern in the RKD student, and where the baseline student differs."
+                if have_students else " Once the students are trained, their matrices appear beside it."),
+            key="rel_maps")
 if have_students:
     students = {name: d["distances"] for name, d in data.items() if name != "teacher"}
     corr = {name: d["distance_corr"] for name, d in data.items() if name != "teacher"}
@@ -65,5 +67,6 @@ if have_students:
         st.caption(f"Test accuracy: baseline {100 * base['test_acc']:.2f}%, RKD student {100 * run['test_acc']:.2f}%.")
 common.show(figs.angle_histograms({name: d["angles"] for name, d in data.items()}), presenter,
             "How the angles formed by triplets of images are spread. RKD's angle loss makes the student's cosines "
-            "match the teacher's triplet by triplet; this histogram shows the overall shape: the RKD student's "
-            "curve should sit closer to the teacher's than the baseline's does.", key="rel_angles")
+            "match the teacher's triplet by triplet; this histogram shows the overall shape" + (
+                ": the RKD student's curve should sit closer to the teacher's than the baseline's does."
+                if have_students else " (the teacher's, for now)."), key="rel_angles")

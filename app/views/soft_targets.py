@@ -48,7 +48,8 @@ def watch(pair) -> None:
 
 base, run = ic.students(PAGE, METHOD, preset, recorders=recorders, meta=meta, needs=ic.has_soft_targets,
                         needs_baseline=ic.has_soft_targets, live=watch)
-if not ic.need_students(base, run, METHOD):
+if not ic.need_students(base, run, METHOD, "there is nothing to draw here: this page replays the two "
+                        "students' outputs recorded while they trained"):
     st.stop()
 
 # --------------------------------------------------------------------------- data and controls
