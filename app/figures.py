@@ -29,6 +29,27 @@ def _decades(fig: go.Figure, **where) -> None:
     fig.update_yaxes(type="log", dtick=1, exponentformat="power", minor=dict(showgrid=False), **where)
 
 
+def _si(v: float) -> str:
+    for factor, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if v >= factor:
+            return f"{v / factor:g}{suffix}"
+    return f"{v:g}"
+
+
+def log_ticks(values) -> dict:
+    """Tick values and labels for a log axis over ``values``: 1, 2 and 5 times powers of ten, each
+    labelled in full (100k, 200k, 500k, 1M), instead of Plotly's crowded unlabelled minor digits."""
+    finite = [float(v) for v in values if v is not None and np.isfinite(v) and v > 0]
+    if not finite:
+        return {}
+    lo, hi = min(finite) / 1.6, max(finite) * 1.6
+    ticks = [m * 10.0 ** e for e in range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
+             for m in (1, 2, 5) if lo <= m * 10.0 ** e <= hi]
+    if len(ticks) > 7:  # a wide range: powers of ten only
+        ticks = [t for t in ticks if f"{t:.0e}".startswith("1")]
+    return {"tickvals": ticks, "ticktext": [_si(t) for t in ticks], "range": [np.log10(lo), np.log10(hi)]}
+
+
 def _prob_colours(n: int, top: int, true: int | None) -> list[str]:
     colours = [MUTED] * n
     colours[top] = TEACHER
@@ -194,47 +215,73 @@ def confusion_heatmap(confusion, classes, title: str = "Confusion matrix (test s
 
 
 # --------------------------------------------------------------------------- comparing runs
-def _seeds_text(n: int) -> str:
-    return "1 seed: no spread measured" if n == 1 else f"{n} seeds"
+def wrap_label(text: str, width: int = 26) -> str:
+    """A long run label on several lines (Plotly does not wrap tick labels): the method, then its
+    settings a few at a time, e.g. ``rkd<br>angle_weight=50,<br>distance_weight=25``."""
+    head, _, rest = text.partition(" (")
+    parts = [p.strip() for p in rest.rstrip(")").split(",")] if rest else []
+    lines, line = [head], ""
+    for part in parts:
+        if line and len(line) + len(part) + 2 > width:
+            lines.append(line + ",")
+            line = part
+        else:
+            line = f"{line}, {part}" if line else part
+    if line:
+        lines.append(line)
+    return "<br>".join(lines)
+
+
+def _row_label(r: dict) -> str:
+    return f"{wrap_label(r['method'])}<br><i>{r['student']} · {r['epochs']} ep</i>"
+
+
+def _bar_height(n: int, lines: int) -> int:
+    return max(260, 110 + n * (26 + 15 * lines))
 
 
 def accuracy_bars(rows: list[dict]) -> go.Figure:
-    """Test error (100 − accuracy, %) per method, bars from zero, so bar lengths compare like the
-    numbers of mistakes; whiskers ± one standard deviation over seeds, only where there are two
-    seeds or more (one seed has no spread to show)."""
-    labels = [f"{r['method']}<br>{r['student']} · {r['epochs']} ep" for r in rows]
+    """Test error (100 − accuracy, %) per method as horizontal bars from zero, so bar lengths
+    compare like the numbers of mistakes; whiskers ± one standard deviation over seeds, only where
+    there are two seeds or more (one seed has no spread to show). Best method on top."""
+    labels = [_row_label(r) for r in rows]
     errors = [100 * (1 - r["acc_mean"]) for r in rows]
     spread = [100 * r["acc_std"] if r.get("acc_std") is not None else 0.0 for r in rows]
     fig = go.Figure(go.Bar(
-        x=labels, y=errors, marker_color=[PALETTE[i % len(PALETTE)] for i in range(len(rows))],
-        error_y=dict(type="data", array=spread, visible=True),
-        text=[f"{100 * r['acc_mean']:.2f}% right<br>{_seeds_text(r['seeds'])}" for r in rows], textposition="inside",
-        insidetextanchor="end", hovertemplate="%{x}<br>test error %{y:.2f}%<extra></extra>"))
+        y=labels, x=errors, orientation="h", marker_color=[PALETTE[i % len(PALETTE)] for i in range(len(rows))],
+        error_x=dict(type="data", array=spread, visible=True),
+        text=[f"{100 * r['acc_mean']:.2f}% right · {r['seeds']} seed{'s' if r['seeds'] > 1 else ''}" for r in rows],
+        textposition="outside",
+        cliponaxis=False, hovertemplate="%{y}<br>test error %{x:.2f}%<extra></extra>"))
     top = max((e + s for e, s in zip(errors, spread)), default=1.0)
-    fig.update_yaxes(title_text="test error (%), lower is better", range=[0, 1.1 * top], rangemode="tozero")
-    fig.update_xaxes(type="category")
-    return _layout(fig, "Test error per method (mean ± std over seeds)")
+    fig.update_xaxes(title_text="test error (%), lower is better", range=[0, 1.9 * top], rangemode="tozero")
+    fig.update_yaxes(type="category", autorange="reversed", automargin=True)
+    lines = max((label.count("<br>") + 1 for label in labels), default=1)
+    return _layout(fig, "Test error per method (mean ± std over seeds)", height=_bar_height(len(rows), lines))
 
 
 def gain_bars(gains: list[dict]) -> go.Figure:
     """Each method's accuracy gain over the labels-only baseline (same student and epochs), in
-    percentage points, with its confidence interval over seeds; bars start at 0 = no gain."""
-    labels = [f"{g['method']}<br>{g['student']} · {g['epochs']} ep" for g in gains]
+    percentage points, with its confidence interval over seeds; horizontal bars from 0 = no gain."""
+    labels = [_row_label(g) for g in gains]
     plus = [g["high"] - g["gain"] if g["high"] is not None else 0.0 for g in gains]
     minus = [g["gain"] - g["low"] if g["low"] is not None else 0.0 for g in gains]
-    text = [(f"{g['gain']:+.2f} pts<br>{round(100 * g['level'])}%: {g['low']:+.2f} to {g['high']:+.2f}"
-             if g["low"] is not None else f"{g['gain']:+.2f} pts<br>no interval (1 seed)") for g in gains]
-    fig = go.Figure(go.Bar(x=labels, y=[g["gain"] for g in gains], text=text, textposition="outside",
+    text = [(f"{g['gain']:+.2f} ({g['low']:+.2f} to {g['high']:+.2f})"
+             if g["low"] is not None else f"{g['gain']:+.2f} · 1 seed: no interval") for g in gains]
+    fig = go.Figure(go.Bar(y=labels, x=[g["gain"] for g in gains], text=text, textposition="outside",
+                           orientation="h", cliponaxis=False,
                            marker_color=[PALETTE[(i + 1) % len(PALETTE)] for i in range(len(gains))],
-                           error_y=dict(type="data", symmetric=False, array=plus, arrayminus=minus, visible=True),
-                           hovertemplate="%{x}<br>gain %{y:+.2f} points<extra></extra>"))
+                           error_x=dict(type="data", symmetric=False, array=plus, arrayminus=minus, visible=True),
+                           hovertemplate="%{y}<br>gain %{x:+.2f} points<extra></extra>"))
     ends = [g["gain"] + p for g, p in zip(gains, plus)] + [g["gain"] - m for g, m in zip(gains, minus)] + [0.0]
     lo, hi = min(ends), max(ends)
-    pad = 0.35 * max(hi - lo, 0.2)
-    fig.add_hline(y=0, line_color="black", line_width=1)
-    fig.update_yaxes(title_text="gain over labels only (points)", range=[min(0.0, lo) - 0.2 * pad, hi + pad])
-    fig.update_xaxes(type="category")
-    return _layout(fig, "Gain over labels only (accuracy points, 95% interval)")
+    span = max(hi - lo, 0.2)
+    fig.add_vline(x=0, line_color="black", line_width=1)
+    fig.update_xaxes(title_text="gain over labels only (accuracy points)",
+                     range=[min(0.0, lo) - (0.9 * span if lo < 0 else 0.05 * span), hi + 0.9 * span])
+    fig.update_yaxes(type="category", autorange="reversed", automargin=True)
+    lines = max((label.count("<br>") + 1 for label in labels), default=1)
+    return _layout(fig, "Gain over labels only (95% interval over seeds)", height=_bar_height(len(gains), lines))
 
 
 def tradeoff_scatter(rows: list[dict], teachers=()) -> go.Figure:
@@ -255,8 +302,10 @@ def tradeoff_scatter(rows: list[dict], teachers=()) -> go.Figure:
                                      mode="markers", marker=dict(size=13, color=colour),
                                      error_y=dict(type="data", array=[100 * (r.get("acc_std") or 0.0)]),
                                      showlegend=col == 1, legendgroup=str(n)), row=1, col=col)
-    fig.update_xaxes(title_text="latency (ms / image, batch 1)", type="log", row=1, col=1)
-    fig.update_xaxes(title_text="parameters", type="log", row=1, col=2)
+    points = [*rows, *teachers]
+    fig.update_xaxes(title_text="latency (ms / image, batch 1)", type="log", row=1, col=1,
+                     **log_ticks([r["latency_ms"] for r in points]))
+    fig.update_xaxes(title_text="parameters", type="log", row=1, col=2, **log_ticks([r["params"] for r in points]))
     fig.update_yaxes(title_text="test accuracy (%)", row=1, col=1)
     return _layout(fig, "Fast student or accurate student?", height=420)
 
@@ -298,8 +347,9 @@ def confusion_comparison(diff: dict, classes, titles=("before", "after")) -> go.
     """Two row-normalised confusion matrices side by side and their difference (after − before):
     blue off-diagonal cells in the difference are mistakes that went away."""
     names = [str(c) for c in classes]
+    short = [wrap_label(t, 22) for t in titles]
     fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.07,
-                        subplot_titles=(titles[0], titles[1], f"difference: {titles[1]} − {titles[0]}"))
+                        subplot_titles=(f"before: {short[0]}", f"after: {short[1]}", "difference:<br>after − before"))
     for col, key in ((1, "before"), (2, "after")):
         m = np.asarray(diff[key])
         fig.add_trace(go.Heatmap(z=np.log10(m + 1e-3).tolist(), x=names, y=names, colorscale="Blues", showscale=False,
@@ -318,7 +368,8 @@ def confusion_comparison(diff: dict, classes, titles=("before", "after")) -> go.
     fig.update_xaxes(type="category", title_text="predicted")
     fig.update_yaxes(type="category", autorange="reversed")
     fig.update_yaxes(title_text="true", col=1)
-    return _layout(fig, height=430)
+    lines = max(t.count("<br>") + 1 for t in short)
+    return _layout(fig, height=430 + 18 * lines).update_layout(margin=dict(t=30 + 22 * lines))
 
 
 # --------------------------------------------------------------------------- images

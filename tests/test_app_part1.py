@@ -278,9 +278,9 @@ def test_compare_bars_table_grid_confusion_and_downloads(env):
     at = ok(page("compare"))
     assert at.selectbox(key="dataset").value == "mnist"
     bars = chart(at, "bars")["data"][0]
-    assert bars["y"] == pytest.approx([1.0, 2.5, 5.0])  # test error, bars from zero
-    assert chart(at, "bars")["layout"]["yaxis"]["range"][0] == 0
-    assert bars["error_y"]["array"] == pytest.approx([0.0, 100 * np.std([0.97, 0.98], ddof=1), 0.0])
+    assert bars["x"] == pytest.approx([1.0, 2.5, 5.0])  # test error, bars from zero
+    assert chart(at, "bars")["layout"]["xaxis"]["range"][0] == 0
+    assert bars["error_x"]["array"] == pytest.approx([0.0, 100 * np.std([0.97, 0.98], ddof=1), 0.0])
     assert "1 seed" in bars["text"][2]  # one seed: said, not drawn as a whisker of 0
     table = at.dataframe[0].value
     assert list(table["accuracy %"]) == [99.0, 97.5, 95.0] and list(table["seeds"]) == [2, 2, 1]
@@ -295,11 +295,11 @@ def test_compare_bars_table_grid_confusion_and_downloads(env):
     assert [d.proto.label for d in at.get("download_button")] == ["Table as CSV", "Records as JSON"]
     # the runs picker changes what is computed
     gains = chart(at, "gains")["data"][0]  # each KD setting over the baseline, in points
-    assert gains["y"] == pytest.approx([1.5, -2.5])
-    assert "95%" in gains["text"][0] and "no interval (1 seed)" in gains["text"][1]
+    assert gains["x"] == pytest.approx([1.5, -2.5])
+    assert " to " in gains["text"][0] and "1 seed: no interval" in gains["text"][1]
     picker = run_picker(at)
     picker.unselect(picker.value[0]).run()
-    assert len(chart(at, "bars")["data"][0]["y"]) == 3
+    assert len(chart(at, "bars")["data"][0]["x"]) == 3
 
 
 def run_picker(at: AppTest):
@@ -325,7 +325,7 @@ def test_compare_lists_refresh_after_a_sweep_finishes(env):
     picker = run_picker(at)
     assert len(picker.options) == len(before_ids) + 2  # the new runs are offered...
     assert len(picker.value) == len(picker.options) and new_ids <= set(picker.value)  # ...and all shown again
-    assert len(chart(at, "bars")["data"][0]["y"]) == len(softening.accuracy_summary(
+    assert len(chart(at, "bars")["data"][0]["x"]) == len(softening.accuracy_summary(
         [r for r in softening.usable_records(list_runs(env["runs"])) if r["config"]["dataset"] == "digits"]))
     a, b = (next(s for s in at.selectbox if s.label.startswith(p)) for p in ("Before", "After"))
     assert len(a.options) == len(picker.options) and a.value != b.value
@@ -355,7 +355,7 @@ def test_compare_runs_a_sweep_in_the_background(env):
     assert queue.done and [r["method"] for r in queue.records] == ["baseline", "kd"]
     assert any("2 of 2 runs done" in p.proto.text for p in at.get("progress"))
     at.selectbox(key="dataset").set_value("digits").run()
-    assert len(chart(ok(at), "bars")["data"][0]["y"]) == 3  # teacher run + the two sweep runs
+    assert len(chart(ok(at), "bars")["data"][0]["x"]) == 3  # teacher run + the two sweep runs
 
 
 def test_temperature_play_moves_the_one_slider_and_every_chart_follows(env):

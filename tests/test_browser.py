@@ -1,5 +1,6 @@
 """The app in a real browser: start it as the README says, move the temperature slider,
-see the bars change, and save a screenshot of every page to test-artifacts/.
+see the bars change, check every page at 1400×1000 for broken words and overlapping labels, and
+save a screenshot of every page to test-artifacts/.
 
 Needs Debian's chromium (/usr/bin/chromium) and the playwright pip package (no
 ``playwright install``); skipped with the reason when either is missing.
@@ -101,19 +102,118 @@ def settle(page, timeout: float = 40) -> None:
         time.sleep(0.4)
 
 
+def settled(page, timeout: float = 240) -> None:
+    """Wait until the script run has ended; a page that is still running when the checks start would
+    pass them vacuously, so that is a failure, not a skip."""
+    settle(page, timeout)
+    deadline = time.time() + timeout
+    while page.query_selector("[data-testid='stStatusWidget']") and time.time() < deadline:
+        time.sleep(0.5)
+    assert not page.query_selector("[data-testid='stStatusWidget']"), f"{page.url} still running after {timeout} s"
+
+
 def bars(page) -> list[float]:
     """The softmax(z/T) bars of the first Plotly chart, read from the DOM."""
     return page.evaluate("() => Array.from(document.querySelector('.js-plotly-plot').data[1].y)")
 
 
+# Run in the page: what a lecturer would see as broken. Returns a list of short descriptions.
+PROBLEMS_JS = r"""
+() => {
+  const out = [];
+  const main = document.querySelector('[data-testid="stMain"]');
+  const roots = [main, document.querySelector('[data-testid="stSidebar"]')].filter(Boolean);
+  const visible = el => { const r = el.getBoundingClientRect(); return r.width > 0 && r.height > 0; };
+  const name = el => (el.getAttribute('data-testid') || el.tagName.toLowerCase());
+  // 0. an error box instead of the page
+  for (const e of document.querySelectorAll('[data-testid="stException"], [data-testid="stAlertContentError"]'))
+    out.push(`error box: ${e.innerText.slice(0, 160)}`);
+  // 1. a word split over two lines ("what the tea|cher", "teache|r's")
+  for (const root of roots) {
+    const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    let node;
+    while ((node = walker.nextNode())) {
+      const parent = node.parentElement;
+      if (!parent || parent.closest('svg, .katex, code, pre, [data-testid="stDataFrame"], [data-testid="stSidebarNav"] span[aria-hidden]')) continue;
+      if (!visible(parent)) continue;
+      const re = /[^\s\-–—\/·,;:]{3,}/g;
+      let m;
+      while ((m = re.exec(node.data))) {
+        const range = document.createRange();
+        range.setStart(node, m.index);
+        range.setEnd(node, m.index + m[0].length);
+        const tops = new Set(Array.from(range.getClientRects()).filter(r => r.width > 0).map(r => Math.round(r.top / 4)));
+        if (tops.size > 1) out.push(`word broken over two lines: "${m[0]}" in ${name(parent)}`);
+      }
+    }
+  }
+  // 2. text wider than its box
+  const boxes = '[data-testid="stMarkdownContainer"], [data-testid="stCaptionContainer"], [data-testid="stWidgetLabel"], '
+    + '[data-testid="stMetricValue"], [data-testid="stMetricLabel"], [data-testid="stImageCaption"], .stButton button, '
+    + '[data-testid="stPageLink"]';
+  for (const root of roots) for (const el of root.querySelectorAll(boxes)) {
+    if (!visible(el) || el.closest('[data-testid="stExpander"] details:not([open])')) continue;
+    if (el.querySelector('.katex-display')) continue;  // display formulas scroll on purpose
+    if (el.scrollWidth > el.clientWidth + 2) out.push(`text wider than its box (${el.scrollWidth} > ${el.clientWidth} px) in ${name(el)}: "${el.innerText.slice(0, 40)}"`);
+  }
+  // 3. a chart wider than the page (clipped)
+  const right = main.getBoundingClientRect().right;
+  for (const svg of document.querySelectorAll('.js-plotly-plot .main-svg')) {
+    const r = svg.getBoundingClientRect();
+    if (r.right > right + 2) out.push(`chart clipped at the right edge (${Math.round(r.right)} > ${Math.round(right)})`);
+  }
+  // 4. labels drawn over each other inside a chart
+  const overlap = (a, b) => {
+    const w = Math.min(a.right, b.right) - Math.max(a.left, b.left), h = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
+    return w > 2 && h > 2;
+  };
+  const rects = (plot, sel) => Array.from(plot.querySelectorAll(sel)).filter(e => visible(e) && (e.textContent || '').trim() !== '' || e.matches('.legend .bg, .updatemenu-button, .slider-rail'))
+    .map(e => ({el: e, r: e.getBoundingClientRect(), t: (e.textContent || e.getAttribute('class') || '').trim().slice(0, 30)}))
+    .filter(x => x.r.width > 0 && x.r.height > 0);
+  document.querySelectorAll('.js-plotly-plot').forEach((plot, k) => {
+    const key = (plot.closest('[class*="st-key-"]') || {className: ''}).className.match(/st-key-([\w-]+)/);
+    const where = `chart ${key ? key[1] : k}`;
+    const groups = {
+      legend: rects(plot, '.legend .bg'),
+      xtitle: rects(plot, '[class*="g-x"][class*="title"] text'),
+      ytitle: rects(plot, '[class*="g-y"][class*="title"] text'),
+      title: rects(plot, '.g-gtitle text'),
+      note: rects(plot, '.annotation-text-g text'),
+      button: rects(plot, '.updatemenu-button'),
+      slider: rects(plot, '.slider-group text, .slider-rail'),
+      xtick: rects(plot, '.xtick text'),
+      ytick: rects(plot, '.ytick text'),
+    };
+    const pairs = [['legend', 'xtitle'], ['legend', 'ytitle'], ['legend', 'title'], ['legend', 'note'], ['legend', 'xtick'],
+                   ['legend', 'button'], ['legend', 'slider'], ['button', 'slider'], ['button', 'xtitle'], ['button', 'xtick'],
+                   ['slider', 'xtitle'], ['slider', 'xtick'], ['title', 'note'], ['note', 'note'], ['xtitle', 'xtick'],
+                   ['ytitle', 'ytick'], ['xtick', 'xtick'], ['ytick', 'ytick'], ['xtitle', 'note'], ['ytitle', 'note']];
+    const edge = plot.querySelector('.main-svg').getBoundingClientRect();
+    for (const t of plot.querySelectorAll('text')) {
+      const r = t.getBoundingClientRect();
+      if (r.width > 0 && t.textContent.trim() && (r.right > edge.right + 1 || r.left < edge.left - 1))
+        out.push(`${where}: text cut off at the chart's edge: "${t.textContent.trim().slice(0, 30)}"`);
+    }
+    const names = Array.from(plot.querySelectorAll('.legend .traces .legendtext')).map(e => e.textContent.trim()).filter(Boolean);
+    for (const n of new Set(names.filter((n, i) => names.indexOf(n) !== i))) out.push(`${where}: legend entry "${n}" twice`);
+    for (const [a, b] of pairs) for (const x of groups[a]) for (const y of groups[b]) {
+      if (x.el === y.el || (a === b && x.el.compareDocumentPosition(y.el) & Node.DOCUMENT_POSITION_PRECEDING)) continue;
+      if (overlap(x.r, y.r)) out.push(`${where}: ${a} "${x.t}" overlaps ${b} "${y.t}"`);
+    }
+  });
+  return Array.from(new Set(out));
+}
+"""
+
+
 def screenshot(page, name: str) -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     height = page.evaluate("() => (document.querySelector('[data-testid=\"stMain\"]') || document.body).scrollHeight")
-    page.set_viewport_size({"width": 1400, "height": max(900, min(int(height) + 80, 7000))})
+    page.set_viewport_size({"width": 1400, "height": max(1000, min(int(height) + 80, 7000))})
     time.sleep(0.5)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
-    page.set_viewport_size({"width": 1400, "height": 900})
+    page.set_viewport_size({"width": 1400, "height": 1000})
     return path
 
 
@@ -125,7 +225,7 @@ def errors(page) -> list[str]:
 def test_temperature_slider_moves_the_bars_and_every_page_renders(server, browser):
     for old in ARTIFACTS.glob("failed-*.png"):
         old.unlink()
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
     # A deep link is the very first visit: a shared link must open the page on a fresh server.
     page.goto(f"{server}/temperature")
     settle(page, 60)
@@ -153,15 +253,20 @@ def test_temperature_slider_moves_the_bars_and_every_page_renders(server, browse
     assert max(after) < max(before)  # a higher temperature is softer
     assert "T=" in page.url or "T%3D" in page.url  # the page's state is in the URL
 
-    failures = {}
+    failures, layout = {}, {}
     for path, title in page_paths().items():
         page.goto(f"{server}/{path}")
-        settle(page)
+        settled(page)
+        page.wait_for_timeout(800)  # let Plotly finish its layout
         name = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+        problems = page.evaluate(PROBLEMS_JS)  # broken words, overflowing text, overlapping labels (issue 16)
+        if problems:
+            layout[title] = problems
         shot = screenshot(page, f"page-{name}")
         assert shot.stat().st_size > 10_000
         if path in OWN_PAGES and errors(page):
             failures[title] = errors(page)
     (ARTIFACTS / "pages.json").write_text(json.dumps(page_paths(), indent=1))
     assert not failures, failures
+    assert not layout, json.dumps(layout, indent=1, ensure_ascii=False)
     page.close()

@@ -193,7 +193,7 @@ else:
 table = pd.DataFrame([{"method": r["method"], "student": r["student"], "teacher": r["teacher"] or "–",
                        "epochs": r["epochs"], "seeds": r["seeds"], "runs": r["runs"],
                        "accuracy %": round(100 * r["acc_mean"], 2),
-                       "± std": round(100 * r["acc_std"], 2) if r["acc_std"] is not None else None,
+                       "± std": f"{100 * r['acc_std']:.2f}" if r["acc_std"] is not None else "– (1 seed)",
                        "min %": round(100 * r["acc_min"], 2),
                        "max %": round(100 * r["acc_max"], 2), "parameters": int(r["params"]),
                        "latency ms": round(r["latency_ms"], 4), "train s": round(r["train_time_s"], 1)}
