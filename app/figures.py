@@ -392,3 +392,68 @@ def hard_vs_soft(classes, label: int, p1, pT, T: float) -> go.Figure:
     fig.update_xaxes(type="category", title_text="class")
     fig.update_yaxes(title_text="probability", range=[0, 1.02])
     return _layout(fig, height=400).update_layout(barmode="group")
+
+
+# --------------------------------------------------------------------------- experiments
+def _pct(values) -> list:
+    return [None if v is None or v != v else 100 * float(v) for v in values]
+
+
+def grouped_accuracy_bars(groups, series: dict, references=(), title: str | None = None,
+                          y_title: str = "test accuracy (%)", y_range=None) -> go.Figure:
+    """Bars of mean accuracy (error bars: std over seeds) for each group (x) and series (colour);
+    ``series`` maps a name to (means, stds) in [0, 1]; ``references`` are (label, value) lines
+    (a paper's figure)."""
+    fig = go.Figure()
+    for n, (name, (means, stds)) in enumerate(series.items()):
+        fig.add_trace(go.Bar(x=list(groups), y=_pct(means), name=name, marker_color=PALETTE[n % len(PALETTE)],
+                             error_y=dict(type="data", array=_pct(stds), visible=True),
+                             text=[f"{100 * m:.1f}%" if m is not None else "" for m in means], textposition="outside",
+                             hovertemplate="%{x}: %{y:.2f}%<extra>" + name + "</extra>"))
+    for label, value in references:
+        fig.add_hline(y=100 * value, line_dash="dash", line_color=MUTED, annotation_text=label,
+                      annotation_position="top left")
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(title_text=y_title, range=y_range)
+    return _layout(fig, title)
+
+
+def bias_curve_figure(curve_validation: dict, curve_test: dict, chosen: float, class_name: str,
+                      paper_bias: float | None = None, mark: float | None = None) -> go.Figure:
+    """Accuracy on the missing class and overall against the bias added to its output, on the held-out
+    validation slice (solid; where the bias is chosen) and on the test set (dotted; only scored)."""
+    fig = go.Figure()
+    for curve, dash, where in ((curve_validation, "solid", "validation"), (curve_test, "dot", "test")):
+        fig.add_trace(go.Scatter(x=curve["bias"], y=_pct(curve["class_acc"]), mode="lines", name=f"{class_name}s ({where})",
+                                 line=dict(color=HIGHLIGHT, dash=dash)))
+        fig.add_trace(go.Scatter(x=curve["bias"], y=_pct(curve["overall_acc"]), mode="lines", name=f"all digits ({where})",
+                                 line=dict(color=TEACHER, dash=dash)))
+    fig.add_vline(x=chosen, line_color="black", annotation_text=f"chosen: +{chosen:g}", annotation_position="bottom right")
+    if paper_bias is not None:
+        fig.add_vline(x=paper_bias, line_dash="dash", line_color=MUTED, annotation_text=f"Hinton: +{paper_bias:g}",
+                      annotation_position="top right")
+    if mark is not None and mark != chosen:
+        fig.add_vline(x=mark, line_dash="dot", line_color=PALETTE[2], annotation_text=f"yours: +{mark:g}")
+    fig.update_xaxes(title_text=f"bias added to the {class_name} output")
+    fig.update_yaxes(title_text="accuracy (%)")
+    return _layout(fig, f"Raising the bias of the class never seen ({class_name})")
+
+
+def accuracy_lines(x, series: dict, x_title: str, log_x: bool = False, references=(), title: str | None = None,
+                   x_labels=None) -> go.Figure:
+    """Mean accuracy (band: ± std over seeds) against ``x``, one line per series; ``series`` maps a
+    name to (means, stds) in [0, 1]. ``references`` are (label, x, value) points (a paper's figure)."""
+    fig = go.Figure()
+    for n, (name, (means, stds)) in enumerate(series.items()):
+        colour = PALETTE[n % len(PALETTE)]
+        fig.add_trace(go.Scatter(x=list(x), y=_pct(means), mode="lines+markers", name=name, line=dict(color=colour),
+                                 error_y=dict(type="data", array=_pct(stds), visible=any(s for s in stds)),
+                                 hovertemplate="%{x}: %{y:.2f}%<extra>" + name + "</extra>"))
+    for label, rx, value in references:
+        fig.add_trace(go.Scatter(x=[rx], y=[100 * value], mode="markers+text", name=label, text=[label],
+                                 textposition="top center", marker=dict(symbol="star", size=12, color=MUTED)))
+    fig.update_xaxes(title_text=x_title, type="log" if log_x else None)
+    if x_labels is not None:
+        fig.update_xaxes(tickvals=list(x), ticktext=list(x_labels))
+    fig.update_yaxes(title_text="test accuracy (%)")
+    return _layout(fig, title)

@@ -15,6 +15,7 @@ PAGES = {
         st.Page("views/temperature.py", title="Temperature", icon=":material/thermostat:", url_path="temperature"),
         st.Page("views/train.py", title="Train (live)", icon=":material/model_training:", url_path="train"),
         st.Page("views/compare.py", title="Compare", icon=":material/bar_chart:", url_path="compare"),
+        st.Page("views/experiments.py", title="Experiments", icon=":material/science:", url_path="experiments"),
     ],
     "Inside the networks": [
         st.Page("views/attention.py", title="Attention maps", icon=":material/visibility:", url_path="attention"),

@@ -468,6 +468,12 @@ def _experiment(args) -> int:
                        desc=f"{head} {progress.event.phase}: {progress.label}")
         elif isinstance(progress.event, StepDone) and bar is not None:
             bar.update(1)
+        elif isinstance(progress.event, experiments.DreamStep):
+            if progress.event.step == 1 or bar is None:
+                if bar:
+                    bar.close()
+                bar = tqdm(total=progress.event.steps, unit="step", file=sys.stderr, desc=f"{head}: {progress.label}")
+            bar.update(1)
 
     result = experiments.run(args.name, args.preset, overrides, args.runs_dir, on_event=show)
     if bar:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import math
 import os
 import tempfile
@@ -594,10 +595,54 @@ def load(name: str) -> Splits:
         if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
             raise DataError(f"{record['source']}: {split} labels outside 0..{len(classes) - 1}")
     mean, std = channel_stats(record["x_train"])
+    if name not in DATASETS and (Path(name) / NORMALISATION).is_file():
+        mean, std = read_normalisation(Path(name) / NORMALISATION, len(mean))
     make = lambda split, x, y: ImageData(name, split, x, y, classes, mean, std, record["source"])  # noqa: E731
     splits = Splits(make("train", record["x_train"], record["y_train"]), make("test", record["x_test"], record["y_test"]))
     _MEMORY[key] = splits
     return splits
+
+
+NORMALISATION = "normalisation.json"  # an image folder may name the mean/std its inputs are normalised with
+
+
+def read_normalisation(path: Path, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``{"mean": [...], "std": [...]}`` of a folder (e.g. images dreamed by a teacher, which must be
+    normalised as the teacher's training data was, not by their own statistics)."""
+    try:
+        values = json.loads(Path(path).read_text())
+        mean, std = tuple(float(v) for v in values["mean"]), tuple(float(v) for v in values["std"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise DataError(f"{path}: not a normalisation file ({_reason(error)})") from None
+    if len(mean) != channels or len(std) != channels or min(std) <= 0:
+        raise DataError(f"{path}: needs {channels} mean and {channels} positive std values")
+    return mean, std
+
+
+def load_test(name: str, mean, std) -> ImageData:
+    """The test split of a named data set alone, normalised with ``mean``/``std`` (e.g. a teacher's):
+    the training files are never opened, for experiments that must not see the training data."""
+    if name in ("mnist", "fashion-mnist"):
+        cls_name = "MNIST" if name == "mnist" else "FashionMNIST"
+        extra = (DEBIAN_FASHION_MNIST,) if name == "fashion-mnist" else ()
+        root = data_dir()
+        for folder in (root / cls_name / "raw", root / cls_name, *extra):
+            images_path, labels_path = _find_idx(folder, IDX_FILES[2]), _find_idx(folder, IDX_FILES[3])
+            if images_path and labels_path:
+                images, labels = read_idx(images_path), read_idx(labels_path)
+                if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+                    raise DataError(f"{images_path.parent}: test images and labels do not belong together")
+                pixels = torch.from_numpy(images.copy()).unsqueeze(1)
+                return ImageData(name, "test", pixels, torch.from_numpy(labels.astype(np.int64)), DATASETS[name].classes,
+                                 tuple(mean), tuple(std), str(folder))
+        raise DataNotFound(f"{name} test files not found in {root / cls_name / 'raw'}")
+    if name == "digits":
+        _, _, x_te, y_te = _load_digits()
+        return ImageData(name, "test", x_te, y_te, DIGIT_CLASSES, tuple(mean), tuple(std), "scikit-learn load_digits")
+    if name == "cifar10" and (data_dir() / "cifar10" / "test").is_dir():
+        x_te, y_te, classes = read_image_folder(data_dir() / "cifar10" / "test", CIFAR10_CLASSES)
+        return ImageData(name, "test", x_te, y_te, classes, tuple(mean), tuple(std), str(data_dir() / "cifar10"))
+    raise DataNotFound(f"no test split alone for {name!r} (mnist, fashion-mnist, digits, cifar10 as image folders)")
 
 
 def num_classes_of(name: str) -> int | None:

@@ -12,6 +12,7 @@ page draws (curves, image galleries). Each has two presets: ``quick`` (runs live
 - ``temperature``: accuracy against T at α = 0.9, and the α × T grid.
 - ``little-data``: accuracy against the fraction of the training set, labels vs KD.
 - ``born-again``: Furlanello et al. 2018, generations of one architecture and their ensemble.
+- ``data-free``: Yin et al. 2020, a student taught on images the teacher dreamed (no real training image).
 - ``fast-optimisation``: Yim et al. 2017, a student initialised by FSP matching, then labels.
 
 Runs go through :func:`run_configs`, which hands them to the one sweep runner
@@ -21,10 +22,12 @@ interrupted experiment resumes where it stopped.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import math
 import os
 import platform
+import shutil
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -35,12 +38,15 @@ import numpy as np
 import torch
 
 from kdviz import data as datasets
-from kdviz import sweep
+from kdviz import dream, pretrained, sweep
+from kdviz.data import ImageData
+from kdviz.dream import DreamSettings
 from kdviz.evaluation import predict_logits
 from kdviz.experiment import RunConfig
 from kdviz.methods.ban import born_again
 from kdviz.runs import default_runs_dir, load_checkpoint, run_checkpoint, write_json_atomic
-from kdviz.train import TrainSettings
+from kdviz.teacher_cache import tensor_digest
+from kdviz.train import PhaseStarted, StepDone, TrainSettings
 
 # --------------------------------------------------------------------------- settings
 
@@ -162,6 +168,47 @@ class FastOptimisationSettings(Budget):
         super().validate()
         if self.fsp_epochs < 1:
             raise ValueError(f"fsp_epochs must be >= 1, got {self.fsp_epochs}")
+
+
+@dataclass
+class DataFreeSettings(Budget):
+    """Yin et al. 2020: ``per_class`` images per class dreamed from the teacher's batch-norm
+    statistics (:mod:`kdviz.dream`), then a student distilled on them (α = 1: the teacher's soft
+    targets only) and scored on the real test set. No real training image is read."""
+
+    student: str = "cnn5-small"
+    epochs: int = 20
+    batch_size: int = 64
+    per_class: int = 100
+    dream_steps: int = 150
+    dream_lr: float = 0.1
+    bn_weight: float = 1.0
+    tv_weight: float = 1e-3
+    l2_weight: float = 1e-4
+    jitter: int = 2
+    dream_batch: int = 250
+    T: float = 20.0
+    gallery: int = 8
+
+    def validate(self) -> None:
+        super().validate()
+        if self.per_class < 1:
+            raise ValueError(f"per_class must be >= 1, got {self.per_class}")
+        self.dream().validate()
+
+    def dream(self) -> DreamSettings:
+        return DreamSettings(steps=self.dream_steps, lr=self.dream_lr, bn_weight=self.bn_weight,
+                             tv_weight=self.tv_weight, l2_weight=self.l2_weight, jitter=self.jitter,
+                             batch_size=self.dream_batch)
+
+
+@dataclass
+class DreamStep:
+    """Progress of the dreaming (before any student trains)."""
+
+    step: int
+    steps: int
+    losses: dict
 
 
 # --------------------------------------------------------------------------- results
@@ -521,6 +568,117 @@ def born_again_generations(s: BornAgainSettings, runs_dir: Path | None = None,
     return ExperimentResult("born-again", None, _settings_dict(s), summary, records, {"per_seed": per_seed})
 
 
+# --------------------------------------------------------------------------- 6. data-free
+def _class_folder(classes, c: int) -> str:
+    return f"{c:02d}-{classes[c].replace('/', '_')}"  # sorts in class order
+
+
+def write_image_split(folder: Path, pixels: torch.Tensor, labels: torch.Tensor, classes) -> Path:
+    """uint8 images as PNG files in ``folder/<class>/`` (ImageFolder layout), written under a
+    temporary name and renamed: the folder is complete or absent."""
+    from PIL import Image
+
+    folder = Path(folder)
+    partial = folder.with_name(folder.name + f".partial{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    for c in range(len(classes)):
+        (partial / _class_folder(classes, c)).mkdir(parents=True, exist_ok=True)
+    for i, (image, y) in enumerate(zip(pixels, labels.tolist())):
+        array = image.numpy()
+        picture = Image.fromarray(array[0]) if array.shape[0] == 1 else Image.fromarray(array.transpose(1, 2, 0))
+        picture.save(partial / _class_folder(classes, y) / f"{i:05d}.png", compress_level=1)
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
+    return folder
+
+
+def write_dreamed_folder(folder: Path, dreamed: torch.Tensor, labels: torch.Tensor, test: ImageData) -> Path:
+    """A data set :func:`kdviz.data.load` reads: ``train/`` the dreamed images, ``test/`` the real
+    test split (written once per test set beside it and linked), ``normalisation.json`` the
+    teacher's mean/std (the dreamed images must be normalised as the teacher's data was)."""
+    folder = Path(folder)
+    shared = folder.parent / f"test-{Path(test.name).name}-{tensor_digest([test.pixels, test.labels])[:12]}"
+    if not shared.is_dir():
+        write_image_split(shared, test.pixels, test.labels, test.classes)
+    partial = folder.with_name(folder.name + f".partial{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    write_image_split(partial / "train", dreamed, labels, test.classes)
+    (partial / "test").symlink_to(shared.resolve(), target_is_directory=True)
+    (partial / datasets.NORMALISATION).write_text(json.dumps({"mean": list(test.mean), "std": list(test.std)}))
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
+    return folder
+
+
+def data_free(s: DataFreeSettings, runs_dir: Path | None = None,
+              on_event: Callable[[RunEvent], None] | None = None, stop: threading.Event | None = None) -> ExperimentResult:
+    """A student distilled on images the teacher dreamed (Yin et al. 2020), scored on the real test
+    set. Only the teacher, its card (data set, mean/std) and the test split are read; the dreamed
+    set is kept under ``<runs dir>/dreams/`` and reused by a later call with the same settings."""
+    s.validate()
+    if s.teacher not in pretrained.names():
+        raise ValueError(f"data-free needs a shipped teacher (its card names its data and normalisation); "
+                         f"{s.teacher!r} is not one of {', '.join(pretrained.names())}")
+    card = pretrained.card(s.teacher)
+    if card["dataset"] != s.dataset:
+        raise ValueError(f"teacher {s.teacher!r} was trained on {card['dataset']}, not {s.dataset}")
+    teacher = pretrained.load(s.teacher)
+    test = datasets.load_test(s.dataset, card["mean"], card["std"])
+    runs_dir = Path(runs_dir or default_runs_dir())
+    key = hashlib.sha256(json.dumps([card["sha256"], asdict(s.dream()), s.per_class, s.seeds[0]]).encode()).hexdigest()
+    folder = (runs_dir / "dreams" / f"{s.teacher}-{key[:12]}").resolve()
+    total_runs = len(s.seeds) + 1
+    labels = dream.balanced_labels(test.num_classes, s.per_class)
+    started = time.time()
+    if not (folder / datasets.NORMALISATION).is_file():
+        def step(k, steps, losses):
+            if stop is not None and stop.is_set():
+                raise InterruptedError("experiment stopped while dreaming")
+            if on_event:
+                on_event(RunEvent(0, total_runs, f"dreaming {len(labels)} images from {s.teacher}",
+                                  DreamStep(k, steps, losses)))
+
+        torch.manual_seed(s.seeds[0])
+        pixels = dream.dream(teacher, labels, card["mean"], card["std"], test.shape, s.dream(), s.seeds[0], step)
+        write_dreamed_folder(folder, pixels, labels, test)
+    elif on_event:
+        on_event(RunEvent(0, total_runs, f"dreamed images from {s.teacher}", None, reused=True))
+    dream_s = round(time.time() - started, 1)
+    dreamed = datasets.load(str(folder)).train
+    with torch.no_grad():
+        teacher_says = predict_logits(teacher, dreamed, device=s.device).argmax(1)
+    configs = [RunConfig(dataset=str(folder), student=s.student, method="kd", params={"T": s.T, "alpha": 1.0},
+                         teacher=s.teacher, hide_labels=True, train=s.train(seed), save_model=False)
+               for seed in s.seeds]
+    shifted = None if on_event is None else (
+        lambda e: on_event(RunEvent(e.index + 1, total_runs, e.label, e.event, e.reused)))
+    records = run_configs(configs, runs_dir, shifted, stop)
+    acc = stats(_acc(r) for r in records)
+    gallery = {"dreamed": [], "real": [], "classes": list(test.classes)}
+    for c in range(test.num_classes):
+        gallery["dreamed"].append(encode_images(dreamed.pixels[dreamed.labels == c][: s.gallery]))
+        gallery["real"].append(encode_images(test.pixels[test.labels == c][: s.gallery]))
+    reference = None
+    try:
+        reference = load_result("no-labels").summary["labels_acc"]
+    except (FileNotFoundError, ValueError, KeyError):
+        pass
+    summary = {
+        "student_acc": acc, "dreamed_images": len(dreamed), "dream_seconds": dream_s,
+        "teacher_agrees_on_dreams": float((teacher_says == dreamed.labels).float().mean()),
+        "labels_only_real_data": reference,
+        "table": [{"student": f"{s.student} on {len(dreamed)} dreamed images (KD T={s.T:g}, no labels)", "acc": acc}]
+        + ([{"student": f"{s.student} on 60,000 real labelled images (no-labels experiment)", "acc": reference}]
+           if reference else []),
+        "method": "batch-norm statistics (Yin et al. 2020, DeepInversion): the shipped teacher has batch norm, so "
+                  "its running means and variances stand in for the data; nothing had to be recorded at training "
+                  "time (Lopes et al. 2017 record activation statistics instead)",
+        "paper": {"source": "Yin et al. 2020 (ImageNet); on MNIST, data-free KD papers report about 98% "
+                            "(Chen et al. 2019 DAFL: 98.2% LeNet-5 student)"},
+    }
+    return ExperimentResult("data-free", None, _settings_dict(s), summary, records, {"gallery": gallery})
+
+
 # --------------------------------------------------------------------------- 7. fast optimisation
 def fast_optimisation(s: FastOptimisationSettings, runs_dir: Path | None = None,
                       on_event: Callable[[RunEvent], None] | None = None,
@@ -598,6 +756,10 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         "born-again", "Born-again generations", "Furlanello et al. 2018", born_again_generations,
         {"quick": BornAgainSettings(epochs=2, fraction=0.05, generations=2),
          "full": BornAgainSettings(epochs=5, fraction=0.1, seeds=(0, 1, 2))}),
+    "data-free": ExperimentSpec(
+        "data-free", "A teacher that dreams its data", "Yin et al. 2020; Lopes et al. 2017", data_free,
+        {"quick": DataFreeSettings(per_class=10, dream_steps=40, dream_batch=100, epochs=10, batch_size=32),
+         "full": DataFreeSettings(per_class=100, dream_steps=100)}),
     "fast-optimisation": ExperimentSpec(
         "fast-optimisation", "Fast optimisation with FSP", "Yim et al. 2017", fast_optimisation,
         {"quick": FastOptimisationSettings(epochs=2, fraction=0.02),
@@ -664,6 +826,75 @@ def run(name: str, preset: str = "quick", overrides: dict | None = None, runs_di
     return result
 
 
-__all__ = ["EXPERIMENTS", "ExperimentResult", "RunEvent", "bias_curve", "best_bias", "decode_images",
+class LiveExperiment:
+    """One experiment in a worker thread (for the app): :meth:`snapshot` reads its progress under a
+    lock (state, run i of n, the current run's steps, elapsed seconds, the result or the error);
+    :meth:`stop` ends it between two training steps. The worker makes no UI calls."""
+
+    def __init__(self, name: str, preset: str = "quick", overrides: dict | None = None, runs_dir: Path | None = None):
+        settings_for(name, preset, overrides)  # bad settings fail here, not in the thread
+        self.name, self.preset, self.overrides, self.runs_dir = name, preset, dict(overrides or {}), runs_dir
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._progress = {"state": "queued", "run": 0, "runs": 0, "label": "", "step": 0, "steps": 0,
+                          "reused": 0, "elapsed": 0.0, "result": None, "error": None}
+        self._started = 0.0
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> "LiveExperiment":
+        if self._thread is None:
+            self._started = time.time()
+            self._thread = threading.Thread(target=self._work, name=f"kdviz-experiment-{self.name}", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def done(self) -> bool:
+        return self.snapshot()["state"] in ("finished", "stopped", "failed")
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            data = dict(self._progress)
+        if data["state"] in ("starting", "running"):
+            data["elapsed"] = time.time() - self._started
+        return data
+
+    def _set(self, **values) -> None:
+        with self._lock:
+            self._progress.update(values)
+
+    def _on_event(self, progress: RunEvent) -> None:
+        update = {"state": "running", "run": progress.index + 1, "runs": progress.total, "label": progress.label}
+        if progress.reused:
+            with self._lock:
+                self._progress["reused"] += 1
+        elif isinstance(progress.event, PhaseStarted):
+            update.update(step=0, steps=progress.event.epochs * progress.event.steps_per_epoch)
+        elif isinstance(progress.event, StepDone):
+            with self._lock:
+                update["step"] = self._progress["step"] + 1
+        elif isinstance(progress.event, DreamStep):
+            update.update(step=progress.event.step, steps=progress.event.steps)
+        self._set(**update)
+
+    def _work(self) -> None:
+        self._set(state="starting")
+        try:
+            result = run(self.name, self.preset, self.overrides, self.runs_dir, self._on_event, self._stop)
+            self._set(state="finished", result=result, elapsed=time.time() - self._started)
+        except InterruptedError:
+            self._set(state="stopped", elapsed=time.time() - self._started)
+        except Exception as error:  # noqa: BLE001 - the reader shows the message; nothing may escape a thread
+            self._set(state="failed", error=f"{type(error).__name__}: {error}", elapsed=time.time() - self._started)
+
+
+__all__ = ["EXPERIMENTS", "ExperimentResult", "LiveExperiment", "RunEvent", "bias_curve", "best_bias", "decode_images",
            "encode_images", "experiment_names", "load_result", "machine", "run", "run_configs", "save_result",
            "settings_for", "stats"]

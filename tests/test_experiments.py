@@ -3,6 +3,7 @@ resuming a list of runs, result files, and tiny real runs through the command li
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -136,3 +137,94 @@ def test_experiment_bad_input_is_one_line(capsys, argv, message):
     code, out, err = kdviz(capsys, *argv)
     assert code == 2 and message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_the_test_split_alone_never_needs_the_training_files(tmp_path, monkeypatch):
+    from tests.conftest import DATA
+
+    only_test = tmp_path / "data" / "MNIST" / "raw"
+    only_test.mkdir(parents=True)
+    for stem in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        source = next(p for p in (DATA / "MNIST" / "raw").iterdir() if p.name.startswith(stem))
+        (only_test / source.name).symlink_to(source.resolve())
+    monkeypatch.setenv("KDVIZ_DATA", str(tmp_path / "data"))
+    monkeypatch.setattr(data, "_MEMORY", {})
+    with pytest.raises(data.DataError):
+        data.load("mnist")  # the training files really are not there
+    test = data.load_test("mnist", (0.1307,), (0.3081,))
+    assert test.split == "test" and test.mean == (0.1307,) and len(test) == len(test.labels) > 0
+
+
+def test_data_free_dreams_distils_and_scores_without_the_training_split(capsys, tmp_path, monkeypatch):
+    """Loading any named data set whole is refused: only the teacher, its card and the test split
+    alone may be read, and the dreamed folder."""
+    real_load = data.load
+
+    def only_folders(name):
+        if name in data.DATASETS:
+            raise AssertionError(f"the data-free experiment loaded {name!r} with its training split")
+        return real_load(name)
+
+    monkeypatch.setattr(data, "load", only_folders)
+    sets = ("dataset=digits", "teacher=digits-cnn", "per_class=5", "dream_steps=80", "dream_batch=50", "jitter=1", "epochs=10",
+            "gallery=2", "batch_size=16")
+    code, out, err = kdviz(capsys, "experiment", "data-free", *(a for s in sets for a in ("--set", s)),
+                           "--runs-dir", str(tmp_path / "runs"), "--json", "--quiet")
+    assert code == 0, err
+    summary = json.loads(out)["summary"]
+    assert summary["dreamed_images"] == 50
+    assert summary["teacher_agrees_on_dreams"] > 0.7  # each dreamed image is the class it was dreamed as
+    assert summary["student_acc"]["mean"] > 0.2  # above chance (10%) on real test digits it never saw
+    assert len(json.loads(out)["run_ids"]) == 1
+
+
+# --------------------------------------------------------------------------- live, and the page
+def test_live_experiment_runs_in_a_thread_and_reports_progress(tmp_path):
+    job = experiments.LiveExperiment("no-labels", "quick", {"dataset": "digits", "teacher": "digits-cnn",
+                                                            "student": "mlp-30", "epochs": "2"}, tmp_path)
+    seen = []
+    job.start()
+    while not job.done:
+        seen.append(job.snapshot())
+        job.join(0.05)
+    final = job.snapshot()
+    assert final["state"] == "finished", final["error"]
+    assert final["runs"] == 2 and len(final["result"].records) == 2 and final["elapsed"] > 0
+    assert any(s["steps"] > 0 for s in seen)  # the reader saw a run in progress
+    with pytest.raises(ValueError, match="no setting"):
+        experiments.LiveExperiment("no-labels", "quick", {"nope": "1"})
+
+
+def _page(results_dir, monkeypatch, **query):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("KDVIZ_RESULTS", str(results_dir))
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app" / "views" / "experiments.py"),
+                           default_timeout=60)
+    for key, value in query.items():
+        at.query_params[key] = value
+    return at.run()
+
+
+def test_page_shows_every_shipped_result_without_training(monkeypatch):
+    shipped = {p.stem for p in experiments.results_dir().glob("*.json")}
+    at = _page(experiments.results_dir(), monkeypatch)
+    assert not at.exception and not at.error
+    assert [h.value for h in at.header] == [e.title for e in experiments.EXPERIMENTS.values()]
+    assert len(at.info) == len(experiments.EXPERIMENTS) - len(shipped)  # "not shipped" only where it is not
+    text = " ".join(c.value for c in at.caption)
+    for name in shipped:
+        result = experiments.load_result(name)
+        assert result.command in text and result.machine in text
+    if "missing-class" in shipped:
+        result = experiments.load_result("missing-class")
+        kd_bias = next(r for r in result.summary["table"] if r["student"] == "KD + bias")
+        assert any(m.label.endswith("KD + bias") and m.value.startswith(f"{100 * kd_bias['missing_acc']['mean']:.2f}")
+                   for m in at.metric)
+
+
+def test_page_without_results_says_how_to_make_them(tmp_path, monkeypatch):
+    at = _page(tmp_path, monkeypatch, mc_bias="banana")
+    assert not at.exception
+    assert len(at.info) == len(experiments.EXPERIMENTS)
+    assert all("--preset full" in i.value for i in at.info)

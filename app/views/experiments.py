@@ -1,0 +1,288 @@
+"""Experiments: the papers' dark-knowledge experiments, the full results shipped, each quick preset live."""
+import sys
+from pathlib import Path
+
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # app/, for `common` when run on its own
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import streamlit as st  # noqa: E402
+
+import common  # noqa: E402
+import figures  # noqa: E402
+from kdviz import experiments as ex  # noqa: E402
+
+st.title("Experiments: what dark knowledge can do")
+st.markdown(
+    "The papers' most memorable claims are experiments, not single runs: a student that learns a digit it never "
+    "saw, a student that never sees a label, students taught with little data, by their own earlier generations, "
+    "or by a teacher that dreams its data. Each section below shows the **full** result shipped with kdviz (made "
+    "by the command written under it; nothing is trained when you open this page) and lets you run a **quick** "
+    "version live (under a minute on a 2-core laptop; its runs also appear on the Compare page).")
+presenter = common.presenter_mode()
+
+
+def pct(stat) -> str:
+    if not isinstance(stat, dict):
+        return "–"
+    spread = f" ± {100 * stat['std']:.2f}" if stat.get("n", 1) > 1 else ""
+    return f"{100 * stat['mean']:.2f}{spread}%"
+
+
+def seeds_note(stat) -> str:
+    return f"mean ± std over {stat['n']} seeds" if isinstance(stat, dict) and stat.get("n", 1) > 1 else "one seed"
+
+
+def bars(table, value_key, label_key="student"):
+    return [row[label_key] for row in table], ([row[value_key]["mean"] for row in table],
+                                               [row[value_key]["std"] for row in table])
+
+
+def gallery(encoded, captions=None, width=70):
+    images = ex.decode_images(encoded)
+    if len(images):
+        st.image([figures.upscale(im, 3) for im in images], width=width, caption=captions)
+
+
+def control(widget, label: str, *, key: str, url_key: str, default, cast=str, to_url=str, valid=None, **kwargs):
+    """A control kept in the URL for the shipped (full) results; a quick result's controls stay off the link."""
+    if key.startswith("full_"):
+        return common.url_widget(widget, label, key=key, url_key=url_key, default=default, cast=cast, to_url=to_url,
+                                 valid=valid, **kwargs)
+    st.session_state.setdefault(key, default)
+    return widget(label, key=key, **kwargs)
+
+
+# --------------------------------------------------------------------------- one drawer per experiment
+def draw_missing_class(r: ex.ExperimentResult, key: str) -> None:
+    s, table = r.summary, {row["student"]: row for row in r.summary["table"]}
+    name = s["missing_name"]
+    cols = st.columns(3)
+    for col, student in zip(cols, ("labels only", "KD", "KD + bias")):
+        col.metric(f"test {name}s right: {student}", pct(table[student]["missing_acc"]),
+                   help=f"of the {s['missing_test_images']:,} test images of {name}; {seeds_note(table[student]['missing_acc'])}")
+    groups, _ = bars(r.summary["table"], "missing_acc")
+    series = {f"test images of {name}": bars(r.summary["table"], "missing_acc")[1],
+              "all test images": bars(r.summary["table"], "overall_acc")[1]}
+    paper = s["paper"]
+    refs = [(f"Hinton: {100 * paper['kd_bias_missing_acc']:.1f}% of 3s after the bias", paper["kd_bias_missing_acc"])] \
+        if s["missing"] == 3 else []
+    common.show(figures.grouped_accuracy_bars(groups, series, refs, y_range=[0, 105]), presenter,
+                f"No student saw a {name} while it learned. The labels-only student never answers {name} "
+                f"(red bar at 0). The KD student learned what a {name} looks like from the teacher's soft targets "
+                f"on the other digits alone; its output bias for {name} just stays too low, and raising it by the "
+                f"amount chosen on held-out training images (+{s['bias']['mean']:.2f} on average, Hinton +3.5) "
+                f"recovers nearly all of them (Hinton: 86.8% before, 98.6% after).", key=f"{key}_bars")
+    per_seed = r.extras.get("per_seed", [])
+    if per_seed:
+        i = control(st.selectbox, "Bias curve of the KD student with seed", key=f"{key}_seed",
+                              url_key="mc_seed", default=0, cast=int, options=list(range(len(per_seed))),
+                              format_func=lambda j: str(per_seed[j]["seed"])) if len(per_seed) > 1 else 0
+        p = per_seed[i]
+        biases = p["test_curve"]["bias"]
+        mark = control(st.select_slider, "Try a bias yourself", key=f"{key}_bias", url_key="mc_bias",
+                                 default=p["bias"], cast=float, options=biases,
+                                 valid=lambda v: v in biases, format_func=lambda v: f"+{v:g}")
+        j = biases.index(mark)
+        st.markdown(f"At **+{mark:g}**: {100 * p['test_curve']['class_acc'][j]:.1f}% of the test {name}s and "
+                    f"{100 * p['test_curve']['overall_acc'][j]:.2f}% of all test images right "
+                    f"(chosen on the validation slice: +{p['bias']:g}).")
+        common.show(figures.bias_curve_figure(p["validation_curve"], p["test_curve"], p["bias"], name,
+                                              paper["bias"] if s["missing"] == 3 else None, mark), presenter,
+                    f"Red: the {name}s, blue: all digits. Solid lines are the {s['validation_images']:,} training "
+                    f"images held out of every transfer set, where the bias is chosen (the best overall accuracy); "
+                    f"dotted lines are the test set, only scored. Too much bias and other digits turn into {name}s: "
+                    f"the blue line falls.", key=f"{key}_curve")
+    g = r.extras.get("gallery") or {}
+    if g.get("of"):
+        st.markdown(f"**Test {name}s the KD student gets right, without the bias**: {g['right']:,} of {g['of']:,} "
+                    f"(seed {g['seed']}). It was never shown one.")
+        gallery(g["images"], [f"p={p:.2f}" for p in g["probability"]])
+
+
+def draw_no_labels(r: ex.ExperimentResult, key: str) -> None:
+    s = r.summary
+    a, b = st.columns(2)
+    a.metric("teacher's outputs only, no label", pct(s["no_labels_acc"]), help=seeds_note(s["no_labels_acc"]))
+    b.metric("labels only (same budget)", pct(s["labels_acc"]), help=seeds_note(s["labels_acc"]))
+    groups, values = bars(s["table"], "acc")
+    refs = [("poster, lr 0.1: 98.16%", s["paper"]["acc_lr_0.1"]), ("poster, lr 0.01: 97.69%", s["paper"]["acc_lr_0.01"])]
+    common.show(figures.grouped_accuracy_bars(groups, {"test accuracy": values}, refs, y_range=[95, 100]), presenter,
+                "The student on the right never saw a label: it matched the teacher's softened outputs on the "
+                "training images. It does as well as (here better than) the student trained on the labels, "
+                "because each soft target says more than a one-hot label. Dashed: the seeds' poster (MLP-800, "
+                "no labels).", key=f"{key}_bars")
+
+
+def draw_temperature(r: ex.ExperimentResult, key: str) -> None:
+    s = r.summary
+    alphas = s["alphas"]
+    default = s["curve_alpha"] if s["curve_alpha"] in alphas else alphas[-1]
+    alpha = control(st.selectbox, "Weight of the soft targets α for the curve", key=f"{key}_alpha",
+                              url_key="t_alpha", default=default, cast=float, options=alphas,
+                              format_func=lambda a: f"{a:g}")
+    row = alphas.index(alpha)
+    curve = {f"KD, α = {alpha:g}": (s["grid_acc"][row], s["grid_std"][row])}
+    fig = figures.accuracy_lines(s["temperatures"], curve, "temperature T (log scale)", log_x=True,
+                                 x_labels=[f"{t:g}" for t in s["temperatures"]])
+    fig.add_hline(y=100 * s["baseline_acc"]["mean"], line_dash="dash", line_color=figures.MUTED,
+                  annotation_text=f"labels only: {pct(s['baseline_acc'])}")
+    common.show(fig, presenter, "Student accuracy after the same budget for each temperature; the dashed line is "
+                "the labels-only student. At T = 1 the teacher's outputs are nearly one-hot and carry little more "
+                "than the labels; a moderate T lets the wrong classes' probabilities through.", key=f"{key}_curve")
+    grid = {"alpha": alphas, "T": s["temperatures"], "acc": s["grid_acc"],
+            "count": [[len(r.settings.get("seeds", [0]))] * len(s["temperatures"]) for _ in alphas]}
+    worst, best = s["worst"], s["best"]
+    common.show(figures.alpha_t_heatmap(grid), presenter,
+                f"Every (α, T) pair tried. Best: α = {best['alpha']:g}, T = {best['T']:g} ({100 * best['acc']:.2f}%); "
+                f"worst: α = {worst['alpha']:g}, T = {worst['T']:g} ({100 * worst['acc']:.2f}%). Look along the "
+                "rows: with a heavy KD weight (α near 1) a low T leaves the student learning from almost one-hot "
+                "targets.", key=f"{key}_grid")
+
+
+def draw_little_data(r: ex.ExperimentResult, key: str) -> None:
+    s = r.summary
+    log_x = control(st.toggle, "Fraction on a log scale", key=f"{key}_log", url_key="ld_log",
+                              default=True, cast=common.bool_from_url, to_url=lambda v: str(int(v)))
+    x = [100 * row["fraction"] for row in s["table"]]
+    series = {"labels only": ([row["labels_only"]["mean"] for row in s["table"]],
+                              [row["labels_only"]["std"] for row in s["table"]]),
+              "KD": ([row["kd"]["mean"] for row in s["table"]], [row["kd"]["std"] for row in s["table"]])}
+    common.show(figures.accuracy_lines(x, series, "training images used (% of the training set)", log_x=log_x,
+                                       x_labels=[f"{v:g}%" for v in x]), presenter,
+                f"{s['dataset']}: the fewer images, the more the teacher's soft targets are worth: the gap between "
+                "the lines widens to the left. The poster's point is CIFAR-10 at 5% of the data (5-layer CNN: "
+                "65.86% labels only, 66.71% with KD).", key=f"{key}_curve")
+
+
+def draw_born_again(r: ex.ExperimentResult, key: str) -> None:
+    s = r.summary
+    groups, values = bars(s["table"], "acc", "member")
+    common.show(figures.grouped_accuracy_bars(groups, {"test accuracy": values}), presenter,
+                "Generation 0 learned from the labels; each later generation, of the same architecture, learned "
+                "from the one before; the last bar averages all generations' softmax outputs (Furlanello et al. "
+                f"2018). {seeds_note(s['ensemble']).capitalize()}.", key=f"{key}_bars")
+
+
+def draw_data_free(r: ex.ExperimentResult, key: str) -> None:
+    s = r.summary
+    a, b, c = st.columns(3)
+    a.metric("student, dreamed images only", pct(s["student_acc"]), help=seeds_note(s["student_acc"]))
+    b.metric("labels only, real images", pct(s["labels_only_real_data"]) if s.get("labels_only_real_data") else "–",
+             help="from the no-labels experiment's shipped result")
+    c.metric("dreamed images", f"{s['dreamed_images']:,}",
+             help=f"{100 * s['teacher_agrees_on_dreams']:.1f}% of them classified by the teacher as the class asked for")
+    st.caption(s["method"])
+    g = r.extras.get("gallery") or {}
+    if g:
+        st.markdown("**Dreamed (left) and real (right), per class**")
+        for cls, dreamed, real in zip(g["classes"], g["dreamed"], g["real"]):
+            left, right = st.columns(2)
+            with left:
+                gallery(dreamed, width=48)
+            with right:
+                gallery(real, width=48)
+
+
+def draw_fast_optimisation(r: ex.ExperimentResult, key: str) -> None:
+    s = r.summary
+    axis = control(st.radio, "Against", key=f"{key}_x", url_key="fo_x", default="epochs",
+                             options=["epochs", "seconds"], horizontal=True)
+    x_of = lambda c: c["epoch"] if axis == "epochs" else c["seconds"]  # noqa: E731
+    fig = figures.accuracy_lines(x_of(s["scratch"]), {"labels from scratch": (s["scratch"]["acc"], s["scratch"]["acc_std"])},
+                                 "label epochs" if axis == "epochs" else "seconds of training (FSP stage included)")
+    fsp = figures.accuracy_lines(x_of(s["fsp"]), {"FSP stage, then labels": (s["fsp"]["acc"], s["fsp"]["acc_std"])}, "")
+    for trace in fsp.data:
+        trace.line.color = figures.PALETTE[1]
+        fig.add_trace(trace)
+    reach = s["epochs_to_target"]
+    common.show(fig, presenter, f"Both students train on the labels; the red one first spent an epoch matching the "
+                f"teacher's FSP matrices. The scratch student's final accuracy is reached after {reach['fsp']} label "
+                f"epochs by the FSP student and {reach['scratch']} by the scratch one (Yim et al.: about a third).",
+                key=f"{key}_curve")
+
+
+DRAWERS = {"missing-class": draw_missing_class, "no-labels": draw_no_labels, "temperature": draw_temperature,
+           "little-data": draw_little_data, "born-again": draw_born_again, "data-free": draw_data_free,
+           "fast-optimisation": draw_fast_optimisation}
+
+
+def table(r: ex.ExperimentResult) -> None:
+    rows = [{k: (pct(v) if isinstance(v, dict) and "mean" in v else v) for k, v in row.items()}
+            for row in r.summary.get("table", [])]
+    if rows:
+        st.dataframe(rows, hide_index=True, width="stretch")
+
+
+# --------------------------------------------------------------------------- the quick preset, live
+def live(name: str) -> None:
+    job_key = f"experiment_job_{name}"
+    job = st.session_state.get(job_key)
+    running = job is not None and not job.done
+    c1, c2 = st.columns([1, 4])
+    if c1.button("Run the quick preset live", key=f"start_{name}", disabled=running, type="primary"):
+        try:
+            job = ex.LiveExperiment(name, "quick").start()
+        except ValueError as error:
+            common.error_box(error, "start the quick preset")
+            return
+        st.session_state[job_key] = job
+        running = True
+    if running and c2.button("Stop", key=f"stop_{name}"):
+        job.stop()
+    if job is None:
+        return
+
+    @st.fragment(run_every=1.0 if running else None)
+    def progress() -> None:
+        snap = job.snapshot()
+        if snap["state"] in ("queued", "starting", "running"):
+            fraction = snap["step"] / snap["steps"] if snap["steps"] else 0.0
+            st.progress(min(fraction, 1.0), text=f"run {snap['run']} of {snap['runs'] or '?'}: {snap['label'] or 'preparing'}"
+                                                 f" · {snap['elapsed']:.0f} s")
+            return
+        if running:  # it just ended: redraw the page once, without the timer
+            st.rerun()
+        if snap["state"] == "failed":
+            st.error(f"The quick preset failed: {snap['error']}")
+        elif snap["state"] == "stopped":
+            st.warning(f"Stopped after {snap['elapsed']:.0f} s.")
+        else:
+            result = snap["result"]
+            reused = f" ({snap['reused']} run(s) reused from an earlier click)" if snap["reused"] else ""
+            st.success(f"Quick preset finished in {snap['elapsed']:.0f} s on {result.machine}{reused}: "
+                       f"{len(result.records)} runs.")
+            DRAWERS[name](result, f"quick_{name}")
+            table(result)
+
+    progress()
+
+
+# --------------------------------------------------------------------------- the page
+for name, entry in ex.EXPERIMENTS.items():
+    st.header(entry.title)
+    st.caption(f"{entry.paper} · `kdviz experiment {name}`")
+    try:
+        result = ex.load_result(name)
+    except FileNotFoundError:
+        result = None
+    except ValueError as error:
+        common.error_box(error, f"read the shipped result of {name}")
+        result = None
+    if result is None:
+        st.info(f"No full result is shipped for this experiment: its full preset did not fit the machine it was "
+                f"made on. Make it with `kdviz experiment {name} --preset full --out results/experiments/{name}.json`, "
+                "or run the quick preset below.")
+    else:
+        st.caption(f"Shipped result ({result.preset} preset): `{result.command}` · {result.date[:16].replace('T', ' ')} · {result.machine} · "
+                   f"{len(result.records)} runs, {result.elapsed_s / 60:.0f} min")
+        try:
+            DRAWERS[name](result, f"full_{name}")
+            table(result)
+        except (KeyError, TypeError, ValueError, IndexError) as error:
+            common.error_box(error, f"draw the shipped result of {name}")
+    with st.expander("Run the quick preset live", expanded=f"experiment_job_{name}" in st.session_state):
+        settings = ex.settings_for(name, "quick")
+        st.caption(f"Quick preset: {settings.student} on {100 * settings.fraction:g}% of {settings.dataset}, "
+                   f"{settings.epochs} epoch(s) a run, teacher {settings.teacher}.")
+        live(name)
+    st.divider()
