@@ -183,8 +183,8 @@ PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png",
 def show(fig, presenter: bool, caption: str | None = None, key: str | None = None) -> None:
     """Draw a figure with the PNG download button, and the sentence that says what to look at.
 
-    ``theme=None``: the figure is drawn as its builder made it. Streamlit's own theme replaces
-    colour scales (it turned the attention maps' dark-to-bright scale pink at zero)."""
+    ``theme=None``: the figure is drawn as its builder made it (fonts, colour scales), not
+    restyled by Streamlit's theme."""
     st.plotly_chart(style(fig, presenter), width="stretch", config=PLOTLY_CONFIG, key=key, theme=None)
     if caption:
         st.caption(caption)

@@ -18,7 +18,8 @@ PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e
 def _layout(fig: go.Figure, title: str | None = None, height: int = 380) -> go.Figure:
     """Shared look. The legend sits at the very bottom of the figure (``yref="container"``), so
     Plotly reserves room for it under the axis title instead of drawing it over the axis."""
-    fig.update_layout(title=title, height=height, margin=dict(l=50, r=20, t=60 if title else 30, b=40),
+    lines = title.count("<br>") + 1 if title else 0
+    fig.update_layout(title=title, height=height, margin=dict(l=50, r=20, t=30 + 30 * lines, b=40),
                       template="plotly_white",
                       legend=dict(orientation="h", yref="container", yanchor="bottom", y=0, x=0, xanchor="left"))
     return fig
@@ -173,7 +174,7 @@ def dark_knowledge_heatmap(matrix, classes, T: float, pairs=()) -> go.Figure:
                           line=dict(color=HIGHLIGHT, width=3))
     fig.update_xaxes(type="category", title_text="other class j", side="bottom")
     fig.update_yaxes(type="category", title_text="true class c", autorange="reversed")
-    return _layout(fig, f"Dark knowledge at {_t_label(T)}: where each class's leftover probability goes", height=520)
+    return _layout(fig, f"Dark knowledge at {_t_label(T)}:<br>where each class's leftover probability goes", height=540)
 
 
 # --------------------------------------------------------------------------- live training
@@ -243,18 +244,18 @@ def _bar_height(n: int, lines: int) -> int:
 def accuracy_bars(rows: list[dict]) -> go.Figure:
     """Test error (100 − accuracy, %) per method as horizontal bars from zero, so bar lengths
     compare like the numbers of mistakes; whiskers ± one standard deviation over seeds, only where
-    there are two seeds or more (one seed has no spread to show). Best method on top."""
-    labels = [_row_label(r) for r in rows]
+    there are two seeds or more (one seed has no spread to show). Best method on top; each label
+    ends with the accuracy and the number of seeds (labels are never cut off, bar texts can be)."""
+    labels = [f"{_row_label(r)}<br><b>{100 * r['acc_mean']:.2f}% right</b> · {r['seeds']} seed{'s' if r['seeds'] > 1 else ''}"
+              for r in rows]
     errors = [100 * (1 - r["acc_mean"]) for r in rows]
     spread = [100 * r["acc_std"] if r.get("acc_std") is not None else 0.0 for r in rows]
     fig = go.Figure(go.Bar(
         y=labels, x=errors, orientation="h", marker_color=[PALETTE[i % len(PALETTE)] for i in range(len(rows))],
         error_x=dict(type="data", array=spread, visible=True),
-        text=[f"{100 * r['acc_mean']:.2f}% right · {r['seeds']} seed{'s' if r['seeds'] > 1 else ''}" for r in rows],
-        textposition="outside",
-        cliponaxis=False, hovertemplate="%{y}<br>test error %{x:.2f}%<extra></extra>"))
+        hovertemplate="%{y}<br>test error %{x:.2f}%<extra></extra>"))
     top = max((e + s for e, s in zip(errors, spread)), default=1.0)
-    fig.update_xaxes(title_text="test error (%), lower is better", range=[0, 1.9 * top], rangemode="tozero")
+    fig.update_xaxes(title_text="test error (%), lower is better", range=[0, 1.1 * top], rangemode="tozero")
     fig.update_yaxes(type="category", autorange="reversed", automargin=True)
     lines = max((label.count("<br>") + 1 for label in labels), default=1)
     return _layout(fig, "Test error per method (mean ± std over seeds)", height=_bar_height(len(rows), lines))
@@ -262,23 +263,22 @@ def accuracy_bars(rows: list[dict]) -> go.Figure:
 
 def gain_bars(gains: list[dict]) -> go.Figure:
     """Each method's accuracy gain over the labels-only baseline (same student and epochs), in
-    percentage points, with its confidence interval over seeds; horizontal bars from 0 = no gain."""
-    labels = [_row_label(g) for g in gains]
+    percentage points, with its confidence interval over seeds; horizontal bars from 0 = no gain.
+    The numbers end each label."""
+    text = [(f"<b>{g['gain']:+.2f}</b> ({g['low']:+.2f} to {g['high']:+.2f})"
+             if g["low"] is not None else f"<b>{g['gain']:+.2f}</b> · 1 seed: no interval") for g in gains]
+    labels = [f"{_row_label(g)}<br>{t}" for g, t in zip(gains, text)]
     plus = [g["high"] - g["gain"] if g["high"] is not None else 0.0 for g in gains]
     minus = [g["gain"] - g["low"] if g["low"] is not None else 0.0 for g in gains]
-    text = [(f"{g['gain']:+.2f} ({g['low']:+.2f} to {g['high']:+.2f})"
-             if g["low"] is not None else f"{g['gain']:+.2f} · 1 seed: no interval") for g in gains]
-    fig = go.Figure(go.Bar(y=labels, x=[g["gain"] for g in gains], text=text, textposition="outside",
-                           orientation="h", cliponaxis=False,
+    fig = go.Figure(go.Bar(y=labels, x=[g["gain"] for g in gains], orientation="h",
                            marker_color=[PALETTE[(i + 1) % len(PALETTE)] for i in range(len(gains))],
                            error_x=dict(type="data", symmetric=False, array=plus, arrayminus=minus, visible=True),
                            hovertemplate="%{y}<br>gain %{x:+.2f} points<extra></extra>"))
     ends = [g["gain"] + p for g, p in zip(gains, plus)] + [g["gain"] - m for g, m in zip(gains, minus)] + [0.0]
     lo, hi = min(ends), max(ends)
-    span = max(hi - lo, 0.2)
+    pad = 0.1 * max(hi - lo, 0.2)
     fig.add_vline(x=0, line_color="black", line_width=1)
-    fig.update_xaxes(title_text="gain over labels only (accuracy points)",
-                     range=[min(0.0, lo) - (0.9 * span if lo < 0 else 0.05 * span), hi + 0.9 * span])
+    fig.update_xaxes(title_text="gain over labels only (accuracy points)", range=[lo - pad, hi + pad])
     fig.update_yaxes(type="category", autorange="reversed", automargin=True)
     lines = max((label.count("<br>") + 1 for label in labels), default=1)
     return _layout(fig, "Gain over labels only (95% interval over seeds)", height=_bar_height(len(gains), lines))

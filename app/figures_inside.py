@@ -14,8 +14,11 @@ from plotly.subplots import make_subplots
 ROLE_COLOURS = {"teacher": "#1f77b4", "baseline": "#9aa5b1", "student": "#d62728"}
 # better / worse: blue and vermilion from Okabe & Ito's colour-blind-safe palette (not red/green)
 IMPROVED, WORSENED = "#0072b2", "#d55e00"
-# attention: dark = weak, bright = strong (black, purple, red, orange, pale yellow: inferno's stops)
-BRIGHT_IS_STRONG = [[0.0, "#000004"], [0.25, "#57106e"], [0.5, "#bc3754"], [0.75, "#f98e09"], [1.0, "#fcffa4"]]
+# attention: dark = weak, bright = strong (black, purple, red, orange, pale yellow: inferno's stops).
+# Not inferno's own first colour "#000004": Streamlit's chart element treats #000001..#0000xx as
+# placeholders for its theme colours and swaps it for a light purple (the scale then ran
+# pink/purple -> black -> yellow).
+BRIGHT_IS_STRONG = [[0.0, "#000000"], [0.25, "#57106e"], [0.5, "#bc3754"], [0.75, "#f98e09"], [1.0, "#fcffa4"]]
 CLASS_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                  "#bcbd22", "#17becf")
 
@@ -176,21 +179,28 @@ def _class_ticks(labels, classes) -> tuple[list[float], list[str]]:
     return ticks, text
 
 
-def distance_heatmaps(matrices: dict[str, np.ndarray], labels, classes) -> go.Figure:
+def distance_heatmaps(matrices: dict[str, np.ndarray], labels, classes, cols: int | None = None) -> go.Figure:
     """Normalised pairwise-distance matrices of a class-sorted batch, one shared colour scale
-    (1 = the batch's mean distance). Class blocks are marked on the axes."""
+    (1 = the batch's mean distance), ``cols`` panels a row (all in one row by default). Class
+    blocks are marked on the left axis of each row only: the matrices are symmetric, so the
+    column labels would say the same again (and crowd into each other on a narrow panel)."""
     names = list(matrices)
+    cols = min(cols or len(names), len(names))
+    rows = -(-len(names) // cols)
     ticks, text = _class_ticks(labels, classes)
-    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.03)
-    for c, name in enumerate(names, 1):
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, horizontal_spacing=0.03, vertical_spacing=0.08)
+    for i, name in enumerate(names):
         fig.add_trace(go.Heatmap(z=np.asarray(matrices[name]), coloraxis="coloraxis", name=name,
-                                 hovertemplate="images %{y} and %{x}: %{z:.2f}<extra>" + name + "</extra>"), row=1, col=c)
+                                 hovertemplate="images %{y} and %{x}: %{z:.2f}<extra>" + name + "</extra>"),
+                      row=i // cols + 1, col=i % cols + 1)
     zmax = max(float(np.percentile(np.asarray(m), 99)) for m in matrices.values())
     fig.update_layout(coloraxis=dict(colorscale="Viridis", cmin=0, cmax=zmax,
                                      colorbar=dict(title="distance / mean", thickness=14)))
-    fig.update_xaxes(tickvals=ticks, ticktext=text, showgrid=False)
-    fig.update_yaxes(tickvals=ticks, ticktext=text, autorange="reversed", showgrid=False, scaleanchor=None)
-    return _layout(fig, 360)
+    fig.update_xaxes(showticklabels=False, showgrid=False)
+    fig.update_yaxes(tickvals=ticks, ticktext=text, autorange="reversed", showgrid=False, scaleanchor=None,
+                     showticklabels=False)
+    fig.update_yaxes(showticklabels=True, col=1)
+    return _layout(fig, 360 * rows if cols > 1 else 420 * rows)
 
 
 def angle_histograms(histograms: dict[str, tuple[np.ndarray, np.ndarray]]) -> go.Figure:
@@ -221,35 +231,38 @@ def correlation_bars(values: dict[str, float], title: str) -> go.Figure:
 
 # --------------------------------------------------------------------------- confusion
 def confusion_panels(matrices: dict[str, np.ndarray], classes, improved=None, worsened=None,
-                     marked: str | None = None) -> go.Figure:
+                     marked: str | None = None, cols: int | None = None) -> go.Figure:
     """Row-normalised confusion matrices side by side. Colour is √(share) so that the rare mistakes
     of a good model stay visible; the text is the share in percent. On the panel ``marked``, cells the
-    method improved are outlined green and cells it worsened red."""
+    method improved are outlined blue and cells it worsened orange. ``cols`` panels a row (all in
+    one row by default; one a row gives each matrix the whole width, e.g. on a projector)."""
     names = list(matrices)
     labels = [str(c) for c in classes]
-    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, horizontal_spacing=0.04)
+    cols = min(cols or len(names), len(names))
+    rows = -(-len(names) // cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, horizontal_spacing=0.04, vertical_spacing=0.06)
     for c, name in enumerate(names, 1):
         m = np.asarray(matrices[name], dtype=float)
         text = [[f"{100 * v:.0f}" if v >= 0.005 else "" for v in row] for row in m]
         fig.add_trace(go.Heatmap(z=np.sqrt(m), x=labels, y=labels, text=text, texttemplate="%{text}",
                                  customdata=100 * m, coloraxis="coloraxis", name=name,
                                  hovertemplate="true %{y} → predicted %{x}: %{customdata:.2f}%<extra>" + name + "</extra>"),
-                      row=1, col=c)
+                      row=(c - 1) // cols + 1, col=(c - 1) % cols + 1)
         if name == marked:
             for mask, colour in ((improved, IMPROVED), (worsened, WORSENED)):
                 if mask is None:
                     continue
                 for i, j in zip(*np.nonzero(np.asarray(mask))):
                     fig.add_shape(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5,
-                                  line=dict(color=colour, width=3), row=1, col=c)
+                                  line=dict(color=colour, width=3), row=(c - 1) // cols + 1, col=(c - 1) % cols + 1)
     ticks = [0, 0.01, 0.05, 0.2, 0.5, 1]
     fig.update_layout(coloraxis=dict(colorscale="Blues", cmin=0, cmax=1,
                                      colorbar=dict(title="share", tickvals=np.sqrt(ticks).tolist(),
                                                    ticktext=[f"{100 * t:g}%" for t in ticks], thickness=14)))
     fig.update_xaxes(title_text="predicted", type="category")
     fig.update_yaxes(type="category", autorange="reversed")
-    fig.update_yaxes(title_text="true", row=1, col=1)
-    return _layout(fig, 400)
+    fig.update_yaxes(title_text="true", col=1)
+    return _layout(fig, 400 if rows == 1 else 460 * rows)
 
 
 def confusion_delta(delta: np.ndarray, classes, improved, worsened, title: str) -> go.Figure:
@@ -315,7 +328,8 @@ def soft_target_frames(classes, teacher: np.ndarray, students: dict[str, list[np
                                                          transition=dict(duration=300))]),
                                    dict(label="⏸", method="animate",
                                         args=[[None], dict(mode="immediate", frame=dict(duration=0))])])],
-        sliders=[dict(active=start, x=0.12, len=0.88, y=-0.15, yanchor="top", currentvalue=dict(prefix="after "),
+        sliders=[dict(active=start, x=0.14, len=0.8, y=-0.15, yanchor="top",
+                      currentvalue=dict(prefix="after ", xanchor="right"),
                       steps=[dict(label=label, method="animate",
                                   args=[[label], dict(mode="immediate", frame=dict(duration=0, redraw=True))])
                              for label in frame_labels])])
@@ -333,7 +347,7 @@ def gap_curves(x: list[float], gaps: dict[str, np.ndarray], T: float, means: dic
             fig.add_trace(go.Scatter(x=x[: len(y)], y=np.asarray(y), mode="lines+markers" if dash is None else "lines",
                                      name=name + suffix, line=dict(color=ROLE_COLOURS[role], width=3, dash=dash)))
     fig.update_layout(xaxis=dict(title="epochs of training"),
-                      yaxis=dict(title=f"KL(teacher ‖ student) at T = {T:g}", rangemode="tozero"))
+                      yaxis=dict(title=f"KL(t ‖ s) at T = {T:g}", rangemode="tozero"))
     return _layout(fig, 340)
 
 
@@ -342,7 +356,7 @@ def image_figure(image, title: str | None = None, size: int = 220) -> go.Figure:
     fig = go.Figure(go.Image(z=_rgb(image), hoverinfo="skip"))
     _hide_axes(fig)
     fig.update_layout(width=size, height=size + (30 if title else 0), margin=dict(l=0, r=0, t=30 if title else 0, b=0),
-                      title=title)
+                      title=dict(text=title, x=0.5, xanchor="center") if title else None)
     return fig
 
 

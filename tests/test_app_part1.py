@@ -281,7 +281,7 @@ def test_compare_bars_table_grid_confusion_and_downloads(env):
     assert bars["x"] == pytest.approx([1.0, 2.5, 5.0])  # test error, bars from zero
     assert chart(at, "bars")["layout"]["xaxis"]["range"][0] == 0
     assert bars["error_x"]["array"] == pytest.approx([0.0, 100 * np.std([0.97, 0.98], ddof=1), 0.0])
-    assert "1 seed" in bars["text"][2]  # one seed: said, not drawn as a whisker of 0
+    assert "1 seed" in bars["y"][2]  # one seed: said, not drawn as a whisker of 0
     table = at.dataframe[0].value
     assert list(table["accuracy %"]) == [99.0, 97.5, 95.0] and list(table["seeds"]) == [2, 2, 1]
     grid = chart(at, "alphaT")["data"][0]
@@ -296,7 +296,7 @@ def test_compare_bars_table_grid_confusion_and_downloads(env):
     # the runs picker changes what is computed
     gains = chart(at, "gains")["data"][0]  # each KD setting over the baseline, in points
     assert gains["x"] == pytest.approx([1.5, -2.5])
-    assert " to " in gains["text"][0] and "1 seed: no interval" in gains["text"][1]
+    assert " to " in gains["y"][0] and "1 seed: no interval" in gains["y"][1]
     picker = run_picker(at)
     picker.unselect(picker.value[0]).run()
     assert len(chart(at, "bars")["data"][0]["x"]) == 3

@@ -191,7 +191,7 @@ PROBLEMS_JS = r"""
     const edge = plot.querySelector('.main-svg').getBoundingClientRect();
     for (const t of plot.querySelectorAll('text')) {
       const r = t.getBoundingClientRect();
-      if (r.width > 0 && t.textContent.trim() && (r.right > edge.right + 1 || r.left < edge.left - 1))
+      if (r.width > 0 && t.textContent.trim() && (r.right > edge.right + 1 || r.left < edge.left - 1 || r.top < edge.top - 1 || r.bottom > edge.bottom + 1))
         out.push(`${where}: text cut off at the chart's edge: "${t.textContent.trim().slice(0, 30)}"`);
     }
     const names = Array.from(plot.querySelectorAll('.legend .traces .legendtext')).map(e => e.textContent.trim()).filter(Boolean);

@@ -43,7 +43,7 @@ min_count = common.choice("Highlight changes of at least", [1, 2, 3, 5, 10], key
 change = inside.confusion_change(matrices["baseline"], matrices["KD student"], min_count) if have_students else None
 normalised = {name: inside.row_normalised(m) for name, m in matrices.items()}
 common.show(figs.confusion_panels(normalised, classes, change and change["improved"], change and change["worsened"],
-                                  marked="KD student"), presenter,
+                                  marked="KD student", cols=1 if presenter else None), presenter,
             "Colour grows with the square root of the share so that rare mistakes stay visible; numbers are "
             "percent of the row." + (" On the KD student's matrix, blue boxes are cells KD improved over the "
             "baseline (more right answers on the diagonal, fewer of that mistake off it) and orange boxes cells it "

@@ -69,7 +69,7 @@ if have_students:
     distances = {name: d["distance"] for name, d in data.items() if name != "teacher"}
     a, b = st.columns([3, 2])
     with a:
-        common.show(figs.distance_bars(pairs, distances, "FSP distance to the teacher (mean squared)"), presenter,
+        common.show(figs.distance_bars(pairs, distances, "FSP distance to the teacher"), presenter,
                     "The FSP loss term for each stage pair: the mean squared difference between a student's and the "
                     "teacher's per-image FSP matrices over the probe images. Before FSP training (baseline) and after.",
                     key="fsp_bars")

@@ -41,7 +41,9 @@ data = ic.relations(model_refs, preset.dataset, index)
 classes = list(test.classes)
 
 # --------------------------------------------------------------------------- figures
-common.show(figs.distance_heatmaps({name: d["distances"] for name, d in data.items()}, labels, classes), presenter,
+# a projector gets one matrix a row, large enough to see the class blocks from the back
+common.show(figs.distance_heatmaps({name: d["distances"] for name, d in data.items()}, labels, classes,
+                                   cols=1 if presenter else None), presenter,
             f"Each square is a pair among the {len(index)} images (class blocks along the axes); dark = close, "
             "1 = the batch's mean distance. The teacher's matrix has dark blocks on the diagonal (same class is "
             "close) and a finer pattern off it (which classes are near each other)." + (
@@ -58,9 +60,9 @@ if have_students:
                     "The closer the dots hug the dashed line, the more the student keeps the teacher's geometry; "
                     "r is the Pearson correlation over all pairs.", key="rel_scatter")
     with b:
-        common.show(figs.correlation_bars(corr, "correlation with the teacher's distances"), presenter,
-                    "The one number to watch: how well a student's pairwise distances follow the teacher's "
-                    "(1 = the same up to scale). RKD training raises it above the baseline's.", key="rel_corr")
+        common.show(figs.correlation_bars(corr, "r with the teacher"), presenter,
+                    "The one number to watch: r, the correlation of a student's pairwise distances with the "
+                    "teacher's (1 = the same up to scale), on an axis from 0. RKD training raises it above the baseline's.", key="rel_corr")
         table = pd.DataFrame({name: {"distance correlation": d["distance_corr"], "angle correlation": d["angle_corr"]}
                               for name, d in data.items() if name != "teacher"}).T
         st.dataframe(table.style.format("{:.3f}"), width="stretch")
