@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 _EPS = 1e-12
+_COINCIDENT = 1e-5  # relative squared distance below which two rows count as one point
 
 
 def _gram(emb: torch.Tensor) -> torch.Tensor:
@@ -70,8 +71,16 @@ def rkd_distance_loss(student_emb: torch.Tensor, teacher_emb: torch.Tensor) -> t
 
 
 def _inverse_distances(gram: torch.Tensor) -> torch.Tensor:
-    """1 / d_ij from the Gram matrix, 0 on the diagonal (so degenerate angles give 0)."""
-    inverse = _squared_distances(gram).clamp_min(_EPS).rsqrt()
+    """1 / d_ij from the Gram matrix; 0 on the diagonal and for pairs closer than the Gram
+    form can resolve, so degenerate angles give 0 as the zero difference vector does.
+
+    d_ij² = G_ii + G_jj − 2G_ij loses its digits when two points nearly coincide (float32
+    keeps about 7, relative to the largest squared norm): a pair whose squared distance is
+    below ``_COINCIDENT`` × max_i G_ii is treated as coincident. Without this, a pair at
+    1e-2 next to a point at 91 gave cosines of 10³ (found by the property tests)."""
+    squared = _squared_distances(gram)
+    floor = (gram.diagonal().max() * _COINCIDENT).clamp_min(_EPS)
+    inverse = torch.where(squared > floor, squared.clamp_min(_EPS).rsqrt(), torch.zeros_like(squared))
     return inverse * _off_diagonal(gram.shape[0], gram.device)
 
 
