@@ -228,3 +228,24 @@ def test_page_without_results_says_how_to_make_them(tmp_path, monkeypatch):
     assert not at.exception
     assert len(at.info) == len(experiments.EXPERIMENTS)
     assert all("--preset full" in i.value for i in at.info)
+
+
+def test_page_runs_a_quick_preset_live_to_the_end(tmp_path, monkeypatch):
+    """The page's button starts the quick preset in a worker thread and shows its result and time
+    (the preset made tiny here: digits, a 30-unit MLP)."""
+    import time
+
+    tiny = experiments.NoLabelsSettings(dataset="digits", teacher="digits-cnn", student="mlp-30", epochs=2)
+    monkeypatch.setitem(experiments.EXPERIMENTS["no-labels"].presets, "quick", tiny)
+    monkeypatch.setenv("KDVIZ_RUNS", str(tmp_path / "runs"))
+    at = _page(tmp_path / "no-results", monkeypatch)
+    start = next(b for b in at.button if b.key == "start_no-labels")
+    at = start.click().run()
+    deadline = time.time() + 240
+    while time.time() < deadline and not any("Quick preset finished" in s.value for s in at.success):
+        assert not at.exception and not any("failed" in e.value for e in at.error)
+        time.sleep(1)
+        at = at.run()
+    done = next(s.value for s in at.success if "Quick preset finished" in s.value)
+    assert "2 runs" in done and " s on " in done
+    assert any(m.label == "teacher's outputs only, no label" for m in at.metric)

@@ -68,7 +68,7 @@ def draw_missing_class(r: ex.ExperimentResult, key: str) -> None:
         if s["missing"] == 3 else []
     common.show(figures.grouped_accuracy_bars(groups, series, refs, y_range=[0, 105]), presenter,
                 f"No student saw a {name} while it learned. The labels-only student never answers {name} "
-                f"(red bar at 0). The KD student learned what a {name} looks like from the teacher's soft targets "
+                f"(its bar for the class it never saw stays at 0). The KD student learned what a {name} looks like from the teacher's soft targets "
                 f"on the other digits alone; its output bias for {name} just stays too low, and raising it by the "
                 f"amount chosen on held-out training images (+{s['bias']['mean']:.2f} on average, Hinton +3.5) "
                 f"recovers nearly all of them (Hinton: 86.8% before, 98.6% after).", key=f"{key}_bars")
