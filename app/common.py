@@ -17,7 +17,7 @@ for _path in (Path(__file__).resolve().parent, Path(__file__).resolve().parent.p
 import streamlit as st  # noqa: E402
 
 from kdviz import data as datasets  # noqa: E402
-from kdviz import pretrained  # noqa: E402
+from kdviz import pretrained, teachers  # noqa: E402
 from kdviz.evaluation import resolve_device  # noqa: E402
 
 
@@ -261,9 +261,7 @@ def teacher_ref(choice_key: str) -> str:
 
 @st.cache_resource(show_spinner="Loading the teacher…")
 def load_teacher(choice_key: str):
-    from kdviz.experiment import resolve_teacher
-
-    model, _ = resolve_teacher(teacher_ref(choice_key))
+    model, _ = teachers.resolve(teacher_ref(choice_key))
     return model.eval()
 
 

@@ -11,27 +11,41 @@ import numpy as np
 import streamlit as st
 import torch
 
-import common
-from kdviz import pretrained
+from kdviz import presets, pretrained, recording
+from kdviz.evaluation import confusion_matrix
+from kdviz.models import forward_features
 from kdviz.probes import inside
-from kdviz.runs import default_runs_dir
+from kdviz.runs import default_runs_dir, load_run
+from kdviz.students import (
+    METHOD_STATE,
+    SOFT_TARGETS,
+    StudentPair,
+    load_method,
+    load_soft_targets,
+    load_student,
+    run_dir,
+    saved_runs,
+)
+from kdviz.teacher_cache import teacher_logits
+
+import common
 
 METHOD_NAMES = {"at": "AT student", "fsp": "FSP student", "ft": "FT student", "rkd": "RKD student", "kd": "KD student"}
 
 
 # --------------------------------------------------------------------------- preset and students
-def setup(page: str, method: str) -> inside.Preset:
+def setup(page: str, method: str) -> presets.Preset:
     """The data-set control (kept in the URL as ``data``), limited to data sets whose shipped
     teacher is here. Stops the page with a message when there is none."""
     shipped = set(pretrained.names())
-    options = [name for name, preset in inside.PRESETS.items() if preset.teacher in shipped and preset.offers(method)]
+    options = [name for name, preset in presets.PRESETS.items() if preset.teacher in shipped and preset.offers(method)]
     if not options:
         st.error("No shipped teacher was found in `pretrained/`. Make one with "
                  "`kdviz pretrained make mnist-cnn` (about a minute on two cores), then reload this page.")
         st.stop()
     dataset = common.choice("Data set", options, key=f"{page}_data", url_key="data", container=st.sidebar,
-                            format_func=lambda d: f"{d} (teacher {inside.PRESETS[d].teacher})")
-    preset = inside.PRESETS[dataset]
+                            format_func=lambda d: f"{d} (teacher {presets.PRESETS[d].teacher})")
+    preset = presets.PRESETS[dataset]
     b = preset.budget_for(method)
     st.sidebar.caption(f"Students: `{b.student}`, one short preset budget ({b.epochs} epoch{'s' if b.epochs > 1 else ''} "
                        f"on {b.fraction:.0%} of the training set).")
@@ -48,24 +62,24 @@ def _pair_key(page: str, dataset: str) -> str:
     return f"inside_pair_{page}_{dataset}"
 
 
-def students(page: str, method: str, preset: inside.Preset, recorders=None, meta=None,
+def students(page: str, method: str, preset: presets.Preset, recorders=None, meta=None,
              needs=None, needs_baseline=None, live=None) -> tuple[dict | None, dict | None]:
     """Pick the baseline and method students among saved runs, or train both now.
 
     Returns the two run records (None where there is none yet). ``recorders`` (a callable
-    returning one consumer per config) and ``meta`` go to :class:`kdviz.probes.inside.StudentPair`;
+    returning one consumer per config) and ``meta`` go to :class:`kdviz.StudentPair`;
     ``needs`` and ``needs_baseline`` filter the saved runs offered (e.g. to those with saved FT
-    modules, or with soft-target snapshots). ``live(pair)`` draws extra content under the progress
+    modules, or with soft-target frames). ``live(pair)`` draws extra content under the progress
     bars while the students train."""
     student = preset.student_for(method)
     runs_dir = default_runs_dir()
     key = _pair_key(page, preset.dataset)
-    pair: inside.StudentPair | None = st.session_state.get(key)
+    pair: StudentPair | None = st.session_state.get(key)
     busy = pair is not None and not pair.done
 
-    base_runs = [r for r in inside.saved_runs(preset.dataset, student, "baseline", None, runs_dir)
+    base_runs = [r for r in saved_runs(preset.dataset, student, "baseline", None, runs_dir)
                  if needs_baseline is None or needs_baseline(r)]
-    method_runs = [r for r in inside.saved_runs(preset.dataset, student, method, preset.teacher, runs_dir)
+    method_runs = [r for r in saved_runs(preset.dataset, student, method, preset.teacher, runs_dir)
                    if needs is None or needs(r)]
     # a pair that just finished: select its two runs
     if pair is not None and pair.done and not st.session_state.get(key + "_seen"):
@@ -94,8 +108,8 @@ def students(page: str, method: str, preset: inside.Preset, recorders=None, meta
                      key=f"{page}_train", width="stretch",
                      help="A baseline student and a method student on one short budget, one after the other "
                           "in the background (a saved baseline with this budget is reused); both are saved as runs."):
-        configs = inside.pair_configs(preset, method)
-        st.session_state[key] = inside.StudentPair(configs, runs_dir, recorders() if recorders else None,
+        configs = presets.pair_configs(preset, method)
+        st.session_state[key] = StudentPair(configs, runs_dir, recorders() if recorders else None,
                                                    meta=meta).start()
         st.session_state[key + "_seen"] = False
         st.rerun()
@@ -108,7 +122,7 @@ def students(page: str, method: str, preset: inside.Preset, recorders=None, meta
 
 @st.fragment(run_every=1.0)
 def _progress(key: str, live=None) -> None:
-    pair: inside.StudentPair | None = st.session_state.get(key)
+    pair: StudentPair | None = st.session_state.get(key)
     if pair is None:
         return
     for config, snap, record in zip(pair.configs, pair.snapshots(), pair.records):
@@ -146,18 +160,16 @@ def need_students(base: dict | None, run: dict | None, method: str,
 # --------------------------------------------------------------------------- cached models and data
 @st.cache_resource(show_spinner="Loading a student…", max_entries=32)
 def student_model(run_id: str, runs_dir: str):
-    return inside.load_student({"id": run_id}, runs_dir)
+    return load_student({"id": run_id}, runs_dir)
 
 
 @st.cache_resource(show_spinner="Loading the method's modules…", max_entries=16)
 def method_modules(run_id: str, runs_dir: str, teacher_name: str):
-    from kdviz.runs import load_run
-
     record = load_run(run_id, runs_dir)
-    return inside.load_method(record, student_model(run_id, runs_dir), common.teacher(teacher_name), runs_dir)
+    return load_method(record, student_model(run_id, runs_dir), common.teacher(teacher_name), runs_dir)
 
 
-def models(preset: inside.Preset, base: dict | None, run: dict | None, method: str) -> dict:
+def models(preset: presets.Preset, base: dict | None, run: dict | None, method: str) -> dict:
     """``{"teacher": net, "baseline": net, <method student>: net}`` for what is there, in that order."""
     runs_dir = str(default_runs_dir())
     out = {"teacher": common.teacher(preset.teacher)}
@@ -168,12 +180,12 @@ def models(preset: inside.Preset, base: dict | None, run: dict | None, method: s
     return out
 
 
-def probe_images(preset: inside.Preset):
+def probe_images(preset: presets.Preset):
     """The teacher's shipped probe images (ambiguous, clear and typical test images per class)."""
     return common.probe_set(preset.teacher)
 
 
-def probe_kinds(preset: inside.Preset) -> np.ndarray | None:
+def probe_kinds(preset: presets.Preset) -> np.ndarray | None:
     """Per probe image its kind code into ``pretrained.PROBE_KINDS`` (None if the card has none)."""
     try:
         return pretrained.probe_details(preset.teacher)["kind"].numpy()
@@ -181,7 +193,7 @@ def probe_kinds(preset: inside.Preset) -> np.ndarray | None:
         return None
 
 
-def test_split(preset: inside.Preset):
+def test_split(preset: presets.Preset):
     """The data set's test split, or the probe set when the data set is not on this machine."""
     try:
         return common.dataset(preset.dataset).test
@@ -192,7 +204,7 @@ def test_split(preset: inside.Preset):
 # --------------------------------------------------------------------------- cached computations
 # Models are named by a string ref ("teacher:<name>" or "run:<id>") so results cache by value;
 # raw stage maps are never cached (too large), only what the pages draw.
-def refs(preset: inside.Preset, base: dict | None, run: dict | None, method: str) -> tuple[tuple[str, str], ...]:
+def refs(preset: presets.Preset, base: dict | None, run: dict | None, method: str) -> tuple[tuple[str, str], ...]:
     """(display name, model ref) for the teacher and the students there are, in page order."""
     out = [("teacher", f"teacher:{preset.teacher}")]
     if base is not None:
@@ -208,14 +220,14 @@ def _net(ref: str):
 
 
 def _images(dataset: str, split: str, index) -> torch.Tensor:
-    preset = inside.PRESETS[dataset]
+    preset = presets.PRESETS[dataset]
     data = probe_images(preset) if split == "probe" else test_split(preset)
     return data.images(torch.as_tensor(list(index), dtype=torch.int64))
 
 
 def _features(model_refs, dataset: str, split: str, index) -> dict:
     x = _images(dataset, split, index)
-    return {name: inside.forward_features(_net(ref), x)[1] for name, ref in model_refs}
+    return {name: forward_features(_net(ref), x)[1] for name, ref in model_refs}
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -306,10 +318,7 @@ def tsne_maps(keys: tuple[str, ...], point_sets: list[np.ndarray], perplexity: f
 
 @st.cache_data(show_spinner="Running the teacher over the test set (once; then cached on disk)…", max_entries=8)
 def teacher_confusion(teacher_name: str, dataset: str) -> np.ndarray:
-    from kdviz.evaluation import confusion_matrix
-    from kdviz.teacher_cache import teacher_logits
-
-    data = test_split(inside.PRESETS[dataset])
+    data = test_split(presets.PRESETS[dataset])
     logits = teacher_logits(common.teacher(teacher_name), data, device="cpu")
     return confusion_matrix(data.labels, logits.argmax(1), data.num_classes).numpy()
 
@@ -335,47 +344,38 @@ def relations(model_refs: tuple, dataset: str, index: tuple[int, ...]) -> dict:
     return out
 
 
-def soft_target_recording(preset: inside.Preset):
+def soft_target_recording(preset: presets.Preset):
     """What the soft-target page follows during a KD run: a factory of two recorders (baseline and
-    KD student, about ten snapshots per epoch of the same probe images) and the metadata saved with them."""
+    KD student, about ten frames per epoch of the same probe images) and the metadata saved with them."""
     probe = probe_images(preset)
-    index = inside.snapshot_images(probe.labels, probe_kinds(preset))
+    index = recording.images_to_follow(probe.labels, probe_kinds(preset))
     budget = preset.budget_for("kd")
     train_size = int(len(common.dataset(preset.dataset).train) * budget.fraction)
-    every = inside.snapshot_every(train_size)
+    every = recording.frame_every(train_size)
     x = probe.images(torch.tensor(index))
-    return (lambda: [inside.SoftTargetRecorder(x, every), inside.SoftTargetRecorder(x, every)],
+    return (lambda: [recording.SoftTargetRecorder(x, every), recording.SoftTargetRecorder(x, every)],
             {"probe": preset.teacher, "index": index})
 
 
 def has_soft_targets(record: dict) -> bool:
-    return (inside.run_dir(record, default_runs_dir()) / inside.SOFT_TARGETS).is_file()
+    return (run_dir(record, default_runs_dir()) / SOFT_TARGETS).is_file()
 
 
 def has_method_state(record: dict) -> bool:
-    return (inside.run_dir(record, default_runs_dir()) / inside.METHOD_STATE).is_file()
+    return (run_dir(record, default_runs_dir()) / METHOD_STATE).is_file()
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def soft_target_snapshots(run_id: str) -> dict | None:
-    return inside.load_soft_targets({"id": run_id}, default_runs_dir())
+def soft_target_frames(run_id: str) -> dict | None:
+    return load_soft_targets({"id": run_id}, default_runs_dir())
 
 
-def soft_target_gaps(snapshots: dict[str, dict], teacher_name: str, dataset: str, T: float,
+def soft_target_gaps(recorded: dict[str, dict], teacher_name: str, dataset: str, T: float,
                      kinds: np.ndarray | None) -> dict:
-    """For the soft-target page: per student, KL(teacher ‖ student) at T for every snapshot and followed
-    image (snapshots, images), and the followed images' kind names (None without kinds)."""
-    index = next(iter(snapshots.values()))["index"]
-    count = min(len(s["snapshots"]) for s in snapshots.values())
+    """For the soft-target page: per student, KL(teacher ‖ student) at T for every frame and followed
+    image (frames, images), and the followed images' kind names (None without kinds)."""
+    index = next(iter(recorded.values()))["index"]
     teacher = teacher_soft_targets(teacher_name, dataset, tuple(index), T)
-    gaps = {name: inside.soft_target_gap(inside.snapshot_probs(s["snapshots"][:count], T), teacher)
-            for name, s in snapshots.items()}
+    gaps = inside.frame_gaps({name: s["frames"] for name, s in recorded.items()}, teacher, T)
     names = None if kinds is None else [pretrained.PROBE_KINDS[int(kinds[j])] for j in index]
     return {"gaps": gaps, "kinds": names}
-
-
-def mean_over(gaps: np.ndarray, kinds: list[str] | None, kind: str | None) -> np.ndarray:
-    """Mean over the followed images of one kind (all of them when ``kind`` or ``kinds`` is None)."""
-    if kinds is None or kind is None:
-        return gaps.mean(1)
-    return gaps[:, [k == kind for k in kinds]].mean(1)

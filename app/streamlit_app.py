@@ -1,6 +1,7 @@
 """kdviz app entry point: ``streamlit run app/streamlit_app.py``.
 
-Pages live in ``app/views/`` (not ``pages/``: that name makes Streamlit serve a first deep link without this navigation); this file only lists them. Layout and wording are
+Pages live in ``app/views/`` (not ``pages/``: that name makes Streamlit serve a first deep link
+without this navigation); this file only lists them. Layout and wording are
 in the pages, figures in ``app/figures*.py``, every number comes from ``kdviz``.
 """
 import streamlit as st

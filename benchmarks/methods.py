@@ -19,7 +19,7 @@ Every run is one :class:`kdviz.experiment.Experiment` (SGD Nesterov, one-cycle t
 batch 128, gradient norm capped at 5, bf16 autocast where the CPU has it natively (else fp32), methods at
 their registry defaults unless a row says otherwise).
 The labels-only baseline of each student is generation 0 of a born-again run
-(:func:`kdviz.methods.ban.born_again`), whose generation 1 is the ``ban`` row and whose
+(:func:`kdviz.generations.born_again`), whose generation 1 is the ``ban`` row and whose
 two-member ensemble is the ``ban ensemble`` row. Results of finished runs are kept in
 ``.cache/bench/methods.json`` so an interrupted benchmark resumes where it stopped.
 """
@@ -45,9 +45,8 @@ sys.path.insert(0, str(ROOT))
 from kdviz import pretrained  # noqa: E402
 from kdviz.evaluation import resolve_precision  # noqa: E402
 from kdviz.experiment import Experiment, RunConfig  # noqa: E402
-from kdviz.methods.ban import born_again  # noqa: E402
-from kdviz.sweep import (Executor, LocalExecutor, RunFailed, RunFinished, make_executor, run_key,  # noqa: E402
-                         run_sweep)
+from kdviz.generations import born_again  # noqa: E402
+from kdviz.sweep import Executor, LocalExecutor, RunFailed, RunFinished, make_executor, run_key, run_sweep  # noqa: E402
 from kdviz.train import TrainSettings  # noqa: E402
 
 START, END = "<!-- methods:start -->", "<!-- methods:end -->"

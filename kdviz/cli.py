@@ -8,10 +8,36 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
+import threading
+from pathlib import Path
 
+from tqdm import tqdm
+
+from kdviz import experiments, pretrained, recipes
 from kdviz.data import DATASETS, DataNotFound
+from kdviz.experiment import Experiment, RunConfig, RunSaveError
+from kdviz.generations import born_again
+from kdviz.methods import REGISTRY, method_names
 from kdviz.models import MODELS
+from kdviz.runs import default_runs_dir, list_runs
+from kdviz.sweep import (
+    SYNONYMS,
+    RunFailed,
+    RunFinished,
+    RunProgress,
+    SweepFinished,
+    SweepStarted,
+    check_config,
+    finished_runs,
+    grid_from_spec,
+    make_executor,
+    run_key,
+    run_sweep,
+    sweep_file,
+)
+from kdviz.train import EpochDone, PhaseStarted, StepDone, TrainSettings
 
 
 def _add_training_options(p: argparse.ArgumentParser, epochs: int, lr: float) -> None:
@@ -42,8 +68,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from kdviz.methods import method_names
-
     parser = _Parser(prog="kdviz", description="Knowledge distillation you can see.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -123,15 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     pre = sub.add_parser("pretrained", help="the shipped teachers: list them, or make one from its recipe")
     pre.add_argument("action", choices=("list", "make"))
-    pre.add_argument("name", nargs="?", help="make: the teacher to train (see kdviz.pretrained.RECIPES)")
+    pre.add_argument("name", nargs="?", help="make: the teacher to train (see kdviz.recipes.RECIPES)")
     pre.add_argument("--out", default=None, help="make: folder for the files (default $KDVIZ_PRETRAINED or pretrained/)")
     pre.add_argument("--json", action="store_true")
     return parser
 
 
 def _settings(args):
-    from kdviz.train import TrainSettings
-
     return TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
                          weight_decay=args.weight_decay, schedule=args.schedule, seed=args.seed, device=args.device,
                          precision="bf16" if args.bf16 else args.precision, augment=args.augment,
@@ -157,8 +179,6 @@ def _parse_params(args) -> dict:
 
 
 def _config(args):
-    from kdviz.experiment import RunConfig
-
     if args.command == "train-teacher":
         return RunConfig(dataset=args.dataset, student=args.model, method="baseline", train=_settings(args))
     try:
@@ -171,8 +191,6 @@ def _config(args):
 
 
 def _born_again(args) -> int:
-    from kdviz.methods.ban import born_again
-
     records = born_again(_config(args), args.generations, args.runs_dir)
     last = records[-1]
     summary = {"ids": last["generation_ids"], "generation_accs": last["generation_accs"],
@@ -187,11 +205,6 @@ def _born_again(args) -> int:
 
 
 def _train(args) -> int:
-    from tqdm import tqdm
-
-    from kdviz.experiment import Experiment
-    from kdviz.train import EpochDone, PhaseStarted, StepDone
-
     if getattr(args, "generations", None) is not None:
         return _born_again(args)
     if args.command == "distill" and not args.teacher:
@@ -228,8 +241,6 @@ def _train(args) -> int:
 
 
 def _runs(args) -> int:
-    from kdviz.runs import list_runs
-
     records = list_runs(args.runs_dir)
     if args.json:
         print(json.dumps([{k: r.get(k) for k in ("id", "method", "test_acc", "seed", "error")} for r in records]))
@@ -245,8 +256,6 @@ def _runs(args) -> int:
 
 
 def _methods(args) -> int:
-    from kdviz.methods import REGISTRY
-
     rows = {name: {"title": cls.title, "formula": cls.formula,
                    "hyperparams": {h.name: {"default": h.default, "low": h.low, "high": h.high, "help": h.help}
                                    for h in cls.hyperparams}}
@@ -261,19 +270,16 @@ def _methods(args) -> int:
 
 
 def _pretrained_make(args) -> int:
-    from kdviz import pretrained
-    from kdviz.train import EpochDone
-
-    if args.name not in pretrained.RECIPES:
+    if args.name not in recipes.RECIPES:
         given = f"no recipe for {args.name!r}" if args.name else "make needs a teacher name"
-        raise ValueError(f"{given}; recipes: {', '.join(pretrained.RECIPES)}")
+        raise ValueError(f"{given}; recipes: {', '.join(recipes.RECIPES)}")
 
     def report(event):
         if isinstance(event, EpochDone) and not args.json:
             print(f"epoch {event.epoch}/{event.epochs}  test acc {100 * event.test_acc:.2f}%  "
                   f"{event.images_per_s:,.0f} img/s  {event.elapsed:.0f} s", file=sys.stderr, flush=True)
 
-    info = pretrained.make(args.name, args.out, on_event=report)
+    info = recipes.make(args.name, args.out, on_event=report)
     if args.json:
         print(json.dumps(info))
     else:
@@ -283,8 +289,6 @@ def _pretrained_make(args) -> int:
 
 
 def _pretrained(args) -> int:
-    from kdviz import pretrained
-
     if args.action == "make":
         return _pretrained_make(args)
     cards = [pretrained.card(n) | {"name": n} for n in pretrained.names()]
@@ -308,8 +312,6 @@ def _value(text: str):
 
 
 def _sweep_spec(args) -> dict:
-    from kdviz.sweep import SYNONYMS, sweep_file
-
     spec = sweep_file(args.config) if args.config else {}
     spec = {SYNONYMS.get(k.replace("-", "_"), k.replace("-", "_")): v for k, v in spec.items()}
     flags = {"method": args.methods, "seed": args.seeds, "dataset": args.dataset, "student": args.student,
@@ -333,8 +335,6 @@ def _sweep_spec(args) -> dict:
 
 def _group_rows(rows: list[dict]) -> list[dict]:
     """Mean and spread over seeds of the runs that differ only in their seed."""
-    import statistics
-
     groups: dict[str, list[dict]] = {}
     for row in rows:
         if row["test_acc"] is not None:
@@ -357,23 +357,11 @@ def _setting(config) -> str:
 
 
 def _sweep(args) -> int:
-    import threading
-    from pathlib import Path
-
-    from tqdm import tqdm
-
-    from kdviz.runs import default_runs_dir
-    from kdviz.sweep import (RunFailed, RunFinished, RunProgress, SweepFinished, SweepStarted, finished_runs,
-                             grid_from_spec, make_executor, run_key, run_sweep)
-    from kdviz.train import EpochDone
-
     configs = grid_from_spec(_sweep_spec(args))
     runs_dir = Path(args.runs_dir) if args.runs_dir else default_runs_dir()
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
     if args.dry_run:
-        from kdviz.sweep import check_config
-
         done = finished_runs(runs_dir)
         for i, config in enumerate(configs):
             check_config(config, runs_dir)
@@ -440,11 +428,6 @@ def _fmt_cell(value) -> str:
 
 
 def _experiment(args) -> int:
-    from tqdm import tqdm
-
-    from kdviz import experiments
-    from kdviz.train import PhaseStarted, StepDone
-
     overrides = {}
     for item in args.overrides:
         key, sep, value = item.partition("=")
@@ -508,8 +491,6 @@ COMMANDS = {"sweep": _sweep, "train-teacher": _train, "distill": _train, "runs":
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from kdviz.experiment import RunSaveError
-
     try:
         return COMMANDS[args.command](args)
     except (ValueError, DataNotFound, FileNotFoundError) as error:

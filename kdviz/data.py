@@ -28,8 +28,6 @@ import io
 import json
 import math
 import os
-import tempfile
-import time
 import warnings
 import zlib
 from dataclasses import dataclass, replace
@@ -38,6 +36,8 @@ from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 import torch
+
+from kdviz.files import save_torch_atomic
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -247,7 +247,7 @@ def _mnist_source(cls_name: str, num_classes: int, extra_sources: tuple[Path, ..
                 return Source(str(folder), tuple(files), lambda folder=folder: read_idx_folder(folder, num_classes))
         tried = [str(c) for c in candidates]
         try:
-            import torchvision.datasets as tvd
+            import torchvision.datasets as tvd  # late: only to try a download, once
 
             getattr(tvd, cls_name)(str(root), train=True, download=True)
             getattr(tvd, cls_name)(str(root), train=False, download=True)
@@ -284,7 +284,7 @@ def _image_listing(folder: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]
 def _open_image(path: Path, mode: str | None, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """One decoded image as an array, refusing non-images and images over ``max_pixels``
     (the size is read from the header, before any decoding)."""
-    from PIL import Image
+    from PIL import Image  # late: only an image folder needs it, decoded once
 
     try:
         with warnings.catch_warnings():
@@ -316,7 +316,7 @@ def open_upload(content: bytes, max_pixels: int = MAX_UPLOAD_PIXELS, side: int =
     The size is read from the header before decoding; JPEGs are decoded at a reduced scale
     when they are larger than needed, so a phone photo costs a fraction of its full size;
     anything still over ``max_pixels`` is refused rather than decoded."""
-    from PIL import Image, ImageOps
+    from PIL import Image, ImageOps  # late: only an uploaded image needs it
 
     if len(content) > MAX_UPLOAD_BYTES:
         raise DataError(f"this file is {len(content) / 2**20:.0f} MB; upload an image under "
@@ -402,7 +402,7 @@ def _cifar10_source() -> Source:
     folder = root / "cifar10"
     if (folder / "train").is_dir() and (folder / "test").is_dir():
         return Source(str(folder), _folder_files(folder), lambda: read_image_splits(folder)[:4])
-    import torchvision.datasets as tvd
+    import torchvision.datasets as tvd  # late: only torchvision's own CIFAR copy needs it
 
     tried = [str(folder) + "/{train,test}", str(root / "cifar-10-batches-py")]
     for download in (False, True):
@@ -431,7 +431,7 @@ def _cifar10_source() -> Source:
 
 def _load_digits() -> tuple:
     """scikit-learn's 8x8 digits (values 0..16), split 80/20 stratified with a fixed seed."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # late: scikit-learn takes seconds to import
     from sklearn.model_selection import train_test_split
 
     digits = load_digits()
@@ -442,7 +442,7 @@ def _load_digits() -> tuple:
 
 
 def _digits_source() -> Source:
-    import sklearn
+    import sklearn  # late: scikit-learn takes seconds to import
 
     return Source("scikit-learn load_digits", (), _load_digits, extra=f"sklearn {sklearn.__version__}")
 
@@ -502,60 +502,10 @@ def _decoded(name: str, source: Source) -> dict:
               "source": source.description, "identity": identity,
               "classes": list(classes[0]) if classes else None}
     try:
-        atomic_save(path, lambda f: torch.save(record, f))
+        save_torch_atomic(path, record)
     except OSError:
         pass  # a cache that cannot be written costs the next process a decode, nothing else
     return record
-
-
-def atomic_save(path: Path, write: Callable) -> None:
-    """Write a file through a uniquely named temporary file in the same folder, renamed over
-    ``path`` when complete (readers see the old file or the whole new one); the temporary
-    file is removed on any failure. Leftovers of killed writers are cleaned (see :func:`clean_orphans`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    clean_orphans(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, ValueError):
-        return True
-    return True
-
-
-def clean_orphans(folder: Path, min_age_s: float = 60.0) -> list[Path]:
-    """Remove temporary files ``.<name>.<pid>.<random>.tmp`` left in ``folder`` by writers that
-    were killed (their process is gone) and older than ``min_age_s``; returns what was removed."""
-    removed = []
-    now = time.time()
-    try:
-        entries = list(Path(folder).glob(".*.tmp"))
-    except OSError:
-        return removed
-    for tmp in entries:
-        parts = tmp.name.split(".")  # ["", name..., pid, random, "tmp"]
-        pid = int(parts[-3]) if len(parts) >= 5 and parts[-3].isdigit() else None
-        try:
-            if pid is not None and not _pid_alive(pid) and now - tmp.stat().st_mtime >= min_age_s:
-                tmp.unlink()
-                removed.append(tmp)
-        except OSError:
-            continue
-    return removed
 
 
 _MEMORY: dict[tuple[str, str], Splits] = {}

@@ -21,9 +21,9 @@ from kdviz import data as datasets
 from kdviz.evaluation import resolve_device, resolve_precision
 from kdviz.methods import build_method, check_method
 from kdviz.models import ALIASES, MODELS, build_model, model_summary
-from kdviz.runs import (check_writable, default_runs_dir, load_checkpoint, new_run_id, run_checkpoint,
-                        save_checkpoint, save_record, versions)
+from kdviz.runs import check_writable, default_runs_dir, new_run_id, run_checkpoint, save_checkpoint, save_record, versions
 from kdviz.teacher_cache import teacher_logits
+from kdviz.teachers import resolve as resolve_teacher
 from kdviz.train import Finished, TrainSettings, fit
 
 
@@ -33,7 +33,7 @@ class RunConfig:
     student: str
     method: str = "baseline"
     params: dict = field(default_factory=dict)
-    teacher: str | None = None          # pretrained name, run id, or checkpoint path
+    teacher: str | None = None          # pretrained name, run id, or checkpoint path (kdviz.teachers.TeacherRef)
     train: TrainSettings = field(default_factory=TrainSettings)
     fraction: float = 1.0               # transfer set: part of the training data used
     omit_classes: tuple[int, ...] = ()  # transfer set: classes left out
@@ -77,22 +77,6 @@ class RunConfig:
         d["train"] = TrainSettings(**d.get("train", {}))
         d["omit_classes"] = tuple(d.get("omit_classes", ()))
         return cls(**d)
-
-
-def resolve_teacher(ref: str, runs_dir: Path | None = None):
-    """A teacher by pretrained name, run id (its saved student) or checkpoint path."""
-    path = Path(ref).expanduser()
-    if path.is_file():
-        return load_checkpoint(path), str(path)
-    from kdviz import pretrained  # the shipped teachers; imported late to keep start-up light
-
-    if ref in pretrained.names():
-        return pretrained.load(ref), f"pretrained:{ref}"
-    checkpoint = run_checkpoint(ref, runs_dir)
-    if checkpoint.is_file():
-        return load_checkpoint(checkpoint), f"run:{ref}"
-    raise ValueError(f"teacher {ref!r} is neither a pretrained teacher ({', '.join(pretrained.names())}), "
-                     f"a run with a saved model, nor a checkpoint file")
 
 
 class RunSaveError(OSError):

@@ -43,8 +43,9 @@ from kdviz.data import ImageData
 from kdviz.dream import DreamSettings
 from kdviz.evaluation import predict_logits
 from kdviz.experiment import RunConfig
-from kdviz.methods.ban import born_again
-from kdviz.runs import default_runs_dir, load_checkpoint, run_checkpoint, write_json_atomic
+from kdviz.files import write_json_atomic
+from kdviz.generations import born_again
+from kdviz.runs import default_runs_dir, load_checkpoint, run_checkpoint
 from kdviz.teacher_cache import tensor_digest
 from kdviz.train import PhaseStarted, StepDone, TrainSettings
 

@@ -7,7 +7,10 @@ reader (a Streamlit fragment on a timer, a test) takes a consistent
 Pausing blocks the worker between two steps; stopping ends the run between two
 steps and still saves its record (marked ``stopped``).
 
-A :class:`RunQueue` runs a list of configs one after another (a sweep).
+A :class:`RunQueue` runs a list of configs one after another in one worker thread,
+with hooks: a consumer per run sees every event and the student between two steps
+(e.g. a :class:`~kdviz.recording.SoftTargetRecorder`), and ``on_finished`` runs in the
+worker after each run, before the next one starts.
 """
 from __future__ import annotations
 
@@ -15,11 +18,10 @@ import copy
 import threading
 import traceback
 from dataclasses import dataclass, field
+from typing import Callable
 
 from kdviz.experiment import Experiment, RunConfig
 from kdviz.train import EpochDone, Finished, PhaseStarted, StepDone
-
-STATES = ("queued", "starting", "running", "paused", "finished", "stopped", "failed")
 
 
 @dataclass
@@ -54,13 +56,17 @@ class Progress:
 
 
 class LiveRun:
-    """One experiment in a worker thread, with pause / resume / stop."""
+    """One experiment in a worker thread, with pause / resume / stop.
+
+    ``consumer(event, student)``, when given, is called in the worker with every training
+    event and the student being trained, between two steps."""
 
     MAX_STEP_POINTS = 2000  # keep the live loss curve light; older points are thinned
 
-    def __init__(self, config: RunConfig, runs_dir=None):
+    def __init__(self, config: RunConfig, runs_dir=None, consumer: Callable | None = None):
         self.config = config
         self.runs_dir = runs_dir
+        self.consumer = consumer
         self.progress = Progress()
         self._stop = threading.Event()
         self._running = threading.Event()
@@ -87,6 +93,11 @@ class LiveRun:
         self._stop.set()
         self._running.set()  # a paused worker must wake up to see the stop
 
+    def cancel(self) -> None:
+        """Mark a run that never started as stopped (a queue stopped before its turn)."""
+        if self._thread is None:
+            self._set(state="stopped")
+
     def join(self, timeout: float | None = None) -> None:
         if self._thread is not None:
             self._thread.join(timeout)
@@ -110,6 +121,8 @@ class LiveRun:
                     self.progress.state = "running"
             for event in self.experiment.events():
                 self._record(event)
+                if self.consumer is not None:
+                    self.consumer(event, self.experiment.student)
                 self._running.wait()
             final = "stopped" if self.experiment.record and self.experiment.record["stopped"] else "finished"
             self._set(state=final, record=self.experiment.record)
@@ -137,11 +150,21 @@ class LiveRun:
 
 
 class RunQueue:
-    """Runs configs one after another in a single worker thread (a sweep)."""
+    """Runs configs one after another in a single worker thread (a sweep, a page's two students).
 
-    def __init__(self, configs: list[RunConfig], runs_dir=None):
-        self.runs = [LiveRun(c, runs_dir) for c in configs]
+    ``consumers`` (one per config, or None) are handed to the runs (see :class:`LiveRun`);
+    ``on_finished(index, run)`` is called in the worker after each run that ended (finished,
+    stopped or failed), before the next starts. With ``stop_on_failure`` a failed run stops
+    the rest of the queue."""
+
+    def __init__(self, configs: list[RunConfig], runs_dir=None, consumers: list | None = None,
+                 on_finished: Callable[[int, LiveRun], None] | None = None, stop_on_failure: bool = False):
+        consumers = list(consumers or [None] * len(configs))
+        self.runs = [LiveRun(c, runs_dir, consumer) for c, consumer in zip(configs, consumers)]
+        self.on_finished = on_finished
+        self.stop_on_failure = stop_on_failure
         self._stop = threading.Event()
+        self._finished = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> "RunQueue":
@@ -151,11 +174,18 @@ class RunQueue:
         return self
 
     def _work(self) -> None:
-        for run in self.runs:
-            if self._stop.is_set():
-                run._set(state="stopped")
-                continue
-            run.start().join()
+        try:
+            for i, run in enumerate(self.runs):
+                if self._stop.is_set():
+                    run.cancel()
+                    continue
+                run.start().join()
+                if self.on_finished is not None:
+                    self.on_finished(i, run)
+                if run.progress.state == "failed" and self.stop_on_failure:
+                    self._stop.set()
+        finally:
+            self._finished.set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -169,7 +199,9 @@ class RunQueue:
 
     @property
     def done(self) -> bool:
-        """Every run has ended (finished, stopped or failed)."""
+        """Every run has ended (finished, stopped or failed) and the worker's hooks have run."""
+        if self._thread is not None:
+            return self._finished.is_set()
         return all(r.done for r in self.runs)
 
     def snapshots(self) -> list[dict]:
@@ -187,18 +219,3 @@ class RunQueue:
     @property
     def records(self) -> list[dict]:
         return [r.progress.record for r in self.runs if r.progress.record]
-
-
-def demo_configs(teacher: str = "mnist-cnn", seeds: tuple[int, ...] = (0,), epochs: int = 2,
-                 precision: str = "auto") -> list[RunConfig]:
-    """The 5-minute classroom demo: an MLP-800 student on MNIST, labels only against Hinton KD
-    (T = 4, α = 0.9) from the shipped CNN teacher, a short one-cycle budget each. With the
-    teacher's logits cached, the pair trained in 37 s on two idle AVX2 cores in fp32 (16-21 s a run;
-    faster where bf16 is native)."""
-    from kdviz.train import TrainSettings
-
-    return [RunConfig(dataset="mnist", student="mlp-800", method=method, params=params,
-                      teacher=teacher if method != "baseline" else None,
-                      train=TrainSettings(epochs=epochs, batch_size=128, lr=0.1, seed=seed, precision=precision))
-            for seed in seeds
-            for method, params in (("baseline", {}), ("kd", {"T": 4.0, "alpha": 0.9}))]

@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass
 from typing import Callable, NamedTuple
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 
 class Features(NamedTuple):
@@ -279,3 +279,18 @@ def model_summary(model: ZooModel) -> dict:
     spec = model.spec
     shape = (spec.in_channels, spec.image_size, spec.image_size)
     return {"params": parameter_count(model), "latency_ms": measure_latency(model, shape)}
+
+
+@torch.no_grad()
+def forward_features(model: ZooModel, x: torch.Tensor) -> tuple[torch.Tensor, Features]:
+    """Logits and features of ``model`` on ``x`` in eval mode, as float32 on the CPU.
+
+    The model's train/eval mode is restored afterwards, so this is safe to call between
+    two training steps."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    logits, features = model(x.to(device), with_features=True)
+    model.train(was_training)
+    cpu = lambda t: t.detach().float().cpu()  # noqa: E731
+    return cpu(logits), Features([cpu(s) for s in features.stages], cpu(features.embedding))

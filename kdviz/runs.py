@@ -17,8 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy
 import torch
+import torchvision
 
+from kdviz.files import save_torch_atomic, write_json_atomic
 from kdviz.models import ModelSpec, ZooModel, build_from_spec
 
 RECORD = "record.json"
@@ -36,28 +39,7 @@ def new_run_id(*parts: str) -> str:
     return f"{stamp}-{label}-{secrets.token_hex(2)}"
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    _atomic_write(Path(path), lambda f: f.write(json.dumps(obj, indent=1, default=float).encode()))
-
-
 def versions() -> dict:
-    import numpy
-    import torchvision
-
     return {"python": platform.python_version(), "torch": torch.__version__,
             "torchvision": torchvision.__version__, "numpy": numpy.__version__}
 
@@ -72,8 +54,7 @@ def save_record(record: dict, runs_dir: Path | None = None) -> Path:
 def save_checkpoint(model: ZooModel, path: Path) -> Path:
     """Weights and the spec that rebuilds the network, atomically."""
     payload = {"spec": model.spec.to_dict(), "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
-    _atomic_write(Path(path), lambda f: torch.save(payload, f))
-    return Path(path)
+    return save_torch_atomic(path, payload)
 
 
 def load_checkpoint(path: Path | str, map_location="cpu") -> ZooModel:
@@ -130,3 +111,39 @@ def check_writable(runs_dir: Path | str | None = None) -> Path:
         raise ValueError(f"runs directory {root} is not writable ({reason}); choose another with --runs-dir "
                          "or KDVIZ_RUNS") from None
     return root
+
+
+ANY = object()  # find_runs: no condition on this field
+
+
+def find_runs(runs_dir: Path | None = None, *, dataset: str | None = None, student: str | None = None,
+              method: str | None = None, teacher=ANY, finished: bool = True, saved_model: bool = False,
+              whole_classes: bool = False) -> list[dict]:
+    """The one query over saved runs: records (newest first) that match every condition given.
+
+    ``dataset``/``student``/``method``: the run's data set, student architecture and method.
+    ``teacher``: ``None`` keeps runs trained without a teacher; a string keeps runs whose recorded
+    teacher (``record["teacher"]``, e.g. ``"pretrained:mnist-cnn"``) is that string.
+    ``finished``: readable records of runs that were not stopped. ``saved_model``: runs whose
+    checkpoint is on disk. ``whole_classes``: no classes omitted and labels not hidden."""
+    found = []
+    for r in list_runs(runs_dir):
+        c = r.get("config") or {}
+        if finished and ("error" in r or r.get("stopped")):
+            continue
+        if dataset is not None and c.get("dataset") != dataset:
+            continue
+        if student is not None and c.get("student") != student:
+            continue
+        if method is not None and r.get("method") != method:
+            continue
+        if teacher is None and c.get("teacher"):
+            continue
+        if isinstance(teacher, str) and r.get("teacher") != teacher:
+            continue
+        if whole_classes and (c.get("omit_classes") or c.get("hide_labels")):
+            continue
+        if saved_model and not run_checkpoint(r["id"], runs_dir).is_file():
+            continue
+        found.append(r)
+    return found

@@ -51,6 +51,7 @@ import socket
 import tempfile
 import threading
 import time
+import tomllib
 import uuid
 from collections.abc import Iterable, Iterator
 from concurrent import futures
@@ -60,6 +61,7 @@ from pathlib import Path
 
 import torch
 
+from kdviz import teachers
 from kdviz.experiment import Experiment, RunConfig
 from kdviz.methods import check_method, method_class, split_params
 from kdviz.runs import CHECKPOINT, default_runs_dir, list_runs, run_checkpoint, save_record
@@ -150,9 +152,7 @@ def needs_teacher(method: str) -> bool:
 
 def default_teacher(dataset: str) -> str | None:
     """The shipped teacher made for ``dataset`` (``<dataset>-cnn`` first), or None."""
-    from kdviz import pretrained  # the catalogue reads cards from disk: only when a teacher is missing
-
-    names = [n for n in pretrained.names() if pretrained.card(n).get("dataset") == dataset]
+    names = [ref.name for ref in teachers.choices(dataset) if ref.kind == teachers.PRETRAINED]
     names.sort(key=lambda n: n != f"{dataset}-cnn")
     return names[0] if names else None
 
@@ -246,13 +246,7 @@ def check_config(config: RunConfig, runs_dir: Path | str | None = None) -> None:
     and that the teacher can be found); a ``ValueError`` with one clear line."""
     config.validate()
     if config.teacher:
-        from kdviz import pretrained  # the catalogue reads the shipped cards: only for runs with a teacher
-
-        ref = str(config.teacher)
-        if not (ref in pretrained.names() or Path(ref).expanduser().is_file()
-                or run_checkpoint(ref, Path(runs_dir) if runs_dir else None).is_file()):
-            raise ValueError(f"teacher {ref!r} is neither a pretrained teacher ({', '.join(pretrained.names())}), "
-                             "a run with a saved model, nor a checkpoint file")
+        teachers.TeacherRef.parse(str(config.teacher), Path(runs_dir) if runs_dir else None)  # a clear error if unknown
 
 
 # --------------------------------------------------------------------------- events
@@ -432,16 +426,16 @@ def land(result: dict, config: RunConfig, runs_dir: Path, teacher_source: str | 
 def _ship_teacher(config: RunConfig, runs_dir: Path) -> tuple[bytes | None, str | None]:
     """A teacher that lives on the driver's disk (a run id or a path): its bytes and the name
     the record gives it. Pretrained names resolve on the worker (shipped with the package)."""
-    ref = config.teacher
-    if not ref:
+    if not config.teacher:
         return None, None
-    path = Path(ref).expanduser()
-    if path.is_file():
-        return path.read_bytes(), str(path)
-    checkpoint = run_checkpoint(ref, runs_dir)
-    if checkpoint.is_file():
-        return checkpoint.read_bytes(), f"run:{ref}"
-    return None, None
+    try:
+        ref = teachers.TeacherRef.parse(config.teacher, runs_dir)
+    except ValueError:
+        return None, None  # the worker reports it
+    if ref.kind == teachers.PRETRAINED:
+        return None, None
+    path = Path(ref.name) if ref.kind == teachers.PATH else run_checkpoint(ref.name, runs_dir)
+    return path.read_bytes(), str(ref)
 
 
 # --------------------------------------------------------------------------- executors
@@ -571,7 +565,7 @@ class RayExecutor(Executor):
     def __init__(self, address: str | None = None, cpus_per_run: int = 1, gpus_per_run: float = 0.0,
                  init_kwargs: dict | None = None, stream: bool = False):
         try:
-            import ray
+            import ray  # an optional dependency (kdviz[ray])
         except ImportError:
             raise ValueError("the Ray executor needs Ray: pip install 'kdviz[ray]'") from None
         if cpus_per_run < 1 or gpus_per_run < 0:
@@ -783,8 +777,6 @@ def sweep_file(path: Path | str) -> dict:
         raise ValueError(f"cannot read sweep file {path}: {error.strerror or error}") from None
     try:
         if path.suffix.lower() == ".toml":
-            import tomllib
-
             spec = tomllib.loads(text)
         else:
             spec = json.loads(text)
@@ -887,6 +879,7 @@ def server_slots() -> JobSlots:
 
 
 __all__ = ["Executor", "Job", "LocalExecutor", "RayExecutor", "RunFailed", "RunFinished", "RunProgress",
-           "RunStarted", "RunWaiting", "SweepEvent", "JobSlots", "default_max_jobs", "server_slots", "SweepFinished", "SweepStarted", "check_config", "default_teacher",
+           "RunStarted", "RunWaiting", "SweepEvent", "JobSlots", "default_max_jobs", "server_slots", "SweepFinished",
+           "SweepStarted", "check_config", "default_teacher",
            "finished_runs", "grid", "grid_from_spec", "land", "local_workers", "make_executor", "run_key",
            "job_executor", "run_remote", "run_sweep", "sweep_file", "sweep_records"]

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
 
 from kdviz.data import ImageData, cache_dir
 from kdviz.evaluation import predict_logits
+from kdviz.files import save_torch_atomic
 
 
 def tensor_digest(tensors) -> str:
@@ -75,9 +75,5 @@ def teacher_logits(teacher: torch.nn.Module, data: ImageData, device="auto", pre
     if cached is not None:
         return cached
     logits = predict_logits(teacher, data, device=device, precision=precision)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # write then rename: a concurrent reader sees the old state or the whole file, never half of it
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(logits, tmp)
-    tmp.replace(path)
+    save_torch_atomic(path, logits)  # a concurrent reader sees no file or the whole file, never half of it
     return logits

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from kdviz.data import ImageData, batches
-from kdviz.evaluation import accuracy, autocast, evaluate, predict_logits, resolve_device, resolve_precision
+from kdviz.evaluation import autocast, evaluate, predict_logits, resolve_device, resolve_precision
 from kdviz.methods import Method, Phase, Step
 from kdviz.models import Features, ZooModel
 

@@ -15,9 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from test_browser import PROBLEMS_JS, browser, page_paths, server, settled  # noqa: F401 - fixtures
-from test_browser import ARTIFACTS
+from test_browser import ARTIFACTS, PROBLEMS_JS, browser, page_paths, server, settled  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.browser
 SHOTS = ARTIFACTS / "layout"

@@ -9,8 +9,9 @@ import torch
 import torchvision.datasets as tvd
 from PIL import Image
 
-from conftest import REAL_MNIST
 from kdviz import data
+
+from conftest import REAL_MNIST
 
 
 def _no_download(*args, **kwargs):

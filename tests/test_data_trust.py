@@ -18,8 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from kdviz import data, files
+
 from conftest import REPO, make_fake_mnist, write_idx
-from kdviz import data
 
 
 @pytest.fixture
@@ -228,7 +229,7 @@ def test_orphan_temporary_files_of_dead_writers_are_cleaned(fresh):
     mine = folder / f".y.pt.{os.getpid()}.abcd.tmp"  # a live writer's file stays
     mine.write_bytes(b"busy")
     os.utime(mine, (old, old))
-    data.atomic_save(folder / "z.pt", lambda f: f.write(b"ok"))
+    files.write_atomic(folder / "z.pt", lambda f: f.write(b"ok"))
     assert not orphan.exists() and mine.exists() and (folder / "z.pt").read_bytes() == b"ok"
 
 
@@ -238,7 +239,7 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path):
         raise RuntimeError("disk gone")
 
     with pytest.raises(RuntimeError):
-        data.atomic_save(tmp_path / "x.pt", broken)
+        files.write_atomic(tmp_path / "x.pt", broken)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -7,10 +7,24 @@ import pytest
 import torch
 
 from kdviz.losses import (
-    angle_cosines, at_loss, attention_map, factor_loss, fsp_loss, fsp_matrix,
-    gan_discriminator_loss, gan_generator_loss, gradient_penalty, hint_loss, kd_loss,
-    logit_mse_loss, pairwise_distances, rkd_angle_loss, rkd_distance_loss, soften,
-    wgan_critic_loss, wgan_generator_loss,
+    angle_cosines,
+    at_loss,
+    attention_map,
+    factor_loss,
+    fsp_loss,
+    fsp_matrix,
+    gan_discriminator_loss,
+    gan_generator_loss,
+    gradient_penalty,
+    hint_loss,
+    kd_loss,
+    logit_mse_loss,
+    pairwise_distances,
+    rkd_angle_loss,
+    rkd_distance_loss,
+    soften,
+    wgan_critic_loss,
+    wgan_generator_loss,
 )
 
 

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from kdviz import data
+from kdviz.generations import born_again, ensemble_accuracy
 from kdviz.methods import REGISTRY, Combined, MethodError, Step, build_method
-from kdviz.methods.ban import born_again, ensemble_accuracy
 from kdviz.models import CNN5, ModelSpec, build_model
 from kdviz.train import PhaseStarted, StepDone, TrainSettings, fit
 

@@ -7,12 +7,13 @@ import shutil
 import pytest
 import torch
 
-from conftest import REAL_MNIST
-from kdviz import cli, data, pretrained, teacher_cache
+from kdviz import cli, data, pretrained, recipes, teacher_cache
 from kdviz.evaluation import evaluate
-from kdviz.losses import attention_map, soften
+from kdviz.losses import attention_map, entropy, soften
 from kdviz.models import build_model
 from kdviz.train import TrainSettings
+
+from conftest import REAL_MNIST
 
 SHIPPED = pretrained.names()
 
@@ -29,7 +30,7 @@ def test_card_describes_its_files_and_recipe(name):
     assert info["sha256"] == pretrained.file_sha256(pretrained.weights_path(name))
     assert info["probe_sha256"] == pretrained.file_sha256(pretrained.probe_path(name))
     assert info["command"] == f"kdviz pretrained make {name}"
-    recipe = pretrained.RECIPES[name]
+    recipe = recipes.RECIPES[name]
     assert (info["dataset"], info["model"], info["epochs"], info["seed"]) == (
         recipe.dataset, recipe.model, recipe.settings.epochs, recipe.settings.seed)
     assert info["train_settings"] == recipe.settings.to_dict()
@@ -161,12 +162,12 @@ def test_probe_set_drives_temperature_and_attention_without_any_data(name, no_da
     for T in (1.0, 4.0, 20.0):
         p = soften(logits, T)
         assert torch.allclose(p.sum(-1), torch.ones(len(probe)), atol=1e-5)
-        entropies.append(pretrained.entropy(torch.log(p)).mean().item())
+        entropies.append(entropy(p).mean().item())
     assert entropies[0] < entropies[1] < entropies[2]
 
     # the probe really holds hesitant and clear cases, as its card says
     details = pretrained.probe_details(name)
-    h = pretrained.entropy(logits)
+    h = entropy(soften(logits, 1.0))
     ambiguous, clear = details["kind"] == 0, details["kind"] == 1
     assert h[ambiguous].mean() > 10 * h[clear].mean()
     assert (logits[clear].argmax(1) == probe.labels[clear]).all()
@@ -181,12 +182,12 @@ def test_probe_set_drives_temperature_and_attention_without_any_data(name, no_da
 
 # --------------------------------------------------------------------------- making a teacher
 def test_make_writes_weights_probe_and_a_card_that_tells_the_truth(tmp_path, monkeypatch):
-    tiny = pretrained.Recipe("digits", "cnn5-small", TrainSettings(epochs=1, batch_size=64, lr=0.05, device="cpu"),
+    tiny = recipes.Recipe("digits", "cnn5-small", TrainSettings(epochs=1, batch_size=64, lr=0.05, device="cpu"),
                              probe_per_class=9)
-    monkeypatch.setitem(pretrained.RECIPES, "tiny-digits", tiny)
+    monkeypatch.setitem(recipes.RECIPES, "tiny-digits", tiny)
     out = tmp_path / "made"
     threads = torch.get_num_threads()
-    info = pretrained.make("tiny-digits", out)
+    info = recipes.make("tiny-digits", out)
     assert torch.get_num_threads() == threads and info["torch_threads"] == tiny.threads
     assert sorted(p.name for p in out.iterdir()) == ["tiny-digits.json", "tiny-digits.probe.npz", "tiny-digits.pt"]
     assert json.loads((out / "tiny-digits.json").read_text()) == info
@@ -211,7 +212,7 @@ def test_choose_probe_takes_the_most_and_least_certain_per_class():
     confidence = torch.tensor([0.0, 1.0, 2.0, 3.0, 4.0, 5.0] * 2)
     logits = torch.stack([confidence, torch.zeros(12)], 1)  # class-0 score; class 1 fixed at 0
     logits[6:] = logits[6:].flip(1)  # class-1 images get the score on class 1
-    index, kind = pretrained.choose_probe(logits, labels, per_class=3)
+    index, kind = recipes.choose_probe(logits, labels, per_class=3)
     picked = {(i, k) for i, k in zip(index.tolist(), kind.tolist())}
     assert (0, 0) in picked and (5, 1) in picked   # class 0: flattest is ambiguous, most peaked is clear
     assert (6, 0) in picked and (11, 1) in picked

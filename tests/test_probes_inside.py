@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from kdviz.models import build_model
+from kdviz import presets
+from kdviz.evaluation import row_normalised
+from kdviz.models import build_model, forward_features
 from kdviz.probes import inside
+from kdviz.recording import SoftTargetRecorder, frame_every, images_to_follow
 from kdviz.train import EpochDone, PhaseStarted, StepDone
 
 
@@ -21,7 +24,7 @@ def net():
 # --------------------------------------------------------------------------- running a model
 def test_forward_features_restores_mode_and_gives_cpu_floats(net):
     net.train()
-    logits, feats = inside.forward_features(net, torch.randn(3, 1, 28, 28))
+    logits, feats = forward_features(net, torch.randn(3, 1, 28, 28))
     assert net.training
     assert logits.shape == (3, 10) and logits.dtype == torch.float32
     assert [tuple(s.shape[1:]) for s in feats.stages] == [(16, 28, 28), (32, 14, 14), (64, 7, 7)]
@@ -47,7 +50,7 @@ def test_attention_map_of_a_single_hot_region_peaks_there():
 
 
 def test_attention_maps_are_unit_norm_and_rms_scaling_makes_flat_maps_one(net):
-    _, feats = inside.forward_features(net, torch.randn(2, 1, 28, 28))
+    _, feats = forward_features(net, torch.randn(2, 1, 28, 28))
     maps = inside.stage_attention(feats.stages, p=2)
     assert [tuple(m.shape) for m in maps] == [(2, 28, 28), (2, 14, 14), (2, 7, 7)]
     for m in maps:
@@ -63,7 +66,7 @@ def test_attention_refuses_vector_stages():
 
 
 def test_at_distances_zero_for_self_bounded_and_pooled(net):
-    _, feats = inside.forward_features(net, torch.randn(4, 1, 28, 28))
+    _, feats = forward_features(net, torch.randn(4, 1, 28, 28))
     same = inside.at_distances(feats.stages, feats.stages)
     assert same.shape == (3, 4) and np.allclose(same, 0, atol=1e-6)
     # disjoint hot spots: orthogonal unit maps are √2 apart
@@ -98,7 +101,7 @@ def test_fsp_of_identical_inputs_is_symmetric_and_shapes():
 
 
 def test_fsp_distances_zero_for_self_none_for_mismatch_and_adapters(net):
-    _, feats = inside.forward_features(net, torch.randn(2, 1, 28, 28))
+    _, feats = forward_features(net, torch.randn(2, 1, 28, 28))
     assert inside.fsp_distances(feats.stages, feats.stages) == [0.0, 0.0]
     other = [torch.randn(2, c, s, s) for c, s in ((8, 28), (32, 14), (64, 7))]
     d = inside.fsp_distances(other, feats.stages)
@@ -176,7 +179,7 @@ def test_angles_and_histogram():
 # --------------------------------------------------------------------------- confusion
 def test_row_normalised_and_per_class_accuracy():
     c = np.array([[8, 2, 0], [1, 9, 0], [0, 0, 0]])
-    r = inside.row_normalised(c)
+    r = row_normalised(c)
     assert np.allclose(r[:2].sum(1), 1) and np.allclose(r[2], 0)
     acc = inside.per_class_accuracy(c)
     assert acc[:2].tolist() == [0.8, 0.9] and math.isnan(acc[2])
@@ -198,18 +201,18 @@ def test_confusion_change_on_a_hand_made_case():
 
 
 # --------------------------------------------------------------------------- soft targets during training
-def test_soft_target_recorder_snapshots_at_start_steps_and_epochs(net):
+def test_soft_target_recorder_records_frames_at_start_steps_and_epochs(net):
     x = torch.randn(3, 1, 28, 28)
-    rec = inside.SoftTargetRecorder(x, every_steps=2)
+    rec = SoftTargetRecorder(x, every_steps=2)
     rec(PhaseStarted("paraphraser", 1, 4), net)  # another phase: ignored
     rec(PhaseStarted("train", 1, 4), net)
     for step in range(1, 5):
         rec(StepDone("train", 1, step, 4, {"total": 1.0}, 100.0, 0.1), net)
     rec(EpochDone("train", 1, 1, {}, 0.5, 0.6, 100.0, 1.0), net)
-    snaps = rec.snapshots
-    assert [s["epoch"] for s in snaps] == [0.0, 0.5, 1.0]  # step 4 is the epoch's end: one snapshot, not two
+    snaps = rec.frames
+    assert [s["epoch"] for s in snaps] == [0.0, 0.5, 1.0]  # step 4 is the epoch's end: one frame, not two
     assert snaps[-1]["test_acc"] == 0.6
-    probs = inside.snapshot_probs(snaps, T=4.0)
+    probs = inside.frame_probs(snaps, T=4.0)
     assert probs.shape == (3, 3, 10)
     assert np.allclose(probs.sum(-1), 1)
     direct = inside.soft_targets(net, x, 4.0).numpy()
@@ -218,27 +221,27 @@ def test_soft_target_recorder_snapshots_at_start_steps_and_epochs(net):
     assert gap.shape == (3, 3) and np.allclose(gap[-1], 0, atol=1e-6) and (gap >= -1e-6).all()
 
 
-def test_snapshot_helpers():
-    assert inside.snapshot_every(60000, 128, 10) == 47
-    assert inside.snapshot_every(100, 128, 10) == 1
+def test_frame_helpers():
+    assert frame_every(60000, 128, 10) == 47
+    assert frame_every(100, 128, 10) == 1
     labels = torch.tensor([0, 0, 0, 1, 1, 1])
     kinds = np.array([1, 0, 2, 0, 2, 2])
-    assert inside.snapshot_images(labels, kinds) == [2, 1, 4, 3]  # per class: typical, then ambiguous
-    assert inside.snapshot_images(labels, kinds, order=(1,)) == [0]  # class 1 has no clear image
-    assert inside.snapshot_images(labels, None, order=(0,)) == [0, 3]
+    assert images_to_follow(labels, kinds) == [2, 1, 4, 3]  # per class: typical, then ambiguous
+    assert images_to_follow(labels, kinds, order=(1,)) == [0]  # class 1 has no clear image
+    assert images_to_follow(labels, None, order=(0,)) == [0, 3]
 
 
 # --------------------------------------------------------------------------- the two students
 def test_pair_configs_share_one_budget():
-    preset = inside.PRESETS["mnist"]
-    base, at = inside.pair_configs(preset, "at")
+    preset = presets.PRESETS["mnist"]
+    base, at = presets.pair_configs(preset, "at")
     assert base.method == "baseline" and base.teacher is None
     assert at.method == "at" and at.teacher == preset.teacher
     assert base.student == at.student == preset.student_for("at")
     assert base.train == at.train and base.fraction == at.fraction
-    _, fsp = inside.pair_configs(preset, "fsp")
+    _, fsp = presets.pair_configs(preset, "fsp")
     assert fsp.params == {"stages": 1, "weight": 100.0}
-    _, kd = inside.pair_configs(preset, "kd", {"T": 8.0})
+    _, kd = presets.pair_configs(preset, "kd", {"T": 8.0})
     assert kd.params == {"T": 8.0, "alpha": 0.9}
 
 
@@ -266,6 +269,6 @@ def test_matrix_correlation():
 
 
 def test_presets_offer_their_pages():
-    assert inside.PRESETS["cifar10"].offers("at") and not inside.PRESETS["cifar10"].offers("rkd")
-    assert all(inside.PRESETS["mnist"].offers(m) for m in inside.PAGE_METHODS)
-    assert inside.PRESETS["mnist"].student_for("fsp") == "cnn5"  # FSP keeps the teacher's channel counts
+    assert presets.PRESETS["cifar10"].offers("at") and not presets.PRESETS["cifar10"].offers("rkd")
+    assert all(presets.PRESETS["mnist"].offers(m) for m in presets.PAGE_METHODS)
+    assert presets.PRESETS["mnist"].student_for("fsp") == "cnn5"  # FSP keeps the teacher's channel counts

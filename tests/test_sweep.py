@@ -9,8 +9,24 @@ import pytest
 
 from kdviz import cli, runs
 from kdviz.experiment import RunConfig
-from kdviz.sweep import (JobSlots, LocalExecutor, RunFailed, RunFinished, RunProgress, RunStarted, SweepFinished, SweepStarted,
-                         check_config, default_max_jobs, finished_runs, grid, grid_from_spec, run_key, run_sweep, sweep_file)
+from kdviz.sweep import (
+    JobSlots,
+    LocalExecutor,
+    RunFailed,
+    RunFinished,
+    RunProgress,
+    RunStarted,
+    SweepFinished,
+    SweepStarted,
+    check_config,
+    default_max_jobs,
+    finished_runs,
+    grid,
+    grid_from_spec,
+    run_key,
+    run_sweep,
+    sweep_file,
+)
 from kdviz.train import EpochDone, StepDone, TrainSettings
 
 TINY = {"dataset": "digits", "student": "mlp-30", "epochs": 1, "batch_size": 64, "device": "cpu"}

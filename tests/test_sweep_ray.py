@@ -8,8 +8,7 @@ import threading
 import pytest
 
 from kdviz import cli, runs
-from kdviz.sweep import (LocalExecutor, RayExecutor, RunFinished, RunProgress, RunStarted, SweepFinished, grid,
-                         run_key, run_sweep)
+from kdviz.sweep import LocalExecutor, RayExecutor, RunFinished, RunProgress, RunStarted, SweepFinished, grid, run_key, run_sweep
 from kdviz.train import EpochDone, StepDone
 
 ray = pytest.importorskip("ray")

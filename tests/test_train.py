@@ -8,14 +8,15 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from conftest import REAL_MNIST
 from kdviz import data
 from kdviz.evaluation import predict_logits
 from kdviz.experiment import Experiment, RunConfig
 from kdviz.methods import build_method
 from kdviz.methods.kd import HintonKD
 from kdviz.models import build_model
-from kdviz.train import EpochDone, Finished, PhaseStarted, StepDone, TrainSettings, fit
+from kdviz.train import EpochDone, Finished, StepDone, TrainSettings, fit
+
+from conftest import REAL_MNIST
 
 TIMINGS = {"images_per_s", "elapsed"}
 

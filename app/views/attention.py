@@ -9,10 +9,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
+from kdviz import pretrained  # noqa: E402
+
 import common  # noqa: E402
 import figures_inside as figs  # noqa: E402
 import inside_common as ic  # noqa: E402
-from kdviz import pretrained  # noqa: E402
 
 PAGE, METHOD = "attention", "at"
 

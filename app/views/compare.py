@@ -10,15 +10,17 @@ import hashlib  # noqa: E402
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
-import common  # noqa: E402
-import figures  # noqa: E402
 from kdviz.experiment import RunConfig  # noqa: E402
-from kdviz.live import RunQueue, demo_configs  # noqa: E402
+from kdviz.live import RunQueue  # noqa: E402
 from kdviz.methods import REGISTRY  # noqa: E402
 from kdviz.models import MODELS  # noqa: E402
+from kdviz.presets import demo_configs  # noqa: E402
 from kdviz.probes import softening  # noqa: E402
 from kdviz.runs import default_runs_dir, list_runs  # noqa: E402
 from kdviz.train import TrainSettings  # noqa: E402
+
+import common  # noqa: E402
+import figures  # noqa: E402
 
 SWEEP = "compare_sweep"  # the session's RunQueue
 DEMO_SEEDS = (0, 1, 2)  # three seeds, so the demo's spread and its gain's interval are measured, not zero
@@ -146,7 +148,8 @@ shown_ds = common.choice("Runs on data set", datasets_seen, key="dataset",
                          default="mnist" if "mnist" in datasets_seen else datasets_seen[0])
 pool = [r for r in records if r["config"]["dataset"] == shown_ds]
 by_id = {r["id"]: r for r in pool}
-fmt = lambda i: f"{softening.run_label(by_id[i])} · {by_id[i]['student']['name']} · seed {by_id[i]['seed']} · {100 * by_id[i]['test_acc']:.2f}% · {i[-4:]}"  # noqa: E731
+fmt = lambda i: (f"{softening.run_label(by_id[i])} · {by_id[i]['student']['name']} · seed {by_id[i]['seed']} · "  # noqa: E731
+                 f"{100 * by_id[i]['test_acc']:.2f}% · {i[-4:]}")
 # The pickers below are keyed by the set of runs there are: when a sweep adds runs, they are new
 # widgets that start from their defaults (all runs; best baseline before, best other run after),
 # never an old choice that no longer matches the charts.

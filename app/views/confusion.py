@@ -9,10 +9,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
+from kdviz.evaluation import row_normalised  # noqa: E402
+from kdviz.probes import inside  # noqa: E402
+
 import common  # noqa: E402
 import figures_inside as figs  # noqa: E402
 import inside_common as ic  # noqa: E402
-from kdviz.probes import inside  # noqa: E402
 
 PAGE, METHOD = "confusion", "kd"
 
@@ -41,7 +43,7 @@ min_count = common.choice("Highlight changes of at least", [1, 2, 3, 5, 10], key
                           help="A cell counts as improved or worsened by KD only if at least this many test images "
                                "moved; one image either way is often chance.")
 change = inside.confusion_change(matrices["baseline"], matrices["KD student"], min_count) if have_students else None
-normalised = {name: inside.row_normalised(m) for name, m in matrices.items()}
+normalised = {name: row_normalised(m) for name, m in matrices.items()}
 common.show(figs.confusion_panels(normalised, classes, change and change["improved"], change and change["worsened"],
                                   marked="KD student", cols=1 if presenter else None), presenter,
             "Colour grows with the square root of the share so that rare mistakes stay visible; numbers are "

@@ -7,9 +7,10 @@ if str(Path(__file__).resolve().parents[1]) not in sys.path:  # app/, for `commo
 
 import streamlit as st  # noqa: E402
 
+from kdviz import experiments as ex  # noqa: E402
+
 import common  # noqa: E402
 import figures  # noqa: E402
-from kdviz import experiments as ex  # noqa: E402
 
 st.title("Experiments: what dark knowledge can do")
 st.markdown(

@@ -8,10 +8,11 @@ if str(Path(__file__).resolve().parents[1]) not in sys.path:  # app/, for `commo
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
+from kdviz.probes import inside  # noqa: E402
+
 import common  # noqa: E402
 import figures_inside as figs  # noqa: E402
 import inside_common as ic  # noqa: E402
-from kdviz.probes import inside  # noqa: E402
 
 PAGE, METHOD = "factors", "ft"
 PANELS = ("teacher factor (paraphraser)", "FT student factor (translator)",

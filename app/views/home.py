@@ -7,12 +7,13 @@ if str(Path(__file__).resolve().parents[1]) not in sys.path:  # app/, for `commo
 
 import streamlit as st  # noqa: E402
 
-import common  # noqa: E402
-import figures  # noqa: E402
 from kdviz import pretrained  # noqa: E402
 from kdviz.data import DATASETS  # noqa: E402
 from kdviz.evaluation import fast_bf16, resolve_device  # noqa: E402
 from kdviz.probes import softening  # noqa: E402
+
+import common  # noqa: E402
+import figures  # noqa: E402
 
 st.title("kdviz: see knowledge distillation")
 presenter = common.presenter_mode()

@@ -7,11 +7,12 @@ if str(Path(__file__).resolve().parents[1]) not in sys.path:  # app/, for `commo
 
 import streamlit as st  # noqa: E402
 
+from kdviz import presets, pretrained  # noqa: E402
+from kdviz.probes import inside  # noqa: E402
+
 import common  # noqa: E402
 import figures_inside as figs  # noqa: E402
 import inside_common as ic  # noqa: E402
-from kdviz import pretrained  # noqa: E402
-from kdviz.probes import inside  # noqa: E402
 
 PAGE, METHOD = "soft_targets", "kd"
 T_GRID = [1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 15.0, 20.0]
@@ -31,14 +32,14 @@ kinds = ic.probe_kinds(preset)
 
 
 def watch(pair) -> None:
-    """While the students train: the latest snapshot of each on the first followed image."""
+    """While the students train: the latest frame of each on the first followed image."""
     first = meta["index"][0]
-    T = float(inside.PAGE_METHODS[METHOD]["T"])
-    latest = {name: inside.snapshot_probs(rec.snapshots[-1:], T)[0, 0]
-              for name, rec in zip(("baseline", "KD student"), pair.recorders) if rec.snapshots}
+    T = float(presets.PAGE_METHODS[METHOD]["T"])
+    latest = {name: inside.frame_probs(rec.frames[-1:], T)[0, 0]
+              for name, rec in zip(("baseline", "KD student"), pair.recorders) if rec.frames}
     if latest:
         teacher = ic.teacher_soft_targets(preset.teacher, preset.dataset, (first,), T)[0]
-        epoch = pair.recorders[1].snapshots[-1]["epoch"] if pair.recorders[1].snapshots else 0.0
+        epoch = pair.recorders[1].frames[-1]["epoch"] if pair.recorders[1].frames else 0.0
         common.show(figs.soft_target_frames(probe.classes, teacher, {n: [p] for n, p in latest.items()},
                                             [f"epoch {epoch:.1f}"], T), presenter,
                     f"Live, on one followed image (a {probe.classes[int(probe.labels[first])]}): the students' "
@@ -53,12 +54,12 @@ if not ic.need_students(base, run, METHOD, "there is nothing to draw here: this 
     st.stop()
 
 # --------------------------------------------------------------------------- data and controls
-snaps = {"baseline": ic.soft_target_snapshots(base["id"]), "KD student": ic.soft_target_snapshots(run["id"])}
-index = snaps["KD student"]["index"]
-if snaps["baseline"]["index"] != index:
+recorded = {"baseline": ic.soft_target_frames(base["id"]), "KD student": ic.soft_target_frames(run["id"])}
+index = recorded["KD student"]["index"]
+if recorded["baseline"]["index"] != index:
     st.warning("These two runs followed different images; pick runs trained together.")
     st.stop()
-count = min(len(s["snapshots"]) for s in snaps.values())
+count = min(len(s["frames"]) for s in recorded.values())
 run_T = float(run["method_params"]["T"])
 
 
@@ -78,9 +79,9 @@ log_scale = common.url_widget(c3.checkbox, "log scale", key=f"{PAGE}_log", url_k
                               cast=common.bool_from_url, to_url=lambda v: str(int(v)))
 
 j = index[image]
-probs = {name: inside.snapshot_probs(s["snapshots"][:count], T)[:, image] for name, s in snaps.items()}
+probs = {name: inside.frame_probs(s["frames"][:count], T)[:, image] for name, s in recorded.items()}
 teacher = ic.teacher_soft_targets(preset.teacher, preset.dataset, tuple(index), T)[image]
-epochs = [s["epoch"] for s in snaps["KD student"]["snapshots"][:count]]
+epochs = [s["epoch"] for s in recorded["KD student"]["frames"][:count]]
 labels = [f"epoch {e:.1f}" for e in epochs]
 
 # --------------------------------------------------------------------------- figures
@@ -101,10 +102,10 @@ with right:
                 "small wrong-class ones included; the grey baseline learns the true class too, but arranges the "
                 "wrong classes its own way. Try T = 1 to see how little of this the plain softmax shows.",
                 key="st_bars")
-summary = ic.soft_target_gaps(snaps, preset.teacher, preset.dataset, T, kinds)
+summary = ic.soft_target_gaps(recorded, preset.teacher, preset.dataset, T, kinds)
 kind = summary["kinds"][image] if summary["kinds"] else None
 same = f"the followed {kind} images" if kind else "the followed images"
-mean_gap = {name: ic.mean_over(g, summary["kinds"], kind) for name, g in summary["gaps"].items()}
+mean_gap = {name: inside.mean_over_kind(g, summary["kinds"], kind) for name, g in summary["gaps"].items()}
 common.show(figs.gap_curves(epochs, gap, T, mean_gap), presenter,
             "How far each student's softened output is from the teacher's, along the run: on this image (solid) and "
             f"averaged over {same} (dashed). Both fall as the students learn the classes. On typical images the "
@@ -112,7 +113,7 @@ common.show(figs.gap_curves(epochs, gap, T, mean_gap), presenter,
             "ambiguous images neither gets close. Single images jump about while the learning rate is high "
             "(it peaks mid-run).", key="st_gap")
 if summary["kinds"]:
-    finals = {k: {name: ic.mean_over(g, summary["kinds"], k)[-1] for name, g in summary["gaps"].items()}
+    finals = {k: {name: inside.mean_over_kind(g, summary["kinds"], k)[-1] for name, g in summary["gaps"].items()}
               for k in dict.fromkeys(summary["kinds"])}
     parts = [f"on the {k} images {v['KD student']:.3f} for the KD student and {v['baseline']:.3f} for the baseline"
              for k, v in finals.items()]

@@ -7,9 +7,10 @@ if str(Path(__file__).resolve().parents[1]) not in sys.path:  # app/, for `commo
 
 import streamlit as st  # noqa: E402
 
+from kdviz.probes import softening  # noqa: E402
+
 import common  # noqa: E402
 import figures  # noqa: E402
-from kdviz.probes import softening  # noqa: E402
 
 st.title("Temperature and dark knowledge")
 st.markdown("A trained teacher is almost sure of its answer, so its ordinary softmax hides what it thinks of the "

@@ -7,19 +7,19 @@ if str(Path(__file__).resolve().parents[1]) not in sys.path:  # app/, for `commo
 
 import streamlit as st  # noqa: E402
 
-import common  # noqa: E402
-import figures  # noqa: E402
 from kdviz.experiment import RunConfig  # noqa: E402
 from kdviz.live import LiveRun  # noqa: E402
 from kdviz.methods import REGISTRY, method_class  # noqa: E402
 from kdviz.models import MODELS  # noqa: E402
+from kdviz.presets import DEMO  # noqa: E402
 from kdviz.probes.softening import measured_wait, records_json, run_label  # noqa: E402
 from kdviz.runs import default_runs_dir, list_runs  # noqa: E402
 from kdviz.train import TrainSettings  # noqa: E402
 
+import common  # noqa: E402
+import figures  # noqa: E402
+
 RUN = "train_run"  # the session's LiveRun: survives reruns and page switches
-DEMO = {"mode": "student", "dataset": "mnist", "teacher": "mnist-cnn", "student": "mlp-800", "method": "kd",
-        "epochs": 2, "batch": 128, "lr": 0.1, "seed": 0, "precision": "auto"}
 
 st.title("Train a student, live")
 st.markdown("Pick a teacher, a student and a method, press **Start**, and watch every loss term and the accuracy "
@@ -31,9 +31,12 @@ busy = run is not None and not run.done
 
 
 def load_demo() -> None:
-    for key, value in DEMO.items():
-        st.session_state[key] = value
-    st.session_state["hp_kd_T"], st.session_state["hp_kd_alpha"] = 4.0, 0.9
+    """The classroom demo's settings (:data:`kdviz.presets.DEMO`) into the controls."""
+    st.session_state.update({"mode": "student", "dataset": DEMO["dataset"], "teacher": DEMO["teacher"],
+                             "student": DEMO["student"], "method": DEMO["method"], "epochs": DEMO["epochs"],
+                             "batch": DEMO["batch_size"], "lr": DEMO["lr"], "seed": DEMO["seed"],
+                             "precision": DEMO["precision"]})
+    st.session_state.update({f"hp_{DEMO['method']}_{name}": value for name, value in DEMO["params"].items()})
 
 
 # --------------------------------------------------------------------------- controls

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from kdviz.losses.pooling import pool_to_common_size
+
 
 def attention_map(feature: torch.Tensor, p: float = 2) -> torch.Tensor:
     r"""Activation-based spatial attention map, flattened and L2-normalised.
@@ -21,6 +23,15 @@ def attention_map(feature: torch.Tensor, p: float = 2) -> torch.Tensor:
     return F.normalize(q, p=2, dim=1)
 
 
+def attention_difference(student_feature: torch.Tensor, teacher_feature: torch.Tensor, p: float = 2) -> torch.Tensor:
+    r""":math:`Q_s - Q_t`, (N, H·W): the student's attention map minus the teacher's
+    (Zagoruyko & Komodakis 2017), after pooling the larger map to the smaller spatial size
+    (:func:`~kdviz.losses.pool_to_common_size`). The teacher is detached. Its squared mean is
+    :func:`at_loss`; its L2 norm per image is the distance the attention page shows."""
+    student_feature, teacher_feature = pool_to_common_size(student_feature, teacher_feature.detach())
+    return attention_map(student_feature, p) - attention_map(teacher_feature, p)
+
+
 def at_loss(student_feature: torch.Tensor, teacher_feature: torch.Tensor, p: float = 2) -> torch.Tensor:
     r"""Attention-transfer loss between one student and one teacher feature map.
 
@@ -35,12 +46,4 @@ def at_loss(student_feature: torch.Tensor, teacher_feature: torch.Tensor, p: flo
     If the spatial sizes differ, the larger map is adaptive-average-pooled to the
     smaller size before Q is computed. The teacher is detached.
     """
-    size = (min(student_feature.shape[-2], teacher_feature.shape[-2]),
-            min(student_feature.shape[-1], teacher_feature.shape[-1]))
-    student_feature = _pool_to(student_feature, size)
-    teacher_feature = _pool_to(teacher_feature.detach(), size)
-    return (attention_map(student_feature, p) - attention_map(teacher_feature, p)).pow(2).mean()
-
-
-def _pool_to(feature: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    return feature if tuple(feature.shape[-2:]) == size else F.adaptive_avg_pool2d(feature, size)
+    return attention_difference(student_feature, teacher_feature, p).pow(2).mean()

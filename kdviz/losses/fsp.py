@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
+
+from kdviz.losses.pooling import pool_to_common_size
 
 
 def fsp_matrix(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
@@ -16,12 +17,21 @@ def fsp_matrix(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     Inputs (N, C1, H, W) and (N, C2, H', W'); the larger map is adaptive-average-pooled
     to the smaller spatial size first. Output (N, C1, C2).
     """
-    size = (min(first.shape[-2], second.shape[-2]), min(first.shape[-1], second.shape[-1]))
-    if tuple(first.shape[-2:]) != size:
-        first = F.adaptive_avg_pool2d(first, size)
-    if tuple(second.shape[-2:]) != size:
-        second = F.adaptive_avg_pool2d(second, size)
-    return torch.einsum("nihw,njhw->nij", first, second) / (size[0] * size[1])
+    first, second = pool_to_common_size(first, second)
+    return torch.einsum("nihw,njhw->nij", first, second) / (first.shape[-2] * first.shape[-1])
+
+
+def fsp_pair_losses(student_features: Sequence[torch.Tensor],
+                    teacher_features: Sequence[torch.Tensor]) -> list[torch.Tensor | None]:
+    r"""Per pair of consecutive stages (i, i+1), :math:`\mathrm{mean}\big((G^s_i - G^t_i)^2\big)`
+    over the batch and the matrix entries (Yim et al. 2017); ``None`` for a pair whose student
+    and teacher matrices differ in shape. Pairs up to the shorter list; the teacher is detached."""
+    out = []
+    for i in range(min(len(student_features), len(teacher_features)) - 1):
+        g_s = fsp_matrix(student_features[i], student_features[i + 1])
+        g_t = fsp_matrix(teacher_features[i].detach(), teacher_features[i + 1].detach())
+        out.append(None if g_s.shape != g_t.shape else (g_s - g_t).pow(2).mean())
+    return out
 
 
 def fsp_loss(student_features: Sequence[torch.Tensor], teacher_features: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -40,12 +50,11 @@ def fsp_loss(student_features: Sequence[torch.Tensor], teacher_features: Sequenc
                          f"{len(student_features)} and {len(teacher_features)}")
     if len(student_features) < 2:
         raise ValueError("fsp_loss needs at least two stages to form a pair")
-    pair_losses = []
-    for i in range(len(student_features) - 1):
-        g_s = fsp_matrix(student_features[i], student_features[i + 1])
-        g_t = fsp_matrix(teacher_features[i].detach(), teacher_features[i + 1].detach())
-        if g_s.shape != g_t.shape:
+    pair_losses = fsp_pair_losses(student_features, teacher_features)
+    for i, loss in enumerate(pair_losses):
+        if loss is None:
+            g_s = fsp_matrix(student_features[i], student_features[i + 1])
+            g_t = fsp_matrix(teacher_features[i], teacher_features[i + 1])
             raise ValueError(f"FSP pair {i} (stages {i} and {i + 1}): student matrix shape "
                              f"{tuple(g_s.shape)} != teacher matrix shape {tuple(g_t.shape)}")
-        pair_losses.append((g_s - g_t).pow(2).mean())
     return torch.stack(pair_losses).mean()

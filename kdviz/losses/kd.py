@@ -42,3 +42,11 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float
     log_p_t = F.log_softmax(teacher_logits.detach() / T, dim=-1)
     kl_per_sample = (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=-1)
     return T * T * kl_per_sample.mean()
+
+
+def entropy(probs) -> torch.Tensor:
+    r"""Shannon entropy in nats over the last dim, :math:`H(p) = -\sum_c p_c \log p_c`, in float64
+    (0·log 0 counts as 0): 0 for a one-hot distribution, log C for the uniform one. How "soft" a
+    softened target is (Hinton, Vinyals & Dean 2015): it rises with the temperature."""
+    p = torch.as_tensor(probs, dtype=torch.float64)
+    return -(p * torch.log(p.clamp_min(1e-300))).sum(-1)

@@ -4,6 +4,7 @@
 ``"at+kd"`` builds a :class:`Combined` of both. Hyperparameters of a combination
 may be given as ``"at.beta"`` (one part) or ``"beta"`` (every part that has it).
 """
+# ruff: noqa: I001 - importing a method registers it: the order below is the order the app lists them
 from __future__ import annotations
 
 from kdviz.methods.base import REGISTRY, Combined, Hyperparam, Method, MethodError, Phase, Step, register

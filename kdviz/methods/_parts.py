@@ -1,5 +1,5 @@
 """Small pieces several methods share: probing a net's stage shapes, finding which
-parameters compute which stage, 1x1 adapters, and resizing maps to a common size.
+parameters compute which stage, 1x1 adapters (resizing maps to a common size is :func:`kdviz.losses.pool_to_common_size`).
 
 Everything here works on any :class:`~kdviz.models.ZooModel` through its public
 ``model(x, with_features=True)`` convention, so no method needs to know the
@@ -8,7 +8,6 @@ architecture it is given.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from kdviz.methods.base import MethodError
@@ -81,10 +80,9 @@ def channel_adapter(in_channels: int, out_channels: int) -> nn.Module:
     return nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False)
 
 
-def match_spatial(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Average-pool the larger of two (N,C,H,W) maps to the other's size (vectors pass through)."""
-    if a.dim() != 4 or a.shape[-2:] == b.shape[-2:]:
-        return a, b
-    size = (min(a.shape[-2], b.shape[-2]), min(a.shape[-1], b.shape[-1]))
-    pool = lambda t: t if tuple(t.shape[-2:]) == size else F.adaptive_avg_pool2d(t, size)  # noqa: E731
-    return pool(a), pool(b)
+def stage_adapters(method: str, student: ZooModel, teacher: ZooModel) -> nn.ModuleList:
+    """One :func:`channel_adapter` per stage, from the student's channels to the teacher's
+    (FSP and recasting pair the stages in order, so both nets need as many)."""
+    s_shapes, t_shapes = stage_shapes(student), stage_shapes(teacher)
+    require_same_stage_count(method, s_shapes, t_shapes)
+    return nn.ModuleList(channel_adapter(s[0], t[0]) for s, t in zip(s_shapes, t_shapes))

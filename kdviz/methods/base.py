@@ -12,7 +12,7 @@ player (the adversarial discriminator) update it in ``method.auxiliary_step``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, ClassVar
 
 import torch

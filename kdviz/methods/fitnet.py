@@ -6,6 +6,7 @@ from torch import nn
 from kdviz import losses
 from kdviz.methods import _parts
 from kdviz.methods.base import Hyperparam, Method, MethodError, Phase, register
+from kdviz.methods.kd import kd_hyperparams, kd_label_weight, kd_term
 
 
 def make_regressor(student_shape: tuple, teacher_shape: tuple, kernel: int) -> nn.Module:
@@ -47,8 +48,8 @@ class FitNet(Method):
         Hyperparam("hint_stage", -1, -1, 15, "teacher stage that gives the hint (-1 = middle)", kind="int"),
         Hyperparam("regressor_kernel", 1, help="kernel of the conv regressor (the paper used a conv; 1 = 1x1)",
                    kind="choice", choices=(1, 3)),
-        Hyperparam("T", 4.0, 0.5, 50.0, "temperature of the KD stage (2-stage form)", log=True),
-        Hyperparam("alpha", 0.9, 0.0, 1.0, "weight of the soft targets in the KD stage (2-stage form)"),
+        *kd_hyperparams(T_help="temperature of the KD stage (2-stage form)",
+                        alpha_help="weight of the soft targets in the KD stage (2-stage form)"),
     )
     needs_features = True
 
@@ -66,7 +67,7 @@ class FitNet(Method):
 
     def hint_term(self, step):
         regressed = self.regressor(step.student_features.stages[self.guided])
-        regressed, target = _parts.match_spatial(regressed, step.teacher_features.stages[self.hint])
+        regressed, target = losses.pool_to_common_size(regressed, step.teacher_features.stages[self.hint])
         return losses.hint_loss(regressed, target)
 
     def phases(self):
@@ -78,11 +79,10 @@ class FitNet(Method):
     def losses(self, step):
         if self.params["stages"] == 1:
             return {"hint": self.params["weight"] * self.hint_term(step)}
-        soft = losses.kd_loss(step.student_logits, step.teacher_logits, self.params["T"])
-        return {"fitnet_kd": self.params["alpha"] * soft}
+        return {"fitnet_kd": kd_term(self.params, step)}
 
     def label_weight(self):
-        return 1.0 if self.params["stages"] == 1 else 1.0 - self.params["alpha"]
+        return 1.0 if self.params["stages"] == 1 else kd_label_weight(self.params)
 
     def trainable_parameters(self):
         # the regressor only matters while hints are given: in the 2-stage form the main phase ignores it

@@ -1,8 +1,6 @@
 """Flow of solution procedure (FSP) matrices."""
 from __future__ import annotations
 
-from torch import nn
-
 from kdviz import losses
 from kdviz.methods import _parts
 from kdviz.methods.base import Hyperparam, Method, Phase, register
@@ -39,9 +37,7 @@ class FSP(Method):
 
     def __init__(self, student, teacher=None, **params):
         super().__init__(student, teacher, **params)
-        s_shapes, t_shapes = _parts.stage_shapes(student), _parts.stage_shapes(teacher)
-        _parts.require_same_stage_count(self.name, s_shapes, t_shapes)
-        self.adapters = nn.ModuleList(_parts.channel_adapter(s[0], t[0]) for s, t in zip(s_shapes, t_shapes))
+        self.adapters = _parts.stage_adapters(self.name, student, teacher)
         # 2-stage: the FSP phase asks for features itself; the label phase needs none
         self.needs_features = self.params["stages"] == 1
 

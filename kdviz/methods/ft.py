@@ -89,7 +89,7 @@ class FactorTransfer(Method):
         with torch.no_grad():  # the paraphraser is frozen once trained
             teacher_factor = self.paraphraser.encoder(step.teacher_features.stages[-1])
         student_factor = self.translator(step.student_features.stages[-1])
-        student_factor, teacher_factor = _parts.match_spatial(student_factor, teacher_factor)
+        student_factor, teacher_factor = losses.pool_to_common_size(student_factor, teacher_factor)
         size = student_factor[0].numel()
         distance = losses.factor_loss(student_factor, teacher_factor, p=self.params["p"])
         return {"factor": self.params["beta"] * distance / size}

@@ -24,7 +24,8 @@ class LogitMatching(Method):
     formula = (r"\mathcal{L} = w\,\frac{1}{NC}\sum_{n,c}\left(z^s_{nc} - z^t_{nc}\right)^2"
                r" + \lambda\,\mathrm{CE}(y, \mathrm{softmax}(z_s))")
     hyperparams = (
-        Hyperparam("weight", 0.2, 0.0, 100.0, "w: weight of the squared logit difference (large w can diverge: the error is unbounded)", log=True),
+        Hyperparam("weight", 0.2, 0.0, 100.0,
+                   "w: weight of the squared logit difference (large w can diverge: the error is unbounded)", log=True),
         Hyperparam("label_weight", 0.0, 0.0, 10.0, "λ: weight of cross-entropy on true labels (0 = mimic only, as in the paper)"),
     )
 

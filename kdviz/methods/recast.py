@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import torch.nn.functional as F
-from torch import nn
 
 from kdviz import losses
 from kdviz.methods import _parts
 from kdviz.methods.base import Hyperparam, Method, Phase, register
+from kdviz.methods.kd import kd_hyperparams, kd_label_weight, kd_term
 
 
 @register
@@ -32,22 +32,20 @@ class Recast(Method):
         Hyperparam("block_epochs", 1, 0, 100, "epochs of each block's recasting phase", kind="int"),
         Hyperparam("finetune", "kd", help="main phase: kd (soft targets + labels) or ce (labels only)",
                    kind="choice", choices=("kd", "ce")),
-        Hyperparam("T", 4.0, 0.5, 50.0, "temperature of the KD fine-tuning", log=True),
-        Hyperparam("alpha", 0.9, 0.0, 1.0, "weight of the soft targets in the KD fine-tuning"),
+        *kd_hyperparams(T_help="temperature of the KD fine-tuning",
+                        alpha_help="weight of the soft targets in the KD fine-tuning"),
     )
     needs_features = False  # only the block phases need features; they ask for them themselves
     needs_spatial_features = True
 
     def __init__(self, student, teacher=None, **params):
         super().__init__(student, teacher, **params)
-        s_shapes, t_shapes = _parts.stage_shapes(student), _parts.stage_shapes(teacher)
-        _parts.require_same_stage_count(self.name, s_shapes, t_shapes)
-        self.adapters = nn.ModuleList(_parts.channel_adapter(s[0], t[0]) for s, t in zip(s_shapes, t_shapes))
+        self.adapters = _parts.stage_adapters(self.name, student, teacher)
 
     def block_loss(self, index: int):
         def losses_of(step):
             student_out = self.adapters[index](step.student_features.stages[index])
-            student_out, target = _parts.match_spatial(student_out, step.teacher_features.stages[index])
+            student_out, target = losses.pool_to_common_size(student_out, step.teacher_features.stages[index])
             return {f"recast{index + 1}": F.mse_loss(student_out, target.detach())}
 
         return losses_of
@@ -61,11 +59,10 @@ class Recast(Method):
     def losses(self, step):
         if self.params["finetune"] == "ce":
             return {}
-        return {"recast_kd": self.params["alpha"] * losses.kd_loss(step.student_logits, step.teacher_logits,
-                                                                    self.params["T"])}
+        return {"recast_kd": kd_term(self.params, step)}
 
     def label_weight(self):
-        return 1.0 if self.params["finetune"] == "ce" else 1.0 - self.params["alpha"]
+        return 1.0 if self.params["finetune"] == "ce" else kd_label_weight(self.params)
 
     def trainable_parameters(self):
         return []  # the adapters only serve the block phases

@@ -1,8 +1,8 @@
 """Inside the networks: the numbers behind the attention, FSP, factor, relation,
 confusion and soft-target pages.
 
-Pure functions over models and tensors (no UI). Each section names the paper
-whose quantity it measures:
+Pure functions over models and tensors (no UI, no training). Each section names the
+paper whose quantity it measures:
 
 - attention maps and AT distances (Zagoruyko & Komodakis 2017);
 - FSP matrices and FSP distances (Yim, Joo, Bae & Kim 2017);
@@ -11,46 +11,26 @@ whose quantity it measures:
 - normalised pairwise distances, angles and their teacher–student correlation
   (Park, Kim, Lu & Cho 2019, relational KD);
 - confusion-matrix comparisons;
-- a student's softened outputs on fixed images, snapshot during a KD run
-  (Hinton, Vinyals & Dean 2015).
+- a student's softened outputs on fixed images, recorded as frames during a KD run
+  (Hinton, Vinyals & Dean 2015; the recorder is :mod:`kdviz.recording`).
 
-The last section trains "the two students on the spot" (a baseline student and a
-method student on a short preset budget) with the same live-training machinery as
-the Train page (:class:`kdviz.live.LiveRun`), and finds or loads saved ones.
+The distances reuse the loss modules' own per-term functions, so a page shows the very
+quantity a method minimises.
 """
 from __future__ import annotations
 
-import json
-import threading
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from kdviz import losses
-from kdviz.live import LiveRun
-from kdviz.models import Features, ZooModel
-from kdviz.train import EpochDone, PhaseStarted, StepDone, TrainSettings
+from kdviz.evaluation import row_normalised
+from kdviz.models import ZooModel, forward_features
 
 
 # --------------------------------------------------------------------------- running a model
-@torch.no_grad()
-def forward_features(model: ZooModel, x: torch.Tensor) -> tuple[torch.Tensor, Features]:
-    """Logits and features of ``model`` on ``x`` in eval mode, as float32 on the CPU.
-
-    The model's train/eval mode is restored afterwards, so this is safe to call between
-    two training steps."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    logits, features = model(x.to(device), with_features=True)
-    model.train(was_training)
-    cpu = lambda t: t.detach().float().cpu()  # noqa: E731
-    return cpu(logits), Features([cpu(s) for s in features.stages], cpu(features.embedding))
-
-
 def embeddings(model: ZooModel, x: torch.Tensor, batch_size: int = 256, stage: int | None = None) -> torch.Tensor:
     """Penultimate embeddings (or, with ``stage``, that stage's maps flattened) of ``x``, (N, D),
     computed in batches so thousands of images never hold every stage map in memory at once."""
@@ -105,13 +85,7 @@ def at_distances(student_stages: list[torch.Tensor], teacher_stages: list[torch.
     """
     if len(student_stages) != len(teacher_stages):
         raise ValueError(f"{len(student_stages)} student stages cannot be paired with {len(teacher_stages)} teacher stages")
-    rows = []
-    for s, t in zip(student_stages, teacher_stages):
-        size = (min(s.shape[-2], t.shape[-2]), min(s.shape[-1], t.shape[-1]))
-        s = s if tuple(s.shape[-2:]) == size else F.adaptive_avg_pool2d(s, size)
-        t = t if tuple(t.shape[-2:]) == size else F.adaptive_avg_pool2d(t, size)
-        diff = losses.attention_map(s, p) - losses.attention_map(t, p)
-        rows.append(diff.norm(dim=1).numpy())
+    rows = [losses.attention_difference(s, t, p).norm(dim=1).numpy() for s, t in zip(student_stages, teacher_stages)]
     return np.stack(rows) if rows else np.zeros((0, 0))
 
 
@@ -137,12 +111,7 @@ def fsp_distances(student_stages: list[torch.Tensor], teacher_stages: list[torch
     if adapters is not None:
         with torch.no_grad():
             student_stages = [a.cpu().float()(s) for a, s in zip(adapters, student_stages)]
-    out = []
-    for i in range(min(len(student_stages), len(teacher_stages)) - 1):
-        g_s = losses.fsp_matrix(student_stages[i], student_stages[i + 1])
-        g_t = losses.fsp_matrix(teacher_stages[i], teacher_stages[i + 1])
-        out.append(None if g_s.shape != g_t.shape else (g_s - g_t).pow(2).mean().item())
-    return out
+    return [None if d is None else d.item() for d in losses.fsp_pair_losses(student_stages, teacher_stages)]
 
 
 def matrix_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -168,11 +137,7 @@ def factor_embeddings(method, student: ZooModel, teacher: ZooModel, x: torch.Ten
         batch = x[start:start + 256]
         teacher_factor = method.paraphraser.encoder(forward_features(teacher, batch)[1].stages[-1])
         student_factor = method.translator(forward_features(student, batch)[1].stages[-1])
-        if student_factor.shape[-2:] != teacher_factor.shape[-2:]:
-            size = (min(student_factor.shape[-2], teacher_factor.shape[-2]),
-                    min(student_factor.shape[-1], teacher_factor.shape[-1]))
-            student_factor = F.adaptive_avg_pool2d(student_factor, size)
-            teacher_factor = F.adaptive_avg_pool2d(teacher_factor, size)
+        student_factor, teacher_factor = losses.pool_to_common_size(student_factor, teacher_factor)
         teachers.append(F.normalize(teacher_factor.flatten(1), dim=1))
         students.append(F.normalize(student_factor.flatten(1), dim=1))
     return {"teacher": torch.cat(teachers), "student": torch.cat(students)}
@@ -185,7 +150,7 @@ def tsne(points: np.ndarray | torch.Tensor, perplexity: float = 30.0, seed: int 
     them with early exaggeration) are enough for a few thousand points. The perplexity is
     capped below N/3 (scikit-learn requires < N). Runs on one OpenMP thread (set in the calling
     thread): on a busy 2-core machine two spinning OpenMP threads were 5-7x slower."""
-    from sklearn.manifold import TSNE  # imported late: scikit-learn is slow to import
+    from sklearn.manifold import TSNE  # late: scikit-learn takes seconds to import, and only t-SNE needs it
     from threadpoolctl import threadpool_limits
 
     points = np.asarray(points, dtype=np.float32)
@@ -202,8 +167,6 @@ def tsne_many(point_sets: list, perplexity: float = 30.0, seed: int = 0, max_ite
               workers: int = 2) -> list[np.ndarray]:
     """:func:`tsne` of several point sets at once, in ``workers`` threads (scikit-learn's Barnes–Hut
     gradient releases the GIL: 4 maps took 0.65x the sequential time on 2 cores)."""
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(max(1, workers)) as pool:
         return list(pool.map(lambda points: tsne(points, perplexity, seed, max_iter), point_sets))
 
@@ -275,13 +238,6 @@ def angle_correlation(student_emb: torch.Tensor, teacher_emb: torch.Tensor) -> f
 
 
 # --------------------------------------------------------------------------- confusion
-def row_normalised(confusion) -> np.ndarray:
-    """Each row of a ``[true, predicted]`` count matrix divided by its sum (empty rows stay 0)."""
-    c = np.asarray(confusion, dtype=np.float64)
-    totals = c.sum(axis=1, keepdims=True)
-    return np.divide(c, totals, out=np.zeros_like(c), where=totals > 0)
-
-
 def per_class_accuracy(confusion) -> np.ndarray:
     """The diagonal of the row-normalised confusion matrix (NaN for a class with no examples)."""
     c = np.asarray(confusion, dtype=np.float64)
@@ -322,76 +278,11 @@ def soft_targets(model: ZooModel, x: torch.Tensor, T: float) -> torch.Tensor:
     return losses.soften(logits, T)
 
 
-class SoftTargetRecorder:
-    """An event consumer that snapshots a student's logits on fixed images during training.
-
-    Hinton, Vinyals & Dean (2015): the KD student is trained to match softmax(z_t/T);
-    :func:`snapshot_probs` turns the snapshots into softmax(z_s/T) at any T, to watch them move
-    toward the teacher's target. Call it with every training event and the student being
-    trained (the live worker does, between two steps); it records before the first step of the
-    main phase, every ``every_steps`` steps (0 = never) and at the end of every epoch.
-    Safe to read from another thread."""
-
-    def __init__(self, images: torch.Tensor, every_steps: int = 0, phase: str = "train"):
-        self.images, self.every_steps, self.phase = images, every_steps, phase
-        self._snapshots: list[dict] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, event, student: ZooModel) -> None:
-        if getattr(event, "phase", None) != self.phase:
-            return
-        if isinstance(event, PhaseStarted):
-            self._take(student, epoch=0.0)
-        elif isinstance(event, StepDone) and self.every_steps and event.step % self.every_steps == 0 \
-                and event.step != event.steps_per_epoch:
-            self._take(student, epoch=event.epoch - 1 + event.step / event.steps_per_epoch)
-        elif isinstance(event, EpochDone):
-            self._take(student, epoch=float(event.epoch), test_acc=event.test_acc)
-
-    def _take(self, student, **info) -> None:
-        logits, _ = forward_features(student, self.images)
-        with self._lock:
-            self._snapshots.append({**info, "logits": logits.tolist()})
-
-    @property
-    def snapshots(self) -> list[dict]:
-        with self._lock:
-            return list(self._snapshots)
-
-
-def snapshot_every(train_size: int, batch_size: int = 128, per_epoch: int = 10) -> int:
-    """Steps between two snapshots so that an epoch gives about ``per_epoch`` of them."""
-    steps = -(-train_size // batch_size)
-    return max(1, round(steps / per_epoch))
-
-
-def snapshot_images(labels: torch.Tensor, kinds: np.ndarray | None, order: tuple[int, ...] = (2, 0)) -> list[int]:
-    """Probe images to follow during training: per class, the first image of each kind in ``order``
-    (codes of ``kdviz.pretrained.PROBE_KINDS``; by default a "typical" one, then an "ambiguous" one)
-    or, without kinds, the first ``len(order)`` images of the class.
-
-    Typical images come first because there the KD student's softened outputs end much closer to the
-    teacher's than the baseline's (MNIST, T = 4: KL 0.012 vs 0.105); on the teacher's most ambiguous
-    images neither student gets close (0.10 vs 0.14), which is worth seeing too."""
-    labels = labels.numpy()
-    chosen = []
-    for c in np.unique(labels):
-        members = np.nonzero(labels == c)[0]
-        if kinds is None:
-            chosen += members[: len(order)].tolist()
-            continue
-        for kind in order:
-            of_kind = members[kinds[members] == kind]
-            if len(of_kind):
-                chosen.append(int(of_kind[0]))
-    return chosen
-
-
-def snapshot_probs(snapshots: list[dict], T: float) -> np.ndarray:
-    """softmax(z/T) of every snapshot's logits: (snapshots, images, classes)."""
-    if not snapshots:
+def frame_probs(frames: list[dict], T: float) -> np.ndarray:
+    """softmax(z/T) of every recorded frame's logits: (frames, images, classes)."""
+    if not frames:
         return np.zeros((0, 0, 0))
-    return losses.soften(torch.tensor([s["logits"] for s in snapshots], dtype=torch.float64), T).numpy()
+    return losses.soften(torch.tensor([f["logits"] for f in frames], dtype=torch.float64), T).numpy()
 
 
 def soft_target_gap(student_probs: np.ndarray, teacher_probs: np.ndarray) -> np.ndarray:
@@ -402,234 +293,15 @@ def soft_target_gap(student_probs: np.ndarray, teacher_probs: np.ndarray) -> np.
     return (p_t * (np.log(p_t) - np.log(p_s))).sum(-1)
 
 
-class ProbedLiveRun(LiveRun):
-    """A :class:`~kdviz.live.LiveRun` that also hands every event and the student to a consumer
-    (e.g. a :class:`SoftTargetRecorder`) in the worker thread, between two training steps."""
-
-    def __init__(self, config, runs_dir=None, consumer=None):
-        super().__init__(config, runs_dir)
-        self.consumer = consumer
-
-    def _record(self, event) -> None:
-        super()._record(event)
-        if self.consumer is not None and self.experiment is not None:
-            self.consumer(event, self.experiment.student)
+def frame_gaps(frames: dict[str, list[dict]], teacher_probs: np.ndarray, T: float) -> dict[str, np.ndarray]:
+    """Per student, :func:`soft_target_gap` at T for every frame and followed image, (frames, images);
+    every student cut to the frame count of the shortest recording, so the runs line up."""
+    count = min(len(f) for f in frames.values())
+    return {name: soft_target_gap(frame_probs(f[:count], T), teacher_probs) for name, f in frames.items()}
 
 
-# --------------------------------------------------------------------------- training the two students on the spot
-@dataclass(frozen=True)
-class Budget:
-    """Which student and how much training: ``epochs`` over a ``fraction`` of the training set."""
-
-    student: str
-    fraction: float
-    epochs: int = 1
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A page's data set, its shipped teacher, and the short budget of the two students
-    (``budgets`` overrides ``default`` for a method)."""
-
-    dataset: str
-    teacher: str                  # a pretrained teacher name
-    default: Budget
-    budgets: dict = field(default_factory=dict)
-    methods: tuple | None = None  # the methods (pages) offered on this data set; None: all
-
-    def offers(self, method: str) -> bool:
-        return self.methods is None or method in self.methods
-
-    def budget_for(self, method: str) -> Budget:
-        return self.budgets.get(method, self.default)
-
-    def student_for(self, method: str) -> str:
-        return self.budget_for(method).student
-
-
-# - FSP compares Gram matrices entry by entry, so its student keeps the teacher's channel counts
-#   (Yim et al.'s own setting; ResNet-8 already shares ResNet-20's widths).
-# - KD (confusion and soft-target pages) uses the Hinton MLP student on all of MNIST: logit KD
-#   caches the teacher's outputs, so two epochs take seconds, and KD is clearly ahead there.
-PRESETS: dict[str, Preset] = {
-    "mnist": Preset("mnist", "mnist-cnn", Budget("cnn5-small", 0.2),
-                    {"fsp": Budget("cnn5", 0.2), "kd": Budget("mlp-800", 1.0, 2)}),
-    "fashion-mnist": Preset("fashion-mnist", "fashion-mnist-cnn", Budget("cnn5-small", 0.2),
-                            {"fsp": Budget("cnn5", 0.2), "kd": Budget("mlp-800", 1.0, 2)}),
-    # CIFAR-10 on a 2-core CPU, attention page only: one epoch on 20% (students at 35-40%) already
-    # brings the AT student's maps much closer to the teacher's (distances 0.56-0.71 → 0.34-0.37).
-    # The other methods need more: RKD did not raise the distance correlation in that budget
-    # (0.40 → 0.37), only after two epochs on half the data (0.57 → 0.71), and such a pair takes
-    # several minutes on two cores (the teacher runs on every step).
-    "cifar10": Preset("cifar10", "cifar10-resnet20", Budget("resnet8", 0.2), methods=("at",)),
-}
-# The pages' methods with their defaults: AT, RKD and FT as in their papers; KD with T = 4, α = 0.9;
-# FSP in its one-stage form (CE + w·FSP together), which fits a one-epoch budget, with w = 100 so
-# that the FSP term (0.02-0.04 at the start) weighs about as much as the cross-entropy. Measured on
-# MNIST (cnn5 students, one epoch on 20%, shipped teacher): w = 100 divides the FSP distances by
-# 16-32 for 0.4 points of accuracy; w = 1 barely moves them; the paper's two-stage form and w = 1000
-# gave no closer matrices and lower accuracy.
-PAGE_METHODS: dict[str, dict] = {
-    "at": {}, "fsp": {"stages": 1, "weight": 100.0}, "ft": {}, "rkd": {}, "kd": {"T": 4.0, "alpha": 0.9},
-}
-
-
-def pair_configs(preset: Preset, method: str, params: dict | None = None, seed: int = 1, precision: str = "auto"):
-    """The two RunConfigs a page compares: a baseline student (labels only, no teacher) and a student
-    trained with ``method`` from the preset's teacher, on one budget: SGD + one-cycle to lr 0.1,
-    batch 128, bf16 autocast where the hardware runs it natively (``precision="auto"``), else fp32.
-
-    The seed is 1, not 0: the shipped teachers are trained with seed 0, and a student of the
-    teacher's own architecture (FSP) would otherwise start from the teacher's initial weights."""
-    from kdviz.experiment import RunConfig
-
-    b = preset.budget_for(method)
-    settings = TrainSettings(epochs=b.epochs, batch_size=128, lr=0.1, seed=seed, precision=precision)
-    params = {**PAGE_METHODS.get(method, {}), **(params or {})}
-    baseline = RunConfig(preset.dataset, b.student, "baseline", train=replace(settings), fraction=b.fraction)
-    distilled = RunConfig(preset.dataset, b.student, method, params=params, teacher=preset.teacher,
-                          train=replace(settings), fraction=b.fraction)
-    return baseline, distilled
-
-
-METHOD_STATE = "method.pt"          # the method's own modules (adapters, paraphraser, translator)
-SOFT_TARGETS = "soft_targets.json"  # a SoftTargetRecorder's snapshots
-
-
-def _same_budget(record: dict, config) -> bool:
-    c = record.get("config", {})
-    keys = ("epochs", "batch_size", "lr", "seed", "precision", "optimizer", "schedule")
-    return (c.get("dataset") == config.dataset and c.get("student") == config.student
-            and c.get("method") == config.method and c.get("teacher") == config.teacher
-            and c.get("fraction") == config.fraction and not c.get("omit_classes") and not c.get("hide_labels")
-            and all(c.get("train", {}).get(k) == getattr(config.train, k) for k in keys)
-            and all(record.get("method_params", {}).get(k) == v for k, v in config.params.items()))
-
-
-def saved_runs(dataset: str, student: str, method: str, teacher: str | None = None, runs_dir=None) -> list[dict]:
-    """Finished runs with a saved student for this data set, student and method, newest first.
-    ``teacher`` (a pretrained name) keeps only runs distilled from that teacher."""
-    from kdviz.runs import list_runs, run_checkpoint
-
-    found = []
-    for r in list_runs(runs_dir):
-        c = r.get("config") or {}
-        if "error" in r or r.get("stopped") or c.get("dataset") != dataset or c.get("student") != student:
-            continue
-        if r.get("method") != method or c.get("omit_classes") or c.get("hide_labels"):
-            continue
-        if teacher is not None and method != "baseline" and r.get("teacher") != f"pretrained:{teacher}":
-            continue
-        if run_checkpoint(r["id"], runs_dir).is_file():
-            found.append(r)
-    return found
-
-
-def run_dir(record: dict, runs_dir=None) -> Path:
-    from kdviz.runs import default_runs_dir
-
-    return Path(runs_dir or default_runs_dir()) / record["id"]
-
-
-def load_student(record: dict, runs_dir=None) -> ZooModel:
-    from kdviz.runs import load_checkpoint, run_checkpoint
-
-    return load_checkpoint(run_checkpoint(record["id"], runs_dir))
-
-
-def load_method(record: dict, student: ZooModel, teacher: ZooModel, runs_dir=None):
-    """The run's method with its own trained modules (None when the run saved none)."""
-    from kdviz.methods import build_method
-
-    path = run_dir(record, runs_dir) / METHOD_STATE
-    if not path.is_file():
-        return None
-    method = build_method(record["method"], student, teacher, record.get("method_params") or {})
-    method.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return method.eval()
-
-
-def load_soft_targets(record: dict, runs_dir=None) -> dict | None:
-    path = run_dir(record, runs_dir) / SOFT_TARGETS
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-class StudentPair:
-    """Train the configs one after another in a worker thread (each a live run), and keep what a
-    page needs beside each record: the method's modules (``method.pt``) and, when a recorder
-    is given, its soft-target snapshots (``soft_targets.json``).
-
-    With ``reuse=True`` a baseline config whose exact budget already has a saved run (and that
-    needs no recorder) is not trained again (training is deterministic for a seed on the CPU):
-    one baseline student serves the AT, RKD and FT pages."""
-
-    def __init__(self, configs: list, runs_dir=None, recorders: list | None = None, reuse: bool = True,
-                 meta: dict | None = None):
-        self.configs, self.runs_dir, self.meta = list(configs), runs_dir, meta or {}
-        self.recorders = list(recorders or [None] * len(self.configs))
-        self.runs: list[ProbedLiveRun | None] = []
-        self.records: list[dict | None] = []
-        for config, recorder in zip(self.configs, self.recorders):
-            reused = None
-            if reuse and recorder is None and config.method == "baseline":
-                reused = next((r for r in saved_runs(config.dataset, config.student, config.method, None, runs_dir)
-                               if _same_budget(r, config)), None)
-            self.records.append(reused)
-            self.runs.append(None if reused else ProbedLiveRun(config, runs_dir, recorder))
-        self.error: str | None = None
-        self._stopped = threading.Event()
-        self._done = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> "StudentPair":
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._work, name="kdviz-student-pair", daemon=True)
-            self._thread.start()
-        return self
-
-    def _work(self) -> None:
-        try:
-            for i, run in enumerate(self.runs):
-                if run is None:
-                    continue
-                if self._stopped.is_set():
-                    run._set(state="stopped")
-                    continue
-                run.start().join()
-                record = run.progress.record
-                if run.progress.state == "failed":
-                    self.error = run.progress.error
-                    break
-                if record is not None and not record.get("stopped"):
-                    self._save_extras(run, record, self.recorders[i])
-                    self.records[i] = record
-        finally:
-            self._done.set()
-
-    def _save_extras(self, run: ProbedLiveRun, record: dict, recorder) -> None:
-        from kdviz.runs import write_json_atomic
-
-        folder = run_dir(record, self.runs_dir)
-        method = run.experiment.method
-        if any(True for _ in method.parameters()):
-            torch.save({k: v.detach().cpu() for k, v in method.state_dict().items()}, folder / METHOD_STATE)
-        if recorder is not None:
-            write_json_atomic(folder / SOFT_TARGETS, {**self.meta, "snapshots": recorder.snapshots})
-
-    def stop(self) -> None:
-        self._stopped.set()
-        for run in self.runs:
-            if run is not None and not run.done and run._thread is not None:
-                run.stop()
-
-    def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    @property
-    def done(self) -> bool:
-        return self._done.is_set()
-
-    def snapshots(self) -> list[dict | None]:
-        """Each run's progress (None for a reused run)."""
-        return [None if run is None else run.progress.snapshot() for run in self.runs]
+def mean_over_kind(gaps: np.ndarray, kinds: list[str] | None, kind: str | None) -> np.ndarray:
+    """Mean over the followed images (axis 1) of one kind (all of them when ``kind`` or ``kinds`` is None)."""
+    if kinds is None or kind is None:
+        return gaps.mean(1)
+    return gaps[:, [k == kind for k in kinds]].mean(1)

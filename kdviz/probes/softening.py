@@ -7,14 +7,19 @@ draws the results. Temperatures follow Hinton, Vinyals & Dean (2015):
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 from collections import defaultdict
 
 import numpy as np
 import torch
+from PIL import Image, ImageOps
 
-from kdviz.losses import kd_loss, soften
+from kdviz.data import normalise
+from kdviz.evaluation import row_normalised
+from kdviz.losses import entropy, kd_loss, soften
 
 # A log-spaced grid of round temperatures from 0.5 to 20 (what a slider offers).
 T_GRID: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2, 1.5, 1.8, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0,
@@ -52,12 +57,6 @@ def softened(logits, temperatures) -> torch.Tensor:
     """``softmax(z/T)`` for each T: shape ``(len(temperatures), *logits.shape)``."""
     z = _logits(logits)
     return torch.stack([soften(z, float(T)) for T in temperatures])
-
-
-def entropy(probs) -> torch.Tensor:
-    """Shannon entropy in nats over the last dim (0·log 0 counts as 0); uniform over C gives log C."""
-    p = torch.as_tensor(probs, dtype=torch.float64)
-    return -(p * torch.log(p.clamp_min(1e-300))).sum(-1)
 
 
 def top_probability(probs) -> torch.Tensor:
@@ -259,7 +258,7 @@ def mean_difference_interval(a, b, level: float = 0.95) -> dict:
     Welch (1947): standard error √(s_a²/n_a + s_b²/n_b), degrees of freedom by the
     Welch-Satterthwaite formula. With fewer than two values on either side there is no spread to
     measure, and ``low``/``high`` are None."""
-    from scipy import stats
+    from scipy import stats  # late: scipy takes seconds to import, and only this interval needs it
 
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     diff = float(b.mean() - a.mean())
@@ -320,13 +319,6 @@ def epoch_curves(records) -> list[dict]:
     return curves
 
 
-def row_normalised(confusion) -> np.ndarray:
-    """A confusion matrix with each row divided by its count (rows with no images stay 0)."""
-    m = np.asarray(confusion, dtype=float)
-    totals = m.sum(1, keepdims=True)
-    return np.divide(m, totals, out=np.zeros_like(m), where=totals > 0)
-
-
 def confusion_difference(before, after, classes=None, k: int = 5) -> dict:
     """Two confusion matrices (row-normalised), ``after − before``, and the off-diagonal cells
     that changed most: negative change = a mistake fixed, positive = a new mistake."""
@@ -355,9 +347,6 @@ def records_json(records) -> str:
 
 def summary_csv(rows) -> str:
     """The accuracy summary as CSV text (percentages as numbers, run ids joined by spaces)."""
-    import csv
-    import io
-
     out = io.StringIO()
     fields = ["method", "dataset", "student", "teacher", "epochs", "seeds", "runs", "acc_mean", "acc_std", "acc_min",
               "acc_max", "params", "latency_ms", "train_time_s", "run_ids"]
@@ -374,8 +363,6 @@ def image_to_pixels(image, channels: int, size: int, invert: bool | None = None)
 
     Grey-scale sets (MNIST) have light strokes on black; a photo of dark ink on white paper is
     inverted when ``invert`` is None and the image's border is lighter than its centre."""
-    from PIL import Image, ImageOps
-
     image = ImageOps.exif_transpose(image).convert("L" if channels == 1 else "RGB")
     image = image.resize((size, size), Image.Resampling.LANCZOS)
     pixels = torch.from_numpy(np.array(image, dtype=np.uint8).copy())
@@ -392,8 +379,6 @@ def image_to_pixels(image, channels: int, size: int, invert: bool | None = None)
 @torch.no_grad()
 def logits_for_pixels(model: torch.nn.Module, pixels: torch.Tensor, mean, std) -> torch.Tensor:
     """A model's logits for uint8 pixels ``(N, C, H, W)``, normalised with the data set's mean/std."""
-    from kdviz.data import normalise
-
     model.eval()
     device = next(model.parameters()).device
     return model(normalise(pixels, mean, std).to(device)).float().cpu()

@@ -20,11 +20,14 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from conftest import make_fake_mnist
-from kdviz import pretrained
+from kdviz import presets, pretrained, recipes, recording
 from kdviz.experiment import Experiment, RunConfig
+from kdviz.models import forward_features
 from kdviz.probes import inside
+from kdviz.students import METHOD_STATE, StudentPair, load_soft_targets, load_student
 from kdviz.train import TrainSettings
+
+from conftest import make_fake_mnist
 
 APP = Path(__file__).resolve().parent.parent / "app"
 PAGES = APP / "views"
@@ -33,7 +36,7 @@ if str(APP) not in sys.path:
 import common  # noqa: E402  (the app's shared helpers: its data-set cache is cleared around each test)
 
 TEACHER = "test-inside-tiny"  # a name of its own: Streamlit's caches are per process
-PRESET = inside.Preset("mnist", TEACHER, inside.Budget("cnn5-small", 0.5))
+PRESET = presets.Preset("mnist", TEACHER, presets.Budget("cnn5-small", 0.5))
 TIMEOUT = 120
 
 
@@ -47,8 +50,8 @@ def _ship_teacher(checkpoint: Path, folder: Path, test) -> None:
     weights = pretrained.weights_path(TEACHER, folder)
     shutil.copy(checkpoint, weights)
     logits = predict_logits(load_checkpoint(weights), test, device="cpu")
-    index, kind = pretrained.choose_probe(logits, test.labels, per_class=6)
-    pretrained.write_probe(pretrained.probe_path(TEACHER, folder), test, index, kind)
+    index, kind = recipes.choose_probe(logits, test.labels, per_class=6)
+    recipes.write_probe(pretrained.probe_path(TEACHER, folder), test, index, kind)
     card = {"name": TEACHER, "dataset": "mnist", "model": "cnn5-small", "classes": list(test.classes),
             "mean": list(test.mean), "std": list(test.std), "test_acc": 0.0,
             "sha256": pretrained.file_sha256(weights),
@@ -75,15 +78,15 @@ def world(tmp_path_factory):
         _ship_teacher(Path(teacher["checkpoint"]), folders["pretrained"], splits.test)
         records = {}
         for method in ("at", "fsp", "ft", "rkd"):
-            pair = inside.StudentPair(inside.pair_configs(PRESET, method), folders["runs"]).start()
+            pair = StudentPair(presets.pair_configs(PRESET, method), folders["runs"]).start()
             pair.join()
             assert pair.error is None, pair.error
             records["baseline"], records[method] = pair.records
         probe = pretrained.probe_set(TEACHER)
-        index = inside.snapshot_images(probe.labels, pretrained.probe_details(TEACHER)["kind"].numpy(), (2,))
+        index = recording.images_to_follow(probe.labels, pretrained.probe_details(TEACHER)["kind"].numpy(), (2,))
         x = probe.images(torch.tensor(index))
-        recorders = [inside.SoftTargetRecorder(x, every_steps=3), inside.SoftTargetRecorder(x, every_steps=3)]
-        pair = inside.StudentPair(inside.pair_configs(PRESET, "kd"), folders["runs"], recorders,
+        recorders = [recording.SoftTargetRecorder(x, every_steps=3), recording.SoftTargetRecorder(x, every_steps=3)]
+        pair = StudentPair(presets.pair_configs(PRESET, "kd"), folders["runs"], recorders,
                                   meta={"probe": TEACHER, "index": index}).start()
         pair.join()
         records["kd_baseline"], records["kd"] = pair.records
@@ -96,7 +99,7 @@ def env(world, monkeypatch):
     The app's data-set cache is emptied before and after, so no other test sees the made-up MNIST."""
     for name in ("pretrained", "runs", "data", "cache"):
         monkeypatch.setenv(f"KDVIZ_{name.upper()}", str(world[name]))
-    monkeypatch.setattr(inside, "PRESETS", {"mnist": PRESET})
+    monkeypatch.setattr(presets, "PRESETS", {"mnist": PRESET})
     common.dataset.clear()
     yield world
     common.dataset.clear()
@@ -143,15 +146,15 @@ def test_students_move_toward_the_teacher(env):
     teacher = pretrained.load(TEACHER)
     test = pretrained.probe_set(TEACHER)
     x = test.images(inside.class_sorted_index(test.labels, 6))
-    _, t = inside.forward_features(teacher, x)
-    feats = {k: inside.forward_features(inside.load_student(r, env["runs"]), x)[1] for k, r in records.items()}
+    _, t = forward_features(teacher, x)
+    feats = {k: forward_features(load_student(r, env["runs"]), x)[1] for k, r in records.items()}
     at_base = inside.at_distances(feats["baseline"].stages, t.stages).mean()
     at_student = inside.at_distances(feats["at"].stages, t.stages).mean()
     assert at_student < 0.8 * at_base
     assert inside.distance_correlation(feats["rkd"].embedding, t.embedding) > \
         inside.distance_correlation(feats["baseline"].embedding, t.embedding)
-    assert (env["runs"] / records["ft"]["id"] / inside.METHOD_STATE).is_file()
-    assert len(inside.load_soft_targets(records["kd"], env["runs"])["snapshots"]) >= 3
+    assert (env["runs"] / records["ft"]["id"] / METHOD_STATE).is_file()
+    assert len(load_soft_targets(records["kd"], env["runs"])["frames"]) >= 3
 
 
 # --------------------------------------------------------------------------- attention
@@ -276,7 +279,7 @@ def test_soft_targets_page_frames_temperature_and_log_scale(env):
     figs = figures(at)
     assert len(figs) == 3
     bars = figs[1]
-    snapshots = len(inside.load_soft_targets(env["records"]["kd"], env["runs"])["snapshots"])
+    snapshots = len(load_soft_targets(env["records"]["kd"], env["runs"])["frames"])
     assert len(bars["frames"]) == snapshots
     assert [b["name"] for b in traces(bars, "bar")] == ["baseline", "KD student"]
     teacher_t4 = arr(traces(bars, "scatter")[0]["y"])

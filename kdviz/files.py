@@ -1,0 +1,77 @@
+"""Writing files so that a crash never leaves half of one: the one atomic write.
+
+The content goes to a uniquely named temporary file in the target's folder
+(``.<name>.<pid>.<random>.tmp``), is flushed to disk, and is renamed over the target
+(``os.replace`` is atomic on POSIX and Windows), so a reader sees the old file or the
+whole new one, never a mix. A failed write removes its temporary file; leftovers of
+writers that were killed are cleaned by the next write in that folder.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+import torch
+
+
+def write_atomic(path: Path | str, write: Callable[[BinaryIO], object]) -> Path:
+    """Call ``write(f)`` on a temporary binary file beside ``path``, then rename it to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean_orphans(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json_atomic(path: Path | str, obj) -> Path:
+    """``obj`` as indented JSON (numpy numbers written as floats), atomically."""
+    return write_atomic(path, lambda f: f.write(json.dumps(obj, indent=1, default=float).encode()))
+
+
+def save_torch_atomic(path: Path | str, obj) -> Path:
+    """``torch.save(obj)``, atomically."""
+    return write_atomic(path, lambda f: torch.save(obj, f))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def clean_orphans(folder: Path, min_age_s: float = 60.0) -> list[Path]:
+    """Remove temporary files ``.<name>.<pid>.<random>.tmp`` left in ``folder`` by writers that
+    were killed (their process is gone) and older than ``min_age_s``; returns what was removed."""
+    removed = []
+    now = time.time()
+    try:
+        entries = list(Path(folder).glob(".*.tmp"))
+    except OSError:
+        return removed
+    for tmp in entries:
+        parts = tmp.name.split(".")  # ["", name..., pid, random, "tmp"]
+        pid = int(parts[-3]) if len(parts) >= 5 and parts[-3].isdigit() else None
+        try:
+            if pid is not None and not _pid_alive(pid) and now - tmp.stat().st_mtime >= min_age_s:
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:
+            continue
+    return removed
