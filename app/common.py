@@ -1,51 +1,31 @@
-"""What every page shares: state in the URL, presenter mode, cached teachers and data.
+"""What every page shares: declared URL state, presenter mode, cached teachers and data.
 
-Page state lives in ``st.query_params`` so a prepared link opens a page ready;
-a value equal to its default is removed from the URL. Frozen teachers and data
-sets are shared by all sessions through ``st.cache_resource`` (read-only).
+Each page starts with a small table of its URL parameters (:class:`Param`: name, type,
+default, range), as TensorFlow Playground's ``state.ts`` does, and one :class:`UrlState`
+reads the link once; its widget helpers start from the link's value (a bad one is refused
+with a warning), mirror the control back into the URL (a value equal to its default is left
+out), and keep it for the session. Frozen teachers and data sets are shared by all sessions
+through ``st.cache_resource`` (read-only).
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Callable
 
-for _path in (Path(__file__).resolve().parent, Path(__file__).resolve().parent.parent):  # app/ and the repo
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+import streamlit as st
+import torch
 
-import streamlit as st  # noqa: E402
-
-from kdviz import data as datasets  # noqa: E402
-from kdviz import pretrained, teachers  # noqa: E402
-from kdviz.evaluation import resolve_device  # noqa: E402
+from kdviz import data as datasets
+from kdviz import pretrained
+from kdviz.evaluation import predict_logits, resolve_device
+from kdviz.methods import Hyperparam
+from kdviz.probes.softening import log_grid, nearest
+from kdviz.runs import default_runs_dir
+from kdviz.teacher_cache import teacher_logits
+from kdviz.teachers import RUN, TeacherRef, choices
 
 
 # --------------------------------------------------------------------------- URL state
-def url_value(key: str, default, cast: Callable = str, valid: Callable[[object], bool] | None = None):
-    """Read ``key`` from the URL; a missing value gives ``default``, a bad one a warning and ``default``."""
-    raw = st.query_params.get(key)
-    if raw is None:
-        return default
-    try:
-        value = cast(raw)
-        if valid is not None and not valid(value):
-            raise ValueError
-        return value
-    except (TypeError, ValueError):
-        st.warning(f"Ignored the link's value {key}={raw!r}: not valid here.")
-        return default
-
-
-def set_url_value(key: str, value, default) -> None:
-    """Mirror a control into the URL; defaults stay out of it."""
-    if value == default:
-        if key in st.query_params:
-            del st.query_params[key]
-    elif st.query_params.get(key) != str(value):
-        st.query_params[key] = str(value)
-
-
 def bool_from_url(raw: str) -> bool:
     if raw.lower() in ("1", "true", "yes", "on"):
         return True
@@ -54,80 +34,167 @@ def bool_from_url(raw: str) -> bool:
     raise ValueError(raw)
 
 
-def url_widget(widget: Callable, label: str, *, key: str, default, cast: Callable = str,
-               valid: Callable[[object], bool] | None = None, url_key: str | None = None,
-               to_url: Callable = str, **kwargs):
-    """A widget whose value starts from the URL and is mirrored back into it.
-
-    The first time the widget is drawn in a session its value comes from the link
-    (``url_key``, default ``key``); a bad value is refused with a warning. Later the
-    value comes from the widget, and is also kept for the session, so moving to another
-    page and back (which clears the URL) finds the controls as they were."""
-    url_key = url_key or key
-    options = kwargs.get("options")
-    ok = lambda v: (valid is None or valid(v)) and (options is None or v in list(options))  # noqa: E731
-    kept = f"_kept_{key}"
-    if key not in st.session_state:
-        value = url_value(url_key, None, cast, ok)
-        if value is None:
-            value = st.session_state.get(kept, default)
-            if not ok(value):
-                value = default
-        st.session_state[key] = value
-    elif not ok(st.session_state[key]):  # e.g. a preset naming a teacher that is not here
-        st.session_state[key] = default
-    else:
-        # Widgets on different pages have different ids even with one key, so a page change would
-        # draw this one afresh at its default (presenter mode switched itself off). Writing the value
-        # back before the widget is drawn hands it to the new page's widget.
-        st.session_state[key] = st.session_state[key]
-    value = widget(label, key=key, **kwargs)
-    st.session_state[kept] = value
-    set_url_value(url_key, to_url(value), to_url(default))
-    return value
+def bool_to_url(value: bool) -> str:
+    return str(int(value))
 
 
-def choice(label: str, options, *, key: str, default=None, container=st, **kwargs):
-    """A selectbox in the URL; ``default`` is the first option unless given."""
-    options = list(options)
-    default = options[0] if default is None or default not in options else default
-    by_text = {str(o): o for o in options}
-    return url_widget(container.selectbox, label, key=key, default=default, options=options,
-                      cast=lambda raw: by_text[raw] if raw in by_text else _refuse(raw), **kwargs)
+@dataclass(frozen=True)
+class Param:
+    """One URL parameter of a page: its name in the link, its type (text -> value), its default
+    (None: the control's first option, known only when the page runs) and its valid range.
+    Options known only at run time (data sets, saved runs) are checked by the control."""
+
+    name: str
+    type: Callable = str
+    default: object = None
+    low: object = None
+    high: object = None
+    to_url: Callable = str
+
+    def in_range(self, value) -> bool:
+        return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
 
 
-def _refuse(raw):
-    raise ValueError(raw)
+PRESENT = Param("present", bool_from_url, False, to_url=bool_to_url)  # presenter mode, on every page
 
 
-def number(label: str, *, key: str, default, low=None, high=None, kind=float, container=st, **kwargs):
-    """A number input in the URL, refused outside [low, high]."""
-    in_range = lambda v: (low is None or v >= low) and (high is None or v <= high)  # noqa: E731
-    return url_widget(container.number_input, label, key=key, default=kind(default), cast=kind, valid=in_range,
-                      min_value=None if low is None else kind(low), max_value=None if high is None else kind(high),
-                      **kwargs)
+class UrlState:
+    """A page's declared URL parameters and the link's values, read once (when the page starts).
 
+    The widget helpers draw a control for one declared parameter: the first time in a session
+    its value comes from the link; later from the control, and it is kept for the session, so
+    moving to another page and back (which clears the URL) finds the controls as they were."""
 
-def grid_slider(label: str, grid, *, key: str, default, container=st, **kwargs):
-    """A select-slider over a (log) grid; a link's value between grid points snaps to the nearest one."""
-    from kdviz.probes.softening import nearest
+    def __init__(self, *params: Param):
+        self.params: dict[str, Param] = {}
+        self.declare(PRESENT, *params)
+        self.link = {key: st.query_params.get(key) for key in st.query_params}  # the link, read once
 
-    grid = list(grid)
-    url_key = kwargs.pop("url_key", key)
-    raw = st.query_params.get(url_key)
-    if key not in st.session_state and raw is not None:
+    def declare(self, *params: Param) -> None:
+        """Add parameters known only while the page runs (the chosen method's hyperparameters)."""
+        self.params.update({p.name: p for p in params})
+
+    def __getitem__(self, name: str) -> Param:
+        return self.params[name]
+
+    def prune(self) -> None:
+        """Take out of the URL what this page does not declare (e.g. another method's knobs)."""
+        for key in [k for k in st.query_params if k not in self.params]:
+            del st.query_params[key]
+
+    def from_link(self, name: str, valid: Callable[[object], bool] | None = None):
+        """The link's value for ``name``, or None when absent; a bad one is refused with a warning."""
+        p, raw = self.params[name], self.link.get(name)
+        if raw is None:
+            return None
         try:
-            value = float(raw)
-            if not grid[0] <= value <= grid[-1]:
+            value = p.type(raw)
+            if not p.in_range(value) or (valid is not None and not valid(value)):
                 raise ValueError
-            st.query_params[url_key] = f"{nearest(grid, value):g}"
-        except ValueError:
-            pass  # url_widget refuses it with a message
-    return url_widget(container.select_slider, label, key=key, default=default, cast=float, options=grid,
-                      url_key=url_key, to_url=lambda v: f"{v:g}", format_func=lambda v: f"{v:g}", **kwargs)
+            return value
+        except (TypeError, ValueError, KeyError):
+            st.warning(f"Ignored the link's value {name}={raw!r}: not valid here.")
+            return None
+
+    # ------------------------------------------------------------------- controls
+    def widget(self, widget: Callable, label: str, name: str, *, key: str, default=None,
+               valid: Callable[[object], bool] | None = None, **kwargs):
+        """``widget`` (a Streamlit control) for the declared parameter ``name``, kept in the URL.
+        ``default`` stands in where the table's default is None (e.g. the first option)."""
+        p = self.params[name]
+        default = default if default is not None else p.default
+        options = None if kwargs.get("options") is None else list(kwargs["options"])
+        offered = lambda v: options is None or (all(x in options for x in v) if isinstance(v, list) else v in options)  # noqa: E731
+        ok = lambda v: p.in_range(v) and (valid is None or valid(v)) and offered(v)  # noqa: E731
+        kept = f"_kept_{key}"
+        if key not in st.session_state:
+            value = self.from_link(name, ok)
+            if value is None:
+                value = st.session_state.get(kept, default)
+                if not ok(value):
+                    value = default
+            st.session_state[key] = value
+        elif not ok(st.session_state[key]):  # e.g. a preset naming a teacher that is not here
+            st.session_state[key] = default
+        else:
+            # Widgets on different pages have different ids even with one key, so a page change would
+            # draw this one afresh at its default (presenter mode switched itself off). Writing the value
+            # back before the widget is drawn hands it to the new page's widget.
+            st.session_state[key] = st.session_state[key]
+        value = widget(label, key=key, **kwargs)
+        st.session_state[kept] = value
+        _set_url_value(name, p.to_url(value), p.to_url(default))
+        return value
+
+    def choice(self, label: str, options, name: str, *, key: str, container=st, default=None, **kwargs):
+        """A selectbox; the default is the table's (or ``default``), or the first option when that is not offered."""
+        options = list(options)
+        default = default if default is not None else self.params[name].default
+        default = options[0] if default is None or default not in options else default
+        by_text = {str(o): o for o in options}
+        p = self.params[name]
+        if p.type is str:  # options may be numbers: read the link's text as one of them
+            self.declare(replace(p, type=lambda raw: by_text[raw]))
+        return self.widget(container.selectbox, label, name, key=key, default=default, options=options, **kwargs)
+
+    def number(self, label: str, name: str, *, key: str, container=st, **kwargs):
+        """A number input limited to the parameter's range."""
+        p = self.params[name]
+        return self.widget(container.number_input, label, name, key=key,
+                           min_value=None if p.low is None else p.type(p.low),
+                           max_value=None if p.high is None else p.type(p.high), **kwargs)
+
+    def grid_slider(self, label: str, grid, name: str, *, key: str, container=st, default=None, **kwargs):
+        """A select-slider over a (log) grid; a link's value between grid points snaps to the nearest one."""
+        grid = list(grid)
+        p = self.params[name]
+        snap = lambda raw: nearest(grid, float(raw)) if grid[0] <= float(raw) <= grid[-1] else float(raw)  # noqa: E731
+        self.declare(replace(p, type=snap, to_url=lambda v: f"{v:g}"))
+        return self.widget(container.select_slider, label, name, key=key, default=default, options=grid,
+                           format_func=lambda v: f"{v:g}", **kwargs)
+
+    def hyperparam(self, h: Hyperparam, *, key: str, container=st):
+        """A control for one method hyperparameter, declared here from the method's own table
+        (name, kind, default, range), limited to its valid range, kept in the URL."""
+        label, help_ = f"{h.name}", h.help or None
+        if h.kind == "choice":
+            self.declare(Param(h.name, str, h.default))
+            return self.choice(label, list(h.choices), h.name, key=key, container=container, help=help_)
+        if h.kind == "bool":
+            self.declare(Param(h.name, bool_from_url, bool(h.default), to_url=bool_to_url))
+            return self.widget(container.checkbox, label, h.name, key=key, help=help_)
+        kind = int if h.kind == "int" else float
+        self.declare(Param(h.name, kind, kind(h.default), h.low, h.high))
+        if h.low is None or h.high is None:
+            return self.number(label, h.name, key=key, container=container, help=help_)
+        if h.log and h.low > 0:
+            grid = sorted(set(log_grid(h.low, h.high)) | {float(h.default)})
+            if kind is int:
+                grid = sorted({int(round(v)) for v in grid})
+            return self.grid_slider(f"{label} (log scale)", grid, h.name, key=key, container=container, help=help_)
+        step = 1 if kind is int else (h.high - h.low) / 100
+        return self.widget(container.slider, label, h.name, key=key, min_value=kind(h.low), max_value=kind(h.high),
+                           step=kind(step), help=help_)
+
+    def presenter_mode(self) -> bool:
+        """A sidebar toggle (kept in the URL as ``present=1``) for projector-sized charts."""
+        on = self.widget(st.sidebar.toggle, "Presenter mode", "present", key="present",
+                         help="For a projector: larger text and charts, columns stacked one under the other.")
+        if on:
+            st.markdown(PRESENTER_CSS, unsafe_allow_html=True)
+        return on
 
 
-# --------------------------------------------------------------------------- presenter mode
+def _set_url_value(key: str, value: str, default: str) -> None:
+    """Mirror a control into the URL; defaults stay out of it."""
+    if value == default:
+        if key in st.query_params:
+            del st.query_params[key]
+    elif st.query_params.get(key) != value:
+        st.query_params[key] = value
+
+
+# --------------------------------------------------------------------------- figures
 # Presenter mode is for a projector (1024×768 or 1280×720, read from the back row): larger text,
 # columns that stack instead of squeezing words apart, figures taller with larger labels. A column
 # holding only buttons may stay beside others (a row of Start / Pause / Stop), any other column is
@@ -145,16 +212,6 @@ html {{font-size: 19px;}}
     [data-testid="stMarkdownContainer"] p:not(button p))) {{min-width: fit-content !important; flex: 1 1 auto !important;}}
 [data-testid="stImageCaption"] {{font-size: 1rem !important;}}
 </style>"""
-
-
-def presenter_mode() -> bool:
-    """A sidebar toggle (kept in the URL as ``present=1``) for projector-sized text and charts."""
-    on = url_widget(st.sidebar.toggle, "Presenter mode", key="present", default=False, cast=bool_from_url,
-                    to_url=lambda v: str(int(v)),
-                    help="For a projector: larger text and charts, columns stacked one under the other.")
-    if on:
-        st.markdown(PRESENTER_CSS, unsafe_allow_html=True)
-    return on
 
 
 PRESENTER_FONT = 20
@@ -222,78 +279,50 @@ def available_datasets() -> dict[str, str]:
 def device_label() -> str:
     device = resolve_device("auto")
     if device.type == "cuda":
-        import torch
-
         return f"GPU ({torch.cuda.get_device_name(0)})"
     return "CPU"
 
 
 # --------------------------------------------------------------------------- teachers
-RUN_PREFIX = "run:"
-
-
+# A teacher is chosen by its link (kdviz.teachers.TeacherRef.link: a shipped name, or run:<id>),
+# so results cache by value and a link can name it.
 def teacher_choices(dataset_name: str | None = None) -> dict[str, str]:
-    """Teachers for ``dataset_name`` (all when None): the shipped ones by name and the runs trained
-    here on labels (``run:<id>``, e.g. from the Train page), each with a readable label."""
-    from kdviz.runs import list_runs, run_checkpoint
-
-    found = {}
-    for name in pretrained.names():
-        try:
-            info = pretrained.card(name)
-        except Exception:  # noqa: BLE001 - a broken card is not offered
-            continue
-        if dataset_name in (None, info.get("dataset")):
-            acc = info.get("test_acc")
-            found[name] = f"{name} (shipped" + (f", {100 * acc:.2f}%)" if isinstance(acc, float) else ")")
-    for r in list_runs():
-        cfg = r.get("config") or {}
-        if (r.get("method") == "baseline" and not cfg.get("teacher") and dataset_name in (None, cfg.get("dataset"))
-                and not r.get("stopped") and run_checkpoint(r["id"]).is_file()):
-            found[RUN_PREFIX + r["id"]] = f"{r['student']['name']} trained here ({100 * r['test_acc']:.2f}%, {r['id'][-4:]})"
-    return found
+    """Teachers for ``dataset_name`` (all when None) by link, each with a readable label: the shipped
+    ones and the runs trained here on labels (e.g. from the Train page)."""
+    return {ref.link: label for ref, label in choices(dataset_name, default_runs_dir()).items()}
 
 
-def teacher_ref(choice_key: str) -> str:
-    """What :class:`kdviz.experiment.RunConfig` takes as ``teacher``: a shipped name or a run id."""
-    return choice_key.removeprefix(RUN_PREFIX)
+def teacher_ref(link: str) -> TeacherRef:
+    return TeacherRef.parse(link, default_runs_dir())
 
 
 @st.cache_resource(show_spinner="Loading the teacher…")
-def load_teacher(choice_key: str):
-    model, _ = teachers.resolve(teacher_ref(choice_key))
-    return model.eval()
+def load_teacher(link: str):
+    return teacher_ref(link).load(default_runs_dir())
 
 
 @st.cache_resource(show_spinner="Running the teacher over its images…")
-def teacher_outputs(choice_key: str) -> dict:
+def teacher_outputs(link: str) -> dict:
     """A teacher with its images and their logits, shared read-only by all sessions:
     ``gallery`` is the shipped probe set (or, for a teacher trained here, 600 test images),
     ``gallery_logits`` the teacher's logits on it."""
-    import torch
-
-    from kdviz.evaluation import predict_logits
-    from kdviz.runs import load_run
-
-    model = load_teacher(choice_key)
-    if choice_key.startswith(RUN_PREFIX):
-        name = load_run(teacher_ref(choice_key))["config"]["dataset"]
+    ref = teacher_ref(link)
+    model = load_teacher(link)
+    name = ref.dataset(default_runs_dir())
+    if ref.kind == RUN:
         test = dataset(name).test
         gallery = test.subset(torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[:600])
     else:
-        name = pretrained.card(choice_key)["dataset"]
-        gallery = probe_set(choice_key)
+        gallery = probe_set(ref.name)
     return {"model": model, "dataset": name, "classes": list(gallery.classes), "gallery": gallery,
             "gallery_logits": predict_logits(model, gallery, device="cpu")}
 
 
 @st.cache_resource(show_spinner="Running the teacher over the test set (once; then cached on disk)…")
-def teacher_test_outputs(choice_key: str) -> dict:
+def teacher_test_outputs(link: str) -> dict:
     """The teacher's logits on the whole test split when the data set is here (cached on disk by
     :mod:`kdviz.teacher_cache`), otherwise on its gallery; for the dark-knowledge matrix."""
-    from kdviz.teacher_cache import teacher_logits
-
-    out = teacher_outputs(choice_key)
+    out = teacher_outputs(link)
     try:
         test = dataset(out["dataset"]).test
     except Exception:  # noqa: BLE001 - the shipped probe set is enough to draw the matrix
@@ -304,47 +333,11 @@ def teacher_test_outputs(choice_key: str) -> dict:
 
 
 @st.cache_resource(show_spinner="Measuring the teacher…")
-def teacher_summary(choice_key: str) -> dict:
+def teacher_summary(link: str) -> dict:
     """A teacher's test accuracy (from its card or record), parameter count and latency per image."""
-    from kdviz.models import model_summary
-    from kdviz.runs import load_run
-
-    if choice_key.startswith(RUN_PREFIX):
-        acc = load_run(teacher_ref(choice_key))["test_acc"]
-    else:
-        acc = pretrained.card(choice_key)["test_acc"]
-    return {"name": teacher_ref(choice_key), "acc": acc, **model_summary(load_teacher(choice_key))}
+    return teacher_ref(link).summary(default_runs_dir())
 
 
 def error_box(error: Exception, what: str) -> None:
     """A readable message instead of a traceback."""
     st.error(f"Could not {what}: {error}")
-
-
-# --------------------------------------------------------------------------- method hyperparameters
-def hyperparam_widget(h, *, key: str, url_key: str | None = None, container=st):
-    """A widget for one :class:`kdviz.methods.Hyperparam`, limited to its valid range, kept in the URL."""
-    from kdviz.probes.softening import log_grid
-
-    url_key = url_key or h.name
-    label, help_ = f"{h.name}", h.help or None
-    if h.kind == "choice":
-        return url_widget(container.selectbox, label, key=key, url_key=url_key, default=h.default,
-                          options=list(h.choices), help=help_)
-    if h.kind == "bool":
-        return url_widget(container.checkbox, label, key=key, url_key=url_key, default=bool(h.default),
-                          cast=bool_from_url, to_url=lambda v: str(int(v)), help=help_)
-    kind = int if h.kind == "int" else float
-    if h.low is None or h.high is None:
-        return number(label, key=key, url_key=url_key, default=h.default, low=h.low, high=h.high, kind=kind,
-                      container=container, help=help_)
-    if h.log and h.low > 0:
-        grid = sorted(set(log_grid(h.low, h.high)) | {float(h.default)})
-        if kind is int:
-            grid = sorted({int(round(v)) for v in grid})
-        return grid_slider(f"{label} (log scale)", grid, key=key, url_key=url_key, default=kind(h.default),
-                           container=container, help=help_)
-    in_range = lambda v: h.low <= v <= h.high  # noqa: E731
-    step = 1 if kind is int else (h.high - h.low) / 100
-    return url_widget(container.slider, label, key=key, url_key=url_key, default=kind(h.default), cast=kind,
-                      valid=in_range, min_value=kind(h.low), max_value=kind(h.high), step=kind(step), help=help_)

@@ -29,12 +29,20 @@ from kdviz.students import (
 from kdviz.teacher_cache import teacher_logits
 
 import common
+from common import Param
+
+# The URL parameters every inside page has (each page adds its own to its table).
+URL_PARAMS = (
+    Param("data", str),   # the data-set preset; default: the first one whose teacher is here
+    Param("base", str),   # the baseline student's run id; default: the newest
+    Param("run", str),    # the method student's run id; default: the newest
+)
 
 METHOD_NAMES = {"at": "AT student", "fsp": "FSP student", "ft": "FT student", "rkd": "RKD student", "kd": "KD student"}
 
 
 # --------------------------------------------------------------------------- preset and students
-def setup(page: str, method: str) -> presets.Preset:
+def setup(url: common.UrlState, page: str, method: str) -> presets.Preset:
     """The data-set control (kept in the URL as ``data``), limited to data sets whose shipped
     teacher is here. Stops the page with a message when there is none."""
     shipped = set(pretrained.names())
@@ -43,8 +51,8 @@ def setup(page: str, method: str) -> presets.Preset:
         st.error("No shipped teacher was found in `pretrained/`. Make one with "
                  "`kdviz pretrained make mnist-cnn` (about a minute on two cores), then reload this page.")
         st.stop()
-    dataset = common.choice("Data set", options, key=f"{page}_data", url_key="data", container=st.sidebar,
-                            format_func=lambda d: f"{d} (teacher {presets.PRESETS[d].teacher})")
+    dataset = url.choice("Data set", options, "data", key=f"{page}_data", container=st.sidebar,
+                         format_func=lambda d: f"{d} (teacher {presets.PRESETS[d].teacher})")
     preset = presets.PRESETS[dataset]
     b = preset.budget_for(method)
     st.sidebar.caption(f"Students: `{b.student}`, one short preset budget ({b.epochs} epoch{'s' if b.epochs > 1 else ''} "
@@ -62,7 +70,7 @@ def _pair_key(page: str, dataset: str) -> str:
     return f"inside_pair_{page}_{dataset}"
 
 
-def students(page: str, method: str, preset: presets.Preset, recorders=None, meta=None,
+def students(url: common.UrlState, page: str, method: str, preset: presets.Preset, recorders=None, meta=None,
              needs=None, needs_baseline=None, live=None) -> tuple[dict | None, dict | None]:
     """Pick the baseline and method students among saved runs, or train both now.
 
@@ -93,14 +101,13 @@ def students(page: str, method: str, preset: presets.Preset, recorders=None, met
     left, right, button = st.columns([5, 5, 3], vertical_alignment="bottom")
     base = chosen = None
     if base_runs:
-        base = common.choice("Baseline student (labels only)", [r["id"] for r in base_runs], key=f"{page}_base",
-                             url_key="base", container=left, format_func=lambda i: _run_label(by_id[i]))
+        base = url.choice("Baseline student (labels only)", [r["id"] for r in base_runs], "base", key=f"{page}_base",
+                          container=left, format_func=lambda i: _run_label(by_id[i]))
     else:
         left.info("No baseline student saved yet.")
     if method_runs:
-        chosen = common.choice(f"{METHOD_NAMES.get(method, method)} (from the teacher)", [r["id"] for r in method_runs],
-                               key=f"{page}_run", url_key="run", container=right,
-                               format_func=lambda i: _run_label(by_id[i]))
+        chosen = url.choice(f"{METHOD_NAMES.get(method, method)} (from the teacher)", [r["id"] for r in method_runs],
+                            "run", key=f"{page}_run", container=right, format_func=lambda i: _run_label(by_id[i]))
     else:
         right.info(f"No {METHOD_NAMES.get(method, method)} saved yet.")
     label = "Train again" if base_runs and method_runs else "Train the students now"
@@ -293,9 +300,7 @@ def factor_space(model_refs: tuple, method_run: str | None, teacher_name: str, d
                                      common.teacher(teacher_name), _images(dataset, "test", index))
         points = {"teacher factor (paraphraser)": f["teacher"].numpy(), "FT student factor (translator)": f["student"].numpy(),
                   **points}
-        numbers["FT student factor vs teacher factor"] = {
-            "distance correlation": inside.distance_correlation(f["student"], f["teacher"]),
-            "mean L1 distance": float((f["student"] - f["teacher"]).abs().sum(1).mean())}
+        numbers["FT student factor vs teacher factor"] = inside.factor_agreement(f["student"], f["teacher"])
     # where FT acts: the last stage's maps (the translator's input), on about 200 of the images
     few = index[:: max(1, len(index) // 200)]
     last = {k: torch.from_numpy(v) for k, v in embeddings(model_refs, dataset, "test", few, stage=-1).items()}

@@ -4,7 +4,16 @@ Pages live in ``app/views/`` (not ``pages/``: that name makes Streamlit serve a 
 without this navigation); this file only lists them. Layout and wording are
 in the pages, figures in ``app/figures*.py``, every number comes from ``kdviz``.
 """
-import streamlit as st
+import sys
+from pathlib import Path
+
+# The one place the app's folder (for the pages' `import common`) and the repository (for `kdviz`
+# when it is not installed) go on the import path; the tests' conftest does the same.
+for _folder in (Path(__file__).resolve().parent, Path(__file__).resolve().parent.parent):
+    if str(_folder) not in sys.path:
+        sys.path.insert(0, str(_folder))
+
+import streamlit as st  # noqa: E402
 
 st.set_page_config(page_title="kdviz: see knowledge distillation", page_icon=":material/local_fire_department:", layout="wide")
 

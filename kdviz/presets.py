@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from kdviz.experiment import RunConfig
+from kdviz.methods import method_class
 from kdviz.train import TrainSettings
 
 # The 5-minute classroom demo: an MLP-800 student on MNIST, labels only against Hinton KD
@@ -104,3 +105,18 @@ def pair_configs(preset: Preset, method: str, params: dict | None = None, seed: 
     distilled = RunConfig(preset.dataset, b.student, method, params=params, teacher=preset.teacher,
                           train=replace(settings), fraction=b.fraction)
     return baseline, distilled
+
+
+def method_sweep(dataset: str, student: str, methods: list[str], seeds: int, epochs: int, precision: str = "auto",
+                 teacher: str | None = None, alphas: tuple[float, ...] = (), temperatures: tuple[float, ...] = ()
+                 ) -> list[RunConfig]:
+    """The Compare page's sweep: every method with its default hyperparameters over seeds 0..``seeds``-1
+    (the teacher given only to methods that need one), then one KD run (seed 0) for every α × T."""
+    configs = [RunConfig(dataset=dataset, student=student, method=m, params={},
+                         teacher=teacher if method_class(m).needs_teacher else None,
+                         train=TrainSettings(epochs=epochs, seed=s, precision=precision))
+               for m in methods for s in range(seeds)]
+    configs += [RunConfig(dataset=dataset, student=student, method="kd", params={"alpha": a, "T": t}, teacher=teacher,
+                          train=TrainSettings(epochs=epochs, seed=0, precision=precision))
+                for a in alphas for t in temperatures]
+    return configs

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import sys
 import tarfile
 from pathlib import Path
 
@@ -15,6 +16,9 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+APP = REPO / "app"
+if str(APP) not in sys.path:  # the app's pages import their shared modules (common, figures) by name
+    sys.path.insert(0, str(APP))
 SHARED_DATA = REPO.parent / "shared" / "data"
 TEST_ROOT = REPO / ".cache" / "tests"
 DATA = TEST_ROOT / "data"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +26,10 @@ from kdviz.probes import inside
 from kdviz.students import METHOD_STATE, StudentPair, load_soft_targets, load_student
 from kdviz.train import TrainSettings
 
-from conftest import make_fake_mnist
+import common  # the app's shared helpers (on the path by conftest): its data-set cache is cleared per test
+from conftest import APP, make_fake_mnist
 
-APP = Path(__file__).resolve().parent.parent / "app"
 PAGES = APP / "views"
-if str(APP) not in sys.path:
-    sys.path.insert(0, str(APP))
-import common  # noqa: E402  (the app's shared helpers: its data-set cache is cleared around each test)
 
 TEACHER = "test-inside-tiny"  # a name of its own: Streamlit's caches are per process
 PRESET = presets.Preset("mnist", TEACHER, presets.Budget("cnn5-small", 0.5))

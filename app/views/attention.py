@@ -1,21 +1,23 @@
 """Attention maps (AT): where each network looks, teacher / baseline student / AT student side by side."""
-import sys
-from pathlib import Path
+import numpy as np
+import pandas as pd
+import streamlit as st
 
-if str(Path(__file__).resolve().parents[1]) not in sys.path:  # app/, for `common` when run on its own
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from kdviz import pretrained
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import streamlit as st  # noqa: E402
-
-from kdviz import pretrained  # noqa: E402
-
-import common  # noqa: E402
-import figures_inside as figs  # noqa: E402
-import inside_common as ic  # noqa: E402
+import common
+import figures_inside as figs
+import inside_common as ic
+from common import Param
 
 PAGE, METHOD = "attention", "at"
+URL = common.UrlState(
+    Param("kind", str, "all"),              # all | ambiguous | clear | typical
+    Param("img", int, 0, low=0),            # position among the images of that kind
+    Param("p", int, 2),
+    Param("alpha", float, 0.65, 0.0, 1.0),  # map opacity
+    *ic.URL_PARAMS,                        # data, base, run
+)
 
 st.title("Attention maps: where the network looks")
 st.markdown(
@@ -23,9 +25,9 @@ st.markdown(
     "in one spatial map, $Q = \\frac{1}{C}\\sum_c |A_c|^p$, normalised to unit length. The AT student is trained "
     "with an extra loss $\\beta\\,\\mathrm{mean}(Q_s - Q_t)^2$ per stage (β = 1000, the reference code's scaling), "
     "so it learns to look where the teacher looks. Compare it with a student that only saw the labels.")
-presenter = common.presenter_mode()
-preset = ic.setup(PAGE, METHOD)
-base, run = ic.students(PAGE, METHOD, preset)
+presenter = URL.presenter_mode()
+preset = ic.setup(URL, PAGE, METHOD)
+base, run = ic.students(URL, PAGE, METHOD, preset)
 have_students = ic.need_students(base, run, METHOD)
 
 # --------------------------------------------------------------------------- controls
@@ -34,16 +36,15 @@ kinds = ic.probe_kinds(preset)
 st.subheader("Attention maps on one image")
 c1, c2, c3, c4 = st.columns([2, 3, 2, 2])
 kind_options = ["all"] + (list(pretrained.PROBE_KINDS) if kinds is not None else [])
-kind = common.choice("Images", kind_options, key=f"{PAGE}_kind", url_key="kind", container=c1,
-                     help="ambiguous: the teacher hesitates; clear: textbook cases; typical: a random draw")
+kind = URL.choice("Images", kind_options, "kind", key=f"{PAGE}_kind", container=c1,
+                  help="ambiguous: the teacher hesitates; clear: textbook cases; typical: a random draw")
 pool = np.arange(len(probe)) if kind == "all" else np.nonzero(kinds == pretrained.PROBE_KINDS.index(kind))[0]
-position = common.url_widget(c2.slider, "Image", key=f"{PAGE}_img", url_key="img", default=0, cast=int,
-                             valid=lambda v: 0 <= v < len(pool), min_value=0, max_value=len(pool) - 1)
+position = URL.widget(c2.slider, "Image", "img", key=f"{PAGE}_img", valid=lambda v: v < len(pool),
+                      min_value=0, max_value=len(pool) - 1)
 index = int(pool[position])
-p = common.choice("Power p", [1, 2, 3, 4], key=f"{PAGE}_p", url_key="p", default=2,
-                  container=c3, help="Q = mean over channels of |A|^p. Larger p weights the most active spots more.")
-opacity = common.url_widget(c4.slider, "Map opacity", key=f"{PAGE}_alpha", url_key="alpha", default=0.65, cast=float,
-                            valid=lambda v: 0 <= v <= 1, min_value=0.0, max_value=1.0, step=0.05)
+p = URL.choice("Power p", [1, 2, 3, 4], "p", key=f"{PAGE}_p", container=c3,
+               help="Q = mean over channels of |A|^p. Larger p weights the most active spots more.")
+opacity = URL.widget(c4.slider, "Map opacity", "alpha", key=f"{PAGE}_alpha", min_value=0.0, max_value=1.0, step=0.05)
 
 # --------------------------------------------------------------------------- figures
 model_refs = ic.refs(preset, base, run, METHOD)

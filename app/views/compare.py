@@ -1,26 +1,31 @@
 """Compare: saved runs side by side, and sweeps (methods × seeds) queued in a worker thread."""
-import sys
-from pathlib import Path
+import hashlib
 
-if str(Path(__file__).resolve().parents[1]) not in sys.path:  # app/, for `common` when run on its own
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pandas as pd
+import streamlit as st
 
-import hashlib  # noqa: E402
+from kdviz.experiment import RunConfig
+from kdviz.live import RunQueue
+from kdviz.methods import REGISTRY
+from kdviz.models import MODELS
+from kdviz.presets import demo_configs, method_sweep
+from kdviz.probes import softening
+from kdviz.runs import default_runs_dir, list_runs
 
-import pandas as pd  # noqa: E402
-import streamlit as st  # noqa: E402
+import common
+import figures
+from common import Param
 
-from kdviz.experiment import RunConfig  # noqa: E402
-from kdviz.live import RunQueue  # noqa: E402
-from kdviz.methods import REGISTRY  # noqa: E402
-from kdviz.models import MODELS  # noqa: E402
-from kdviz.presets import demo_configs  # noqa: E402
-from kdviz.probes import softening  # noqa: E402
-from kdviz.runs import default_runs_dir, list_runs  # noqa: E402
-from kdviz.train import TrainSettings  # noqa: E402
-
-import common  # noqa: E402
-import figures  # noqa: E402
+URL = common.UrlState(
+    Param("sw_dataset", str, "mnist"),
+    Param("sw_teacher", str),               # a teacher link (kdviz.teachers.TeacherRef.link); default: the first
+    Param("sw_student", str, "mlp-800"),
+    Param("sw_methods", lambda raw: raw.split(","), ["baseline", "kd"], to_url=",".join),
+    Param("sw_seeds", int, 2, 1, 10),
+    Param("sw_epochs", int, 2, 1, 100),
+    Param("sw_precision", str, "auto"),
+    Param("dataset", str),                  # runs shown: default mnist when there are runs on it, else the first
+)
 
 SWEEP = "compare_sweep"  # the session's RunQueue
 DEMO_SEEDS = (0, 1, 2)  # three seeds, so the demo's spread and its gain's interval are measured, not zero
@@ -29,7 +34,7 @@ st.title("Compare methods")
 st.markdown("Every finished run is saved as a record. Pick some, or launch a sweep (methods × seeds on one "
             "budget, run one after another), and compare accuracy, its spread over seeds, speed and size, "
             "and which mistakes distillation fixed.")
-presenter = common.presenter_mode()
+presenter = URL.presenter_mode()
 queue: RunQueue | None = st.session_state.get(SWEEP)
 busy = queue is not None and not queue.done
 
@@ -90,18 +95,17 @@ with st.expander("Launch a sweep", expanded=busy or not list_runs()):
         st.warning("No data set could be loaded on this machine.")
     else:
         a, b, c = st.columns(3)
-        ds = common.choice("Data set", data_sets, key="sw_dataset", default="mnist", container=a)
+        ds = URL.choice("Data set", data_sets, "sw_dataset", key="sw_dataset", container=a)
         teachers = common.teacher_choices(ds)
-        teacher = common.choice("Teacher", teachers, key="sw_teacher", format_func=teachers.get,
-                                container=b) if teachers else None
-        student = common.choice("Student", MODELS, key="sw_student", default="mlp-800", container=c)
-        methods = common.url_widget(st.multiselect, "Methods", key="sw_methods", default=["baseline", "kd"],
-                                    options=list(REGISTRY), cast=lambda raw: raw.split(","),
-                                    valid=lambda v: set(v) <= set(REGISTRY), to_url=",".join)
+        teacher = URL.choice("Teacher", teachers, "sw_teacher", key="sw_teacher", format_func=teachers.get,
+                             container=b) if teachers else None
+        student = URL.choice("Student", MODELS, "sw_student", key="sw_student", container=c)
+        methods = URL.widget(st.multiselect, "Methods", "sw_methods", key="sw_methods", options=list(REGISTRY),
+                             valid=lambda v: set(v) <= set(REGISTRY))
         a, b, c = st.columns(3)
-        seeds = common.number("Seeds per method", key="sw_seeds", default=2, low=1, high=10, kind=int, container=a)
-        epochs = common.number("Epochs per run", key="sw_epochs", default=2, low=1, high=100, kind=int, container=b)
-        precision = common.choice("Precision", ["auto", "fp32", "bf16"], key="sw_precision", container=c,
+        seeds = URL.number("Seeds per method", "sw_seeds", key="sw_seeds", container=a)
+        epochs = URL.number("Epochs per run", "sw_epochs", key="sw_epochs", container=b)
+        precision = URL.choice("Precision", ["auto", "fp32", "bf16"], "sw_precision", key="sw_precision", container=c,
                                   help="auto: bf16 where the hardware runs it natively, else fp32")
         grid = st.checkbox("Add an α × T grid for KD", key="sw_grid",
                            help="One KD run (seed 0) for every α and T below; fills the α × T heatmap.")
@@ -111,14 +115,8 @@ with st.expander("Launch a sweep", expanded=busy or not list_runs()):
             alphas = a.multiselect("α values", [0.1, 0.5, 0.9, 1.0], default=[0.5, 0.9, 1.0], key="sw_alphas")
             temps = b.multiselect("T values", [1.0, 2.0, 4.0, 8.0, 20.0], default=[1.0, 4.0, 20.0], key="sw_temps")
         needs_teacher = [m for m in methods if REGISTRY[m].needs_teacher]
-        configs = [RunConfig(dataset=ds, student=student, method=m, params={},
-                             teacher=common.teacher_ref(teacher) if teacher and REGISTRY[m].needs_teacher else None,
-                             train=TrainSettings(epochs=epochs, seed=s, precision=precision))
-                   for m in methods for s in range(seeds)]
-        configs += [RunConfig(dataset=ds, student=student, method="kd", params={"alpha": al, "T": t},
-                              teacher=common.teacher_ref(teacher) if teacher else None,
-                              train=TrainSettings(epochs=epochs, seed=0, precision=precision))
-                    for al in alphas for t in temps]
+        configs = method_sweep(ds, student, methods, seeds, epochs, precision,
+                               common.teacher_ref(teacher).config_value if teacher else None, alphas, temps)
         problem = ("pick at least one method" if not configs else
                    f"{', '.join(needs_teacher)} need a teacher for {ds}" if (needs_teacher or alphas) and not teacher
                    else None)
@@ -144,8 +142,8 @@ if not records:
     st.info("No finished runs yet: run the 5-minute demo above, or train on the **Train (live)** page.")
     st.stop()
 datasets_seen = sorted({r["config"]["dataset"] for r in records})
-shown_ds = common.choice("Runs on data set", datasets_seen, key="dataset",
-                         default="mnist" if "mnist" in datasets_seen else datasets_seen[0])
+shown_ds = URL.choice("Runs on data set", datasets_seen, "dataset", key="dataset",
+                      default="mnist" if "mnist" in datasets_seen else datasets_seen[0])
 pool = [r for r in records if r["config"]["dataset"] == shown_ds]
 by_id = {r["id"]: r for r in pool}
 fmt = lambda i: (f"{softening.run_label(by_id[i])} · {by_id[i]['student']['name']} · seed {by_id[i]['seed']} · "  # noqa: E731
@@ -207,10 +205,9 @@ d1.download_button("Table as CSV", softening.summary_csv(rows), "kdviz-compariso
 d2.download_button("Records as JSON", softening.records_json(chosen_records), "kdviz-records.json", "application/json")
 
 teachers = []
-for ref in sorted({r["teacher"] for r in chosen_records if r.get("teacher")}):
-    key = ref.removeprefix("pretrained:").replace("run:", common.RUN_PREFIX)
+for printed in sorted({r["teacher"] for r in chosen_records if r.get("teacher")}):
     try:
-        teachers.append(common.teacher_summary(key))
+        teachers.append(common.teacher_summary(common.teacher_ref(printed).link))
     except Exception:  # noqa: BLE001 - a teacher that is gone is simply not drawn
         pass
 common.show(figures.tradeoff_scatter(rows, teachers), presenter,

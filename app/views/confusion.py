@@ -1,22 +1,21 @@
 """Confusion: which mistakes distillation fixes, teacher / baseline student / KD student."""
-import sys
-from pathlib import Path
+import numpy as np
+import pandas as pd
+import streamlit as st
 
-if str(Path(__file__).resolve().parents[1]) not in sys.path:  # app/, for `common` when run on its own
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from kdviz.evaluation import row_normalised
+from kdviz.probes import inside
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import streamlit as st  # noqa: E402
-
-from kdviz.evaluation import row_normalised  # noqa: E402
-from kdviz.probes import inside  # noqa: E402
-
-import common  # noqa: E402
-import figures_inside as figs  # noqa: E402
-import inside_common as ic  # noqa: E402
+import common
+import figures_inside as figs
+import inside_common as ic
+from common import Param
 
 PAGE, METHOD = "confusion", "kd"
+URL = common.UrlState(
+    Param("min", int, 2),                   # highlight changes of at least this many images
+    *ic.URL_PARAMS,                        # data, base, run
+)
 
 st.title("Confusion: which mistakes distillation fixes")
 st.markdown(
@@ -24,9 +23,9 @@ st.markdown(
     "divided by its size here, so the diagonal is the per-class accuracy and everything off it is a mistake. "
     "The KD student (Hinton et al. 2015, T = 4, α = 0.9) learned from the teacher's softened outputs, which tell "
     "it which classes look alike; the baseline student learned from the labels alone.")
-presenter = common.presenter_mode()
-preset = ic.setup(PAGE, METHOD)
-base, run = ic.students(PAGE, METHOD, preset)
+presenter = URL.presenter_mode()
+preset = ic.setup(URL, PAGE, METHOD)
+base, run = ic.students(URL, PAGE, METHOD, preset)
 have_students = ic.need_students(base, run, METHOD)
 
 test = ic.test_split(preset)
@@ -38,9 +37,9 @@ if run is not None:
     matrices["KD student"] = np.asarray(run["confusion"])
 
 st.subheader(f"Confusion matrices on the {int(matrices['teacher'].sum()):,} test images")
-min_count = common.choice("Highlight changes of at least", [1, 2, 3, 5, 10], key=f"{PAGE}_min", url_key="min",
-                          default=2, format_func=lambda n: f"{n} image" + ("s" if n > 1 else ""),
-                          help="A cell counts as improved or worsened by KD only if at least this many test images "
+min_count = URL.choice("Highlight changes of at least", [1, 2, 3, 5, 10], "min", key=f"{PAGE}_min",
+                       format_func=lambda n: f"{n} image" + ("s" if n > 1 else ""),
+                       help="A cell counts as improved or worsened by KD only if at least this many test images "
                                "moved; one image either way is often chance.")
 change = inside.confusion_change(matrices["baseline"], matrices["KD student"], min_count) if have_students else None
 normalised = {name: row_normalised(m) for name, m in matrices.items()}

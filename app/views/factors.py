@@ -1,20 +1,21 @@
 """Factor space (FT): t-SNE maps of the teacher's paraphrased factors and the students' features."""
-import sys
-from pathlib import Path
+import pandas as pd
+import streamlit as st
 
-if str(Path(__file__).resolve().parents[1]) not in sys.path:  # app/, for `common` when run on its own
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from kdviz.probes import inside
 
-import pandas as pd  # noqa: E402
-import streamlit as st  # noqa: E402
-
-from kdviz.probes import inside  # noqa: E402
-
-import common  # noqa: E402
-import figures_inside as figs  # noqa: E402
-import inside_common as ic  # noqa: E402
+import common
+import figures_inside as figs
+import inside_common as ic
+from common import Param
 
 PAGE, METHOD = "factors", "ft"
+URL = common.UrlState(
+    Param("n", int, 40),                    # points per class
+    Param("perp", int, 30),                 # t-SNE perplexity
+    Param("seed", int, 0, 0, 9999),         # t-SNE seed
+    *ic.URL_PARAMS,                        # data, base, run
+)
 PANELS = ("teacher factor (paraphraser)", "FT student factor (translator)",
           "baseline: penultimate features", "FT student: penultimate features")
 
@@ -26,19 +27,19 @@ st.markdown(
     "so that its **student factor** matches the teacher factor (both normalised, L1 distance) while it learns "
     "the labels. Below, each factor and each student's penultimate features on the same test images are "
     "drawn as a t-SNE map.")
-presenter = common.presenter_mode()
-preset = ic.setup(PAGE, METHOD)
-base, run = ic.students(PAGE, METHOD, preset)
+presenter = URL.presenter_mode()
+preset = ic.setup(URL, PAGE, METHOD)
+base, run = ic.students(URL, PAGE, METHOD, preset)
 have_students = ic.need_students(base, run, METHOD)
 
 # --------------------------------------------------------------------------- controls and data
 c1, c2, c3 = st.columns(3)
-per_class = common.choice("Points per class", [20, 40, 60], key=f"{PAGE}_n", url_key="n", default=40,
-                          container=c1, help="Test images per class (so 10 × this many points per map).")
-perplexity = common.choice("Perplexity", [5, 10, 20, 30, 50], key=f"{PAGE}_perp", url_key="perp", default=30,
-                           container=c2, help="Roughly how many neighbours each point tries to keep close.")
-seed = common.number("t-SNE seed", key=f"{PAGE}_seed", url_key="seed", default=0, low=0, high=9999, kind=int,
-                     container=c3, help="Another seed gives another, equally valid, layout.")
+per_class = URL.choice("Points per class", [20, 40, 60], "n", key=f"{PAGE}_n", container=c1,
+                       help="Test images per class (so 10 × this many points per map).")
+perplexity = URL.choice("Perplexity", [5, 10, 20, 30, 50], "perp", key=f"{PAGE}_perp", container=c2,
+                         help="Roughly how many neighbours each point tries to keep close.")
+seed = URL.number("t-SNE seed", "seed", key=f"{PAGE}_seed", container=c3,
+                   help="Another seed gives another, equally valid, layout.")
 test = ic.test_split(preset)
 index = tuple(inside.class_sorted_index(test.labels, per_class, 0).tolist())
 labels = test.labels[list(index)].numpy()

@@ -1,18 +1,19 @@
 """FSP matrices: the "flow" between consecutive stages, teacher / baseline student / FSP student."""
-import sys
-from pathlib import Path
+import pandas as pd
+import streamlit as st
 
-if str(Path(__file__).resolve().parents[1]) not in sys.path:  # app/, for `common` when run on its own
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import pandas as pd  # noqa: E402
-import streamlit as st  # noqa: E402
-
-import common  # noqa: E402
-import figures_inside as figs  # noqa: E402
-import inside_common as ic  # noqa: E402
+import common
+import figures_inside as figs
+import inside_common as ic
+from common import Param
 
 PAGE, METHOD = "fsp", "fsp"
+URL = common.UrlState(
+    Param("pair", str),                     # "stage i → i+1"; default: the first pair
+    Param("ch", str, "all"),                # channels shown: all, 8, 16 or 32
+    Param("scale", str, "the teacher's"),   # colour scale: the teacher's | each its own
+    *ic.URL_PARAMS,                        # data, base, run
+)
 
 st.title("FSP matrices: how information flows between stages")
 st.markdown(
@@ -20,10 +21,10 @@ st.markdown(
     "$G_{ij} = \\frac{1}{hw}\\sum_{s,t} F^1_{s,t,i}\\,F^2_{s,t,j}$: how strongly channel *i* of the first stage "
     "and channel *j* of the second fire at the same places (the larger map is average-pooled to the smaller). The "
     "FSP student is trained to reproduce the teacher's matrices, entry by entry, while it learns the labels.")
-presenter = common.presenter_mode()
-preset = ic.setup(PAGE, METHOD)
+presenter = URL.presenter_mode()
+preset = ic.setup(URL, PAGE, METHOD)
 student_arch = preset.student_for(METHOD)
-base, run = ic.students(PAGE, METHOD, preset)
+base, run = ic.students(URL, PAGE, METHOD, preset)
 have_students = ic.need_students(base, run, METHOD)
 st.caption(f"The matrices are compared channel by channel, so the students here (`{student_arch}`) have the "
            "teacher's channel counts at every stage: as in the paper, FSP is about *how* a network of that shape "
@@ -36,15 +37,15 @@ data = ic.fsp(model_refs, preset.dataset, len(probe), run["id"] if run else None
 shapes = data["teacher"]["shapes"]
 pairs = [f"stage {i + 1} → {i + 2}" for i in range(len(shapes) - 1)]
 c1, c2, c3 = st.columns([2, 2, 2])
-pair_name = common.choice("Stage pair", pairs, key=f"{PAGE}_pair", url_key="pair", container=c1)
+pair_name = URL.choice("Stage pair", pairs, "pair", key=f"{PAGE}_pair", container=c1)
 k = pairs.index(pair_name)
 first, second = f"stage {k + 1}", f"stage {k + 2}"
 rows_total, cols_total = data["teacher"]["matrices"][k].shape
-zoom = common.choice("Channels shown (zoom)", ["all", 8, 16, 32], key=f"{PAGE}_ch", url_key="ch", container=c2,
-                     help="Show only the first channels of each stage, to see single entries.")
+zoom = URL.choice("Channels shown (zoom)", ["all", 8, 16, 32], "ch", key=f"{PAGE}_ch", container=c2,
+                  help="Show only the first channels of each stage, to see single entries.")
 limit = None if zoom == "all" else int(zoom)
-scale = common.choice("Colour scale", ["the teacher's", "each its own"], key=f"{PAGE}_scale", url_key="scale",
-                      container=c3, help="The teacher's range compares sizes (larger values saturate); each panel "
+scale = URL.choice("Colour scale", ["the teacher's", "each its own"], "scale", key=f"{PAGE}_scale",
+                   container=c3, help="The teacher's range compares sizes (larger values saturate); each panel "
                                          "its own range compares patterns.")
 
 matrices = {name: d["matrices"][k][:limit, :limit] for name, d in data.items()}

@@ -1,22 +1,21 @@
 """Home: what dark knowledge is, a guided path through the pages, and what this machine has."""
-import sys
-from pathlib import Path
+import streamlit as st
 
-if str(Path(__file__).resolve().parents[1]) not in sys.path:  # app/, for `common` when run on its own
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from kdviz import pretrained
+from kdviz.data import DATASETS
+from kdviz.evaluation import fast_bf16, resolve_device
+from kdviz.probes import softening
+from kdviz.runs import default_runs_dir
+from kdviz.teachers import RUN
+from kdviz.teachers import choices as teacher_catalogue
 
-import streamlit as st  # noqa: E402
+import common
+import figures
 
-from kdviz import pretrained  # noqa: E402
-from kdviz.data import DATASETS  # noqa: E402
-from kdviz.evaluation import fast_bf16, resolve_device  # noqa: E402
-from kdviz.probes import softening  # noqa: E402
-
-import common  # noqa: E402
-import figures  # noqa: E402
+URL = common.UrlState()  # no parameters of its own (presenter mode only)
 
 st.title("kdviz: see knowledge distillation")
-presenter = common.presenter_mode()
+presenter = URL.presenter_mode()
 
 text, picture = st.columns([2, 3])
 with text:
@@ -52,12 +51,12 @@ with picture:
 
 st.subheader("A path through the app")
 PATH = [
-    ("pages/temperature.py", "1. Temperature", "move T and watch a teacher's answer soften; the dark-knowledge matrix."),
-    ("pages/train.py", "2. Train (live)", "distil a student while you watch its losses and accuracy."),
-    ("pages/compare.py", "3. Compare", "KD against labels only over seeds; the 5-minute demo; which mistakes KD fixed."),
-    ("pages/confusion.py", "4. Confusion", "teacher, baseline and KD student, cell by cell."),
-    ("pages/soft_targets.py", "5. Soft targets in training", "a student learning the teacher's dark knowledge."),
-    ("pages/attention.py", "6. Inside the networks", "attention maps, FSP matrices, factors and relations."),
+    ("views/temperature.py", "1. Temperature", "move T and watch a teacher's answer soften; the dark-knowledge matrix."),
+    ("views/train.py", "2. Train (live)", "distil a student while you watch its losses and accuracy."),
+    ("views/compare.py", "3. Compare", "KD against labels only over seeds; the 5-minute demo; which mistakes KD fixed."),
+    ("views/confusion.py", "4. Confusion", "teacher, baseline and KD student, cell by cell."),
+    ("views/soft_targets.py", "5. Soft targets in training", "a student learning the teacher's dark knowledge."),
+    ("views/attention.py", "6. Inside the networks", "attention maps, FSP matrices, factors and relations."),
 ]
 for page, label, what in PATH:
     try:
@@ -92,6 +91,6 @@ with c3:
                         + (f", {100 * acc:.2f}% test accuracy" if isinstance(acc, float) else ""))
         except Exception as error:  # noqa: BLE001
             st.markdown(f"- **{t}**: unreadable card ({error})")
-    here = [k for k in common.teacher_choices() if k.startswith(common.RUN_PREFIX)]
+    here = [ref for ref in teacher_catalogue(runs_dir=default_runs_dir()) if ref.kind == RUN]
     if here:
         st.caption(f"and {len(here)} teacher(s) trained here (on the Train page)")

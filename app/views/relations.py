@@ -1,20 +1,20 @@
 """Relations (RKD): the geometry of a batch, teacher / baseline student / RKD student."""
-import sys
-from pathlib import Path
+import pandas as pd
+import streamlit as st
 
-if str(Path(__file__).resolve().parents[1]) not in sys.path:  # app/, for `common` when run on its own
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from kdviz.probes import inside
 
-import pandas as pd  # noqa: E402
-import streamlit as st  # noqa: E402
-
-from kdviz.probes import inside  # noqa: E402
-
-import common  # noqa: E402
-import figures_inside as figs  # noqa: E402
-import inside_common as ic  # noqa: E402
+import common
+import figures_inside as figs
+import inside_common as ic
+from common import Param
 
 PAGE, METHOD = "relations", "rkd"
+URL = common.UrlState(
+    Param("n", int, 10),                    # images per class
+    Param("seed", int, 0, 0, 9999),         # which test images are drawn
+    *ic.URL_PARAMS,                        # data, base, run
+)
 
 st.title("Relations: the shape of what a network knows")
 st.markdown(
@@ -22,18 +22,18 @@ st.markdown(
     "*relations* between examples: for every pair of images in a batch, the distance between their penultimate "
     "embeddings divided by the batch's mean distance, and for every triplet, the angle they make. The student's "
     "embedding may even have another size; only its geometry has to match.")
-presenter = common.presenter_mode()
-preset = ic.setup(PAGE, METHOD)
-base, run = ic.students(PAGE, METHOD, preset)
+presenter = URL.presenter_mode()
+preset = ic.setup(URL, PAGE, METHOD)
+base, run = ic.students(URL, PAGE, METHOD, preset)
 have_students = ic.need_students(base, run, METHOD)
 
 # --------------------------------------------------------------------------- controls and data
 st.subheader("One batch, sorted by class")
 c1, c2 = st.columns(2)
-per_class = common.choice("Images per class", [5, 10, 20], key=f"{PAGE}_n", url_key="n", default=10,
-                          container=c1, help="The batch has this many test images of every class.")
-seed = common.number("Batch seed", key=f"{PAGE}_seed", url_key="seed", default=0, low=0, high=9999, kind=int,
-                     container=c2, help="Which test images are drawn.")
+per_class = URL.choice("Images per class", [5, 10, 20], "n", key=f"{PAGE}_n", container=c1,
+                       help="The batch has this many test images of every class.")
+seed = URL.number("Batch seed", "seed", key=f"{PAGE}_seed", container=c2,
+                   help="Which test images are drawn.")
 test = ic.test_split(preset)
 index = tuple(inside.class_sorted_index(test.labels, per_class, seed).tolist())
 labels = test.labels[list(index)].numpy()

@@ -1,20 +1,21 @@
 """Logits and soft targets in training: a KD student's softened outputs on fixed images, epoch by epoch."""
-import sys
-from pathlib import Path
+import streamlit as st
 
-if str(Path(__file__).resolve().parents[1]) not in sys.path:  # app/, for `common` when run on its own
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from kdviz import presets, pretrained
+from kdviz.probes import inside
 
-import streamlit as st  # noqa: E402
-
-from kdviz import presets, pretrained  # noqa: E402
-from kdviz.probes import inside  # noqa: E402
-
-import common  # noqa: E402
-import figures_inside as figs  # noqa: E402
-import inside_common as ic  # noqa: E402
+import common
+import figures_inside as figs
+import inside_common as ic
+from common import Param
 
 PAGE, METHOD = "soft_targets", "kd"
+URL = common.UrlState(
+    Param("img", int, 0),                   # which followed image
+    Param("T", float),                      # the temperature shown; default: the one the KD student was trained at
+    Param("log", common.bool_from_url, False, to_url=common.bool_to_url),  # log scale
+    *ic.URL_PARAMS,                        # data, base, run
+)
 T_GRID = [1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 15.0, 20.0]
 
 st.title("Soft targets in training: the student learning the dark knowledge")
@@ -24,8 +25,8 @@ st.markdown(
     "per epoch the student's logits on them are recorded, for a KD student and for a baseline student trained "
     "on the labels alone. Play the animation and watch the KD student's small probabilities for the *wrong* "
     "classes take the teacher's shape.")
-presenter = common.presenter_mode()
-preset = ic.setup(PAGE, METHOD)
+presenter = URL.presenter_mode()
+preset = ic.setup(URL, PAGE, METHOD)
 recorders, meta = ic.soft_target_recording(preset)
 probe = ic.probe_images(preset)
 kinds = ic.probe_kinds(preset)
@@ -47,7 +48,7 @@ def watch(pair) -> None:
                     "target. The full replay appears when both are done.", key="st_live")
 
 
-base, run = ic.students(PAGE, METHOD, preset, recorders=recorders, meta=meta, needs=ic.has_soft_targets,
+base, run = ic.students(URL, PAGE, METHOD, preset, recorders=recorders, meta=meta, needs=ic.has_soft_targets,
                         needs_baseline=ic.has_soft_targets, live=watch)
 if not ic.need_students(base, run, METHOD, "there is nothing to draw here: this page replays the two "
                         "students' outputs recorded while they trained"):
@@ -70,13 +71,11 @@ def describe(i: int) -> str:
 
 
 c1, c2, c3 = st.columns([3, 3, 1], vertical_alignment="bottom")
-image = common.choice("Image", list(range(len(index))), key=f"{PAGE}_img", url_key="img", default=0,
-                      container=c1, format_func=describe)
-T = common.grid_slider("Temperature shown", sorted(set(T_GRID) | {run_T}), key=f"{PAGE}_T", url_key="T",
-                       default=run_T, container=c2,
-                       help=f"The students were trained at T = {run_T:g}; any T can be used to look at their logits.")
-log_scale = common.url_widget(c3.checkbox, "log scale", key=f"{PAGE}_log", url_key="log", default=False,
-                              cast=common.bool_from_url, to_url=lambda v: str(int(v)))
+image = URL.choice("Image", list(range(len(index))), "img", key=f"{PAGE}_img", container=c1, format_func=describe)
+T = URL.grid_slider("Temperature shown", sorted(set(T_GRID) | {run_T}), "T", key=f"{PAGE}_T", default=run_T,
+                    container=c2,
+                    help=f"The students were trained at T = {run_T:g}; any T can be used to look at their logits.")
+log_scale = URL.widget(c3.checkbox, "log scale", "log", key=f"{PAGE}_log")
 
 j = index[image]
 probs = {name: inside.frame_probs(s["frames"][:count], T)[:, image] for name, s in recorded.items()}

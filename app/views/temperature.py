@@ -1,22 +1,25 @@
 """Temperature: a teacher's logits, softmax(z/T) as T grows, and the dark-knowledge matrix."""
-import sys
-from pathlib import Path
+import streamlit as st
+from PIL import Image
 
-if str(Path(__file__).resolve().parents[1]) not in sys.path:  # app/, for `common` when run on its own
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from kdviz.probes import softening
 
-import streamlit as st  # noqa: E402
+import common
+import figures
+from common import Param
 
-from kdviz.probes import softening  # noqa: E402
-
-import common  # noqa: E402
-import figures  # noqa: E402
+URL = common.UrlState(
+    Param("teacher", str, "mnist-cnn"),              # a teacher link (kdviz.teachers.TeacherRef.link)
+    Param("src", str, "gallery"),                    # gallery | upload
+    Param("img", int, None, low=0),                  # a probe image (default: the most ambiguous one)
+    Param("T", float, 1.0, low=softening.T_GRID[0], high=softening.T_GRID[-1]),
+)
 
 st.title("Temperature and dark knowledge")
 st.markdown("A trained teacher is almost sure of its answer, so its ordinary softmax hides what it thinks of the "
             "*other* classes. Dividing the logits by a temperature **T** before the softmax lifts those small "
             "probabilities into view; that is what a student learns from in knowledge distillation.")
-presenter = common.presenter_mode()
+presenter = URL.presenter_mode()
 
 teachers = common.teacher_choices()
 if not teachers:
@@ -24,8 +27,7 @@ if not teachers:
             "or run `kdviz train-teacher --model cnn5 --epochs 3`, then come back.")
     st.stop()
 
-teacher = common.choice("Teacher", teachers, key="teacher", default="mnist-cnn", format_func=teachers.get,
-                        container=st.sidebar)
+teacher = URL.choice("Teacher", teachers, "teacher", key="teacher", format_func=teachers.get, container=st.sidebar)
 try:
     out = common.teacher_outputs(teacher)
 except Exception as error:  # noqa: BLE001
@@ -37,9 +39,8 @@ picks = softening.example_gallery(logits_all, gallery.labels, k=8)
 
 # --------------------------------------------------------------------------- the image
 st.subheader("1 · Pick an image")
-source = common.url_widget(st.radio, "Image from", key="src", default="gallery", options=["gallery", "upload"],
-                           horizontal=True, format_func={"gallery": "the teacher's probe images",
-                                                         "upload": "my own image (upload)"}.get)
+source = URL.widget(st.radio, "Image from", "src", key="src", options=["gallery", "upload"], horizontal=True,
+                    format_func={"gallery": "the teacher's probe images", "upload": "my own image (upload)"}.get)
 
 
 def describe(i: int) -> str:
@@ -56,8 +57,7 @@ if source == "gallery":
         st.image([figures.upscale(gallery.pixels[i]) for i in group], width=120 if presenter else 84,
                  caption=[f"#{i}: {classes[labels[i]]}→{classes[int(logits_all[i].argmax())]}" for i in group])
     order = list(dict.fromkeys(picks["ambiguous"] + picks["misclassified"] + picks["confident"] + list(range(len(gallery)))))
-    index = common.url_widget(st.selectbox, "Image", key="img", default=order[0], cast=int, options=order,
-                              format_func=describe)
+    index = URL.widget(st.selectbox, "Image", "img", key="img", default=order[0], options=order, format_func=describe)
     pixels, logits, true_label = gallery.pixels[index], logits_all[index], labels[index]
     image_id = f"{teacher}-{index}"
 else:
@@ -68,8 +68,6 @@ else:
         st.info("Upload an image to see what the teacher makes of it.")
         st.stop()
     try:
-        from PIL import Image
-
         channels, size, _ = gallery.shape
         pixels = softening.image_to_pixels(Image.open(upload), channels, size)
         logits = softening.logits_for_pixels(out["model"], pixels, gallery.mean, gallery.std)[0]
@@ -100,8 +98,8 @@ def toggle_play() -> None:
 
 
 slider_col, play_col = st.columns([6, 1], vertical_alignment="bottom")
-T = common.grid_slider("Temperature T (log scale)", softening.T_GRID, key="T", default=1.0, container=slider_col,
-                       help="softmax(z/T): T = 1 is the ordinary softmax; larger T softens it.")
+T = URL.grid_slider("Temperature T (log scale)", softening.T_GRID, "T", key="T", container=slider_col,
+                    help="softmax(z/T): T = 1 is the ordinary softmax; larger T softens it.")
 playing = st.session_state.get(PLAYING, False)
 play_col.button("❚❚ pause" if playing else "▶ play T", key="T_play", on_click=toggle_play, width="stretch",
                 help="Moves the slider one step at a time up to T = 20; every chart on the page follows.")

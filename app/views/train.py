@@ -1,31 +1,41 @@
 """Train (live): one run in a worker thread, drawn by a fragment on a timer."""
-import sys
-from pathlib import Path
+import streamlit as st
 
-if str(Path(__file__).resolve().parents[1]) not in sys.path:  # app/, for `common` when run on its own
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from kdviz.experiment import RunConfig
+from kdviz.live import LiveRun
+from kdviz.methods import REGISTRY, method_class
+from kdviz.models import MODELS
+from kdviz.presets import DEMO
+from kdviz.probes.softening import measured_wait, records_json, run_label
+from kdviz.runs import default_runs_dir, list_runs
+from kdviz.train import TrainSettings
 
-import streamlit as st  # noqa: E402
+import common
+import figures
+from common import Param
 
-from kdviz.experiment import RunConfig  # noqa: E402
-from kdviz.live import LiveRun  # noqa: E402
-from kdviz.methods import REGISTRY, method_class  # noqa: E402
-from kdviz.models import MODELS  # noqa: E402
-from kdviz.presets import DEMO  # noqa: E402
-from kdviz.probes.softening import measured_wait, records_json, run_label  # noqa: E402
-from kdviz.runs import default_runs_dir, list_runs  # noqa: E402
-from kdviz.train import TrainSettings  # noqa: E402
-
-import common  # noqa: E402
-import figures  # noqa: E402
-
+URL = common.UrlState(
+    Param("mode", str, "student"),          # student | teacher
+    Param("dataset", str, "mnist"),
+    Param("teacher", str),                  # a teacher link (kdviz.teachers.TeacherRef.link); default: the first
+    Param("student", str),                  # default: mlp-800 for a student, cnn5 for a teacher
+    Param("method", str, "kd"),
+    Param("epochs", int, 2, 1, 200),
+    Param("batch", int, 128),
+    Param("lr", float, 0.1, 1e-5, 2.0),
+    Param("seed", int, 0, 0, 2**31 - 1),
+    Param("device", str, "auto"),
+    Param("precision", str, "auto"),
+    Param("opt", str, "sgd"),
+    Param("fraction", float, 1.0, 0.001, 1.0),
+)  # and the chosen method's hyperparameters (URL.hyperparam declares them from the method's table)
 RUN = "train_run"  # the session's LiveRun: survives reruns and page switches
 
 st.title("Train a student, live")
 st.markdown("Pick a teacher, a student and a method, press **Start**, and watch every loss term and the accuracy "
             "move. The run lives in this browser session: change the controls, visit other pages and come back; "
             "it keeps going until it finishes or you stop it.")
-presenter = common.presenter_mode()
+presenter = URL.presenter_mode()
 run: LiveRun | None = st.session_state.get(RUN)
 busy = run is not None and not run.done
 
@@ -49,44 +59,43 @@ setup, formula = st.columns([3, 2], gap="large")
 with setup:
     st.button("Load the 5-minute demo settings", on_click=load_demo, help="MNIST, the shipped CNN teacher, an MLP "
               "student, KD at T = 4, 2 epochs. Compare it with a baseline run.")
-    mode = common.url_widget(st.radio, "What to train", key="mode", default="student", options=["student", "teacher"],
-                             horizontal=True, format_func={"student": "a student, from a teacher",
-                                                           "teacher": "a teacher, on labels"}.get)
+    mode = URL.widget(st.radio, "What to train", "mode", key="mode", options=["student", "teacher"], horizontal=True,
+                      format_func={"student": "a student, from a teacher", "teacher": "a teacher, on labels"}.get)
     a, b = st.columns(2)
-    dataset_name = common.choice("Data set", data_sets, key="dataset", default="mnist", container=a)
+    dataset_name = URL.choice("Data set", data_sets, "dataset", key="dataset", container=a)
     teacher_key = None
     if mode == "student":
         teachers = common.teacher_choices(dataset_name)
         if teachers:
-            teacher_key = common.choice("Teacher", teachers, key="teacher", format_func=teachers.get, container=b)
+            teacher_key = URL.choice("Teacher", teachers, "teacher", key="teacher", format_func=teachers.get, container=b)
         else:
             b.warning(f"No teacher for {dataset_name} yet: train one first (What to train → a teacher).")
     default_model = "mlp-800" if mode == "student" else "cnn5"
-    student = common.choice("Student architecture" if mode == "student" else "Architecture", MODELS,
-                            key="student", default=default_model, container=a,
-                            format_func=lambda m: f"{m}: {MODELS[m].description}")
+    URL.declare(Param("student", str, default_model))
+    student = URL.choice("Student architecture" if mode == "student" else "Architecture", MODELS, "student",
+                         key="student", container=a, format_func=lambda m: f"{m}: {MODELS[m].description}")
     if mode == "student":
         methods = [m for m in REGISTRY if m != "baseline"] + ["baseline"]
-        method = common.choice("Method", methods, key="method", default="kd", container=b,
-                               format_func=lambda m: REGISTRY[m].title or m)
+        method = URL.choice("Method", methods, "method", key="method", container=b,
+                            format_func=lambda m: REGISTRY[m].title or m)
     else:
         method = "baseline"
     c1, c2, c3, c4 = st.columns(4)
-    epochs = common.number("Epochs", key="epochs", default=2, low=1, high=200, kind=int, container=c1)
-    batch = common.choice("Batch size", [32, 64, 128, 256, 512], key="batch", default=128, container=c2)
-    lr = common.number("Peak learning rate", key="lr", default=0.1, low=1e-5, high=2.0, container=c3, format="%.4g")
-    seed = common.number("Seed", key="seed", default=0, low=0, high=2**31 - 1, kind=int, container=c4)
+    epochs = URL.number("Epochs", "epochs", key="epochs", container=c1)
+    batch = URL.choice("Batch size", [32, 64, 128, 256, 512], "batch", key="batch", container=c2)
+    lr = URL.number("Peak learning rate", "lr", key="lr", container=c3, format="%.4g")
+    seed = URL.number("Seed", "seed", key="seed", container=c4)
     c1, c2, c3 = st.columns(3)
     devices = ["auto", "cpu"] + (["cuda"] if common.device_label() != "CPU" else [])
-    device = common.choice("Device", devices, key="device", container=c1,
+    device = URL.choice("Device", devices, "device", key="device", container=c1,
                            format_func=lambda d: f"auto ({common.device_label()})" if d == "auto" else d)
-    precision = common.choice("Precision", ["auto", "fp32", "bf16"], key="precision", container=c2,
+    precision = URL.choice("Precision", ["auto", "fp32", "bf16"], "precision", key="precision", container=c2,
                               help="auto: bf16 where the chip runs it natively (AMX / AVX-512 BF16 CPUs, recent GPUs: "
                                    "1.5-2x faster, same accuracy in our runs), fp32 elsewhere (emulated bf16 is ~10x slower).")
-    optimizer = common.choice("Optimizer", ["sgd", "adam"], key="opt", container=c3,
+    optimizer = URL.choice("Optimizer", ["sgd", "adam"], "opt", key="opt", container=c3,
                               help="SGD: Nesterov momentum 0.9, one-cycle schedule. Adam: try lr 0.001.")
     with st.expander("Transfer set (what the student sees)"):
-        fraction = common.number("Fraction of the training set", key="fraction", default=1.0, low=0.001, high=1.0)
+        fraction = URL.number("Fraction of the training set", "fraction", key="fraction")
         n_classes = len(common.dataset(dataset_name).train.classes)
         omit = st.multiselect("Leave out these classes (Hinton's 'no 3s' experiment)", list(range(n_classes)),
                               key=f"omit_{dataset_name}", format_func=lambda c: common.dataset(dataset_name).train.classes[c])
@@ -98,10 +107,8 @@ with formula_slot:
     if cls.formula:
         st.latex(cls.formula)
 with formula:
-    params = {h.name: common.hyperparam_widget(h, key=f"hp_{method}_{h.name}") for h in cls.hyperparams}
-    for stale in {h.name for m in REGISTRY.values() for h in m.hyperparams} - set(params):  # another method's knobs
-        if stale in st.query_params:
-            del st.query_params[stale]
+    params = {h.name: URL.hyperparam(h, key=f"hp_{method}_{h.name}") for h in cls.hyperparams}
+    URL.prune()  # another method's knobs leave the link
     if not cls.hyperparams:
         st.caption("This method has no hyperparameters.")
     if cls.__doc__:
@@ -110,7 +117,7 @@ with formula:
 
 def make_config() -> RunConfig:
     return RunConfig(dataset=dataset_name, student=student, method=method, params=params,
-                     teacher=common.teacher_ref(teacher_key) if teacher_key else None,
+                     teacher=common.teacher_ref(teacher_key).config_value if teacher_key else None,
                      train=TrainSettings(epochs=epochs, batch_size=batch, lr=lr, optimizer=optimizer, seed=seed,
                                          device=device, precision=precision),
                      fraction=fraction, omit_classes=tuple(omit), hide_labels=hide and mode == "student")

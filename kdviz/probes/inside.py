@@ -143,6 +143,15 @@ def factor_embeddings(method, student: ZooModel, teacher: ZooModel, x: torch.Ten
     return {"teacher": torch.cat(teachers), "student": torch.cat(students)}
 
 
+def factor_agreement(student_factors: torch.Tensor, teacher_factors: torch.Tensor) -> dict[str, float]:
+    """How close the FT student's factors are to the teacher's, on the same images (rows): the
+    correlation of their pairwise distances (:func:`distance_correlation`; 1 = the same geometry up
+    to scale) and the mean L1 distance between matching rows, FT's own loss on L2-normalised
+    factors (Kim, Park & Kwak 2018; :func:`kdviz.losses.factor_loss` with p = 1)."""
+    return {"distance correlation": distance_correlation(student_factors, teacher_factors),
+            "mean L1 distance": float(losses.factor_loss(student_factors, teacher_factors, p=1))}
+
+
 def tsne(points: np.ndarray | torch.Tensor, perplexity: float = 30.0, seed: int = 0, max_iter: int = 500) -> np.ndarray:
     """2-D t-SNE (van der Maaten & Hinton 2008, scikit-learn's Barnes–Hut version) of (N, D) points.
 
