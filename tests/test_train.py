@@ -210,7 +210,7 @@ def test_experiment_records_are_identical_for_one_seed(tmp_path):
         cfg = RunConfig("digits", "cnn5-small", "kd", {"T": 4}, teacher=teacher_run["id"],
                         train=TrainSettings(epochs=2, device="cpu", seed=seed))
         records.append(Experiment(cfg, runs_dir=tmp_path).run())
-    timing = {"id", "created", "wall_time_s", "train_time_s", "latency_ms", "checkpoint"}
+    timing = {"id", "created", "wall_time_s", "train_time_s", "prepare_time_s", "latency_ms", "checkpoint"}
     a, b = ({k: v for k, v in r.items() if k not in timing} for r in records)
     for r in (a, b):
         for h in r["history"]:
