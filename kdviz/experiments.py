@@ -577,7 +577,7 @@ def _class_folder(classes, c: int) -> str:
 def write_image_split(folder: Path, pixels: torch.Tensor, labels: torch.Tensor, classes) -> Path:
     """uint8 images as PNG files in ``folder/<class>/`` (ImageFolder layout), written under a
     temporary name and renamed: the folder is complete or absent."""
-    from PIL import Image
+    from PIL import Image  # late: only a data-free run writes images
 
     folder = Path(folder)
     partial = folder.with_name(folder.name + f".partial{os.getpid()}")

@@ -1,16 +1,20 @@
 """Experiments: the papers' dark-knowledge experiments, the full results shipped, each quick preset live."""
-import sys
-from pathlib import Path
+import streamlit as st
 
-if str(Path(__file__).resolve().parents[1]) not in sys.path:  # app/, for `common` when run on its own
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from kdviz import experiments as ex
 
-import streamlit as st  # noqa: E402
+import common
+import figures
+from common import Param
 
-from kdviz import experiments as ex  # noqa: E402
-
-import common  # noqa: E402
-import figures  # noqa: E402
+# Controls of the shipped (full) results are kept in the link; a quick result's controls stay off it.
+URL = common.UrlState(
+    Param("mc_seed", int, 0, low=0),                                        # missing class: the seed's bias curve
+    Param("mc_bias", float),                                                # missing class: the bias tried (default: chosen)
+    Param("t_alpha", float),                                                # temperature: α of the curve (default: the result's)
+    Param("ld_log", common.bool_from_url, True, to_url=common.bool_to_url),  # little data: log-scale fractions
+    Param("fo_x", str, "epochs"),                                           # fast optimisation: epochs | seconds
+)
 
 st.title("Experiments: what dark knowledge can do")
 st.markdown(
@@ -19,7 +23,7 @@ st.markdown(
     "or by a teacher that dreams its data. Each section below shows the **full** result shipped with kdviz (made "
     "by the command written under it; nothing is trained when you open this page) and lets you run a **quick** "
     "version live (under a minute on a 2-core laptop; its runs also appear on the Compare page).")
-presenter = common.presenter_mode()
+presenter = URL.presenter_mode()
 
 
 def pct(stat) -> str:
@@ -44,12 +48,12 @@ def gallery(encoded, captions=None, width=70):
         st.image([figures.upscale(im, 3) for im in images], width=width, caption=captions)
 
 
-def control(widget, label: str, *, key: str, url_key: str, default, cast=str, to_url=str, valid=None, **kwargs):
-    """A control kept in the URL for the shipped (full) results; a quick result's controls stay off the link."""
+def control(widget, label: str, name: str, *, key: str, default=None, valid=None, **kwargs):
+    """A control for the declared URL parameter ``name``, kept in the link for the shipped (full)
+    results; a quick result's controls stay off the link."""
     if key.startswith("full_"):
-        return common.url_widget(widget, label, key=key, url_key=url_key, default=default, cast=cast, to_url=to_url,
-                                 valid=valid, **kwargs)
-    st.session_state.setdefault(key, default)
+        return URL.widget(widget, label, name, key=key, default=default, valid=valid, **kwargs)
+    st.session_state.setdefault(key, default if default is not None else URL[name].default)
     return widget(label, key=key, **kwargs)
 
 
@@ -69,20 +73,19 @@ def draw_missing_class(r: ex.ExperimentResult, key: str) -> None:
         if s["missing"] == 3 else []
     common.show(figures.grouped_accuracy_bars(groups, series, refs, y_range=[0, 105]), presenter,
                 f"No student saw a {name} while it learned. The labels-only student never answers {name} "
-                f"(its bar for the class it never saw stays at 0). The KD student learned what a {name} looks like from the teacher's soft targets "
+                f"(its bar for the class it never saw stays at 0). The KD student learned what a {name} looks like "
+                "from the teacher's soft targets "
                 f"on the other digits alone; its output bias for {name} just stays too low, and raising it by the "
                 f"amount chosen on held-out training images (+{s['bias']['mean']:.2f} on average, Hinton +3.5) "
                 f"recovers nearly all of them (Hinton: 86.8% before, 98.6% after).", key=f"{key}_bars")
     per_seed = r.extras.get("per_seed", [])
     if per_seed:
-        i = control(st.selectbox, "Bias curve of the KD student with seed", key=f"{key}_seed",
-                              url_key="mc_seed", default=0, cast=int, options=list(range(len(per_seed))),
-                              format_func=lambda j: str(per_seed[j]["seed"])) if len(per_seed) > 1 else 0
+        i = control(st.selectbox, "Bias curve of the KD student with seed", "mc_seed", key=f"{key}_seed",
+                    options=list(range(len(per_seed))), format_func=lambda j: str(per_seed[j]["seed"])) if len(per_seed) > 1 else 0
         p = per_seed[i]
         biases = p["test_curve"]["bias"]
-        mark = control(st.select_slider, "Try a bias yourself", key=f"{key}_bias", url_key="mc_bias",
-                                 default=p["bias"], cast=float, options=biases,
-                                 valid=lambda v: v in biases, format_func=lambda v: f"+{v:g}")
+        mark = control(st.select_slider, "Try a bias yourself", "mc_bias", key=f"{key}_bias", default=p["bias"],
+                       options=biases, format_func=lambda v: f"+{v:g}")
         j = biases.index(mark)
         st.markdown(f"At **+{mark:g}**: {100 * p['test_curve']['class_acc'][j]:.1f}% of the test {name}s and "
                     f"{100 * p['test_curve']['overall_acc'][j]:.2f}% of all test images right "
@@ -118,9 +121,8 @@ def draw_temperature(r: ex.ExperimentResult, key: str) -> None:
     s = r.summary
     alphas = s["alphas"]
     default = s["curve_alpha"] if s["curve_alpha"] in alphas else alphas[-1]
-    alpha = control(st.selectbox, "Weight of the soft targets α for the curve", key=f"{key}_alpha",
-                              url_key="t_alpha", default=default, cast=float, options=alphas,
-                              format_func=lambda a: f"{a:g}")
+    alpha = control(st.selectbox, "Weight of the soft targets α for the curve", "t_alpha", key=f"{key}_alpha",
+                    default=default, options=alphas, format_func=lambda a: f"{a:g}")
     row = alphas.index(alpha)
     curve = {f"KD, α = {alpha:g}": (s["grid_acc"][row], s["grid_std"][row])}
     fig = figures.accuracy_lines(s["temperatures"], curve, "temperature T (log scale)", log_x=True,
@@ -142,8 +144,7 @@ def draw_temperature(r: ex.ExperimentResult, key: str) -> None:
 
 def draw_little_data(r: ex.ExperimentResult, key: str) -> None:
     s = r.summary
-    log_x = control(st.toggle, "Fraction on a log scale", key=f"{key}_log", url_key="ld_log",
-                              default=True, cast=common.bool_from_url, to_url=lambda v: str(int(v)))
+    log_x = control(st.toggle, "Fraction on a log scale", "ld_log", key=f"{key}_log")
     x = [100 * row["fraction"] for row in s["table"]]
     series = {"labels only": ([row["labels_only"]["mean"] for row in s["table"]],
                               [row["labels_only"]["std"] for row in s["table"]]),
@@ -186,8 +187,7 @@ def draw_data_free(r: ex.ExperimentResult, key: str) -> None:
 
 def draw_fast_optimisation(r: ex.ExperimentResult, key: str) -> None:
     s = r.summary
-    axis = control(st.radio, "Against", key=f"{key}_x", url_key="fo_x", default="epochs",
-                             options=["epochs", "seconds"], horizontal=True)
+    axis = control(st.radio, "Against", "fo_x", key=f"{key}_x", options=["epochs", "seconds"], horizontal=True)
     x_of = lambda c: c["epoch"] if axis == "epochs" else c["seconds"]  # noqa: E731
     fig = figures.accuracy_lines(x_of(s["scratch"]), {"labels from scratch": (s["scratch"]["acc"], s["scratch"]["acc_std"])},
                                  "label epochs" if axis == "epochs" else "seconds of training (FSP stage included)")
@@ -274,7 +274,8 @@ for name, entry in ex.EXPERIMENTS.items():
                 f"made on. Make it with `kdviz experiment {name} --preset full --out results/experiments/{name}.json`, "
                 "or run the quick preset below.")
     else:
-        st.caption(f"Shipped result ({result.preset} preset): `{result.command}` · {result.date[:16].replace('T', ' ')} · {result.machine} · "
+        st.caption(f"Shipped result ({result.preset} preset): `{result.command}` · "
+                   f"{result.date[:16].replace('T', ' ')} · {result.machine} · "
                    f"{len(result.records)} runs, {result.elapsed_s / 60:.0f} min")
         try:
             DRAWERS[name](result, f"full_{name}")
