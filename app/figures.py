@@ -105,7 +105,7 @@ def softmax_bars(logits, curves: dict, classes, T: float, true_label: int | None
                               buttons=[dict(label="▶ play T", method="animate",
                                             args=[None, dict(frame=dict(duration=350, redraw=True),
                                                              transition=dict(duration=200), fromcurrent=True)]),
-                                       dict(label="❚❚ pause", method="animate",
+                                       dict(label="pause", method="animate",
                                             args=[[None], dict(mode="immediate", frame=dict(duration=0))])])],
             sliders=[dict(active=i, x=0.3, len=0.7, y=-0.3, yanchor="top", pad=dict(t=0),
                           currentvalue=dict(prefix="animated T = ", xanchor="left"),

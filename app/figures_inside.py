@@ -322,13 +322,13 @@ def soft_target_frames(classes, teacher: np.ndarray, students: dict[str, list[np
         dict(title=f"softmax(z / {T:g})", range=[0, 1.02])
     fig.update_layout(
         barmode="group", yaxis=yaxis, xaxis=dict(type="category", title="class"),
-        updatemenus=[dict(type="buttons", showactive=False, x=0, y=-0.25, xanchor="left", yanchor="top",
+        updatemenus=[dict(type="buttons", showactive=False, x=0, y=-0.15, xanchor="left", yanchor="top",
                           buttons=[dict(label="▶ play", method="animate",
                                         args=[None, dict(frame=dict(duration=600, redraw=True), fromcurrent=True,
                                                          transition=dict(duration=300))]),
-                                   dict(label="⏸", method="animate",
+                                   dict(label="pause", method="animate",
                                         args=[[None], dict(mode="immediate", frame=dict(duration=0))])])],
-        sliders=[dict(active=start, x=0.14, len=0.8, y=-0.15, yanchor="top",
+        sliders=[dict(active=start, x=0.24, len=0.7, y=-0.15, yanchor="top",
                       currentvalue=dict(prefix="after ", xanchor="right"),
                       steps=[dict(label=label, method="animate",
                                   args=[[label], dict(mode="immediate", frame=dict(duration=0, redraw=True))])

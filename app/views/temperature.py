@@ -101,7 +101,8 @@ slider_col, play_col = st.columns([6, 1], vertical_alignment="bottom")
 T = URL.grid_slider("Temperature T (log scale)", softening.T_GRID, "T", key="T", container=slider_col,
                     help="softmax(z/T): T = 1 is the ordinary softmax; larger T softens it.")
 playing = st.session_state.get(PLAYING, False)
-play_col.button("❚❚ pause" if playing else "▶ play T", key="T_play", on_click=toggle_play, width="stretch",
+play_col.button("pause" if playing else "play T", icon=":material/pause:" if playing else ":material/play_arrow:",
+                key="T_play", on_click=toggle_play, width="stretch",
                 help="Moves the slider one step at a time up to T = 20; every chart on the page follows.")
 
 
@@ -127,7 +128,7 @@ with left:
 with right:
     common.show(figures.softmax_bars(logits.tolist(), curves, classes, T, true_label, animate=False), presenter,
                 "Blue: the teacher's answer; grey: the other classes (red: the true class, when the teacher is "
-                "wrong). Move the slider or press *play T* and watch the grey bars rise as T grows: their heights, "
+                "wrong). Move the slider or press *play T* beside it and watch the grey bars rise as T grows: their heights, "
                 "not the winner's, are the dark knowledge. The logits on the left never change; only how sharply "
                 "the softmax reads them. The page has one temperature: *play* moves the slider, so every chart "
                 "below follows it.", key="bars")
