@@ -302,7 +302,7 @@ def per_class_bars(accuracies: dict[str, np.ndarray], classes) -> go.Figure:
 # --------------------------------------------------------------------------- soft targets in training
 def soft_target_frames(classes, teacher: np.ndarray, students: dict[str, list[np.ndarray]], frame_labels: list[str],
                        T: float, log_scale: bool = False, start: int | None = None) -> go.Figure:
-    """Bars of each student's softmax(z/T) on one image, one Plotly frame per snapshot (slider and
+    """Bars of each student's softmax(z/T) on one image, one Plotly frame per recorded frame (slider and
     play button run in the browser), with the teacher's target as black markers that stay put."""
     names = [str(c) for c in classes]
     start = len(frame_labels) - 1 if start is None else start
@@ -338,7 +338,7 @@ def soft_target_frames(classes, teacher: np.ndarray, students: dict[str, list[np
 
 
 def gap_curves(x: list[float], gaps: dict[str, np.ndarray], T: float, means: dict[str, np.ndarray] | None = None) -> go.Figure:
-    """KL(teacher ‖ student) at temperature T per snapshot, for each student: on the chosen image (solid)
+    """KL(teacher ‖ student) at temperature T per recorded frame, for each student: on the chosen image (solid)
     and, in ``means``, averaged over all followed images (dashed)."""
     fig = go.Figure()
     for series, dash, suffix in ((gaps, None, ": this image"), (means or {}, "dash", ": mean of the followed images")):

@@ -207,7 +207,7 @@ class _Trainer:
         self.start = time.perf_counter()
         self.stopped = False
         self.diverged: Divergence | None = None
-        self.good_state = self._snapshot()  # the last weights known to be finite
+        self.good_state = self._weights_copy()  # the last weights known to be finite
         self.good_label = "before training"
         self.history: list[dict] = []
         self.teacher_logits = teacher_logits
@@ -219,7 +219,7 @@ class _Trainer:
         return time.perf_counter() - self.start
 
     # ----------------------------------------------------------------- divergence guard
-    def _snapshot(self) -> dict:
+    def _weights_copy(self) -> dict:
         return {"student": copy.deepcopy(self.student.state_dict()), "method": copy.deepcopy(self.method.state_dict())}
 
     def _weights_finite(self) -> bool:
@@ -308,7 +308,7 @@ class _Trainer:
             if not self._weights_finite():
                 self._diverge(phase.name, epoch, steps_per_epoch, "weights", {k: v / steps_per_epoch for k, v in sums.items()})
                 return
-            self.good_state, self.good_label = self._snapshot(), f"the end of epoch {epoch} of phase {phase.name!r}"
+            self.good_state, self.good_label = self._weights_copy(), f"the end of epoch {epoch} of phase {phase.name!r}"
             test_acc = evaluate(self.student, self.test, self.device, s.precision)["accuracy"] if is_main else float("nan")
             done = EpochDone(phase.name, epoch, phase.epochs, {k: v / steps_per_epoch for k, v in sums.items()},
                              correct / max(seen, 1), test_acc, seen / (time.perf_counter() - epoch_start), self.elapsed())

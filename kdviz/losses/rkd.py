@@ -44,7 +44,9 @@ def pairwise_distances(emb: torch.Tensor) -> torch.Tensor:
     return distances * _off_diagonal(emb.shape[0], emb.device)
 
 
-def _normalised_distances(emb: torch.Tensor) -> torch.Tensor:
+def normalised_distances(emb: torch.Tensor) -> torch.Tensor:
+    r"""Pairwise distances divided by their mean over off-diagonal pairs, (N, N): RKD's distance
+    potential :math:`\psi_D(x_i, x_j) = \lVert x_i - x_j\rVert_2 / \mu` (Park et al. 2019)."""
     n = emb.shape[0]
     if n < 2:
         raise ValueError(f"RKD needs at least 2 samples in the batch, got {n}")
@@ -65,8 +67,8 @@ def rkd_distance_loss(student_emb: torch.Tensor, teacher_emb: torch.Tensor) -> t
     embeddings' scale, so student and teacher embeddings may live on different scales
     (their dimensions may differ too). Teacher detached.
     """
-    psi_s = _normalised_distances(student_emb)
-    psi_t = _normalised_distances(teacher_emb.detach())
+    psi_s = normalised_distances(student_emb)
+    psi_t = normalised_distances(teacher_emb.detach())
     return F.smooth_l1_loss(psi_s, psi_t, beta=1.0)
 
 

@@ -193,13 +193,12 @@ def normalised_distances(emb: torch.Tensor) -> torch.Tensor:
     r"""Pairwise Euclidean distances divided by their mean over off-diagonal pairs, (N, N).
 
     Park, Kim, Lu & Cho (2019), "Relational Knowledge Distillation": the distance potential
-    :math:`\psi_D(x_i, x_j) = \lVert x_i - x_j\rVert_2 / \mu`, what RKD's distance loss compares.
+    :math:`\psi_D(x_i, x_j) = \lVert x_i - x_j\rVert_2 / \mu`, what RKD's distance loss compares
+    (:func:`kdviz.losses.normalised_distances`, here in float64 so the Gram form loses nothing).
     Mean 1 off the diagonal, 0 on it, whatever the embedding's scale or size."""
-    n = emb.shape[0]
-    if n < 2:
-        raise ValueError(f"need at least 2 points, got {n}")
-    d = distances(emb)
-    return d / (d.sum() / (n * (n - 1))).clamp_min(1e-12)
+    if emb.shape[0] < 2:
+        raise ValueError(f"need at least 2 points, got {emb.shape[0]}")
+    return losses.normalised_distances(emb.double()).float()
 
 
 def _off_diagonal(n: int) -> torch.Tensor:
