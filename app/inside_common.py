@@ -132,10 +132,14 @@ def _progress(key: str, live=None) -> None:
     pair: StudentPair | None = st.session_state.get(key)
     if pair is None:
         return
-    for config, snap, record in zip(pair.configs, pair.snapshots(), pair.records):
+    students = zip(pair.configs, pair.snapshots(), pair.records)  # a progress line per student
+    for config, snap, record in students:
         who = "baseline student" if config.method == "baseline" else METHOD_NAMES.get(config.method, config.method)
         if snap is None:
             st.progress(1.0, text=f"{who}: reusing the saved run with this budget ({100 * record['test_acc']:.2f}%)")
+            continue
+        if snap["state"] == "queued" and snap["queue_position"]:
+            st.progress(0.0, text=f"{who}: waiting for a free training slot, {snap['queue_position']} in line")
             continue
         left = f" · about {snap['seconds_left']:.0f} s left" if snap["seconds_left"] else ""
         st.progress(min(snap["fraction"], 1.0), text=f"{who}: {snap['state']} · {snap['phase'] or '…'} · "

@@ -7,10 +7,17 @@ reader (a Streamlit fragment on a timer, a test) takes a consistent
 Pausing blocks the worker between two steps; stopping ends the run between two
 steps and still saves its record (marked ``stopped``).
 
-A :class:`RunQueue` runs a list of configs one after another in one worker thread,
-with hooks: a consumer per run sees every event and the student between two steps
-(e.g. a :class:`~kdviz.recording.SoftTargetRecorder`), and ``on_finished`` runs in the
-worker after each run, before the next one starts.
+A :class:`RunQueue` runs a list of configs in one worker thread, with hooks: a
+consumer per run sees every event and the student between two steps (e.g. a
+:class:`~kdviz.recording.SoftTargetRecorder`), and ``on_finished`` runs in the worker
+after each run, before the next one starts.
+
+Both go through the one sweep runner (:func:`kdviz.sweep.run_sweep`) with the server's
+executor (:func:`kdviz.sweep.job_executor`): in this process, each run waiting for one of
+the server's job slots (``$KDVIZ_MAX_JOBS``, default one per two cores; the progress says
+the place in line while it waits), or, with ``$KDVIZ_RAY_ADDRESS`` set, on the Ray cluster
+with the training events streamed back (runs whose student is watched by a consumer stay
+in this process).
 """
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from kdviz.experiment import Experiment, RunConfig
+from kdviz.sweep import Executor, RayExecutor, RunFailed, RunFinished, RunProgress, RunStarted, RunWaiting, job_executor, run_key, run_sweep
 from kdviz.train import EpochDone, Finished, PhaseStarted, StepDone
 
 
@@ -42,6 +50,8 @@ class Progress:
     epochs_done: list[dict] = field(default_factory=list)   # EpochDone as dicts
     record: dict | None = None
     error: str | None = None
+    queue_position: int = 0     # while queued: 1 = next to start (waiting for a free job slot)
+    where: str = ""             # the executor that runs it
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def snapshot(self) -> dict:
@@ -59,14 +69,17 @@ class LiveRun:
     """One experiment in a worker thread, with pause / resume / stop.
 
     ``consumer(event, student)``, when given, is called in the worker with every training
-    event and the student being trained, between two steps."""
+    event and the student being trained, between two steps (such a run stays in this process).
+    ``executor``: where it runs (default :func:`kdviz.sweep.job_executor`)."""
 
     MAX_STEP_POINTS = 2000  # keep the live loss curve light; older points are thinned
 
-    def __init__(self, config: RunConfig, runs_dir=None, consumer: Callable | None = None):
+    def __init__(self, config: RunConfig, runs_dir=None, consumer: Callable | None = None,
+                 executor: Executor | None = None):
         self.config = config
         self.runs_dir = runs_dir
         self.consumer = consumer
+        self.executor = executor
         self.progress = Progress()
         self._stop = threading.Event()
         self._running = threading.Event()
@@ -83,10 +96,12 @@ class LiveRun:
 
     def pause(self) -> None:
         self._running.clear()
+        self._command("pause")
         self._set(state="paused")
 
     def resume(self) -> None:
         self._set(state="running")
+        self._command("run")
         self._running.set()
 
     def stop(self) -> None:
@@ -94,9 +109,14 @@ class LiveRun:
         self._running.set()  # a paused worker must wake up to see the stop
 
     def cancel(self) -> None:
-        """Mark a run that never started as stopped (a queue stopped before its turn)."""
-        if self._thread is None:
-            self._set(state="stopped")
+        """Mark a run without a worker of its own that has not ended as stopped (a queue stopped
+        before its turn, or while it waited for a job slot)."""
+        if self._thread is None and not self.done:
+            self._set(state="stopped", queue_position=0)
+
+    def _command(self, command: str) -> None:
+        if isinstance(self.executor, RayExecutor) and self.executor.stream:
+            self.executor.command(command)  # a run on the cluster pauses there
 
     def join(self, timeout: float | None = None) -> None:
         if self._thread is not None:
@@ -113,22 +133,42 @@ class LiveRun:
                 setattr(self.progress, key, value)
 
     def _work(self) -> None:
-        self._set(state="starting", phase="preparing")  # data, teacher, and its logits (cached) before step 1
         try:
-            self.experiment = Experiment(self.config, self.runs_dir, stop=self._stop)
-            with self.progress.lock:  # a pause that came in meanwhile keeps its label
-                if not self._stop.is_set() and self._running.is_set():
-                    self.progress.state = "running"
-            for event in self.experiment.events():
-                self._record(event)
-                if self.consumer is not None:
-                    self.consumer(event, self.experiment.student)
-                self._running.wait()
-            final = "stopped" if self.experiment.record and self.experiment.record["stopped"] else "finished"
-            self._set(state=final, record=self.experiment.record)
+            if self.executor is None:
+                self.executor = job_executor(in_process=self.consumer is not None)
+            self._set(where=self.executor.describe())
+            for event in run_sweep([self.config], self.executor, self.runs_dir, resume=False, stop=self._stop,
+                                   check=False):
+                self.apply(event)
+                if isinstance(event, RunProgress):
+                    self._running.wait()
         except Exception as error:  # noqa: BLE001 - the reader shows the message; nothing may escape a thread
             self._set(state="failed", error=f"{type(error).__name__}: {error}")
             traceback.print_exc()
+        with self.progress.lock:  # stopped before it started (e.g. while waiting for a job slot)
+            if self.progress.state not in ("finished", "stopped", "failed"):
+                self.progress.state, self.progress.queue_position = "stopped", 0
+
+    def apply(self, event) -> None:
+        """Show one event of the sweep runner (:mod:`kdviz.sweep`) in the progress."""
+        if isinstance(event, RunWaiting):
+            self._set(state="queued", queue_position=event.position)
+        elif isinstance(event, RunStarted):
+            # data, teacher, and its logits (cached) before step 1
+            self._set(state="starting", phase="preparing", queue_position=0)
+        elif isinstance(event, RunProgress):
+            if event.experiment is not None:
+                self.experiment = event.experiment
+            with self.progress.lock:  # a pause that came in meanwhile keeps its label
+                if self.progress.state == "starting" and not self._stop.is_set() and self._running.is_set():
+                    self.progress.state = "running"
+            self._record(event.event)
+            if self.consumer is not None:
+                self.consumer(event.event, event.student)
+        elif isinstance(event, RunFinished):
+            self._set(state="stopped" if event.record.get("stopped") else "finished", record=event.record)
+        elif isinstance(event, RunFailed):
+            self._set(state="failed", error=event.error)
 
     def _record(self, event) -> None:
         p = self.progress
@@ -150,7 +190,8 @@ class LiveRun:
 
 
 class RunQueue:
-    """Runs configs one after another in a single worker thread (a sweep, a page's two students).
+    """Runs configs as one sweep in a single worker thread (a sweep, a page's two students): one
+    after another in this process, or all at once on a Ray cluster (see the module's note).
 
     ``consumers`` (one per config, or None) are handed to the runs (see :class:`LiveRun`);
     ``on_finished(index, run)`` is called in the worker after each run that ended (finished,
@@ -158,8 +199,11 @@ class RunQueue:
     the rest of the queue."""
 
     def __init__(self, configs: list[RunConfig], runs_dir=None, consumers: list | None = None,
-                 on_finished: Callable[[int, LiveRun], None] | None = None, stop_on_failure: bool = False):
+                 on_finished: Callable[[int, LiveRun], None] | None = None, stop_on_failure: bool = False,
+                 executor: Executor | None = None):
         consumers = list(consumers or [None] * len(configs))
+        self.runs_dir = runs_dir
+        self.executor = executor
         self.runs = [LiveRun(c, runs_dir, consumer) for c, consumer in zip(configs, consumers)]
         self.on_finished = on_finished
         self.stop_on_failure = stop_on_failure
@@ -174,17 +218,37 @@ class RunQueue:
         return self
 
     def _work(self) -> None:
+        keys = [run_key(run.config) for run in self.runs]
+        order = list(dict.fromkeys(keys))  # the runner runs each distinct config once, in this order
+        positions = [[p for p, k in enumerate(keys) if k == key] for key in order]
         try:
-            for i, run in enumerate(self.runs):
-                if self._stop.is_set():
-                    run.cancel()
-                    continue
-                run.start().join()
-                if self.on_finished is not None:
-                    self.on_finished(i, run)
-                if run.progress.state == "failed" and self.stop_on_failure:
-                    self._stop.set()
+            if self.executor is None:
+                # runs whose student is watched (consumers, or a hook that reads the experiment) stay here
+                watched = self.on_finished is not None or any(run.consumer is not None for run in self.runs)
+                self.executor = job_executor(in_process=watched)
+            for run in self.runs:
+                run.executor = self.executor
+                run._set(where=self.executor.describe())
+            for event in run_sweep([run.config for run in self.runs], self.executor, self.runs_dir, resume=False,
+                                   stop=self._stop, check=False):
+                for p in positions[event.index] if hasattr(event, "index") else ():
+                    run = self.runs[p]
+                    run.apply(event)
+                    if isinstance(event, RunProgress):
+                        run._running.wait()
+                    elif isinstance(event, (RunFinished, RunFailed)):
+                        if self.on_finished is not None:
+                            self.on_finished(p, run)
+                        if isinstance(event, RunFailed) and self.stop_on_failure:
+                            self._stop.set()
+        except Exception as error:  # noqa: BLE001 - shown on every run left; nothing may escape a thread
+            for run in self.runs:
+                if not run.done:
+                    run._set(state="failed", error=f"{type(error).__name__}: {error}")
+            traceback.print_exc()
         finally:
+            for run in self.runs:
+                run.cancel()  # what the stop left unstarted
             self._finished.set()
 
     def stop(self) -> None:

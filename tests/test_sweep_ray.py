@@ -97,3 +97,19 @@ def test_streamed_runs_send_their_training_events_and_stop_between_steps(ray_ins
     record = ended.records[0]
     assert record["stopped"] and len(record["history"]) < 50
     assert runs.load_run(record["id"], tmp_path / "runs")["stopped"]
+
+
+def test_an_app_queue_runs_on_the_cluster_with_live_progress(ray_instance, tmp_path):
+    """The Compare page's queue with a Ray executor: its runs train on the cluster at once, and
+    each run's progress (steps, epochs) arrives as it trains."""
+    from kdviz.live import RunQueue
+
+    queue = RunQueue(grid(TINY | {"epochs": 2}, seed=[0, 1]), tmp_path / "runs",
+                     executor=RayExecutor(stream=True)).start()
+    queue.join(120)
+    snaps = queue.snapshots()
+    assert queue.done and [s["state"] for s in snaps] == ["finished", "finished"]
+    assert all(s["steps_done"] == s["steps_total"] == 2 * 23 and len(s["epochs_done"]) == 2 for s in snaps)
+    assert all(s["where"].startswith("ray") for s in snaps)
+    assert [r["seed"] for r in queue.records] == [0, 1]
+    assert {r["id"] for r in runs.list_runs(tmp_path / "runs")} == {r["id"] for r in queue.records}

@@ -32,7 +32,8 @@ DEMO_SEEDS = (0, 1, 2)  # three seeds, so the demo's spread and its gain's inter
 
 st.title("Compare methods")
 st.markdown("Every finished run is saved as a record. Pick some, or launch a sweep (methods × seeds on one "
-            "budget, run one after another), and compare accuracy, its spread over seeds, speed and size, "
+            "budget: one after another here, or all at once on a Ray cluster when the server has one), "
+            "and compare accuracy, its spread over seeds, speed and size, "
             "and which mistakes distillation fixed.")
 presenter = URL.presenter_mode()
 queue: RunQueue | None = st.session_state.get(SWEEP)
@@ -47,7 +48,8 @@ def start(configs: list[RunConfig]) -> None:
 def sweep_progress(q: RunQueue) -> None:
     snaps = q.snapshots()
     done = sum(s["state"] in ("finished", "stopped", "failed") for s in snaps)
-    st.progress(done / len(snaps), text=f"sweep: {done} of {len(snaps)} runs done")
+    st.progress(done / len(snaps), text=f"sweep: {done} of {len(snaps)} runs done" +
+                (f" · on {snaps[0]['where']}" if snaps[0]["where"] else ""))
     for s in snaps:
         cfg = s["config"]
         shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted((cfg.params or {}).items()))
@@ -57,7 +59,8 @@ def sweep_progress(q: RunQueue) -> None:
         elif s["state"] == "failed":
             st.markdown(f"❌ {label}: {s['error']}")
         elif s["state"] == "queued":
-            st.markdown(f"⏳ {label}: queued")
+            line = f", {s['queue_position']} in line for a free training slot" if s["queue_position"] else ""
+            st.markdown(f"⏳ {label}: queued{line}")
         else:
             st.progress(s["fraction"], text=f"{label}: {s['state']}, epoch {s['epoch']}/{s['epochs']}")
 

@@ -8,6 +8,7 @@ from kdviz.models import MODELS
 from kdviz.presets import DEMO
 from kdviz.probes.softening import measured_wait, records_json, run_label
 from kdviz.runs import default_runs_dir, list_runs
+from kdviz.sweep import server_slots
 from kdviz.train import TrainSettings
 
 import common
@@ -164,6 +165,12 @@ def draw(live: LiveRun) -> None:
     who = f"{cfg.student} on {cfg.dataset}" + (f" from {cfg.teacher}" if cfg.teacher else "")
     st.markdown(f"**Run:** {cfg.method} · {who} · {cfg.train.epochs} epochs · seed {cfg.train.seed} · "
                 f"state **{snap['state']}**")
+    if snap["state"] == "queued" and snap["queue_position"]:
+        st.info(f"Waiting for a free training slot: **{snap['queue_position']} in line**. This server trains at most "
+                f"{server_slots().limit} run(s) at once (KDVIZ_MAX_JOBS); yours starts as soon as one ends.",
+                icon=":material/hourglass_top:")
+    elif snap["where"].startswith("ray"):
+        st.caption(f"Training on the cluster ({snap['where']}); this server only draws.")
     left = f" · about {snap['seconds_left']:.0f} s left" if snap["seconds_left"] is not None and not live.done else ""
     st.progress(min(snap["fraction"], 1.0), text=f"{snap['phase'] or 'starting'} · epoch {snap['epoch']}/{snap['epochs']}"
                 f" · step {snap['steps_done']}/{snap['steps_total']}{left}")
