@@ -550,6 +550,20 @@ class LocalExecutor(Executor):
 _CHANNEL = None
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A ``host:port`` Ray address must accept a connection (``auto`` and ``ray://`` are Ray's to resolve)."""
+    if address == "auto" or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"a Ray address is HOST:PORT, 'local' or 'auto', got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise ValueError(f"cannot reach Ray at {address} ({error.strerror or error}); is `ray start --head` "
+                         "running there?") from None
+
+
 class RayExecutor(Executor):
     """A Ray cluster (or a Ray instance on this machine: ``address="local"``). Each run is one
     task declaring ``num_cpus=cpus_per_run`` and ``num_gpus=gpus_per_run`` (a fraction shares a
@@ -572,6 +586,8 @@ class RayExecutor(Executor):
             raise ValueError(f"cpus per run must be >= 1 and gpus per run >= 0, got {cpus_per_run}, {gpus_per_run}")
         self.ray = ray
         self.address = address or os.environ.get(RAY_ENV) or "local"
+        if self.address != "local" and not ray.is_initialized():
+            _check_reachable(self.address)  # Ray itself retries an unreachable address for minutes
         self.cpus_per_run, self.gpus_per_run = cpus_per_run, gpus_per_run
         self.init_kwargs = dict(init_kwargs or {})
         self.stream = stream

@@ -2,6 +2,7 @@
 rest in line with their place shown; where they run (this process or a Ray cluster)."""
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
@@ -62,8 +63,15 @@ def test_where_jobs_run(monkeypatch):
     monkeypatch.delenv("KDVIZ_RAY_ADDRESS", raising=False)
     local = job_executor()
     assert isinstance(local, LocalExecutor) and local.slots is not None and local.cpus_per_run is None
-    monkeypatch.setenv("KDVIZ_RAY_ADDRESS", "127.0.0.1:6379")
-    on_ray = job_executor()
-    assert isinstance(on_ray, RayExecutor) and on_ray.stream and on_ray.address == "127.0.0.1:6379"
+    with socket.socket() as head:  # something listening where the cluster's head would be
+        head.bind(("127.0.0.1", 0))
+        head.listen()
+        address = f"127.0.0.1:{head.getsockname()[1]}"
+        monkeypatch.setenv("KDVIZ_RAY_ADDRESS", address)
+        on_ray = job_executor()
+    assert isinstance(on_ray, RayExecutor) and on_ray.stream and on_ray.address == address
     assert isinstance(job_executor(in_process=True), LocalExecutor)  # a watched student trains here
+    monkeypatch.setenv("KDVIZ_RAY_ADDRESS", "127.0.0.1:1")  # nobody there: a clear message at once
+    with pytest.raises(ValueError, match="cannot reach Ray at 127.0.0.1:1"):
+        job_executor()
     assert LiveRun(config()).executor is None and RunQueue([config()]).executor is None  # chosen when started

@@ -283,3 +283,12 @@ def test_in_process_jobs_wait_for_a_slot_in_line(tmp_path):
     assert isinstance(rest[-1], SweepFinished) and rest[-1].records[0]["seed"] == 0
     other.join(120)
     assert ("second", "RunFinished", None) in log and slots.running == 0
+
+
+def test_an_unreachable_ray_address_is_one_line_at_once(capsys):
+    code, out, err = kdviz(capsys, "sweep", "--dataset", "digits", "--student", "mlp-30", "--epochs", "1",
+                           "--ray", "127.0.0.1:1")
+    assert code == 2 and out == "" and err == ("kdviz: error: cannot reach Ray at 127.0.0.1:1 (Connection refused); "
+                                               "is `ray start --head` running there?\n")
+    code, out, err = kdviz(capsys, "sweep", "--dataset", "digits", "--ray", "nonsense")
+    assert code == 2 and "a Ray address is HOST:PORT, 'local' or 'auto'" in err
