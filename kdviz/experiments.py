@@ -748,7 +748,7 @@ EXPERIMENTS: dict[str, ExperimentSpec] = {
         "temperature", "Temperature and the weight of the soft targets", "the seeds' poster, Hinton et al. 2015",
         temperature,
         {"quick": TemperatureSettings(epochs=2, fraction=0.02, temperatures=(1.0, 4.0, 20.0), alphas=(0.5, 1.0)),
-         "full": TemperatureSettings(epochs=10, fraction=0.1)}),
+         "full": TemperatureSettings(epochs=6, fraction=0.05)}),
     "little-data": ExperimentSpec(
         "little-data", "Little data", "the seeds' dark-knowledge poster", little_data,
         {"quick": LittleDataSettings(epochs=1, max_epochs=4, fractions=(0.01, 0.05, 0.25)),
