@@ -78,4 +78,10 @@ def test_presenter_mode_survives_page_changes_from_a_link(server, browser):  # n
         page.wait_for_timeout(800)
         problems = page.evaluate(PROBLEMS_JS)  # the other projector size of the issue
         assert not problems, (path, problems)
+    # Home's "path through the app" entries are links (issue 16, point 4), and presenter mode follows them
+    links = page.locator("[data-testid='stPageLink'] a")
+    assert links.count() >= 6, "Home's path through the app is not made of links"
+    links.first.click()
+    settled(page)
+    assert page.url.split("?")[0].endswith("/temperature") and presenter_on(page), page.url
     page.close()
