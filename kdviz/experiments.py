@@ -838,7 +838,7 @@ class LiveExperiment:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._progress = {"state": "queued", "run": 0, "runs": 0, "label": "", "step": 0, "steps": 0,
-                          "reused": 0, "elapsed": 0.0, "result": None, "error": None}
+                          "reused": 0, "elapsed": 0.0, "result": None, "error": None, "queue_position": 0}
         self._started = 0.0
         self._thread: threading.Thread | None = None
 
@@ -886,7 +886,15 @@ class LiveExperiment:
         self._set(**update)
 
     def _work(self) -> None:
-        self._set(state="starting")
+        slots = sweep.server_slots()  # an app job like any other: at most $KDVIZ_MAX_JOBS at once on the server
+        while not slots.try_acquire(self):
+            if self._stop.is_set():
+                slots.release(self)
+                self._set(state="stopped", queue_position=0)
+                return
+            self._set(state="queued", queue_position=slots.position(self))
+            time.sleep(0.1)
+        self._set(state="starting", queue_position=0)
         try:
             result = run(self.name, self.preset, self.overrides, self.runs_dir, self._on_event, self._stop)
             self._set(state="finished", result=result, elapsed=time.time() - self._started)
@@ -894,6 +902,8 @@ class LiveExperiment:
             self._set(state="stopped", elapsed=time.time() - self._started)
         except Exception as error:  # noqa: BLE001 - the reader shows the message; nothing may escape a thread
             self._set(state="failed", error=f"{type(error).__name__}: {error}", elapsed=time.time() - self._started)
+        finally:
+            slots.release(self)
 
 
 __all__ = ["EXPERIMENTS", "ExperimentResult", "LiveExperiment", "RunEvent", "bias_curve", "best_bias", "decode_images",

@@ -236,6 +236,9 @@ def live(name: str) -> None:
     @st.fragment(run_every=1.0 if running else None)
     def progress() -> None:
         snap = job.snapshot()
+        if snap["state"] == "queued" and snap["queue_position"]:
+            st.progress(0.0, text=f"waiting for a free training slot: {snap['queue_position']} in line")
+            return
         if snap["state"] in ("queued", "starting", "running"):
             fraction = snap["step"] / snap["steps"] if snap["steps"] else 0.0
             st.progress(min(fraction, 1.0), text=f"run {snap['run']} of {snap['runs'] or '?'}: {snap['label'] or 'preparing'}"
