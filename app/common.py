@@ -211,6 +211,7 @@ html {{font-size: 19px;}}
     [data-testid="stWidgetLabel"], [data-testid="stDataFrame"], [data-testid="stMetric"],
     [data-testid="stMarkdownContainer"] p:not(button p))) {{min-width: fit-content !important; flex: 1 1 auto !important;}}
 [data-testid="stImageCaption"] {{font-size: 1rem !important;}}
+.katex-display {{font-size: 0.75em;}}  /* a display formula fits the projector's width */
 </style>"""
 
 

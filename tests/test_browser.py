@@ -152,8 +152,11 @@ PROBLEMS_JS = r"""
     + '[data-testid="stPageLink"]';
   for (const root of roots) for (const el of root.querySelectorAll(boxes)) {
     if (!visible(el) || el.closest('[data-testid="stExpander"] details:not([open])')) continue;
-    if (el.querySelector('.katex-display')) continue;  // display formulas scroll on purpose
+    if (el.querySelector('.katex-display')) continue;  // checked on their own below
     if (el.scrollWidth > el.clientWidth + 2) out.push(`text wider than its box (${el.scrollWidth} > ${el.clientWidth} px) in ${name(el)}: "${el.innerText.slice(0, 40)}"`);
+  }
+  for (const root of roots) for (const f of root.querySelectorAll('.katex-display')) {
+    if (visible(f) && f.scrollWidth > f.clientWidth + 2) out.push(`formula wider than the page (${f.scrollWidth} > ${f.clientWidth} px)`);
   }
   // 3. a chart wider than the page (clipped)
   const right = main.getBoundingClientRect().right;
