@@ -21,7 +21,7 @@ from kdviz import data as datasets
 from kdviz.evaluation import resolve_device, resolve_precision
 from kdviz.methods import build_method, check_method
 from kdviz.models import ALIASES, MODELS, build_model, model_summary
-from kdviz.runs import check_writable, default_runs_dir, new_run_id, run_checkpoint, save_checkpoint, save_record, versions
+from kdviz.runs import check_writable, default_runs_dir, new_run_id, save_run, versions
 from kdviz.teacher_cache import teacher_logits
 from kdviz.teachers import resolve as resolve_teacher
 from kdviz.train import Finished, TrainSettings, fit
@@ -174,10 +174,7 @@ class Experiment:
         return record
 
     def _write(self, record: dict, runs_dir: Path) -> None:
-        if self.config.save_model:
-            save_checkpoint(self.student, run_checkpoint(self.id, runs_dir))
-            record["checkpoint"] = str(run_checkpoint(self.id, runs_dir))
-        save_record(record, runs_dir)
+        save_run(record, self.student if self.config.save_model else None, runs_dir)
 
     def _rescue(self, record: dict, error: OSError) -> str:
         """The run could not be saved where it should go: keep it in a temporary folder and

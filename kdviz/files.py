@@ -46,7 +46,8 @@ def save_torch_atomic(path: Path | str, obj) -> Path:
     return write_atomic(path, lambda f: torch.save(obj, f))
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -69,7 +70,7 @@ def clean_orphans(folder: Path, min_age_s: float = 60.0) -> list[Path]:
         parts = tmp.name.split(".")  # ["", name..., pid, random, "tmp"]
         pid = int(parts[-3]) if len(parts) >= 5 and parts[-3].isdigit() else None
         try:
-            if pid is not None and not _pid_alive(pid) and now - tmp.stat().st_mtime >= min_age_s:
+            if pid is not None and not pid_alive(pid) and now - tmp.stat().st_mtime >= min_age_s:
                 tmp.unlink()
                 removed.append(tmp)
         except OSError:

@@ -2,17 +2,21 @@
 
 A run lives in ``<runs dir>/<run id>/``: ``record.json`` (config, per-epoch
 history, final accuracy, confusion matrix, parameter count, latency, library
-versions, seed, wall time) and, when saved, ``model.pt``. Both are written to a
-temporary file and renamed, so a crash never leaves a half-written record and
-never touches earlier runs. Checkpoints hold plain tensors and the model's
+versions, seed, wall time, the checkpoint's sha256) and, when saved, ``model.pt``.
+:func:`save_run` writes both in a hidden staging folder renamed into place at the
+end, so a run folder is complete or absent, and a crash never touches earlier
+runs; a checkpoint is checked against its record before it is loaded as a model
+(:func:`verified_checkpoint`). Checkpoints hold plain tensors and the model's
 spec, and load with ``torch.load(..., weights_only=True)``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
 import secrets
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -21,7 +25,7 @@ import numpy
 import torch
 import torchvision
 
-from kdviz.files import save_torch_atomic, write_json_atomic
+from kdviz.files import pid_alive, save_torch_atomic, write_json_atomic
 from kdviz.models import ModelSpec, ZooModel, build_from_spec
 
 RECORD = "record.json"
@@ -75,7 +79,118 @@ def load_run(run_id: str, runs_dir: Path | None = None) -> dict:
     path = Path(runs_dir or default_runs_dir()) / run_id / RECORD
     if not path.is_file():
         raise FileNotFoundError(f"no run {run_id!r} in {path.parent.parent}")
-    return json.loads(path.read_text())
+    return _read_record(path)
+
+
+def _read_record(path: Path) -> dict:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as error:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"{path} is not a readable run record ({type(error).__name__}: {error})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{path} is not a run record (not a JSON object)")
+    return record
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_run(record: dict, model: ZooModel | None, runs_dir: Path | None = None) -> Path:
+    """Save a finished run as ``<runs_dir>/<id>/`` (its checkpoint, when ``model`` is given, and
+    its record, written last with the checkpoint's sha256), all or nothing: the files are
+    written in a hidden staging folder that is renamed into place at the end, so a crash
+    leaves either the whole run or no run (only a hidden folder, removed by a later save
+    once its process is gone). ``record`` gains ``checkpoint`` and ``checkpoint_sha256``."""
+    root = Path(runs_dir or default_runs_dir())
+    final = root / record["id"]
+    if final.exists():
+        raise FileExistsError(f"run {record['id']!r} already exists in {root}")
+    root.mkdir(parents=True, exist_ok=True)
+    clean_partial_runs(root)
+    staging = root / f"{PARTIAL}{os.getpid()}.{record['id']}"
+    staging.mkdir()
+    try:
+        if model is not None:
+            checkpoint = save_checkpoint(model, staging / CHECKPOINT)
+            record["checkpoint"] = str(final / CHECKPOINT)
+            record["checkpoint_sha256"] = file_sha256(checkpoint)
+        else:
+            record.pop("checkpoint", None)
+            record.pop("checkpoint_sha256", None)
+        write_json_atomic(staging / RECORD, record)
+        os.rename(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final
+
+
+PARTIAL = ".partial."  # staging folders: .partial.<pid>.<run id>
+
+
+def clean_partial_runs(runs_dir: Path, min_age_s: float = 60.0) -> list[Path]:
+    """Remove the staging folders of saves whose process is gone (killed mid-save), once
+    older than ``min_age_s``; returns what was removed."""
+    removed = []
+    now = time.time()
+    for folder in Path(runs_dir).glob(f"{PARTIAL}*"):
+        pid = folder.name[len(PARTIAL):].partition(".")[0]
+        try:
+            if pid.isdigit() and not pid_alive(int(pid)) and now - folder.stat().st_mtime >= min_age_s:
+                shutil.rmtree(folder)
+                removed.append(folder)
+        except OSError:
+            continue
+    return removed
+
+
+def verified_checkpoint(path: Path | str) -> Path:
+    """A run's checkpoint, checked against the sha256 its record holds (records written before
+    hashes existed: against the record's model spec). A ``model.pt`` without its
+    ``record.json`` is an unfinished run and is refused; any other file stands on its own."""
+    path = Path(path)
+    record_path = path.parent / RECORD
+    if not record_path.is_file():
+        if path.name == CHECKPOINT:
+            raise ValueError(f"{path} has no record.json beside it: the run did not finish saving, so its "
+                             "model is not trusted (a checkpoint of your own can be given under another name)")
+        return path
+    record = _read_record(record_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    expected = record.get("checkpoint_sha256")
+    if expected is not None:
+        if file_sha256(path) != expected:
+            raise ValueError(f"{path} does not match the sha256 in its record ({record_path}): the file was "
+                             "changed or replaced; refusing to load it")
+        return path
+    spec = record.get("student")
+    if spec is not None:
+        try:
+            payload_spec = torch.load(path, map_location="cpu", weights_only=True)["spec"]
+        except Exception as error:  # noqa: BLE001 - whatever is wrong, the file is unusable
+            raise ValueError(f"{path} is not a valid kdviz checkpoint ({type(error).__name__}: {error})") from None
+        if payload_spec != spec:
+            raise ValueError(f"{path} holds a {payload_spec.get('name')} model but its record names "
+                             f"{spec.get('name')}: the file was replaced; refusing to load it")
+    return path
+
+
+def load_run_checkpoint(run_id: str, runs_dir: Path | None = None) -> ZooModel:
+    """The model a run saved, after checking it against the run's record."""
+    path = run_checkpoint(run_id, runs_dir)
+    if not (path.parent / RECORD).is_file() and path.is_file():
+        return load_checkpoint(verified_checkpoint(path))  # refused: no record
+    record = load_run(run_id, runs_dir)
+    if not path.is_file():
+        raise FileNotFoundError(f"run {run_id!r} saved no model" if "checkpoint" not in record
+                                else f"checkpoint not found: {path}")
+    return load_checkpoint(verified_checkpoint(path))
 
 
 def run_checkpoint(run_id: str, runs_dir: Path | None = None) -> Path:
@@ -87,12 +202,11 @@ def list_runs(runs_dir: Path | None = None) -> list[dict]:
     root = Path(runs_dir or default_runs_dir())
     records = []
     for path in sorted(root.glob(f"*/{RECORD}")):
+        if path.parent.name.startswith("."):  # a save in progress (or one killed mid-way)
+            continue
         try:
-            record = json.loads(path.read_text())
-            if not isinstance(record, dict):
-                raise ValueError("not a JSON object")
-            records.append(record)
-        except (OSError, ValueError) as error:  # json.JSONDecodeError is a ValueError
+            records.append(_read_record(path))
+        except ValueError as error:
             records.append({"id": path.parent.name, "error": f"unreadable record: {error}"})
     return sorted(records, key=lambda r: str(r.get("created") or ""), reverse=True)
 

@@ -19,7 +19,7 @@ import torch
 
 from kdviz import pretrained
 from kdviz.models import model_summary
-from kdviz.runs import find_runs, load_checkpoint, load_run, run_checkpoint
+from kdviz.runs import find_runs, load_checkpoint, load_run, load_run_checkpoint, run_checkpoint, verified_checkpoint
 
 PRETRAINED, RUN, PATH = "pretrained", "run", "path"
 
@@ -72,8 +72,9 @@ class TeacherRef:
         """The teacher network in eval mode on the CPU (a shipped one checked against its card)."""
         if self.kind == PRETRAINED:
             return pretrained.load(self.name).eval()
-        path = run_checkpoint(self.name, runs_dir) if self.kind == RUN else Path(self.name)
-        return load_checkpoint(path).eval()
+        if self.kind == RUN:
+            return load_run_checkpoint(self.name, runs_dir).eval()
+        return load_checkpoint(verified_checkpoint(self.name)).eval()  # a run's model.pt: checked against its record
 
     def dataset(self, runs_dir: Path | None = None) -> str | None:
         """The data set the teacher was trained on (None for a bare checkpoint file)."""
