@@ -291,12 +291,14 @@ def _pretrained_make(args) -> int:
 def _pretrained(args) -> int:
     if args.action == "make":
         return _pretrained_make(args)
-    cards = [pretrained.card(n) | {"name": n} for n in pretrained.names()]
+    cards, broken = pretrained.cards()
+    for name, reason in broken.items():  # one broken card is reported, never hides the others
+        print(f"kdviz: warning: skipped {name}: {reason}", file=sys.stderr)
     if args.json:
-        print(json.dumps(cards))
+        print(json.dumps(cards + [{"name": name, "error": reason} for name, reason in broken.items()]))
         return 0
     if not cards:
-        print("no pretrained teachers shipped")
+        print("no usable pretrained teachers shipped")
     for c in cards:
         print(f"{c['name']:<20} {c['dataset']:<14} {c['model']:<9} test accuracy {100 * c['test_acc']:.2f}%  "
               f"({c['epochs']} epochs, {c['wall_time_s']:.0f} s)")

@@ -22,6 +22,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -71,10 +72,63 @@ def card(name: str) -> dict:
     path = card_path(name)
     try:
         info = json.loads(path.read_text())
-        info["sha256"], info["probe_sha256"]  # noqa: B018 - a card without hashes cannot vouch for anything
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError) as error:
         raise PretrainedError(f"{path} is not a readable model card ({type(error).__name__}: {error})") from None
+    problems = card_problems(info)
+    if problems:
+        raise PretrainedError(f"{path} is not a usable model card: {'; '.join(problems)}")
     return info
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
+
+
+CARD_FIELDS: dict[str, tuple[str, Callable[[object], bool]]] = {
+    # field: (what it must be, check) - what loading, listing and the app read from a card
+    "dataset": ("a name", lambda v: isinstance(v, str) and bool(v)),
+    "model": ("a name", lambda v: isinstance(v, str) and bool(v)),
+    "spec": ("a model spec", lambda v: isinstance(v, dict) and isinstance(v.get("name"), str)
+             and all(isinstance(v.get(k), int) and v.get(k) > 0 for k in ("in_channels", "image_size", "num_classes"))),
+    "classes": ("a list of class names", lambda v: isinstance(v, list) and len(v) >= 2 and all(isinstance(c, str) for c in v)),
+    "mean": ("a list of numbers", lambda v: isinstance(v, list) and bool(v) and all(_is_number(x) for x in v)),
+    "std": ("a list of positive numbers", lambda v: isinstance(v, list) and bool(v) and all(_is_number(x) and x > 0 for x in v)),
+    "test_acc": ("a number in [0, 1]", lambda v: _is_number(v) and 0 <= v <= 1),
+    "epochs": ("a whole number", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
+    "wall_time_s": ("a number", lambda v: _is_number(v) and v >= 0),
+    "sha256": ("a sha256 in hex", lambda v: isinstance(v, str) and bool(_SHA256.match(v))),
+    "probe_sha256": ("a sha256 in hex", lambda v: isinstance(v, str) and bool(_SHA256.match(v))),
+}
+
+
+def card_problems(info) -> list[str]:
+    """What is missing or wrong in a model card (empty when it is usable)."""
+    if not isinstance(info, dict):
+        return ["not a JSON object"]
+    problems = [f"{name} missing" if name not in info else f"{name} is not {what}"
+                for name, (what, ok) in CARD_FIELDS.items() if name not in info or not ok(info[name])]
+    if not problems:
+        spec = info["spec"]
+        if spec["num_classes"] != len(info["classes"]):
+            problems.append(f"spec has {spec['num_classes']} classes, the class list {len(info['classes'])}")
+        if not len(info["mean"]) == len(info["std"]) == spec["in_channels"]:
+            problems.append(f"mean/std do not have one value per channel ({spec['in_channels']})")
+    return problems
+
+
+def cards() -> tuple[list[dict], dict[str, str]]:
+    """Every usable shipped card (with its ``name``) and, apart, why each other one is not:
+    one broken card never hides the others."""
+    good, bad = [], {}
+    for name in names():
+        try:
+            good.append(card(name) | {"name": name})
+        except PretrainedError as error:
+            bad[name] = str(error)
+    return good, bad
 
 
 def file_sha256(path: Path) -> str:

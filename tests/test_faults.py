@@ -161,3 +161,61 @@ def test_a_checkpoint_holding_code_is_refused(tmp_path):
     with pytest.raises(ValueError, match="is not a valid kdviz checkpoint"):
         resolve_teacher(str(path))
     assert not (tmp_path / "pwned").exists()
+
+
+# --------------------------------------------------------------------------- model cards
+@pytest.fixture
+def shipped_copy(tmp_path, monkeypatch):
+    """A copy of two shipped teachers in a folder of our own (KDVIZ_PRETRAINED)."""
+    import shutil
+
+    from kdviz import pretrained
+
+    folder = tmp_path / "pretrained"
+    folder.mkdir()
+    for name in ("digits-cnn", "mnist-mlp"):
+        for suffix in (".json", ".pt", ".probe.npz"):
+            shutil.copy(pretrained.pretrained_dir() / f"{name}{suffix}", folder / f"{name}{suffix}")
+    monkeypatch.setenv("KDVIZ_PRETRAINED", str(folder))
+    return folder
+
+
+def _cli(capsys, *argv):
+    from kdviz.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_one_corrupt_card_does_not_hide_the_others(shipped_copy, capsys):
+    (shipped_copy / "mnist-mlp.json").write_text("{ not json")
+    code, out, err = _cli(capsys, "pretrained", "list")
+    assert code == 0 and "digits-cnn" in out and "mnist-mlp" not in out
+    assert err.count("\n") == 1 and err.startswith("kdviz: warning: skipped mnist-mlp:") and "JSONDecodeError" in err
+
+
+def test_a_card_that_lacks_fields_is_named_with_what_it_lacks(shipped_copy, capsys):
+    card = json.loads((shipped_copy / "digits-cnn.json").read_text())
+    del card["test_acc"], card["dataset"]
+    card["sha256"] = "not a hash"
+    (shipped_copy / "digits-cnn.json").write_text(json.dumps(card))
+    code, out, err = _cli(capsys, "pretrained", "list", "--json")
+    listed = {c["name"]: c for c in json.loads(out)}
+    assert code == 0 and listed["mnist-mlp"]["test_acc"] > 0.9
+    assert "dataset missing" in listed["digits-cnn"]["error"] and "test_acc missing" in listed["digits-cnn"]["error"]
+    assert "sha256 is not a sha256 in hex" in listed["digits-cnn"]["error"]
+    code, _, err = _cli(capsys, "distill", "--dataset", "digits", "--teacher", "digits-cnn", "--student", "mlp-30",
+                        "--epochs", "1")
+    assert code == 2 and err.count("\n") == 1 and "is not a usable model card: dataset missing" in err
+
+
+def test_a_card_that_is_not_an_object_or_has_inconsistent_fields(shipped_copy, capsys):
+    (shipped_copy / "mnist-mlp.json").write_text("[1, 2]")
+    card = json.loads((shipped_copy / "digits-cnn.json").read_text())
+    card["classes"] = card["classes"][:5]
+    (shipped_copy / "digits-cnn.json").write_text(json.dumps(card))
+    code, out, err = _cli(capsys, "pretrained", "list")
+    assert code == 0 and "no usable pretrained teachers shipped" in out
+    assert "mnist-mlp: " in err and "not a JSON object" in err
+    assert "spec has 10 classes, the class list 5" in err
