@@ -9,6 +9,7 @@ through ``st.cache_resource`` (read-only).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -52,6 +53,8 @@ class Param:
     to_url: Callable = str
 
     def in_range(self, value) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):  # "nan" and "inf" parse as floats
+            return False
         return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
 
 
@@ -289,8 +292,23 @@ def device_label() -> str:
 # so results cache by value and a link can name it.
 def teacher_choices(dataset_name: str | None = None) -> dict[str, str]:
     """Teachers for ``dataset_name`` (all when None) by link, each with a readable label: the shipped
-    ones and the runs trained here on labels (e.g. from the Train page)."""
-    return {ref.link: label for ref, label in choices(dataset_name, default_runs_dir()).items()}
+    ones and the runs trained here on labels (e.g. from the Train page). Every rerun of every session
+    asks, so the answer is shared by the whole server until a run or a teacher is added or removed
+    (the folders' modification times are part of the key)."""
+    runs_dir = default_runs_dir()
+    return dict(_teacher_choices(dataset_name, str(runs_dir), _mtime(runs_dir), _mtime(pretrained.pretrained_dir())))
+
+
+def _mtime(folder) -> int:
+    try:
+        return folder.stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+@st.cache_resource(show_spinner=False, ttl=30, max_entries=64)
+def _teacher_choices(dataset_name: str | None, runs_dir: str, *_stamps) -> tuple[tuple[str, str], ...]:
+    return tuple((ref.link, label) for ref, label in choices(dataset_name, runs_dir).items())
 
 
 def teacher_ref(link: str) -> TeacherRef:
@@ -337,6 +355,27 @@ def teacher_test_outputs(link: str) -> dict:
 def teacher_summary(link: str) -> dict:
     """A teacher's test accuracy (from its card or record), parameter count and latency per image."""
     return teacher_ref(link).summary(default_runs_dir())
+
+
+# --------------------------------------------------------------------------- shared results
+# Everything a page draws from shared, read-only inputs (a teacher, its images, a temperature) is
+# computed once for the whole server: the first session to ask builds it, every other session
+# (30 in a classroom, moving the same slider) gets the same object. Callers key it by plain values
+# (teacher link, image index, T) and must not mutate what they get.
+@st.cache_resource(show_spinner=False, max_entries=4096)
+def shared(kind: str, key: tuple, _build: Callable[[], object]):
+    """``_build()``, once per (``kind``, ``key``) for the whole server (``_build`` is not hashed:
+    ``kind`` and ``key`` must say everything the result depends on)."""
+    return _build()
+
+
+def show_shared(kind: str, key: tuple, build: Callable[[], object], presenter: bool, caption: str | None = None,
+                chart_key: str | None = None) -> None:
+    """:func:`show` for a figure built once per (``kind``, ``key``, presenter mode) for all sessions."""
+    fig = shared(f"figure:{kind}", (*key, presenter), lambda: style(build(), presenter))
+    st.plotly_chart(fig, width="stretch", config=PLOTLY_CONFIG, key=chart_key, theme=None)
+    if caption:
+        st.caption(caption)
 
 
 def error_box(error: Exception, what: str) -> None:

@@ -164,7 +164,15 @@ def test_temperature_upload_image_and_bad_file(env):
     assert bar_probs(at).sum() == pytest.approx(1, abs=1e-4)
     at = page("temperature", src="upload")
     at.file_uploader[0].upload("bad.png", b"not an image", "image/png").run()
-    assert not at.exception and "Could not read this image" in at.error[0].value
+    message = at.warning[0].value
+    assert not at.exception and "Could not use 'bad.png': this file is not an image kdviz can read" in message
+    assert "UploadedFile" not in message and "http" not in message  # no internal object, no upload URL
+    # a few KB on disk that would decode to 24 megapixels: refused from the header, never decoded
+    buffer = io.BytesIO()
+    Image.new("L", (6000, 4000)).save(buffer, format="PNG")
+    at = page("temperature", src="upload")
+    at.file_uploader[0].upload("huge.png", buffer.getvalue(), "image/png").run()
+    assert not at.exception and "is 6000x4000 pixels; kdviz reads images up to 9 megapixels" in at.warning[0].value
 
 
 # --------------------------------------------------------------------------- train
@@ -200,7 +208,9 @@ def test_train_demo_preset_sets_the_controls(env):
 
 
 @pytest.mark.parametrize("query", [{"epochs": "-3"}, {"epochs": "many"}, {"method": "magic"}, {"T": "0"},
-                                   {"alpha": "2"}, {"dataset": "imagenet"}, {"lr": "nan"}])
+                                   {"alpha": "2"}, {"dataset": "imagenet"}, {"lr": "nan"}, {"lr": "inf"},
+                                   {"T": "nan"}, {"alpha": "nan"}, {"fraction": "-inf"}, {"seed": "1e99"},
+                                   {"batch": "0"}, {"teacher": "../../etc/passwd"}, {"student": "<script>"}])
 def test_train_refuses_bad_links_with_a_message(env, query):
     at = ok(page("train", **{"dataset": "digits", **query}))
     assert "Ignored the link's value" in warnings(at)
@@ -372,3 +382,34 @@ def test_temperature_play_moves_the_one_slider_and_every_chart_follows(env):
             assert [s["x0"] for s in chart(at, side)["layout"]["shapes"] if s["x0"] == s["x1"]] == [expected]
     ok(button(at, "pause").click().run())
     assert not at.session_state["T_playing"] and at.select_slider(key="T").value == 1.5
+
+
+def test_sessions_share_the_slider_work(env, monkeypatch):
+    """A classroom moving the same slider: the second session's charts at a temperature are the
+    first session's, not built again (the server does each piece of work once)."""
+    from kdviz.probes import softening as probes
+
+    import figures
+
+    built = {"bars": 0, "scale": 0}
+    real_bars, real_scale = figures.softmax_bars, probes.kd_gradient_scale
+
+    def bars(*args, **kwargs):
+        built["bars"] += 1
+        return real_bars(*args, **kwargs)
+
+    def scale(*args, **kwargs):
+        built["scale"] += 1
+        return real_scale(*args, **kwargs)
+
+    monkeypatch.setattr(figures, "softmax_bars", bars)
+    monkeypatch.setattr(probes, "kd_gradient_scale", scale)
+    first = ok(page("temperature", T="3"))
+    after_first = dict(built)
+    second = ok(page("temperature", T="3"))
+    assert built == after_first  # nothing rebuilt for the second session
+    assert np.array_equal(bar_probs(first), bar_probs(second))
+    ok(second.select_slider(key="T").set_value(0.7).run())  # a temperature no other test draws
+    assert built["bars"] == after_first["bars"] + 1 and built["scale"] == after_first["scale"]
+    ok(page("temperature", T="0.7"))  # a third session at that temperature: again nothing built
+    assert built["bars"] == after_first["bars"] + 1

@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO
 from kdviz import runs
 from kdviz.experiment import Experiment, RunConfig, resolve_teacher
 from kdviz.models import build_model
 from kdviz.train import TrainSettings
+
+from conftest import REPO
 
 
 def _env(runs_dir: Path) -> dict:

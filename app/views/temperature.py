@@ -1,7 +1,7 @@
 """Temperature: a teacher's logits, softmax(z/T) as T grows, and the dark-knowledge matrix."""
 import streamlit as st
-from PIL import Image
 
+from kdviz import data as datasets
 from kdviz.probes import softening
 
 import common
@@ -67,15 +67,16 @@ else:
     if upload is None:
         st.info("Upload an image to see what the teacher makes of it.")
         st.stop()
-    try:
-        channels, size, _ = gallery.shape
-        pixels = softening.image_to_pixels(Image.open(upload), channels, size)
-        logits = softening.logits_for_pixels(out["model"], pixels, gallery.mean, gallery.std)[0]
-        pixels, true_label = pixels[0], None
-        image_id = f"{teacher}-upload-{upload.file_id}"
-    except Exception as error:  # noqa: BLE001 - a broken or odd file is a message
-        common.error_box(error, "read this image")
+    try:  # decoded with a pixel cap from the header and downscaled on load (kdviz.data.open_upload)
+        image = datasets.open_upload(upload.getvalue())
+    except datasets.DataError as error:
+        st.warning(f"Could not use {upload.name!r}: {error}.")
         st.stop()
+    channels, size, _ = gallery.shape
+    pixels = softening.image_to_pixels(image, channels, size)
+    logits = softening.logits_for_pixels(out["model"], pixels, gallery.mean, gallery.std)[0]
+    pixels, true_label = pixels[0], None
+    image_id = f"{teacher}-upload-{upload.file_id}"
 
 # --------------------------------------------------------------------------- the temperature
 st.subheader("2 · Turn up the temperature")
@@ -125,27 +126,32 @@ with left:
     if true_label is not None:
         st.markdown(f"true class: **{classes[true_label]}**")
     st.markdown(f"teacher's answer: **{classes[curves['top_class']]}**")
+# Gallery images are the same for every session: their charts are built once per (teacher, image, T)
+# for the whole server; an upload is this session's own.
+shown = ("gallery", teacher, index) if source == "gallery" else ("upload", image_id)
 with right:
-    common.show(figures.softmax_bars(logits.tolist(), curves, classes, T, true_label, animate=False), presenter,
+    common.show_shared("bars", (*shown, T), lambda: figures.softmax_bars(logits.tolist(), curves, classes, T,
+                                                                         true_label, animate=False), presenter,
                 "Blue: the teacher's answer; grey: the other classes (red: the true class, when the teacher is "
                 "wrong). Move the slider or press *play T* beside it and watch the grey bars rise as T grows: their heights, "
                 "not the winner's, are the dark knowledge. The logits on the left never change; only how sharply "
                 "the softmax reads them. The page has one temperature: *play* moves the slider, so every chart "
-                "below follows it.", key="bars")
+                "below follows it.", chart_key="bars")
 
 c1, c2 = st.columns(2)
 with c1:
-    common.show(figures.entropy_curves(curves, T), presenter,
-                "Entropy climbs from near 0 to log C (every class equally likely) and the top-class probability falls "
-                "toward 1/C: at very high T the answer carries no information at all, so useful T sit in between.",
-                key="entropy")
+    common.show_shared("entropy", (*shown, T), lambda: figures.entropy_curves(curves, T), presenter,
+                       "Entropy climbs from near 0 to log C (every class equally likely) and the top-class probability "
+                       "falls toward 1/C: at very high T the answer carries no information at all, so useful T sit in "
+                       "between.", chart_key="entropy")
 with c2:
-    scale = softening.kd_gradient_scale(logits_all[:256], softening.T_GRID)
-    common.show(figures.t_squared_figure(scale, T), presenter,
+    scale = common.shared("kd_gradient_scale", (teacher,),
+                          lambda: softening.kd_gradient_scale(logits_all[:256], softening.T_GRID))
+    common.show_shared("t2", (teacher, T), lambda: figures.t_squared_figure(scale, T), presenter,
                 "Without T² (grey), the soft term's gradient shrinks about like 1/T², so at a high T distillation "
                 "would silently fade next to the label term (which does not depend on T, and is not drawn); with "
                 "T² (blue) it stays about the same size at every T. Measured on this teacher's logits, for a student "
-                "that knows nothing yet.", key="t2")
+                "that knows nothing yet.", chart_key="t2")
 
 # --------------------------------------------------------------------------- predict, then reveal
 st.subheader("3 · Predict, then reveal")
@@ -172,15 +178,22 @@ if st.session_state.get(reveal_key):
 # --------------------------------------------------------------------------- the matrix
 st.subheader("4 · The dark-knowledge matrix")
 test_out = common.teacher_test_outputs(teacher)
-matrix = softening.dark_knowledge_matrix(test_out["logits"], test_out["labels"], T, len(classes))
-pairs = softening.similar_pairs(matrix, classes, k=5)
+
+
+def _matrix_and_pairs():
+    matrix = softening.dark_knowledge_matrix(test_out["logits"], test_out["labels"], T, len(classes))
+    return matrix, softening.similar_pairs(matrix, classes, k=5)
+
+
+matrix, pairs = common.shared("dark_knowledge", (teacher, T), _matrix_and_pairs)
 c1, c2 = st.columns([3, 1])
 with c1:
-    common.show(figures.dark_knowledge_heatmap(matrix, classes, T, pairs), presenter,
-                f"Each row is a true class; it shows where the teacher puts the probability it does not give to that "
-                f"class, averaged over {test_out['source']} at T = {T:g} (rows sum to 1). Boxed cells are the most "
-                f"similar pairs: a student trained on these soft targets learns these resemblances, never spelled "
-                f"out in the labels.", key="matrix")
+    common.show_shared("matrix", (teacher, T), lambda: figures.dark_knowledge_heatmap(matrix, classes, T, pairs),
+                       presenter,
+                       f"Each row is a true class; it shows where the teacher puts the probability it does not give to "
+                       f"that class, averaged over {test_out['source']} at T = {T:g} (rows sum to 1). Boxed cells are "
+                       f"the most similar pairs: a student trained on these soft targets learns these resemblances, "
+                       f"never spelled out in the labels.", chart_key="matrix")
 with c2:
     st.markdown("**Most alike, by the teacher**")
     for p in pairs:

@@ -198,7 +198,10 @@ def draw(live: LiveRun) -> None:
         common.show(figures.live_curves(snap["step_losses"], snap["epochs_done"]), presenter, about, key="live_curves")
     if snap["state"] == "failed":
         st.error(f"The run failed: {snap['error']}")
-    if record:
+    if record and record.get("diverged"):
+        st.error(f"{run_label(record)}: {record['diverged']['message']} Saved as run `{record['id']}`, marked "
+                 f"diverged, with test accuracy {100 * record['test_acc']:.2f}% from those weights.")
+    elif record:
         verb = "stopped early" if record["stopped"] else "finished"
         st.success(f"{run_label(record)} {verb}: test accuracy **{100 * record['test_acc']:.2f}%** in "
                    f"{record['train_time_s']:.1f} s of training. Saved as run `{record['id']}` in "
