@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import tempfile
@@ -76,7 +77,7 @@ def load_checkpoint(path: Path | str, map_location="cpu") -> ZooModel:
 
 
 def load_run(run_id: str, runs_dir: Path | None = None) -> dict:
-    path = Path(runs_dir or default_runs_dir()) / run_id / RECORD
+    path = Path(runs_dir or default_runs_dir()) / check_run_id(run_id) / RECORD
     if not path.is_file():
         raise FileNotFoundError(f"no run {run_id!r} in {path.parent.parent}")
     return _read_record(path)
@@ -193,8 +194,18 @@ def load_run_checkpoint(run_id: str, runs_dir: Path | None = None) -> ZooModel:
     return load_checkpoint(verified_checkpoint(path))
 
 
+_RUN_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]*$")
+
+
+def check_run_id(run_id: str) -> str:
+    """A run id names one folder inside the runs directory: no separators, no leading dot."""
+    if not isinstance(run_id, str) or not _RUN_ID.match(run_id) or len(run_id) > 200:
+        raise ValueError(f"{run_id!r} is not a run id (letters, digits, '.', '_', '+' and '-' only)")
+    return run_id
+
+
 def run_checkpoint(run_id: str, runs_dir: Path | None = None) -> Path:
-    return Path(runs_dir or default_runs_dir()) / run_id / CHECKPOINT
+    return Path(runs_dir or default_runs_dir()) / check_run_id(run_id) / CHECKPOINT
 
 
 def list_runs(runs_dir: Path | None = None) -> list[dict]:

@@ -56,16 +56,19 @@ def cache_path(teacher: torch.nn.Module, data: ImageData, precision: str = "fp32
 
 
 def _read(path: Path, data: ImageData) -> torch.Tensor | None:
-    """The cached logits, or None when the file is absent, unreadable or the wrong shape."""
+    """The cached logits, or None when the file is absent, unreadable, written for another key
+    (the file holds its key and a digest of the logits, both checked), the wrong shape or not finite."""
     if not path.exists():
         return None
     try:
-        logits = torch.load(path, weights_only=True)
-    except Exception:  # noqa: BLE001 - a broken cache file is recomputed, never trusted
+        entry = torch.load(path, weights_only=True)
+        logits = entry["logits"]
+        ok = (entry["key"] == path.stem and isinstance(logits, torch.Tensor)
+              and logits.dtype == torch.float32 and logits.shape == (len(data), data.num_classes)
+              and entry["digest"] == tensor_digest([logits]) and bool(torch.isfinite(logits).all()))
+    except Exception:  # noqa: BLE001 - a broken or foreign cache file is recomputed, never trusted
         return None
-    if isinstance(logits, torch.Tensor) and logits.shape == (len(data), data.num_classes):
-        return logits
-    return None
+    return logits if ok else None
 
 
 def teacher_logits(teacher: torch.nn.Module, data: ImageData, device="auto", precision="fp32") -> torch.Tensor:
@@ -75,5 +78,9 @@ def teacher_logits(teacher: torch.nn.Module, data: ImageData, device="auto", pre
     if cached is not None:
         return cached
     logits = predict_logits(teacher, data, device=device, precision=precision)
-    save_torch_atomic(path, logits)  # a concurrent reader sees no file or the whole file, never half of it
+    entry = {"key": path.stem, "digest": tensor_digest([logits]), "logits": logits}
+    try:  # a concurrent reader sees no file or the whole file, never half of it
+        save_torch_atomic(path, entry)
+    except OSError:
+        pass  # a cache that cannot be written costs the next run one teacher pass, nothing else
     return logits

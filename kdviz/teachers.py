@@ -19,7 +19,7 @@ import torch
 
 from kdviz import pretrained
 from kdviz.models import model_summary
-from kdviz.runs import find_runs, load_checkpoint, load_run, load_run_checkpoint, run_checkpoint, verified_checkpoint
+from kdviz.runs import check_run_id, find_runs, load_checkpoint, load_run, load_run_checkpoint, run_checkpoint, verified_checkpoint
 
 PRETRAINED, RUN, PATH = "pretrained", "run", "path"
 
@@ -49,7 +49,7 @@ class TeacherRef:
             return cls(PATH, str(path))
         if text in pretrained.names():
             return cls(PRETRAINED, text)
-        if text and run_checkpoint(text, runs_dir).is_file():
+        if text and _is_run_id(text) and run_checkpoint(text, runs_dir).is_file():
             return cls(RUN, text)
         raise ValueError(f"teacher {text!r} is neither a pretrained teacher ({', '.join(pretrained.names())}), "
                          f"a run with a saved model, nor a checkpoint file")
@@ -95,6 +95,14 @@ class TeacherRef:
     def summary(self, runs_dir: Path | None = None) -> dict:
         """Name, test accuracy, parameter count and latency per image (what a trade-off chart marks)."""
         return {"name": self.name, "acc": self.accuracy(runs_dir), **model_summary(self.load(runs_dir))}
+
+
+def _is_run_id(text: str) -> bool:
+    try:
+        check_run_id(text)
+    except ValueError:
+        return False
+    return True
 
 
 def resolve(text: str, runs_dir: Path | None = None) -> tuple[torch.nn.Module, str]:

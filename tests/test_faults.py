@@ -220,3 +220,11 @@ def test_a_card_that_is_not_an_object_or_has_inconsistent_fields(shipped_copy, c
     assert code == 0 and "no usable pretrained teachers shipped" in out
     assert "mnist-mlp: " in err and "not a JSON object" in err
     assert "spec has 10 classes, the class list 5" in err
+
+
+@pytest.mark.parametrize("ref", ["run:../../etc", "run:.hidden", "../elsewhere/x"])
+def test_a_run_id_cannot_walk_out_of_the_runs_directory(tmp_path, ref):
+    with pytest.raises(ValueError):
+        resolve_teacher(ref, tmp_path / "runs")
+    with pytest.raises(ValueError, match="is not a run id"):
+        runs.load_run(ref.removeprefix("run:"), tmp_path / "runs")

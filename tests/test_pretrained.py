@@ -279,4 +279,17 @@ def test_a_broken_cache_file_is_recomputed(digits_train, tmp_path, monkeypatch):
     path.write_bytes(b"not a tensor file")
     logits = teacher_cache.teacher_logits(teacher, digits_train, device="cpu")
     assert torch.allclose(logits, teacher(digits_train.images()), atol=1e-5)
-    assert torch.equal(torch.load(path, weights_only=True), logits)
+    assert torch.equal(torch.load(path, weights_only=True)["logits"], logits)
+
+
+def test_a_cache_file_for_another_key_or_tampered_is_recomputed(digits_train, tmp_path, monkeypatch):
+    monkeypatch.setenv("KDVIZ_CACHE", str(tmp_path / "cache"))
+    a, b = _small_teacher(0), _small_teacher(1)
+    right = teacher_cache.teacher_logits(a, digits_train, device="cpu")
+    path_a, path_b = teacher_cache.cache_path(a, digits_train), teacher_cache.cache_path(b, digits_train)
+    path_b.write_bytes(path_a.read_bytes())  # a's file copied under b's key: the right shape, the wrong logits
+    assert not torch.equal(teacher_cache.teacher_logits(b, digits_train, device="cpu"), right)
+    entry = torch.load(path_a, weights_only=True)
+    entry["logits"] = entry["logits"] + 1  # changed in place, key kept: the digest tells
+    torch.save(entry, path_a)
+    assert torch.equal(teacher_cache.teacher_logits(a, digits_train, device="cpu"), right)
