@@ -298,7 +298,7 @@ def _pretrained(args) -> int:
         print(json.dumps(cards + [{"name": name, "error": reason} for name, reason in broken.items()]))
         return 0
     if not cards:
-        print("no usable pretrained teachers shipped")
+        print("no pretrained teachers shipped" if not broken else "no usable pretrained teachers shipped")
     for c in cards:
         print(f"{c['name']:<20} {c['dataset']:<14} {c['model']:<9} test accuracy {100 * c['test_acc']:.2f}%  "
               f"({c['epochs']} epochs, {c['wall_time_s']:.0f} s)")

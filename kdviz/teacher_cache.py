@@ -62,6 +62,8 @@ def _read(path: Path, data: ImageData) -> torch.Tensor | None:
         return None
     try:
         entry = torch.load(path, weights_only=True)
+        if not isinstance(entry, dict):  # e.g. a file written before entries held their key
+            return None
         logits = entry["logits"]
         ok = (entry["key"] == path.stem and isinstance(logits, torch.Tensor)
               and logits.dtype == torch.float32 and logits.shape == (len(data), data.num_classes)
