@@ -659,9 +659,10 @@ def data_free(s: DataFreeSettings, runs_dir: Path | None = None,
     for c in range(test.num_classes):
         gallery["dreamed"].append(encode_images(dreamed.pixels[dreamed.labels == c][: s.gallery]))
         gallery["real"].append(encode_images(test.pixels[test.labels == c][: s.gallery]))
-    reference = None
+    reference, reference_student = None, ""
     try:
-        reference = load_result("no-labels").summary["labels_acc"]
+        shipped = load_result("no-labels")
+        reference, reference_student = shipped.summary["labels_acc"], shipped.settings["student"]
     except (FileNotFoundError, ValueError, KeyError):
         pass
     summary = {
@@ -669,7 +670,7 @@ def data_free(s: DataFreeSettings, runs_dir: Path | None = None,
         "teacher_agrees_on_dreams": float((teacher_says == dreamed.labels).float().mean()),
         "labels_only_real_data": reference,
         "table": [{"student": f"{s.student} on {len(dreamed)} dreamed images (KD T={s.T:g}, no labels)", "acc": acc}]
-        + ([{"student": f"{s.student} on 60,000 real labelled images (no-labels experiment)", "acc": reference}]
+        + ([{"student": f"{reference_student} on the real labelled images (no-labels experiment)", "acc": reference}]
            if reference else []),
         "method": "batch-norm statistics (Yin et al. 2020, DeepInversion): the shipped teacher has batch norm, so "
                   "its running means and variances stand in for the data; nothing had to be recorded at training "

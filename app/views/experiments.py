@@ -170,7 +170,7 @@ def draw_data_free(r: ex.ExperimentResult, key: str) -> None:
     a, b, c = st.columns(3)
     a.metric("student, dreamed images only", pct(s["student_acc"]), help=seeds_note(s["student_acc"]))
     b.metric("labels only, real images", pct(s["labels_only_real_data"]) if s.get("labels_only_real_data") else "–",
-             help="from the no-labels experiment's shipped result")
+             help="an MLP-800 trained on the 60,000 labelled training images (the no-labels experiment's shipped result)")
     c.metric("dreamed images", f"{s['dreamed_images']:,}",
              help=f"{100 * s['teacher_agrees_on_dreams']:.1f}% of them classified by the teacher as the class asked for")
     st.caption(s["method"])
