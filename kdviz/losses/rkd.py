@@ -1,4 +1,4 @@
-"""Relational knowledge distillation: distances and angles between samples.
+r"""Relational knowledge distillation: distances and angles between samples.
 
 Both relations come from the batch's Gram matrix :math:`G = XX^\top` (N×N), never from the
 N×N×D tensor of difference vectors: squared distances are
