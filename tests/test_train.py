@@ -219,7 +219,7 @@ def test_experiment_records_are_identical_for_one_seed(tmp_path):
     assert a["test_acc"] > 0.5 and a["teacher"] == f"run:{teacher_run['id']}"
 
 
-@pytest.mark.parametrize("flags, expected", [({"avx2"}, "fp32"), ({"avx2", "avx512_bf16"}, "bf16"),
+@pytest.mark.parametrize("flags, expected", [({"avx2"}, "fp32"), ({"avx2", "avx512_bf16"}, "fp32"),
                                              ({"amx_bf16", "amx_tile"}, "bf16"), (set(), "fp32")])
 def test_auto_precision_is_bf16_only_on_native_hardware(monkeypatch, flags, expected):
     from kdviz import evaluation
@@ -239,3 +239,64 @@ def test_records_say_which_precision_ran(tmp_path, monkeypatch):
     cfg = RunConfig("digits", "mlp-30", train=TrainSettings(epochs=1, device="cpu", precision="auto"), save_model=False)
     record = Experiment(cfg, runs_dir=tmp_path).run()
     assert record["config"]["train"]["precision"] == "auto" and record["precision"] == "fp32"
+
+
+# --------------------------------------------------------------------------- the hot path
+def test_conv_nets_train_in_channels_last_with_the_numbers_of_nchw(small, monkeypatch):
+    """On the CPU a conv student (and a live teacher) run in channels-last layout; the losses and
+    accuracy are those of the usual NCHW layout up to rounding, and an MLP is left as it is."""
+    from kdviz import evaluation
+
+    train, test = data.transfer_set(small[0], fraction=0.1, seed=0), small[1].subset(torch.arange(300))
+    conv_teacher = build_model("cnn5-small").eval()
+
+    def train_once():
+        net = student("cnn5-small", 0)
+        events = run(net, LiveTeacherKD(net, conv_teacher), train, test, conv_teacher)
+        return net, [e.losses["total"] for e in events if isinstance(e, StepDone)], events[-1].test_acc
+
+    fast, fast_losses, fast_acc = train_once()
+    assert fast.blocks[1][0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not fast.blocks[1][0].weight.is_contiguous()
+    assert conv_teacher.blocks[1][0].weight.is_contiguous(memory_format=torch.channels_last)
+    monkeypatch.setattr(evaluation, "prefers_channels_last", lambda *args, **kwargs: False)
+    conv_teacher.to(memory_format=torch.contiguous_format)
+    plain, plain_losses, plain_acc = train_once()
+    assert plain.blocks[1][0].weight.is_contiguous()
+    assert len(fast_losses) == len(plain_losses) > 3
+    assert torch.allclose(torch.tensor(fast_losses), torch.tensor(plain_losses), rtol=2e-3)
+    assert abs(fast_acc - plain_acc) <= 0.02
+    mlp = student("mlp-30")
+    assert not evaluation.fast_layout(mlp, "cpu") and mlp.hidden[0][0].weight.is_contiguous()
+
+
+def test_predictions_do_not_depend_on_the_layout(small):
+    net = student("cnn5-small").eval()
+    images = small[1].subset(torch.arange(200))
+    nchw = net(images.images()).detach()
+    logits = predict_logits(net, images, device="cpu")  # switches the conv net to channels-last
+    assert net.blocks[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(logits, nchw, atol=1e-4)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_fused_optimizer_steps_like_the_plain_one(optimizer):
+    """make_optimizer's fused kernels give the numbers of torch's op-by-op optimizer."""
+    from kdviz.train import make_optimizer
+
+    torch.manual_seed(0)
+    nets = [build_model("mlp-30") for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    settings = TrainSettings(optimizer=optimizer)
+    fused = make_optimizer(nets[0].parameters(), settings, 0.05)
+    plain = (torch.optim.Adam(nets[1].parameters(), lr=0.05, weight_decay=5e-4) if optimizer == "adam" else
+             torch.optim.SGD(nets[1].parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4))
+    assert fused.defaults["fused"] and not plain.defaults.get("fused")
+    x, y = torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))
+    for _ in range(5):
+        for net, opt in zip(nets, (fused, plain)):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(x), y).backward()
+            opt.step()
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
