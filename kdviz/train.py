@@ -356,6 +356,7 @@ def fit(
         teacher.to(device).eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
+    import torch._dynamo as _  # noqa: F401  torch.optim imports it on first use (2 s of CPU, once per process): not training
     trainer = _Trainer(student, method, train, test, settings, teacher, stop, teacher_logits)
     main = Phase("train", settings.epochs, [*student.parameters(), *method.trainable_parameters()],
                  label_term(method), needs_features=method.needs_features)
