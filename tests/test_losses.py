@@ -395,6 +395,16 @@ def test_rkd_gram_form_matches_the_difference_tensor_form(dtype, rel, n, d_s, d_
     assert torch.allclose(cos.double(), angle_cosines(s.double()), atol=1e-5)
 
 
+def test_rkd_angle_cosines_stay_cosines_for_nearly_coincident_points():
+    """float32 Gram matrices cannot resolve a pair 1e-2 apart next to a point 91 away: such a pair
+    counts as one point (cosine 0, as for coincident points), never as cosines far outside [-1, 1]."""
+    emb = torch.tensor([[0.0, 0.0], [0.01, 0.0], [91.0, 3.0], [-40.0, 60.0]])
+    cos = angle_cosines(emb)
+    assert cos.abs().max() <= 1 + 1e-4
+    assert cos[0, 1, 2] == 0 and cos[2, 1, 3] != 0
+    assert torch.allclose(angle_cosines(emb.double())[2, 0, 3].float(), cos[2, 0, 3], atol=1e-4)
+
+
 def test_rkd_angle_backward_can_run_twice():
     """The hand-written backward leaves its saved tensors intact (retain_graph works)."""
     s, t = randn(6, 4, seed=80).requires_grad_(True), randn(6, 3, seed=81)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 _EPS = 1e-12
-_COINCIDENT = 1e-5  # relative squared distance below which two rows count as one point
+_COINCIDENT = 100  # squared distances below this many float epsilons of the largest squared norm: one point
 
 
 def _gram(emb: torch.Tensor) -> torch.Tensor:
@@ -78,10 +78,11 @@ def _inverse_distances(gram: torch.Tensor) -> torch.Tensor:
 
     d_ij² = G_ii + G_jj − 2G_ij loses its digits when two points nearly coincide (float32
     keeps about 7, relative to the largest squared norm): a pair whose squared distance is
-    below ``_COINCIDENT`` × max_i G_ii is treated as coincident. Without this, a pair at
-    1e-2 next to a point at 91 gave cosines of 10³ (found by the property tests)."""
+    below ``_COINCIDENT`` float epsilons × max_i G_ii (1.2e-5 in float32, 2.2e-14 in float64)
+    is treated as coincident. Without this, a pair at 1e-2 next to a point at 91 gave
+    cosines of 10³ (found by the property tests)."""
     squared = _squared_distances(gram)
-    floor = (gram.diagonal().max() * _COINCIDENT).clamp_min(_EPS)
+    floor = (gram.diagonal().max() * _COINCIDENT * torch.finfo(gram.dtype).eps).clamp_min(_EPS)
     inverse = torch.where(squared > floor, squared.clamp_min(_EPS).rsqrt(), torch.zeros_like(squared))
     return inverse * _off_diagonal(gram.shape[0], gram.device)
 
