@@ -222,6 +222,7 @@ class _Trainer:
         self.good_state = self._weights_copy()  # the last weights known to be finite
         self.good_label = "before training"
         self.history: list[dict] = []
+        self.scores: dict | None = None  # the last end-of-epoch test scores of the main phase
         self.teacher_logits = teacher_logits
         needs_live_teacher = method.needs_features or settings.augment
         if teacher is not None and method.needs_teacher and not needs_live_teacher and teacher_logits is None:
@@ -326,7 +327,8 @@ class _Trainer:
                 self._diverge(phase.name, epoch, steps_per_epoch, "weights", {k: v / steps_per_epoch for k, v in sums.items()})
                 return
             self.good_state, self.good_label = self._weights_copy(), f"the end of epoch {epoch} of phase {phase.name!r}"
-            test_acc = evaluate(self.student, self.test, self.device, s.precision)["accuracy"] if is_main else float("nan")
+            self.scores = evaluate(self.student, self.test, self.device, s.precision) if is_main else None
+            test_acc = self.scores["accuracy"] if is_main else float("nan")
             done = EpochDone(phase.name, epoch, phase.epochs, {k: v / steps_per_epoch for k, v in sums.items()},
                              correct / max(seen, 1), test_acc, seen / (time.perf_counter() - epoch_start), self.elapsed())
             self.history.append(asdict(done))
@@ -365,6 +367,8 @@ def fit(
         yield from trainer.run_phase(phase, index, is_main=phase is main)
         if trainer.stopped or trainer.diverged:
             break
-    final = evaluate(student, test, device, settings.precision)
+    # a run that ended normally was just scored at the end of its last epoch: same weights, same numbers
+    done_normally = trainer.scores is not None and not (trainer.stopped or trainer.diverged)
+    final = trainer.scores if done_normally else evaluate(student, test, device, settings.precision)
     yield Finished(final["accuracy"], final["confusion"], trainer.stopped, trainer.elapsed(), trainer.history,
                    trainer.diverged.to_dict() if trainer.diverged else None)

@@ -300,3 +300,25 @@ def test_fused_optimizer_steps_like_the_plain_one(optimizer):
             opt.step()
     for a, b in zip(nets[0].parameters(), nets[1].parameters()):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_a_finished_run_is_scored_once_per_epoch(small, monkeypatch):
+    """The end-of-run scores are the last epoch's (same weights): no second pass over the test set;
+    a stopped run is scored again (its weights moved since)."""
+    import kdviz.train as train_module
+
+    calls = []
+    real = train_module.evaluate
+    monkeypatch.setattr(train_module, "evaluate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    train, test = data.transfer_set(small[0], fraction=0.2, seed=0), small[1].subset(torch.arange(300))
+    net = student()
+    events = run(net, build_method("baseline", net), train, test, epochs=2)
+    done = events[-1]
+    assert len(calls) == 2 and done.test_acc == done.history[-1]["test_acc"]
+    assert done.confusion == real(net, test, "cpu")["confusion"]
+    calls.clear()
+    stop = threading.Event()
+    for event in fit(net, build_method("baseline", net), train, test, TrainSettings(epochs=2, device="cpu"), stop=stop):
+        if isinstance(event, StepDone) and event.epoch == 2 and event.step == 2:
+            stop.set()
+    assert len(calls) == 2 and event.stopped  # epoch 1, then the final scoring of the stopped run
