@@ -29,8 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from kdviz.data import ImageData, batches
-from kdviz.evaluation import (as_layout, autocast, evaluate, fast_layout, predict_logits, resolve_device,
-                              resolve_precision)
+from kdviz.evaluation import as_layout, autocast, evaluate, fast_layout, predict_logits, resolve_device, resolve_precision
 from kdviz.methods import Method, Phase, Step
 from kdviz.models import Features, ZooModel
 
