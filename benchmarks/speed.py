@@ -1,185 +1,463 @@
-"""Speed of the training loop: what caching the teacher's logits saves, and what bf16 buys.
+"""Speed of kdviz on this machine: training steps, the loop's overhead, RKD, the classroom preset, start-up.
 
-    python benchmarks/speed.py                  # measure, print, and write the speed section of BENCHMARKS.md
-    python benchmarks/speed.py --no-write       # measure and print only
+    python benchmarks/speed.py                       # every part; prints and writes BENCHMARKS.md's speed section
+    python benchmarks/speed.py --parts steps rkd     # some parts only
+    python benchmarks/speed.py --threads 1 --no-write
 
-1. One epoch of Hinton KD on MNIST (cnn5 teacher -> mlp-800 student) with the teacher's
-   logits cached (computed once before training, as kdviz does when the transfer set is not
-   augmented), with the teacher run at every step, and a plain labels-only student epoch.
-2. Training-step throughput in bf16 autocast against fp32 for cnn5 and mlp-800.
-3. Inference throughput at batch 128 (what kdviz uses) against batch 1000.
+Parts (each a table in the speed section of BENCHMARKS.md):
 
-All numbers of one run come from the same process, measurements interleaved and repeated
-(the fastest repeat counts), so the ratios hold even when the machine is busy; the
-absolute times do not. The teacher is freshly initialised: speed does not depend on weights.
+- ``steps``: training-step throughput at batch 128 (forward, cross-entropy, backward, gradient
+  clip, optimizer step, exactly as the loop does them) for cnn5 (MNIST shape), resnet20 (CIFAR-10
+  shape) and mlp-800, in fp32 and bf16 autocast, with NCHW and channels-last layouts; and the
+  setting kdviz used before (bf16 wherever the CPU has AVX-512 BF16, NCHW, SGD op by op).
+  Inputs are random tensors of the data's shape: speed does not depend on pixel values.
+- ``loop``: the same steps through :func:`kdviz.train.fit` on real MNIST batches: the loop's
+  per-step overhead (data path, events, host syncs, schedule) as a share of the step.
+- ``rkd``: RKD's distance and angle losses, forward + backward, N = 128, D = 800: the Gram-matrix
+  form kdviz uses against the difference-tensor form it replaced.
+- ``preset``: the classroom preset (:data:`kdviz.presets.DEMO`: Hinton KD, mnist-cnn → mlp-800) and
+  its labels-only twin over three seeds: seconds of training, test accuracy, and test accuracy
+  against seconds (evaluated off the clock every few steps), time to 98%.
+- ``startup``: a warm ``kdviz distill`` run of the preset (second of two runs: teacher logits on
+  disk): wall time beyond the training the run reports, and the import time of the CLI.
+- ``kd-cache``: one KD epoch with the teacher's logits cached against the teacher run at every step.
+
+With ``--threads 1`` times are CPU time of the process (other work on a shared machine barely
+disturbs them); with more threads, wall time. Every number of one run comes from one process,
+measurements interleaved and repeated (the best repeat counts), so ratios hold when the machine is
+busy; absolute times do not. ``--device cuda`` measures on a GPU with the data resident there.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import resource
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
-
-from kdviz import data
-from kdviz.methods import build_method
-from kdviz.methods.kd import HintonKD
-from kdviz.models import build_model
-from kdviz.train import PhaseStarted, StepDone, TrainSettings, fit
+import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from kdviz import data  # noqa: E402
+from kdviz.evaluation import as_layout, autocast, evaluate, fast_layout, resolve_device  # noqa: E402
+from kdviz.losses import rkd_angle_loss, rkd_distance_loss  # noqa: E402
+from kdviz.methods import build_method  # noqa: E402
+from kdviz.methods.kd import HintonKD  # noqa: E402
+from kdviz.models import build_model  # noqa: E402
+from kdviz.train import EpochDone, Finished, PhaseStarted, StepDone, TrainSettings, fit, make_optimizer  # noqa: E402
+
 START, END = "<!-- speed:start -->", "<!-- speed:end -->"
+PARTS = ("steps", "loop", "rkd", "preset", "startup", "kd-cache")
+CLOCK = time.perf_counter  # main() switches to CPU time when torch runs one thread
+FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
 
 
+# --------------------------------------------------------------------------- the machine
+def cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return set(next(line for line in f if line.startswith("flags")).partition(":")[2].split())
+    except (OSError, StopIteration):
+        return set()
+
+
+def machine(device: torch.device) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    flags = cpu_flags()
+    listed = ", ".join(f"{flag} {'yes' if flag in flags else 'no'}" for flag in FLAGS)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    gpu = f"; GPU {torch.cuda.get_device_name()}" if device.type == "cuda" else ""
+    return (f"{cpu} ({listed}), {os.cpu_count()} cores, torch {torch.__version__} with "
+            f"{torch.get_num_threads()} threads{gpu}; load average {load:.1f} when the run started")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+# --------------------------------------------------------------------------- training steps
+STEP_MODELS = (("cnn5", (1, 28)), ("resnet20", (3, 32)), ("mlp-800", (1, 28)))
+SETUPS = (  # label, precision, channels-last, fused optimizer
+    ("before: bf16 where AVX-512 BF16, NCHW, SGD op by op", "old", False, False),
+    ("fp32, NCHW", "fp32", False, True),
+    ("fp32, channels-last", "fp32", True, True),
+    ("bf16, NCHW", "bf16", False, True),
+    ("bf16, channels-last", "bf16", True, True),
+)
+
+
+def old_auto_precision() -> str:
+    """What ``precision="auto"`` chose before: bf16 on any CPU with AVX-512 BF16 or AMX."""
+    return "bf16" if {"avx512_bf16", "amx_bf16"} & cpu_flags() else "fp32"
+
+
+def train_step(model, optimizer, x, y, device, precision, clip=5.0):
+    """One step as :mod:`kdviz.train` takes it (forward under autocast, CE, backward, clip, step)."""
+    with autocast(device, precision):
+        logits = model(x)
+    loss = F.cross_entropy(logits.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+
+
+def step_rate(name, shape, precision, channels_last, fused, device, steps=12, batch=128) -> float:
+    torch.manual_seed(0)
+    model = build_model(name, shape[0], shape[1]).to(device).train()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    settings = TrainSettings()
+    optimizer = (make_optimizer(model.parameters(), settings, 0.01) if fused else
+                 torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4))
+    x = as_layout(torch.randn(batch, shape[0], shape[1], shape[1], device=device), channels_last)
+    y = torch.randint(0, 10, (batch,), device=device)
+    times = []
+    for i in range(steps + 3):  # three warm-up steps
+        _sync(device)
+        start = CLOCK()
+        train_step(model, optimizer, x, y, device, precision)
+        _sync(device)
+        if i >= 3:
+            times.append(CLOCK() - start)
+    times.sort()
+    return batch / times[len(times) // 2]
+
+
+def measure_steps(device, repeats) -> dict:
+    best: dict[tuple[str, str], float] = {}
+    for _ in range(repeats):
+        for name, shape in STEP_MODELS:
+            for label, precision, channels_last, fused in SETUPS:
+                if channels_last and name.startswith("mlp"):
+                    continue  # no conv: the layout does not apply
+                precision = old_auto_precision() if precision == "old" else precision
+                rate = step_rate(name, shape, precision, channels_last, fused, device)
+                best[(name, label)] = max(best.get((name, label), 0.0), rate)
+    return best
+
+
+def steps_table(best: dict) -> list[str]:
+    from kdviz.evaluation import prefers_channels_last, resolve_precision
+
+    device = resolve_device("auto")
+    auto = resolve_precision("auto", device)
+    lines = ["### Training steps", "",
+             "Batch 128, images per second (median step of 12 after 3 warm-up steps, best of the repeats). "
+             f"kdviz's default here: precision auto = {auto}, channels-last for conv nets "
+             f"{'on' if prefers_channels_last(build_model('cnn5'), device, 'auto') else 'off'}, fused optimizer. "
+             "The first column is what kdviz did before (`precision=auto` took bf16 on any CPU with AVX-512 BF16, "
+             "NCHW layout, SGD op by op).", "",
+             "| model | " + " | ".join(label for label, *_ in SETUPS) + " | default now / before |",
+             "|---|" + "---:|" * (len(SETUPS) + 1)]
+    for name, _ in STEP_MODELS:
+        cells = [f"{best[(name, label)]:,.0f}" if (name, label) in best else "–" for label, *_ in SETUPS]
+        default = f"{auto}, {'NCHW' if name.startswith('mlp') else 'channels-last'}"
+        now = best.get((name, default))
+        ratio = f"{now / best[(name, SETUPS[0][0])]:.2f}×" if now else "–"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {ratio} |")
+    return lines + [""]
+
+
+# --------------------------------------------------------------------------- the loop's overhead
+def measure_loop(device, repeats, splits) -> dict:
+    """img/s through fit() against the bare step on the same batches, same settings (1 epoch of 40 batches)."""
+    from kdviz.evaluation import resolve_precision
+
+    train = data.transfer_set(splits.train, fraction=128 * 40 / len(splits.train), seed=1)
+    test = splits.test.subset(torch.arange(256))
+    precision = resolve_precision("auto", device)
+    out: dict[str, dict[str, float]] = {}
+    for _ in range(repeats):
+        for name in ("mlp-800", "cnn5"):
+            torch.manual_seed(0)
+            net = build_model(name)
+            stamps = []
+            for event in fit(net, build_method("baseline", net), train, test,
+                             TrainSettings(epochs=1, device=str(device), precision=precision)):
+                if isinstance(event, StepDone):
+                    _sync(device)
+                    stamps.append(CLOCK())
+            loop = 128 * (len(stamps) - 6) / (stamps[-1] - stamps[5])
+            torch.manual_seed(0)
+            net = build_model(name).to(device).train()
+            channels_last = fast_layout(net, device, precision)
+            optimizer = make_optimizer(net.parameters(), TrainSettings(), 0.01)
+            batches = [(as_layout(b.x, channels_last), b.y) for b in
+                       data.batches(train, 128, True, torch.Generator().manual_seed(0), device=device)]
+            stamps = []
+            for x, y in batches:
+                train_step(net, optimizer, x, y, device, precision)
+                _sync(device)
+                stamps.append(CLOCK())
+            bare = 128 * (len(stamps) - 6) / (stamps[-1] - stamps[5])
+            row = out.setdefault(name, {"loop": 0.0, "bare": 0.0})
+            row["loop"], row["bare"] = max(row["loop"], loop), max(row["bare"], bare)
+    return out
+
+
+def loop_table(out: dict) -> list[str]:
+    lines = ["### The loop's overhead", "",
+             "MNIST, 40 batches of 128, default settings: images per second through `kdviz.train.fit` (data path, "
+             "events, one host sync for the logged values, schedule, divergence check) against the bare step "
+             "on the same batches.", "",
+             "| model | fit img/s | bare step img/s | overhead share of a step |", "|---|---:|---:|---:|"]
+    for name, row in out.items():
+        share = 1 - row["loop"] / row["bare"]
+        lines.append(f"| {name} | {row['loop']:,.0f} | {row['bare']:,.0f} | {100 * share:.1f}% |")
+    return lines + ["", "A negative share means the loop ran faster than the bare step in that repeat: noise.", ""]
+
+
+# --------------------------------------------------------------------------- RKD
+def _direct_distance(s, t):
+    """The difference-tensor form of RKD's distance loss (what kdviz computed before)."""
+    def psi(x):
+        n = x.shape[0]
+        d = (x.unsqueeze(1) - x.unsqueeze(0)).pow(2).sum(-1).clamp_min(1e-12).sqrt() * ~torch.eye(n, dtype=torch.bool,
+                                                                                                  device=x.device)
+        return d / (d.sum() / (n * (n - 1)))
+    return F.smooth_l1_loss(psi(s), psi(t.detach()), beta=1.0)
+
+
+def _direct_angle(s, t):
+    def psi(x):
+        unit = F.normalize(x.unsqueeze(1) - x.unsqueeze(0), p=2, dim=-1)
+        return torch.einsum("ijd,kjd->ijk", unit, unit)
+    return F.smooth_l1_loss(psi(s), psi(t.detach()), beta=1.0)
+
+
+def measure_rkd(device, repeats, n=128, d=800, d_teacher=256) -> dict:
+    torch.manual_seed(0)
+    student = torch.randn(n, d, device=device).relu()
+    teacher = torch.randn(n, d_teacher, device=device).relu()
+    forms = {("distance", "Gram matrix (now)"): rkd_distance_loss, ("distance", "difference tensor (before)"): _direct_distance,
+             ("angle", "Gram matrix (now)"): rkd_angle_loss, ("angle", "difference tensor (before)"): _direct_angle}
+    best: dict = {}
+    for _ in range(repeats + 1):  # the first round warms up
+        for key, loss in forms.items():
+            x = student.clone().requires_grad_(True)
+            _sync(device)
+            start = CLOCK()
+            loss(x, teacher).backward()
+            _sync(device)
+            best[key] = min(best.get(key, float("inf")), 1000 * (CLOCK() - start))
+    return best
+
+
+def rkd_table(best: dict) -> list[str]:
+    lines = ["### RKD losses", "",
+             "Forward + backward, batch N = 128, student embedding D = 800 (teacher 256), milliseconds, best of the repeats. "
+             "Same values and gradients (tests/test_losses.py checks both forms against each other).", "",
+             "| term | Gram matrix (now) ms | difference tensor (before) ms | speed-up |", "|---|---:|---:|---:|"]
+    for term in ("distance", "angle"):
+        now, before = best[(term, "Gram matrix (now)")], best[(term, "difference tensor (before)")]
+        lines.append(f"| {term} | {now:.1f} | {before:.0f} | {before / now:.0f}× |")
+    return lines + [""]
+
+
+# --------------------------------------------------------------------------- the classroom preset
+def preset_run(config, checkpoints: int = 12) -> dict:
+    """One preset run with test accuracy measured every few steps, off the clock.
+
+    Seconds are CLOCK time spent inside the training generator (its own per-epoch scoring
+    included, as in every run record); the extra evaluations for the curve are not counted."""
+    from kdviz.experiment import Experiment
+    from kdviz.teacher_cache import teacher_logits
+
+    experiment = Experiment(config)
+    settings = config.train
+    cached = None
+    if experiment.teacher is not None:
+        cached = teacher_logits(experiment.teacher, experiment.train_data, settings.device, experiment.precision)
+    events = fit(experiment.student, experiment.method, experiment.train_data, experiment.test_data, settings,
+                 experiment.teacher, None, cached)
+    seconds, curve, every, final = 0.0, [(0.0, 10.0)], 1, None
+    while True:
+        start = CLOCK()
+        try:
+            event = next(events)
+        except StopIteration:
+            break
+        seconds += CLOCK() - start
+        if isinstance(event, PhaseStarted):
+            every = max(1, event.epochs * event.steps_per_epoch // checkpoints)
+        elif isinstance(event, StepDone) and event.step % every == 0 and event.step != event.steps_per_epoch:
+            acc = evaluate(experiment.student, experiment.test_data, settings.device, experiment.precision)["accuracy"]
+            curve.append((seconds, 100 * acc))
+        elif isinstance(event, EpochDone):
+            curve.append((seconds, 100 * event.test_acc))
+        elif isinstance(event, Finished):
+            final = 100 * event.test_acc
+    to_98 = next((s for s, acc in curve if acc >= 98.0), None)
+    return {"seconds": seconds, "test_acc": final, "curve": curve, "to_98": to_98}
+
+
+def measure_preset(seeds) -> dict:
+    from kdviz.presets import DEMO, demo_configs
+
+    out = {"demo": dict(DEMO), "runs": {}}
+    for config in demo_configs(seeds=tuple(seeds)):
+        out["runs"][(config.method, config.train.seed)] = preset_run(config)
+        run = out["runs"][(config.method, config.train.seed)]
+        print(f"preset {config.method} seed {config.train.seed}: {run['test_acc']:.2f}% in {run['seconds']:.2f} s "
+              f"(98% at {run['to_98']})", file=sys.stderr)
+    return out
+
+
+def _at(curve, seconds):
+    """Test accuracy at ``seconds`` of training: the last checkpoint at or before it."""
+    return max((acc for s, acc in curve if s <= seconds + 1e-9), default=float("nan"))
+
+
+def preset_table(out: dict) -> list[str]:
+    demo = out["demo"]
+    runs = out["runs"]
+    seeds = sorted({seed for _, seed in runs})
+    methods = sorted({method for method, _ in runs}, key=lambda m: m != "baseline")
+    lines = ["### The classroom preset", "",
+             f"`kdviz.presets.DEMO`: {demo['student']} on all of MNIST, {demo['epochs']} epoch(s), batch "
+             f"{demo['batch_size']}, one-cycle to lr {demo['lr']}, precision {demo['precision']}; KD "
+             f"(T = {demo['params'].get('T')}, α = {demo['params'].get('alpha')}) from `{demo['teacher']}` with its logits "
+             f"cached, against the same student on labels only. Seeds {', '.join(map(str, seeds))}. Seconds of "
+             "training include the loop's own scoring after each epoch; the extra test evaluations that draw the "
+             "curves below are off the clock.", "",
+             "| method | seconds of training (per seed) | test accuracy % (per seed) | seconds to 98% (per seed) |",
+             "|---|---|---|---|"]
+    for method in methods:
+        rs = [runs[(method, seed)] for seed in seeds]
+        to98 = " / ".join("–" if r["to_98"] is None else f"{r['to_98']:.2f}" for r in rs)
+        seconds = " / ".join(f"{r['seconds']:.2f}" for r in rs)
+        accs = " / ".join(f"{r['test_acc']:.2f}" for r in rs)
+        lines.append(f"| {'labels only' if method == 'baseline' else method} | {seconds} | {accs} | {to98} |")
+    longest = max(r["seconds"] for r in runs.values())
+    marks = [round(longest * k / 8, 2) for k in range(1, 9)]
+    lines += ["", "Time to accuracy: test accuracy % (mean over the seeds) after so many seconds of training "
+              "(the last checkpoint reached by then).", "",
+              "| method | " + " | ".join(f"{m:.2f} s" for m in marks) + " |", "|---|" + "---:|" * len(marks)]
+    for method in methods:
+        rs = [runs[(method, seed)] for seed in seeds]
+        cells = [sum(_at(r["curve"], m) for r in rs) / len(rs) for m in marks]
+        lines.append(f"| {'labels only' if method == 'baseline' else method} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
+    return lines + [""]
+
+
+# --------------------------------------------------------------------------- start-up
+def preset_cli_args(runs_dir: str) -> list[str]:
+    from kdviz.presets import DEMO
+
+    return [sys.executable, "-m", "kdviz", "distill", "--dataset", DEMO["dataset"], "--teacher", DEMO["teacher"],
+            "--student", DEMO["student"], "--method", DEMO["method"],
+            *[a for k, v in DEMO["params"].items() for a in ("--param", f"{k}={v}")],
+            "--epochs", str(DEMO["epochs"]), "--batch-size", str(DEMO["batch_size"]), "--lr", str(DEMO["lr"]),
+            "--precision", DEMO["precision"], "--seed", "0", "--json", "--quiet", "--runs-dir", runs_dir]
+
+
+def _child(args, env) -> tuple[float, float, str]:
+    """(wall seconds, CPU seconds of the child, stdout)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT, check=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), done.stdout
+
+
+def measure_startup(threads) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    out = {}
+    with tempfile.TemporaryDirectory() as runs_dir:
+        args = preset_cli_args(runs_dir)
+        _child(args, env)  # the first run fills the teacher-logit cache and the OS file cache
+        wall, cpu, stdout = _child(args, env)
+        record = json.loads(stdout.strip().splitlines()[-1])
+        out["cli"] = {"wall": wall, "cpu": cpu, "train": record["train_time_s"], "acc": 100 * record["test_acc"],
+                      "command": " ".join(["python", *args[1:-2], "--runs-dir", "DIR"])}
+    walls, cpus = [], []
+    for _ in range(2):
+        wall, cpu, _ = _child([sys.executable, "-c", "import kdviz.cli"], env)
+        walls.append(wall)
+        cpus.append(cpu)
+    out["import"] = {"wall": min(walls), "cpu": min(cpus)}
+    wall, cpu, _ = _child([sys.executable, "-c", "import torch"], env)
+    out["torch"] = {"wall": wall, "cpu": cpu}
+    return out
+
+
+def startup_table(out: dict) -> list[str]:
+    cli, imp, tor = out["cli"], out["import"], out["torch"]
+    return ["### Start-up", "",
+            f"A warm CLI run of the preset (the second of two; teacher logits on disk): `{cli['command']}`.", "",
+            "| what | wall s | CPU s |", "|---|---:|---:|",
+            f"| whole run | {cli['wall']:.2f} | {cli['cpu']:.2f} |",
+            f"| training, as the run reports it (wall) | {cli['train']:.2f} | – |",
+            f"| **start-up beyond training** (whole run − training) | **{cli['wall'] - cli['train']:.2f}** | – |",
+            f"| `import kdviz.cli` alone | {imp['wall']:.2f} | {imp['cpu']:.2f} |",
+            f"| `import torch` alone | {tor['wall']:.2f} | {tor['cpu']:.2f} |", "",
+            f"The run reached {cli['acc']:.2f}% test accuracy.", ""]
+
+
+# --------------------------------------------------------------------------- cached teacher logits
 class LiveTeacherKD(HintonKD):
     """Hinton KD that asks the loop for features, so the teacher runs at every step (no cache)."""
 
     needs_features = True
 
 
-CLOCK = time.perf_counter  # main() switches to CPU time when torch runs one thread
-
-
-def timed_run(student, method, train, test, settings, teacher=None):
-    """(seconds before the first step — the teacher pass when cached —, seconds of training steps,
-    images per second over the steps after the first five)."""
-    begin = CLOCK()
-    setup = steps_from = None
-    stamps, sizes = [], []
-    for event in fit(student, method, train, test, settings, teacher):
-        now = CLOCK()
-        if isinstance(event, PhaseStarted):
-            setup, steps_from = now - begin, now
-        elif isinstance(event, StepDone):
-            stamps.append(now)
-            sizes.append(min(settings.batch_size, len(train) - (event.step - 1) * settings.batch_size))
-    rate = sum(sizes[6:]) / (stamps[-1] - stamps[5]) if len(stamps) > 6 else float("nan")
-    return setup, stamps[-1] - steps_from, rate
-
-
-def kd_epochs(train, test, device, precision, repeats):
-    settings = TrainSettings(epochs=1, device=device, precision=precision)
-    best = {}
+def measure_kd_cache(device, repeats, splits, fraction) -> dict:
+    train = data.transfer_set(splits.train, fraction=fraction, seed=0)
+    test = splits.test.subset(torch.arange(256))
+    best: dict[str, float] = {}
     for _ in range(repeats):
         torch.manual_seed(0)
         teacher = build_model("cnn5")
         for mode in ("plain", "cached", "live"):
             student = build_model("mlp-800")
-            if mode == "plain":
-                method = build_method("baseline", student)
-            else:
-                method = (HintonKD if mode == "cached" else LiveTeacherKD)(student, teacher)
-            setup, seconds, _ = timed_run(student, method, train, test, settings, teacher if mode != "plain" else None)
-            best[mode] = min(best.get(mode, float("inf")), seconds)
+            method = build_method("baseline", student) if mode == "plain" else \
+                (HintonKD if mode == "cached" else LiveTeacherKD)(student, teacher)
+            begin = CLOCK()
+            setup = steps_from = None
+            for event in fit(student, method, train, test, TrainSettings(epochs=1, device=str(device), precision="auto"),
+                             teacher if mode != "plain" else None):
+                if isinstance(event, PhaseStarted):
+                    setup, steps_from = CLOCK() - begin, CLOCK()
+                elif isinstance(event, EpochDone):
+                    best[mode] = min(best.get(mode, float("inf")), CLOCK() - steps_from)
             if mode == "cached":
                 best["teacher pass"] = min(best.get("teacher pass", float("inf")), setup)
+    best["n"] = len(train)
     return best
 
 
-def step_throughput(train, test, device, repeats):
-    best: dict[tuple[str, str], float] = {}
-    for _ in range(repeats):
-        for name in ("cnn5", "mlp-800"):
-            for precision in ("fp32", "bf16"):
-                student = build_model(name)
-                settings = TrainSettings(epochs=1, device=device, precision=precision)
-                _, _, rate = timed_run(student, build_method("baseline", student), train, test, settings)
-                best[(name, precision)] = max(best.get((name, precision), 0.0), rate)
-    return best
+def kd_cache_table(best: dict) -> list[str]:
+    plain = best["plain"]
+    rows = [("plain student epoch (labels only)", best["plain"]), ("KD epoch, teacher logits cached", best["cached"]),
+            ("KD epoch, teacher run at every step", best["live"]),
+            ("the one-off teacher pass that fills the cache", best["teacher pass"])]
+    return ["### One distillation epoch: cached teacher logits against a live teacher", "",
+            f"MNIST, {best['n']:,} training images, batch 128, precision auto, cnn5 teacher → mlp-800 student "
+            "(epochs include the loop's scoring of 256 test images).", "",
+            "| epoch | seconds | × plain epoch |", "|---|---:|---:|",
+            *(f"| {label} | {seconds:.2f} | {seconds / plain:.2f} |" for label, seconds in rows), "",
+            f"Caching saves {100 * (1 - best['cached'] / best['live']):.0f}% of a KD epoch.", ""]
 
 
-@torch.no_grad()
-def inference_throughput(device, repeats, n=2000):
-    """Forward passes (eval mode) at the batch size kdviz uses for teacher passes and scoring, and at 1000."""
-    from kdviz.evaluation import resolve_device
-
-    device = resolve_device(device)
-    out = {}
-    for name, shape in (("cnn5", (1, 28, 28)), ("resnet20", (3, 32, 32))):
-        model = build_model(name, shape[0], shape[1]).eval().to(device)
-        x = torch.randn(n, *shape, device=device)
-        for batch in (128, 1000):
-            best = 0.0
-            for _ in range(repeats + 1):  # the first pass warms up
-                start = CLOCK()
-                for i in range(0, n, batch):
-                    model(x[i:i + batch])
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                best = max(best, n / (CLOCK() - start))
-            out[(name, batch)] = best
-    return out
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads; "
-            f"load average {load:.1f} when the run started")
-
-
-def section(args, n_train, kd, throughput, inference, device, about) -> str:
-    plain = kd["plain"]
-    rows = [("plain student epoch (labels only)", kd["plain"]),
-            ("KD epoch, teacher logits cached", kd["cached"]),
-            ("KD epoch, teacher run at every step", kd["live"]),
-            ("the one-off teacher pass that fills the cache", kd["teacher pass"])]
-    saved = 1 - kd["cached"] / kd["live"]
-    lines = [
-        START,
-        "## Speed",
-        "",
-        f"Command: `python benchmarks/speed.py --fraction {args.fraction} --repeats {args.repeats}"
-        f"{f' --threads {args.threads}' if args.threads else ''}` "
-        f"(device {device}, {time.strftime('%Y-%m-%d')}). {about}.",
-        f"Times are {'CPU time of the process (one torch thread)' if CLOCK is time.process_time else 'wall time'}. "
-        "The CPU was shared with other work during this run: read the ratios, not the absolute times. "
-        "Each number is the best of the repeats, measured interleaved in one process.",
-        "",
-        "### One distillation epoch: cached teacher logits against a live teacher",
-        "",
-        f"MNIST, {n_train:,} training images, batch 128, {args.precision}, cnn5 teacher → mlp-800 student.",
-        "",
-        "| epoch | seconds | × plain epoch |",
-        "|---|---:|---:|",
-        *(f"| {label} | {seconds:.2f} | {seconds / plain:.2f} |" for label, seconds in rows),
-        "",
-        f"Caching saves {100 * saved:.0f}% of a KD epoch; the cache is filled once per teacher and transfer set "
-        "(and kept on disk by `kdviz.teacher_cache`), so every later epoch and run pays only the cached cost.",
-        "",
-        "### bf16 autocast against fp32: training steps",
-        "",
-        "MNIST, 7,680 training images, batch 128, labels only; images per second over the steps after the first five.",
-        "",
-        "| model | fp32 img/s | bf16 img/s | bf16 speed-up |",
-        "|---|---:|---:|---:|",
-    ]
-    for name in ("cnn5", "mlp-800"):
-        fp32, bf16 = throughput[(name, "fp32")], throughput[(name, "bf16")]
-        lines.append(f"| {name} | {fp32:,.0f} | {bf16:,.0f} | {bf16 / fp32:.2f}× |")
-    lines += [
-        "",
-        "### Inference batch size (teacher passes and test scoring)",
-        "",
-        "Forward passes in eval mode, fp32, best of the repeats. kdviz scores and fills the teacher cache at batch 128.",
-        "",
-        "| model | batch 128 img/s | batch 1000 img/s | 128 / 1000 |",
-        "|---|---:|---:|---:|",
-        *(f"| {name} | {inference[(name, 128)]:,.0f} | {inference[(name, 1000)]:,.0f} | "
-          f"{inference[(name, 128)] / inference[(name, 1000)]:.2f}× |" for name in ("cnn5", "resnet20")),
-        "",
-        END,
-    ]
-    return "\n".join(lines)
-
-
+# --------------------------------------------------------------------------- report
 def write_section(text: str, path: Path) -> None:
     """Replace our section of BENCHMARKS.md (or add it); every other section stays as it is."""
     old = path.read_text() if path.exists() else "# kdviz benchmarks\n"
@@ -194,9 +472,10 @@ def write_section(text: str, path: Path) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--fraction", type=float, default=0.5, help="part of MNIST's training set per epoch (default 0.5)")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="for the KD epochs")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="for the preset (default 0 1 2)")
+    parser.add_argument("--fraction", type=float, default=0.25, help="of MNIST for the kd-cache epochs (default 0.25)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
@@ -206,20 +485,37 @@ def main(argv=None) -> int:
     global CLOCK
     if args.threads:
         torch.set_num_threads(args.threads)
-    if torch.get_num_threads() == 1 and args.device != "cuda" and not torch.cuda.is_available():
+    device = resolve_device(args.device)
+    if torch.get_num_threads() == 1 and device.type == "cpu":
         CLOCK = time.process_time  # one thread: CPU time, which other work on the machine barely disturbs
-    splits = data.load("mnist")
-    train = data.transfer_set(splits.train, fraction=args.fraction, seed=0)
-    test = splits.test.subset(torch.arange(256))  # scored once per epoch, outside the timed steps
-    steps_train = data.transfer_set(splits.train, fraction=min(1.0, 128 * 60 / len(splits.train)), seed=1)
-    about = machine()
+    about = machine(device)
     print(about, file=sys.stderr)
-    kd = kd_epochs(train, test, args.device, args.precision, args.repeats)
-    throughput = step_throughput(steps_train, test, args.device, args.repeats)
-    inference = inference_throughput(args.device, args.repeats)
-    from kdviz.evaluation import resolve_device
-
-    text = section(args, len(train), kd, throughput, inference, resolve_device(args.device), about)
+    needs_mnist = {"loop", "kd-cache"} & set(args.parts)
+    splits = data.load("mnist") if needs_mnist else None
+    sections: list[str] = []
+    if "steps" in args.parts:
+        sections += steps_table(measure_steps(device, args.repeats))
+    if "loop" in args.parts:
+        sections += loop_table(measure_loop(device, args.repeats, splits))
+    if "rkd" in args.parts:
+        sections += rkd_table(measure_rkd(device, args.repeats))
+    if "preset" in args.parts:
+        sections += preset_table(measure_preset(args.seeds))
+    if "startup" in args.parts:
+        sections += startup_table(measure_startup(args.threads))
+    if "kd-cache" in args.parts:
+        sections += kd_cache_table(measure_kd_cache(device, args.repeats, splits, args.fraction))
+    command = "python benchmarks/speed.py" + (f" --parts {' '.join(args.parts)}" if args.parts != list(PARTS) else "") + \
+        (f" --threads {args.threads}" if args.threads else "") + (f" --repeats {args.repeats}" if args.repeats != 2 else "")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    text = "\n".join([
+        START, "## Speed", "",
+        f"Command: `{command}` (device {device}, {time.strftime('%Y-%m-%d')}).",
+        f"Machine: {about}; {load:.1f} when it ended.",
+        f"Times are {'CPU time of the process (one torch thread)' if CLOCK is time.process_time else 'wall time'}. "
+        "The cores were shared with other jobs during this run: read the ratios, not the absolute times. "
+        "Each number is the best of the repeats, measured interleaved in one process.", "",
+        *sections, END])
     print(text)
     if not args.no_write:
         write_section(text, args.output)

@@ -203,8 +203,11 @@ def test_train_demo_preset_sets_the_controls(env):
     at = ok(page("train", dataset="digits", epochs="7"))
     ok(button(at, "Load the 5-minute demo settings").click().run())
     assert at.selectbox(key="dataset").value == "mnist" and at.selectbox(key="student").value == "mlp-800"
-    assert at.selectbox(key="precision").value == "auto" and at.number_input(key="epochs").value == 2
-    assert "epochs" not in at.query_params and "precision" not in at.query_params  # both back at their defaults
+    from kdviz.presets import DEMO
+
+    assert at.selectbox(key="precision").value == "auto" and at.number_input(key="epochs").value == DEMO["epochs"]
+    assert at.selectbox(key="batch").value == DEMO["batch_size"]
+    assert "precision" not in at.query_params  # back at its default
 
 
 @pytest.mark.parametrize("query", [{"epochs": "-3"}, {"epochs": "many"}, {"method": "magic"}, {"T": "0"},
