@@ -77,6 +77,20 @@ def data_free(r) -> list[str]:
     return lines
 
 
+def temperature(r) -> list[str]:
+    s = r.summary
+    lines = ["| α \\ T | " + " | ".join(f"{t:g}" for t in s["temperatures"]) + " |",
+             "|---|" + "---|" * len(s["temperatures"])]
+    for a, row in zip(s["alphas"], s["grid_acc"]):
+        lines.append(f"| {a:g} | " + " | ".join(f"{100 * v:.2f}%" for v in row) + " |")
+    st = r.settings
+    lines += ["", f"{st['student']} from {st['teacher']} on {100 * st['fraction']:g}% of {st['dataset']}, {st['epochs']} "
+              f"epochs, {seeds(s['baseline_acc'])}; labels only (same budget): {pct(s['baseline_acc'])}. "
+              f"Best α = {s['best']['alpha']:g}, T = {s['best']['T']:g}; at T = 1 every α stays at the labels-only "
+              "accuracy (the teacher's T = 1 outputs are nearly one-hot)."]
+    return lines
+
+
 def generic(r) -> list[str]:
     table = r.summary.get("table", [])
     if not table:
@@ -88,7 +102,7 @@ def generic(r) -> list[str]:
     return lines
 
 
-WRITERS = {"missing-class": missing_class, "no-labels": no_labels, "data-free": data_free}
+WRITERS = {"missing-class": missing_class, "no-labels": no_labels, "data-free": data_free, "temperature": temperature}
 
 
 def section() -> str:

@@ -183,6 +183,9 @@ def draw_data_free(r: ex.ExperimentResult, key: str) -> None:
                 gallery(dreamed, width=48)
             with right:
                 gallery(real, width=48)
+        st.caption("Left: what the teacher dreamed for each class from its batch-norm statistics alone; right: real "
+                   "test digits, never used to dream or to train. The dreams are strokes in the right places rather "
+                   "than digits a person would write, yet a student taught on them reads real digits.")
 
 
 def draw_fast_optimisation(r: ex.ExperimentResult, key: str) -> None:
