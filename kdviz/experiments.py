@@ -269,7 +269,7 @@ def load_result(name: str, folder: Path | None = None) -> ExperimentResult:
 
 
 def machine() -> str:
-    """The CPU (model, bf16 instructions, cores) or GPU, and torch's thread count."""
+    """The CPU (model, bf16 instructions, cores) or GPU; every experiment's run trains with one torch thread."""
     if torch.cuda.is_available():
         return f"GPU {torch.cuda.get_device_name(0)}"
     name, flags = platform.processor() or platform.machine(), set()
@@ -283,8 +283,7 @@ def machine() -> str:
     except OSError:
         pass
     extras = [f for f in ("amx_bf16", "avx512_bf16") if f in flags] or (["avx2"] if "avx2" in flags else [])
-    return (f"{name} ({', '.join(extras) or 'no bf16'}); {os.cpu_count()} cores visible, "
-            f"{torch.get_num_threads()} torch thread(s)")
+    return f"{name} ({', '.join(extras) or 'no bf16'}); {os.cpu_count()} cores visible, 1 torch thread per run"
 
 
 def stats(values) -> dict:
@@ -555,7 +554,12 @@ def born_again_generations(s: BornAgainSettings, runs_dir: Path | None = None,
                 on_event(RunEvent(n * (s.generations + 1) + k, total, f"generation {k} · {s.student} · seed {seed}",
                                   event))
 
-        generation_records = born_again(config, s.generations, runs_dir, on_event=forward)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # one thread per run, as the sweep runner trains the other experiments
+        try:
+            generation_records = born_again(config, s.generations, runs_dir, on_event=forward)
+        finally:
+            torch.set_num_threads(threads)
         records.extend(generation_records)
         last = generation_records[-1]
         per_seed.append({"seed": seed, "generation_accs": last["generation_accs"], "ensemble_acc": last["ensemble_acc"]})
