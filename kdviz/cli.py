@@ -55,6 +55,8 @@ def _add_training_options(p: argparse.ArgumentParser, epochs: int, lr: float) ->
                    help="auto (default): bf16 autocast where the hardware runs it natively, else fp32")
     p.add_argument("--bf16", action="store_true", help="shorthand for --precision bf16")
     p.add_argument("--augment", action="store_true", help="random crop and flip (CIFAR)")
+    p.add_argument("--jitter", type=int, default=0, metavar="PIXELS",
+                   help="shift each training image by up to PIXELS pixels (Hinton et al. 2015: 2 on MNIST)")
     p.add_argument("--runs-dir", default=None, help="where records go (default $KDVIZ_RUNS or ./runs)")
     p.add_argument("--json", action="store_true", help="print the final metrics as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -157,7 +159,7 @@ def _settings(args):
     return TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
                          weight_decay=args.weight_decay, schedule=args.schedule, seed=args.seed, device=args.device,
                          precision="bf16" if args.bf16 else args.precision, augment=args.augment,
-                         grad_clip=args.grad_clip)
+                         jitter=args.jitter, grad_clip=args.grad_clip)
 
 
 def _parse_params(args) -> dict:

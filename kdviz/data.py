@@ -682,6 +682,20 @@ def random_crop_flip(x: torch.Tensor, generator: torch.Generator, padding: int =
     return padded[torch.arange(n).view(n, 1, 1, 1), torch.arange(x.shape[1]).view(1, -1, 1, 1), rows, cols]
 
 
+def random_shift(pixels: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Hinton et al. (2015, §3) jitter: each image moved by a random whole number of pixels in
+    [−max_shift, max_shift] along each axis independently; the border it uncovers is filled with
+    0 (MNIST's black background). Works on raw (uint8) pixels, before normalising."""
+    n, c, h, w = pixels.shape
+    k = max_shift
+    padded = torch.nn.functional.pad(pixels, (k, k, k, k))
+    dy = torch.randint(0, 2 * k + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * k + 1, (n,), generator=generator)
+    rows = (dy.view(n, 1) + torch.arange(h)).view(n, 1, h, 1).expand(n, c, h, w)
+    cols = (dx.view(n, 1) + torch.arange(w)).view(n, 1, 1, w).expand(n, c, h, w)
+    return padded[torch.arange(n).view(n, 1, 1, 1), torch.arange(c).view(1, c, 1, 1), rows, cols]
+
+
 def batches(
     data: ImageData,
     batch_size: int,
@@ -689,13 +703,19 @@ def batches(
     generator: torch.Generator | None = None,
     augment: bool = False,
     device: torch.device | str = "cpu",
+    jitter: int = 0,
 ) -> Iterator[Batch]:
-    """Normalised mini-batches from in-memory pixels; ``augment`` adds random crop and flip."""
+    """Normalised mini-batches from in-memory pixels; ``augment`` adds random crop and flip,
+    ``jitter`` shifts every image by up to that many pixels (:func:`random_shift`)."""
     n = len(data)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     for start in range(0, n, batch_size):
         index = order[start: start + batch_size]
-        x = data.images(index)
+        if jitter:
+            pixels = random_shift(data.pixels[index], jitter, generator or torch.Generator().manual_seed(0))
+            x = normalise(pixels, data.mean, data.std)
+        else:
+            x = data.images(index)
         if augment:
             x = random_crop_flip(x, generator or torch.Generator().manual_seed(0))
         yield Batch(x.to(device, non_blocking=True), data.labels[index].to(device, non_blocking=True), index)

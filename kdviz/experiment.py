@@ -86,9 +86,11 @@ class RunSaveError(OSError):
 class Experiment:
     """One run: builds everything from the config up front, so bad input fails before training."""
 
-    def __init__(self, config: RunConfig, runs_dir: Path | None = None, stop: threading.Event | None = None):
+    def __init__(self, config: RunConfig, runs_dir: Path | None = None, stop: threading.Event | None = None,
+                 resume: Path | str | None = None):
         self._made = time.time()  # preparing (data, teacher, its cached logits) counts toward the wait
         self.config = config
+        self.resume = resume  # a file for the state after each epoch (see kdviz.train.fit)
         self.runs_dir = Path(runs_dir or default_runs_dir())
         self.stop = stop or threading.Event()
         config.validate()  # settings first: nothing is loaded for a run that cannot start
@@ -121,11 +123,11 @@ class Experiment:
     def events(self) -> Iterator:
         cfg = self.config
         cached = None
-        if self.teacher is not None and not cfg.train.augment and not self.method.needs_features:
+        if self.teacher is not None and not cfg.train.random_inputs and not self.method.needs_features:
             cached = teacher_logits(self.teacher, self.train_data, cfg.train.device, self.precision)
         started = time.time()
         for event in fit(self.student, self.method, self.train_data, self.test_data, cfg.train,
-                         self.teacher, self.stop, cached):
+                         self.teacher, self.stop, cached, resume=self.resume):
             if isinstance(event, Finished):
                 self.record = self._save(event, started)
             yield event

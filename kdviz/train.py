@@ -23,6 +23,7 @@ import numbers
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Iterator
 
 import torch
@@ -32,6 +33,7 @@ from kdviz.data import ImageData, batches
 from kdviz.evaluation import as_layout, autocast, evaluate, fast_layout, predict_logits, resolve_device, resolve_precision
 from kdviz.methods import Method, Phase, Step
 from kdviz.models import Features, ZooModel
+from kdviz.runs import save_tensors_atomic
 
 
 @dataclass
@@ -56,6 +58,7 @@ class TrainSettings:
     device: str = "auto"
     precision: str = "fp32"     # "fp32" | "bf16" | "auto" (bf16 where the hardware has it natively)
     augment: bool = False       # random crop + flip (CIFAR)
+    jitter: int = 0             # shift each training image by up to this many pixels (Hinton et al. 2015 §3: 2)
     grad_clip: float = 5.0      # max global gradient norm per step; 0 = no clipping
 
     def validate(self) -> None:
@@ -87,6 +90,14 @@ class TrainSettings:
         if self.grad_clip < 0:
             raise ValueError(f"gradient clip must be >= 0 (0 = off), got {self.grad_clip}")
         resolve_precision(self.precision, resolve_device(self.device))  # unknown names are one-line errors
+        if not 0 <= self.jitter <= 8:
+            raise ValueError(f"jitter must be 0..8 pixels, got {self.jitter}")
+
+    @property
+    def random_inputs(self) -> bool:
+        """True when every epoch sees different pixels (augmentation or jitter): the teacher
+        must then run on each batch instead of from cached logits."""
+        return self.augment or self.jitter > 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -205,8 +216,10 @@ def label_term(method: Method):
 class _Trainer:
     """State of one call to :func:`fit` (the nets, the data, the clock)."""
 
-    def __init__(self, student, method, train, test, settings, teacher, stop, teacher_logits):
+    def __init__(self, student, method, train, test, settings, teacher, stop, teacher_logits, resume=None):
         self.student, self.method, self.teacher = student, method, teacher
+        self.resume_path = None if resume is None else Path(resume)
+        self.resumed = load_resume_state(self.resume_path, settings) if self.resume_path else None
         self.train, self.test, self.settings = train, test, settings
         self.stop = stop or threading.Event()
         self.device = resolve_device(settings.device)
@@ -215,15 +228,15 @@ class _Trainer:
         for module in (teacher, method):
             if module is not None:
                 fast_layout(module, self.device, settings.precision)
-        self.start = time.perf_counter()
+        self.start = time.perf_counter() - (self.resumed["elapsed"] if self.resumed else 0.0)
         self.stopped = False
         self.diverged: Divergence | None = None
         self.good_state = self._weights_copy()  # the last weights known to be finite
         self.good_label = "before training"
-        self.history: list[dict] = []
+        self.history: list[dict] = list(self.resumed["history"]) if self.resumed else []
         self.scores: dict | None = None  # the last end-of-epoch test scores of the main phase
         self.teacher_logits = teacher_logits
-        needs_live_teacher = method.needs_features or settings.augment
+        needs_live_teacher = method.needs_features or settings.random_inputs
         if teacher is not None and method.needs_teacher and not needs_live_teacher and teacher_logits is None:
             self.teacher_logits = predict_logits(teacher, train, device=self.device, precision=settings.precision)
 
@@ -273,13 +286,17 @@ class _Trainer:
         optimizer = make_optimizer(phase.parameters, s, s.lr * phase.lr_scale)
         schedule = make_schedule(optimizer, s, phase.epochs * steps_per_epoch)
         generator = torch.Generator().manual_seed(s.seed * 1000 + index)
-        for epoch in range(1, phase.epochs + 1):
+        first = 1
+        if is_main and self.resumed:
+            first = self.restore(self.resumed, optimizer, schedule, generator) + 1
+        for epoch in range(first, phase.epochs + 1):
             self.student.train(phase.train_student)
             self.method.train()
             sums: dict[str, float] = {}
             correct = seen = 0
             epoch_start = time.perf_counter()
-            for i, batch in enumerate(batches(self.train, s.batch_size, True, generator, s.augment, self.device), 1):
+            for i, batch in enumerate(batches(self.train, s.batch_size, True, generator, s.augment, self.device,
+                                              s.jitter), 1):
                 if self.stop.is_set():
                     self.stopped = True
                     return
@@ -331,7 +348,47 @@ class _Trainer:
             done = EpochDone(phase.name, epoch, phase.epochs, {k: v / steps_per_epoch for k, v in sums.items()},
                              correct / max(seen, 1), test_acc, seen / (time.perf_counter() - epoch_start), self.elapsed())
             self.history.append(asdict(done))
+            if is_main and self.resume_path:
+                save_tensors_atomic(self.resume_state(epoch, optimizer, schedule, generator), self.resume_path)
             yield done
+
+    # ----------------------------------------------------------------------- resuming
+    def resume_state(self, epoch, optimizer, schedule, generator) -> dict:
+        """Everything the next epoch depends on, so a resumed run matches an uninterrupted one."""
+        return {"epoch": epoch, "settings": self.settings.to_dict(),
+                "student": self.student.state_dict(), "method": self.method.state_dict(),
+                "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+                "history": self.history, "elapsed": self.elapsed()}
+
+    def restore(self, state: dict, optimizer, schedule, generator) -> int:
+        self.student.load_state_dict(state["student"])
+        self.method.load_state_dict(state["method"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.good_state, self.good_label = self._snapshot(), f"the end of epoch {state['epoch']} (resumed)"
+        return int(state["epoch"])
+
+
+def load_resume_state(path: Path, settings: TrainSettings) -> dict | None:
+    """The state saved after the last finished epoch at ``path``, or None when there is none yet.
+
+    A state saved under other settings is refused: resuming it would silently mix two runs."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        saved = state["settings"]
+    except Exception as error:  # noqa: BLE001 - any failure means the file cannot be resumed from
+        raise ValueError(f"{path} is not a resumable training state ({type(error).__name__}: {error}); "
+                         "delete it to start over") from None
+    if saved != settings.to_dict():
+        changed = sorted(k for k in set(saved) | set(settings.to_dict()) if saved.get(k) != settings.to_dict().get(k))
+        raise ValueError(f"{path} was saved by a run with other settings ({', '.join(changed)} differ); "
+                         "delete it to start over")
+    return state
 
 
 def fit(
@@ -343,10 +400,16 @@ def fit(
     teacher: ZooModel | None = None,
     stop: threading.Event | None = None,
     teacher_logits: torch.Tensor | None = None,
+    resume: Path | str | None = None,
 ) -> Iterator[Event]:
     """Train ``student`` with ``method`` on ``train``; yields events, ends with :class:`Finished`.
 
-    ``teacher_logits`` (one row per training image, in order) skips the teacher pass."""
+    ``teacher_logits`` (one row per training image, in order) skips the teacher pass.
+    ``resume``: a file where the state after each epoch of the main phase is saved; when it
+    already holds a state (same settings), training goes on from there, and the run ends as
+    the uninterrupted run would (same weights on the same CPU and thread count). Phases
+    before the main one are not rerun (their result is in the saved weights). A second
+    player's private optimizer (the adversarial discriminator's) starts afresh."""
     settings = settings or TrainSettings()
     settings.validate()
     torch.manual_seed(settings.seed)
@@ -358,11 +421,13 @@ def fit(
         for p in teacher.parameters():
             p.requires_grad_(False)
     import torch._dynamo as _  # noqa: F401  torch.optim imports it on first use (2 s of CPU, once per process): not training
-    trainer = _Trainer(student, method, train, test, settings, teacher, stop, teacher_logits)
+    trainer = _Trainer(student, method, train, test, settings, teacher, stop, teacher_logits, resume)
     main = Phase("train", settings.epochs, [*student.parameters(), *method.trainable_parameters()],
                  label_term(method), needs_features=method.needs_features)
     phases = [*method.phases(), main]
     for index, phase in enumerate(phases):
+        if trainer.resumed and phase is not main:
+            continue
         yield from trainer.run_phase(phase, index, is_main=phase is main)
         if trainer.stopped or trainer.diverged:
             break

@@ -222,3 +222,33 @@ def test_random_crop_flip_is_a_real_shift_and_flip():
     assert flips == {False, True} and len(shifts) > 20
     again = data.random_crop_flip(x, torch.Generator().manual_seed(1), padding=pad)
     assert torch.equal(out, again)  # seeded: the same crops again
+
+
+def test_random_shift_moves_whole_images_by_at_most_the_given_pixels():
+    """Hinton et al.'s jitter: each image is a translate of itself by (dy, dx) in [-k, k]², zero-filled."""
+    torch.manual_seed(0)
+    pixels = torch.randint(1, 256, (64, 1, 28, 28), dtype=torch.uint8)
+    shifted = data.random_shift(pixels, 2, torch.Generator().manual_seed(0))
+    assert shifted.shape == pixels.shape and shifted.dtype == torch.uint8
+    seen = set()
+    for original, moved in zip(pixels, shifted):
+        matches = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                   if torch.equal(moved[:, max(dy, 0):28 + min(dy, 0), max(dx, 0):28 + min(dx, 0)],
+                                  original[:, max(-dy, 0):28 + min(-dy, 0), max(-dx, 0):28 + min(-dx, 0)])]
+        assert len(matches) == 1
+        dy, dx = matches[0]
+        seen.add((dy, dx))
+        # the uncovered border is background (0): as many zero pixels as the shift uncovered
+        assert (moved == 0).sum().item() == 28 * 28 - (28 - abs(dy)) * (28 - abs(dx))
+    assert len(seen) > 10  # many different shifts, including none at all in general
+
+
+def test_jittered_batches_differ_between_epochs_and_keep_labels(mnist):
+    subset = mnist.train.subset(torch.arange(256))
+    generator = torch.Generator().manual_seed(0)
+    plain = next(data.batches(subset, 256))
+    one = next(data.batches(subset, 256, False, generator, jitter=2))
+    two = next(data.batches(subset, 256, False, generator, jitter=2))
+    assert torch.equal(one.y, plain.y) and not torch.equal(one.x, two.x) and not torch.equal(one.x, plain.x)
+    # background stays background: the smallest value is the normalised black pixel
+    assert one.x.min().item() == pytest.approx(plain.x.min().item())

@@ -104,6 +104,19 @@ def test_mlp_teacher_has_dropout_in_training_only():
     assert torch.equal(model.eval()(x), model(x))
 
 
+def test_mlp_teacher_drops_a_fifth_of_its_inputs_and_half_its_hidden_units():
+    """Hinton et al. 2015 §3 / Srivastava et al. 2014: dropout 0.2 on pixels, 0.5 on hidden units."""
+    model = build_model("mlp-1200").train()
+    torch.manual_seed(0)
+    x = torch.rand(64, 1, 28, 28) + 0.1  # no zero pixels, so every zero after dropout was dropped
+    seen = []
+    model.input_dropout.register_forward_hook(lambda m, i, o: seen.append((o == 0).float().mean().item()))
+    model.hidden[0][2].register_forward_hook(lambda m, i, o: seen.append(((o == 0) & (i[0] != 0)).float().sum().item()
+                                                                        / (i[0] != 0).float().sum().item()))
+    model(x)
+    assert seen[0] == pytest.approx(0.2, abs=0.01) and seen[1] == pytest.approx(0.5, abs=0.01)
+
+
 def test_too_small_image_for_the_cnn_is_an_error():
     with pytest.raises(ValueError, match="too small"):
         build_model("cnn5", 1, 4)

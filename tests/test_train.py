@@ -13,7 +13,7 @@ from kdviz.evaluation import predict_logits
 from kdviz.experiment import Experiment, RunConfig
 from kdviz.methods import build_method
 from kdviz.methods.kd import HintonKD
-from kdviz.models import build_model
+from kdviz.models import MLP, ModelSpec, build_model
 from kdviz.train import EpochDone, Finished, StepDone, TrainSettings, fit
 
 from conftest import REAL_MNIST
@@ -322,3 +322,53 @@ def test_a_finished_run_is_scored_once_per_epoch(small, monkeypatch):
         if isinstance(event, StepDone) and event.epoch == 2 and event.step == 2:
             stop.set()
     assert len(calls) == 2 and event.stopped  # epoch 1, then the final scoring of the stopped run
+
+
+# --------------------------------------------------------------------------- resuming
+def _run_with_resume(net, method, train, test, path, stop_after_epoch=None, **settings):
+    """Run, optionally stopping at the first step after epoch ``stop_after_epoch`` ended."""
+    stop = threading.Event()
+    events = []
+    settings = TrainSettings(**{"epochs": 3, "device": "cpu", "batch_size": 64, **settings})
+    for event in fit(net, method, train, test, settings, stop=stop, resume=path):
+        events.append(event)
+        if isinstance(event, EpochDone) and event.epoch == stop_after_epoch:
+            stop.set()
+    return events
+
+
+def test_a_resumed_run_ends_as_the_uninterrupted_one(small, tmp_path):
+    """Killed after epoch 1 and resumed from its file, a dropout MLP trained on jittered
+    images ends with the very weights and history of a run that was never stopped."""
+    train, test = data.transfer_set(small[0], fraction=0.1, seed=0), small[1].subset(torch.arange(300))
+
+    def dropout_mlp(seed):  # mlp-1200's regularisation (dropout on inputs and hidden units), small
+        torch.manual_seed(seed)
+        return MLP(ModelSpec("mlp-30"), (30,), dropout=0.5, input_dropout=0.2)
+
+    straight = dropout_mlp(0)
+    whole = _run_with_resume(straight, build_method("baseline", straight), train, test, tmp_path / "a.pt", jitter=2)
+
+    first = dropout_mlp(0)
+    interrupted = _run_with_resume(first, build_method("baseline", first), train, test, tmp_path / "b.pt",
+                                   stop_after_epoch=1, jitter=2)
+    assert interrupted[-1].stopped and len(interrupted[-1].history) == 1
+    again = dropout_mlp(5)  # other initial weights: everything must come from the file
+    resumed = _run_with_resume(again, build_method("baseline", again), train, test, tmp_path / "b.pt", jitter=2)
+    assert [e.epoch for e in resumed if isinstance(e, EpochDone)] == [2, 3]
+    assert _without_timings(resumed[-1:]) == _without_timings(whole[-1:])
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in straight.state_dict().items())
+
+    # a finished run's file resumes to the end at once; other settings are refused
+    done = _run_with_resume(again, build_method("baseline", again), train, test, tmp_path / "b.pt", jitter=2)
+    assert not any(isinstance(e, StepDone) for e in done) and done[-1].test_acc == whole[-1].test_acc
+    with pytest.raises(ValueError, match="other settings.*jitter"):
+        _run_with_resume(again, build_method("baseline", again), train, test, tmp_path / "b.pt", jitter=1)
+
+
+def test_jitter_changes_the_pixels_the_net_sees(small):
+    """With jitter the teacher cannot be cached, and two epochs see differently shifted images."""
+    settings = TrainSettings(jitter=2)
+    assert settings.random_inputs and not TrainSettings().random_inputs
+    with pytest.raises(ValueError, match="jitter"):
+        TrainSettings(jitter=-1).validate()
