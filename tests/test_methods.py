@@ -170,7 +170,8 @@ TRAINING_CASES = [
     ("ban", "mlp-30", "mlp", {}, {"train": ["ban"]}),
     ("recast", "cnn5-small", "cnn", {"block_epochs": 2},
      {"recast block 1": ["recast1"], "recast block 2": ["recast2"], "recast block 3": ["recast3"], "train": ["recast_kd"]}),
-    ("adversarial", "mlp-30", "cnn", {}, {"train": ["adversarial", "ce"]}),
+    ("adversarial", "mlp-30", "cnn", {}, {"train": ["l1", "d_class", "ce"]}),
+    ("adversarial", "mlp-30", "cnn", {"form": "gan", "conditional": False}, {"train": ["adversarial", "ce"]}),
 ]
 
 
@@ -264,8 +265,9 @@ def test_combination_sums_the_terms_of_its_parts(combo, small, teachers):
 
 
 # --------------------------------------------------------------------------- adversarial
-@pytest.mark.parametrize("params", [{}, {"form": "wgan"}, {"form": "wgan", "lipschitz": "clip", "conditional": True},
-                                    {"inputs": "softmax", "conditional": True}])
+@pytest.mark.parametrize("params", [{}, {"form": "gan", "conditional": False}, {"form": "wgan"},
+                                    {"form": "wgan", "lipschitz": "clip", "conditional": True},
+                                    {"form": "gan", "inputs": "softmax", "conditional": True}])
 def test_discriminator_learns_with_its_own_optimizer(params, small, teachers):
     torch.manual_seed(0)
     student = build_model("mlp-30", image_size=SIZE)
@@ -341,3 +343,27 @@ def test_cli_reports_a_bad_method_in_one_line(tmp_path, capsys):
                  "--epochs", "1", "--runs-dir", str(tmp_path), "--quiet"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "convolutional feature maps" in err
+
+
+def test_xu_discriminator_is_conditional_and_learns_the_classes_from_the_teacher(small, teachers):
+    """Xu et al. (2017): D sees logits beside the one-hot class and its class head learns the
+    classes from the teacher's logits; the student's L1 term is the mean |s - t| of the logits."""
+    torch.manual_seed(0)
+    student = build_model("mlp-30", image_size=SIZE)
+    method = build_method("adversarial", student, teachers["cnn"], {"d_lr": 1e-2})
+    assert method.params["form"] == "xu" and method.params["conditional"]
+    assert method.discriminator.body[0].in_features == 20 and method.discriminator.classify.out_features == 10
+    train, test, _ = small
+    x, y = train.images(torch.arange(64)), train.labels[:64]
+    with torch.no_grad():
+        t, s = teachers["cnn"](x), student(x)
+    terms = method.losses(Step(x, y, s, t))
+    assert set(terms) == {"adversarial", "l1", "d_class"}
+    assert terms["l1"].item() == pytest.approx((s - t).abs().mean().item(), rel=1e-6)
+    settings = TrainSettings(epochs=2, batch_size=32, lr=LR, schedule="constant", device="cpu")
+    list(fit(student, method, train, test, settings, teacher=teachers["cnn"]))
+    with torch.no_grad():
+        t = teachers["cnn"](test.images())
+        _, classes = method.discriminator(method.d_inputs(t, t.argmax(1)))
+    # from the teacher's logits (and the class given beside them) the head names the class
+    assert (classes.argmax(1) == t.argmax(1)).float().mean().item() > 0.9

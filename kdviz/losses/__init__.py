@@ -3,6 +3,7 @@ from kdviz.losses.adversarial import (
     gan_discriminator_loss,
     gan_generator_loss,
     gradient_penalty,
+    logit_l1_loss,
     wgan_critic_loss,
     wgan_generator_loss,
 )
@@ -25,5 +26,5 @@ __all__ = [
     "factor_loss",
     "pairwise_distances", "normalised_distances", "rkd_distance_loss", "angle_cosines", "rkd_angle_loss",
     "gan_discriminator_loss", "gan_generator_loss",
-    "wgan_critic_loss", "wgan_generator_loss", "gradient_penalty",
+    "wgan_critic_loss", "wgan_generator_loss", "gradient_penalty", "logit_l1_loss",
 ]

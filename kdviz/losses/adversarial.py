@@ -53,6 +53,16 @@ def wgan_generator_loss(d_student: torch.Tensor) -> torch.Tensor:
     return -d_student.mean()
 
 
+def logit_l1_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    r"""The student's sample-level term in Xu, Hsu & Huang (2017), §3: the L1 distance between
+    the student's and the teacher's logits for the same image,
+    :math:`\mathcal{L}_{L1} = \mathrm{mean}_{i,c}\,\lvert s_{ic} - t_{ic}\rvert` (mean over batch and
+    classes). The adversarial term alone matches the *distribution* of logits; this term ties
+    each student output to the teacher's output for the same input (as the L1 term of
+    conditional GANs for images, Isola et al. 2017)."""
+    return (student_logits - teacher_logits.detach()).abs().mean()
+
+
 def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor,
                      fake: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     r"""WGAN-GP gradient penalty (Gulrajani et al. 2017):
