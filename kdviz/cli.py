@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     teacher = sub.add_parser("train-teacher", help="train a network on labels (a teacher)")
     teacher.add_argument("--model", default="cnn5", help=f"one of: {', '.join(MODELS)}")
+    teacher.add_argument("--fraction", type=float, default=1.0, help="part of the training set used")
     _add_training_options(teacher, epochs=3, lr=0.1)
 
     distill = sub.add_parser("distill", help="train a student from a teacher")
@@ -182,7 +183,8 @@ def _parse_params(args) -> dict:
 
 def _config(args):
     if args.command == "train-teacher":
-        return RunConfig(dataset=args.dataset, student=args.model, method="baseline", train=_settings(args))
+        return RunConfig(dataset=args.dataset, student=args.model, method="baseline", train=_settings(args),
+                         fraction=args.fraction)
     try:
         omit = tuple(int(c) for c in args.omit_classes.split(",") if c.strip())
     except ValueError:

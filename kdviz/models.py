@@ -225,6 +225,8 @@ MODELS: dict[str, ModelEntry] = {
     "mlp-800": ModelEntry(lambda s: MLP(s, (800, 800)), "MLP 800-800 (Hinton's MNIST student)"),
     "mlp-30": ModelEntry(lambda s: MLP(s, (30,)), "MLP with one hidden layer of 30 units (a tiny student)"),
     "cnn5": ModelEntry(lambda s: CNN5(s), "5-layer CNN: 3 conv (32/64/128) with batch norm + 2 fully connected"),
+    "cnn5-dropout": ModelEntry(lambda s: CNN5(s, dropout=0.5),
+                               "5-layer CNN with dropout 0.5 before the classifier (the seeds' CIFAR-10 column)"),
     "cnn5-small": ModelEntry(lambda s: CNN5(s, widths=(16, 32, 64), fc=128), "5-layer CNN at half width (16/32/64)"),
     "resnet8": ModelEntry(lambda s: CifarResNet(s, 1), "CIFAR ResNet-8 (n=1, widths 16/32/64)"),
     "resnet20": ModelEntry(lambda s: CifarResNet(s, 3), "CIFAR ResNet-20 (n=3, widths 16/32/64)"),

@@ -328,35 +328,14 @@ def _runner(executor: str, threads: int | None, key: str) -> dict:
             "sweep_key": key}
 
 
-def _train_streaming(experiment: Experiment, channel, token: str) -> None:
-    """Drive a run on a Ray worker, sending its training events to ``channel`` about twice a
-    second (and at every phase and epoch) and obeying the driver's commands there: ``pause``
-    holds the run between two steps, ``stop`` ends it (its record is kept, marked stopped)."""
-    import ray  # only on a Ray worker
-
-    buffer: list = []
-    last = time.monotonic()
-    for event in experiment.events():
-        if not isinstance(event, Finished):  # the record carries everything Finished does
-            buffer.append(event)
-        if time.monotonic() - last > 0.5 or isinstance(event, (PhaseStarted, EpochDone)):
-            command = ray.get(channel.push.remote(token, buffer))
-            buffer, last = [], time.monotonic()
-            while command == "pause":
-                time.sleep(0.25)
-                command = ray.get(channel.push.remote(token, []))
-            if command == "stop":
-                experiment.stop.set()
-    if buffer:
-        ray.get(channel.push.remote(token, buffer))
-
-
 def run_remote(config: dict, key: str, threads: int, executor: str, teacher_bytes: bytes | None = None,
-               channel=None, token: str | None = None) -> dict:
+               channel=None, token: str | None = None, resume: str | None = None) -> dict:
     """Train one config in a scratch folder and return ``{"record", "checkpoint"}`` (the
     checkpoint's bytes, or None) or ``{"error"}``; what a pool process or a Ray task runs.
     ``teacher_bytes``: the teacher's checkpoint, shipped from the driver. ``channel`` (a
-    :class:`ProgressChannel` actor) and ``token``: stream the training events back."""
+    :class:`ProgressChannel` actor) and ``token``: stream the training events back.
+    ``resume``: a file on this machine for the state after each epoch (an interrupted run goes
+    on from there)."""
     torch.set_num_threads(max(1, int(threads)))
     scratch = Path(tempfile.mkdtemp(prefix="kdviz-sweep-"))
     try:
@@ -364,12 +343,14 @@ def run_remote(config: dict, key: str, threads: int, executor: str, teacher_byte
         if teacher_bytes is not None:
             (scratch / "teacher.pt").write_bytes(teacher_bytes)
             cfg = replace(cfg, teacher=str(scratch / "teacher.pt"))
-        experiment = Experiment(cfg, runs_dir=scratch / "runs")
+        experiment = Experiment(cfg, runs_dir=scratch / "runs", resume=resume)
         if channel is None:
             experiment.run()
         else:
             _train_streaming(experiment, channel, token)
         record = experiment.record
+        if resume and not record.get("stopped"):
+            Path(resume).unlink(missing_ok=True)
         record["runner"] = _runner(executor, threads, key)
         checkpoint = run_checkpoint(record["id"], scratch / "runs")
         return {"record": record, "checkpoint": checkpoint.read_bytes() if checkpoint.is_file() else None}
@@ -459,11 +440,15 @@ class LocalExecutor(Executor):
     stopped; a consumer that stops pulling events pauses the run). ``workers>1``: that many
     processes (spawned), each run with ``cpus_per_run`` torch threads. ``cpus_per_run=None``
     (in-process only) leaves torch's thread count alone. ``slots`` (in-process only): each run
-    first waits for a free slot there (:class:`RunWaiting` events tell its place in line)."""
+    first waits for a free slot there (:class:`RunWaiting` events tell its place in line).
+    ``resume_dir``: each run keeps its state after every epoch in ``<resume_dir>/<key>.pt``, so a
+    long run that was interrupted goes on from its last epoch when the sweep is run again
+    (finished runs are skipped anyway); the file is removed when the run finishes."""
 
     name = "local"
 
-    def __init__(self, workers: int = 1, cpus_per_run: int | None = 1, slots: JobSlots | None = None):
+    def __init__(self, workers: int = 1, cpus_per_run: int | None = 1, slots: JobSlots | None = None,
+                 resume_dir: Path | str | None = None):
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         if cpus_per_run is not None and cpus_per_run < 1:
@@ -471,6 +456,13 @@ class LocalExecutor(Executor):
         if slots is not None and workers > 1:
             raise ValueError("job slots are for in-process runs (workers=1)")
         self.workers, self.cpus_per_run, self.slots = workers, cpus_per_run, slots
+        self.resume_dir = Path(resume_dir) if resume_dir else None
+
+    def resume_file(self, job: Job) -> Path | None:
+        if self.resume_dir is None:
+            return None
+        self.resume_dir.mkdir(parents=True, exist_ok=True)
+        return self.resume_dir / f"{job.key}.pt"
 
     def describe(self) -> str:
         where = "in this process" if self.workers == 1 else f"{self.workers} processes"
@@ -515,10 +507,12 @@ class LocalExecutor(Executor):
     def _one(self, job, runs_dir, stop):
         yield RunStarted(job.index, job.key, job.config)
         try:
-            experiment = Experiment(job.config, runs_dir=runs_dir, stop=stop)
+            experiment = Experiment(job.config, runs_dir=runs_dir, stop=stop, resume=self.resume_file(job))
             for event in experiment.events():
                 yield RunProgress(job.index, job.key, event, experiment.student, experiment)
             record = experiment.record
+            if self.resume_dir and not record.get("stopped"):
+                self.resume_file(job).unlink(missing_ok=True)
             record["runner"] = _runner(self.name, self.cpus_per_run, job.key)
             save_record(record, runs_dir)
         except Exception as error:  # noqa: BLE001 - one bad run does not end the sweep
@@ -535,7 +529,9 @@ class LocalExecutor(Executor):
             while pending or running:
                 while pending and len(running) < self.workers and not stop.is_set():
                     job = pending.pop(0)
-                    running[pool.submit(run_remote, job.config.to_dict(), job.key, threads, self.name)] = job
+                    resume = self.resume_file(job)
+                    running[pool.submit(run_remote, job.config.to_dict(), job.key, threads, self.name,
+                                        resume=str(resume) if resume else None)] = job
                     yield RunStarted(job.index, job.key, job.config)
                 if not running:
                     return

@@ -10,7 +10,7 @@ from kdviz.models import MODELS, Features, ModelSpec, build_from_spec, build_mod
 # stage widths of every model (channels of the stage maps, or hidden units of an MLP)
 WIDTHS = {
     "mlp-1200": (1200, 1200), "mlp-800": (800, 800), "mlp-30": (30,),
-    "cnn5": (32, 64, 128), "cnn5-small": (16, 32, 64),
+    "cnn5": (32, 64, 128), "cnn5-dropout": (32, 64, 128), "cnn5-small": (16, 32, 64),
     "resnet8": (16, 32, 64), "resnet20": (16, 32, 64), "resnet56": (16, 32, 64),
     "wrn-16-2": (32, 64, 128), "wrn-16-4": (64, 128, 256), "wrn-40-2": (32, 64, 128),
     "mobilenet": (32, 64, 128),
@@ -115,6 +115,17 @@ def test_mlp_teacher_drops_a_fifth_of_its_inputs_and_half_its_hidden_units():
                                                                         / (i[0] != 0).float().sum().item()))
     model(x)
     assert seen[0] == pytest.approx(0.2, abs=0.01) and seen[1] == pytest.approx(0.5, abs=0.01)
+
+
+def test_cnn5_dropout_is_cnn5_with_half_its_classifier_inputs_dropped():
+    plain, dropped = build_model("cnn5", 3, 32), build_model("cnn5-dropout", 3, 32)
+    assert parameter_count(plain) == parameter_count(dropped)
+    torch.manual_seed(0)
+    seen = []
+    dropped.fc[3].register_forward_hook(lambda m, i, o: seen.append(((o == 0) & (i[0] != 0)).float().sum().item()
+                                                                    / max((i[0] != 0).float().sum().item(), 1)))
+    dropped.train()(torch.randn(64, 3, 32, 32))
+    assert seen[0] == pytest.approx(0.5, abs=0.05)
 
 
 def test_too_small_image_for_the_cnn_is_an_error():

@@ -11,7 +11,7 @@ from kdviz import cli, data, pretrained, recipes, teacher_cache
 from kdviz.evaluation import evaluate
 from kdviz.losses import attention_map, entropy, soften
 from kdviz.models import build_model
-from kdviz.train import TrainSettings
+from kdviz.train import EpochDone, TrainSettings
 
 from conftest import REAL_MNIST
 
@@ -33,7 +33,8 @@ def test_card_describes_its_files_and_recipe(name):
     recipe = recipes.RECIPES[name]
     assert (info["dataset"], info["model"], info["epochs"], info["seed"]) == (
         recipe.dataset, recipe.model, recipe.settings.epochs, recipe.settings.seed)
-    assert info["train_settings"] == recipe.settings.to_dict()
+    # a card written before a setting existed holds that setting at its default
+    assert TrainSettings(**info["train_settings"]) == recipe.settings
     assert "measured by kdviz" in info["test_acc_note"]
     if info["dataset"] == "cifar10":
         assert "JPEG re-encoding" in info["data_note"]
@@ -293,3 +294,29 @@ def test_a_cache_file_for_another_key_or_tampered_is_recomputed(digits_train, tm
     entry["logits"] = entry["logits"] + 1  # changed in place, key kept: the digest tells
     torch.save(entry, path_a)
     assert torch.equal(teacher_cache.teacher_logits(a, digits_train, device="cpu"), right)
+
+
+def test_an_interrupted_make_goes_on_and_ships_the_same_weights(tmp_path, monkeypatch):
+    """``make`` keeps its state after every epoch: killed after epoch 1 and run again, it trains
+    epoch 2 only and writes the very file an uninterrupted make writes."""
+    tiny = recipes.Recipe("digits", "mlp-30", TrainSettings(epochs=2, batch_size=64, lr=0.05, device="cpu",
+                                                              jitter=1), probe_per_class=3)
+    monkeypatch.setitem(recipes.RECIPES, "tiny-digits", tiny)
+    straight = recipes.make("tiny-digits", tmp_path / "a")
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first_epoch(event):
+        if isinstance(event, EpochDone):
+            raise Killed
+
+    with pytest.raises(Killed):
+        recipes.make("tiny-digits", tmp_path / "b", on_event=kill_after_first_epoch)
+    assert recipes.resume_path("tiny-digits", tmp_path / "b").is_file()
+    seen = []
+    again = recipes.make("tiny-digits", tmp_path / "b", on_event=seen.append)
+    assert [e.epoch for e in seen if isinstance(e, EpochDone)] == [2]
+    assert again["sha256"] == straight["sha256"] and again["history_test_acc"] == straight["history_test_acc"]
+    assert not recipes.resume_path("tiny-digits", tmp_path / "b").exists()
+    assert "--jitter 1" in again["equivalent_command"]

@@ -292,3 +292,24 @@ def test_an_unreachable_ray_address_is_one_line_at_once(capsys):
                                                "is `ray start --head` running there?\n")
     code, out, err = kdviz(capsys, "sweep", "--dataset", "digits", "--ray", "nonsense")
     assert code == 2 and "a Ray address is HOST:PORT, 'local' or 'auto'" in err
+
+
+def test_a_long_run_goes_on_from_its_last_epoch(tmp_path):
+    """With ``resume_dir`` a run keeps its state after each epoch: stopped after epoch 1, the
+    sweep run again trains epochs 2 and 3 only and ends where an uninterrupted run ends."""
+    configs = grid({**TINY, "epochs": 3}, method=["baseline"], seed=[0])
+    straight = list(run_sweep(configs, LocalExecutor(), tmp_path / "a"))[-1].records[0]
+
+    executor = LocalExecutor(resume_dir=tmp_path / "resume")
+    stop = threading.Event()
+    for event in run_sweep(configs, executor, tmp_path / "b", stop=stop):
+        if isinstance(event, RunProgress) and isinstance(event.event, EpochDone):
+            stop.set()
+    assert (tmp_path / "resume" / f"{run_key(configs[0])}.pt").is_file()
+    events = list(run_sweep(configs, executor, tmp_path / "b"))
+    epochs = [e.event.epoch for e in events if isinstance(e, RunProgress) and isinstance(e.event, EpochDone)]
+    assert epochs == [2, 3]
+    resumed = events[-1].records[0]
+    assert resumed["test_acc"] == straight["test_acc"] and len(resumed["history"]) == 3
+    assert resumed["history"][-1]["losses"] == straight["history"][-1]["losses"]
+    assert not (tmp_path / "resume" / f"{run_key(configs[0])}.pt").exists()
