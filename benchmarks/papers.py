@@ -218,12 +218,7 @@ def import_methods_tables(markdown: Path = ROOT / "BENCHMARKS.md") -> list[Path]
 
 
 def configs_of(row: dict, seeds: list[int]) -> list[RunConfig]:
-    out = []
-    for seed in seeds:
-        d = copy.deepcopy(row["config"])
-        d["train"]["seed"] = seed
-        out.append(RunConfig.from_dict(d))
-    return out
+    return reference.row_configs(row, seeds)
 
 
 def run_table(spec: dict, seeds: list[int], runs_dir: Path, workers: int, only_row: str | None) -> dict:

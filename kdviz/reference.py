@@ -22,6 +22,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kdviz.experiment import RunConfig
 from kdviz.runs import write_json_atomic
 
 
@@ -122,6 +123,28 @@ def write_table(table: dict, folder: Path | str | None = None) -> Path:
     path = (Path(folder) if folder else reference_dir()) / f"{table['key']}.json"
     write_json_atomic(path, table)
     return path
+
+
+def row_configs(row: Row | dict, seeds: list[int] | None = None, save_model: bool = False) -> list[RunConfig]:
+    """The runs behind a row, one per seed (the row's own seeds unless given): what re-running
+    the row trains."""
+    config = row.config if isinstance(row, Row) else row["config"]
+    seeds = list(seeds if seeds is not None else (row.seeds if isinstance(row, Row) else row.get("seeds", [0])))
+    out = []
+    for seed in seeds:
+        d = json.loads(json.dumps(config))  # a deep copy of plain data
+        d["train"]["seed"] = seed
+        d["save_model"] = save_model
+        out.append(RunConfig.from_dict(d))
+    return out
+
+
+def overview(table: Table) -> list[dict]:
+    """One plain dict per row, as the app's table shows it: row | ours | paper | budget | command."""
+    return [{"row": row.label, "ours (mean ± std, %)": row.ours(),
+             "per seed": " / ".join(f"{a:.2f}" for a in row.accs) or "–",
+             "errors": f"{row.errors:.0f}" if row.errors is not None else "–",
+             "paper": row.papers(), "budget": table.budget, "command": row.command} for row in table.rows]
 
 
 def slim_record(record: dict) -> dict:
