@@ -17,7 +17,6 @@ app's Compare page are drawn from those files.
 from __future__ import annotations
 
 import argparse
-import copy
 import re
 import sys
 import time
@@ -28,7 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kdviz import pretrained, reference  # noqa: E402
+from kdviz import pretrained, recipes, reference  # noqa: E402
 from kdviz.experiment import RunConfig  # noqa: E402
 from kdviz.sweep import LocalExecutor, RunFailed, RunFinished, run_key, run_sweep  # noqa: E402
 from kdviz.train import TrainSettings  # noqa: E402
@@ -270,7 +269,7 @@ def write_reference(spec: dict, seeds: list[int], runs_dir: Path) -> Path:
         table["rows"].append({"label": label, "config": row["config"], "seeds": seeds,
                               "command": reference.command_for(row["config"]), "runs": runs,
                               "paper": row.get("paper")})
-    table["machine"] = f"{pretrained.cpu_description()}, 1 torch thread per run, shared with other jobs"
+    table["machine"] = f"{recipes.cpu_description()}, 1 torch thread per run, shared with other jobs"
     table["measured"] = max(times)[:10] if times else "not yet"
     table["torch"] = torch.__version__
     return reference.write_table(table)

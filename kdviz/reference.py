@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdviz.experiment import RunConfig
-from kdviz.runs import write_json_atomic
+from kdviz.files import write_json_atomic
 
 
 def reference_dir() -> Path:

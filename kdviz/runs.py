@@ -56,12 +56,6 @@ def save_record(record: dict, runs_dir: Path | None = None) -> Path:
     return path
 
 
-def save_tensors_atomic(obj, path: Path) -> Path:
-    """``torch.save`` of plain containers of tensors and numbers, atomically."""
-    _atomic_write(Path(path), lambda f: torch.save(obj, f))
-    return Path(path)
-
-
 def save_checkpoint(model: ZooModel, path: Path) -> Path:
     """Weights and the spec that rebuilds the network, atomically."""
     payload = {"spec": model.spec.to_dict(), "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}

@@ -328,6 +328,29 @@ def _runner(executor: str, threads: int | None, key: str) -> dict:
             "sweep_key": key}
 
 
+def _train_streaming(experiment: Experiment, channel, token: str) -> None:
+    """Drive a run on a Ray worker, sending its training events to ``channel`` about twice a
+    second (and at every phase and epoch) and obeying the driver's commands there: ``pause``
+    holds the run between two steps, ``stop`` ends it (its record is kept, marked stopped)."""
+    import ray  # only on a Ray worker
+
+    buffer: list = []
+    last = time.monotonic()
+    for event in experiment.events():
+        if not isinstance(event, Finished):  # the record carries everything Finished does
+            buffer.append(event)
+        if time.monotonic() - last > 0.5 or isinstance(event, (PhaseStarted, EpochDone)):
+            command = ray.get(channel.push.remote(token, buffer))
+            buffer, last = [], time.monotonic()
+            while command == "pause":
+                time.sleep(0.25)
+                command = ray.get(channel.push.remote(token, []))
+            if command == "stop":
+                experiment.stop.set()
+    if buffer:
+        ray.get(channel.push.remote(token, buffer))
+
+
 def run_remote(config: dict, key: str, threads: int, executor: str, teacher_bytes: bytes | None = None,
                channel=None, token: str | None = None, resume: str | None = None) -> dict:
     """Train one config in a scratch folder and return ``{"record", "checkpoint"}`` (the
