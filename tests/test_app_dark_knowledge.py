@@ -416,3 +416,38 @@ def test_sessions_share_the_slider_work(env, monkeypatch):
     assert built["bars"] == after_first["bars"] + 1 and built["scale"] == after_first["scale"]
     ok(page("temperature", T="0.7"))  # a third session at that temperature: again nothing built
     assert built["bars"] == after_first["bars"] + 1
+
+
+def test_compare_shows_the_reference_results_before_any_run_and_reruns_a_row(env, tmp_path, monkeypatch):
+    """A fresh server with no runs: the shipped reference tables (ours | paper | budget | command)
+    are there at once; Re-run queues the row's seeds as a sweep whose runs are ordinary records."""
+    from kdviz import reference
+
+    shutil.rmtree(env["runs"])
+    at = ok(page("compare"))
+    assert any("Reference results" in h.value for h in at.subheader)
+    shipped = reference.tables()
+    frames = [f.value for f in at.dataframe]
+    first = frames[0]
+    assert list(first.columns[:5]) == ["row", "ours (mean ± std, %)", "paper", "budget", "command"]
+    assert list(first["row"]) == [r.label for r in shipped[0].rows]
+    every_row = [label for f in frames for label in f["row"]]
+    assert "kd (T=4, α=0.9)" in every_row and any("Xu et al." in label for label in every_row)
+    assert any("No finished runs" in i.value for i in at.info)
+
+    # a small table of our own, re-run from the page
+    from kdviz.experiment import RunConfig
+    from kdviz.train import TrainSettings
+
+    config = RunConfig("digits", "mlp-30", train=TrainSettings(epochs=1, batch_size=64, device="cpu"),
+                       save_model=False).to_dict()
+    reference.write_table({"key": "00-tiny", "title": "Tiny", "budget": "1 epoch", "rows": [
+        {"label": "labels only", "config": config, "seeds": [0, 1], "command": reference.command_for(config),
+         "runs": [], "paper": None}]}, tmp_path / "reference")
+    monkeypatch.setenv("KDVIZ_REFERENCE", str(tmp_path / "reference"))
+    at = ok(page("compare"))
+    ok(at.button(key="ref_run_00-tiny").click().run())
+    queue = at.session_state["compare_sweep"]
+    assert [(r.config.method, r.config.train.seed) for r in queue.runs] == [("baseline", 0), ("baseline", 1)]
+    queue.join(300)
+    assert queue.done and all(r["test_acc"] > 0.5 for r in queue.records)

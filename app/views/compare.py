@@ -4,6 +4,7 @@ import hashlib
 import pandas as pd
 import streamlit as st
 
+from kdviz import pretrained, reference
 from kdviz.experiment import RunConfig
 from kdviz.live import RunQueue
 from kdviz.methods import REGISTRY
@@ -137,6 +138,48 @@ with st.expander("Launch a sweep", expanded=busy or not list_runs()):
             live_sweep()
         else:
             sweep_progress(queue)
+
+# --------------------------------------------------------------------------- reference results
+def reference_results() -> None:
+    """The shipped reference results (``results/reference/``, the files BENCHMARKS.md is drawn
+    from): our number beside the paper's, the budget and the command, before anything is trained."""
+    try:
+        tables = reference.tables()
+    except ValueError as error:
+        st.warning(f"The reference results could not be read: {error}")
+        return
+    if not tables:
+        return
+    st.subheader("Reference results: ours beside the papers'")
+    st.markdown("Measured with kdviz at the budget each table names and shipped with the app, so they show "
+                "before anything is trained here. Every row gives the command that reproduces it; **Re-run** "
+                "queues the row's seeds as a sweep on this machine, and its runs join the comparison below.")
+    shipped = set(pretrained.names())
+    for number, table in enumerate(tables):
+        with st.expander(table.title, expanded=number == 0):
+            measured = (f"Measured {table.measured} on {table.machine}." if any(r.runs for r in table.rows)
+                        else "Not measured yet: re-run a row to measure it here.")
+            st.caption(f"Budget: {table.budget}. {measured}")
+            frame = pd.DataFrame(reference.overview(table))
+            st.dataframe(frame[["row", "ours (mean ± std, %)", "paper", "budget", "command", "per seed", "errors"]],
+                         hide_index=True)
+            for note in table.notes:
+                st.caption(note)
+            a, b = st.columns([3, 1])
+            labels = [row.label for row in table.rows]
+            label = a.selectbox("Row to re-run", labels, key=f"ref_row_{table.key}")
+            row = table.rows[labels.index(label)]
+            teacher = row.config.get("teacher")
+            missing = bool(teacher) and teacher not in shipped
+            why = (f"needs the teacher {teacher}: kdviz pretrained make {teacher}" if missing else
+                   f"{len(row.seeds)} runs (seeds {', '.join(map(str, row.seeds))}): {row.command}")
+            if b.button("Re-run", key=f"ref_run_{table.key}", icon=":material/replay:", disabled=busy or missing,
+                        help=why):
+                start(reference.row_configs(row, save_model=True))
+                st.rerun()
+
+
+reference_results()
 
 # --------------------------------------------------------------------------- pick runs
 all_records = list_runs()
