@@ -368,7 +368,7 @@ class _Trainer:
         schedule.load_state_dict(state["schedule"])
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
-        self.good_state, self.good_label = self._snapshot(), f"the end of epoch {state['epoch']} (resumed)"
+        self.good_state, self.good_label = self._weights_copy(), f"the end of epoch {state['epoch']} (resumed)"
         return int(state["epoch"])
 
 
