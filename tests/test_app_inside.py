@@ -45,11 +45,13 @@ def _ship_teacher(checkpoint: Path, folder: Path, test) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     weights = pretrained.weights_path(TEACHER, folder)
     shutil.copy(checkpoint, weights)
-    logits = predict_logits(load_checkpoint(weights), test, device="cpu")
+    teacher = load_checkpoint(weights)
+    logits = predict_logits(teacher, test, device="cpu")
     index, kind = recipes.choose_probe(logits, test.labels, per_class=6)
     recipes.write_probe(pretrained.probe_path(TEACHER, folder), test, index, kind)
     card = {"name": TEACHER, "dataset": "mnist", "model": "cnn5-small", "classes": list(test.classes),
             "mean": list(test.mean), "std": list(test.std), "test_acc": 0.0,
+            "spec": teacher.spec.to_dict(), "epochs": 1, "wall_time_s": 0.0,
             "sha256": pretrained.file_sha256(weights),
             "probe_sha256": pretrained.file_sha256(pretrained.probe_path(TEACHER, folder))}
     pretrained.card_path(TEACHER, folder).write_text(json.dumps(card))
