@@ -337,8 +337,8 @@ def write_section(text: str) -> None:
     old = path.read_text() if path.exists() else "# Benchmarks\n"
     if SECTION in old:
         head, _, rest = old.partition(SECTION)
-        nxt = rest.find("\n## ")
-        old = head.rstrip() + "\n\n" + (rest[nxt + 1:] if nxt >= 0 else "")
+        ends = [i for i in (rest.find("\n## "), rest.find("\n<!-- ")) if i >= 0]  # the next section or its marker
+        old = head.rstrip() + "\n\n" + (rest[min(ends) + 1:] if ends else "")
     path.write_text(old.rstrip() + "\n\n" + text)
 
 
