@@ -9,7 +9,6 @@ experiment without a shipped file is listed as not measured.
 """
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
@@ -17,6 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kdviz import experiments as ex  # noqa: E402
+
+from sections import replace_section  # noqa: E402
 
 START, END = "<!-- experiments:start -->", "<!-- experiments:end -->"
 
@@ -129,14 +130,7 @@ def section() -> str:
 
 
 def main() -> None:
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text()
-    block = f"{START}\n{section()}{END}"
-    if START in text and END in text:
-        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
+    replace_section(ROOT / "BENCHMARKS.md", START, END, f"{START}\n{section()}{END}")
     print(section())
 
 

@@ -49,6 +49,8 @@ from kdviz.generations import born_again  # noqa: E402
 from kdviz.sweep import Executor, LocalExecutor, RunFailed, RunFinished, make_executor, run_key, run_sweep  # noqa: E402
 from kdviz.train import TrainSettings  # noqa: E402
 
+from sections import replace_section  # noqa: E402
+
 START, END = "<!-- methods:start -->", "<!-- methods:end -->"
 CACHE = ROOT / ".cache" / "bench"
 # bf16 where the CPU runs it natively (AMX / AVX-512 BF16), else fp32: emulated bf16 is ~10x slower
@@ -261,14 +263,7 @@ def section(blocks: list[Block], seeds: list[int], results: dict, command: str, 
 
 
 def write_section(text: str, path: Path) -> None:
-    """Replace this benchmark's section of BENCHMARKS.md (between its markers), leaving the rest alone."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in old and END in old:
-        head, rest = old.split(START, 1)
-        new = head + text + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(new)
+    replace_section(path, START, END, text)
 
 
 # --------------------------------------------------------------------------- CIFAR teacher

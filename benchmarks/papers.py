@@ -32,6 +32,8 @@ from kdviz.experiment import RunConfig  # noqa: E402
 from kdviz.sweep import LocalExecutor, RunFailed, RunFinished, run_key, run_sweep  # noqa: E402
 from kdviz.train import TrainSettings  # noqa: E402
 
+from sections import replace_section  # noqa: E402
+
 START, END = "<!-- reference:start -->", "<!-- reference:end -->"
 SEEDS = [0, 1, 2]
 HINTON = "Hinton, Vinyals & Dean 2015, §3 (MNIST, 10,000 test images)"
@@ -290,13 +292,7 @@ def write_markdown(path: Path = ROOT / "BENCHMARKS.md") -> None:
              "shows the same files.")
     title = "## Reference results (`results/reference/`, drawn by `benchmarks/papers.py --markdown`)"
     text = f"{START}\n{title}\n\n{intro}\n\n{body}\n{END}"
-    old = path.read_text() if path.exists() else "# kdviz benchmarks\n"
-    if START in old and END in old:
-        head, rest = old.split(START, 1)
-        new = head + text + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(new)
+    replace_section(path, START, END, text)
 
 
 def main(argv=None) -> int:

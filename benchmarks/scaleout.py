@@ -41,6 +41,8 @@ import torch  # noqa: E402
 
 from kdviz.sweep import LocalExecutor, RayExecutor, SweepFinished, grid, run_key, run_sweep  # noqa: E402
 
+from sections import replace_section  # noqa: E402
+
 START, END = "<!-- scaleout:start -->", "<!-- scaleout:end -->"
 
 
@@ -129,13 +131,7 @@ def section(rows: list[dict], command: str, setup: dict, identical: bool) -> str
 
 
 def write_section(text: str, path: Path) -> None:
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in old and END in old:
-        head, rest = old.split(START, 1)
-        new = head + text + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(new)
+    replace_section(path, START, END, text)
 
 
 def main(argv=None) -> int:

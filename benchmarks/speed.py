@@ -54,6 +54,8 @@ from kdviz.methods.kd import HintonKD  # noqa: E402
 from kdviz.models import build_model  # noqa: E402
 from kdviz.train import EpochDone, Finished, PhaseStarted, StepDone, TrainSettings, fit, make_optimizer  # noqa: E402
 
+from sections import replace_section  # noqa: E402
+
 START, END = "<!-- speed:start -->", "<!-- speed:end -->"
 PARTS = ("steps", "loop", "rkd", "preset", "startup", "kd-cache")
 CLOCK = time.perf_counter  # main() switches to CPU time when torch runs one thread
@@ -459,15 +461,7 @@ def kd_cache_table(best: dict) -> list[str]:
 
 # --------------------------------------------------------------------------- report
 def write_section(text: str, path: Path) -> None:
-    """Replace our section of BENCHMARKS.md (or add it); every other section stays as it is."""
-    old = path.read_text() if path.exists() else "# kdviz benchmarks\n"
-    if START in old and END in old:
-        new = old[: old.index(START)] + text + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(new)
-    tmp.replace(path)
+    replace_section(path, START, END, text)
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,20 @@
+"""The one way a benchmark script writes its part of BENCHMARKS.md: the text between its two
+markers is replaced (or the block is added at the end), every other section stays as it is."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def replace_section(path: Path, start: str, end: str, block: str) -> None:
+    """Put ``block`` (which begins with ``start`` and ends with ``end``) in place of the old one,
+    written through a temporary file so a killed script never leaves half a file."""
+    old = path.read_text() if path.exists() else "# kdviz benchmarks\n"
+    if start in old and end in old:
+        head, rest = old.split(start, 1)
+        new = head + block + rest.split(end, 1)[1]
+    else:
+        new = old.rstrip("\n") + "\n\n" + block + "\n"
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(new)
+    tmp.replace(path)
