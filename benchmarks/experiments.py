@@ -92,6 +92,74 @@ def temperature(r) -> list[str]:
     return lines
 
 
+def little_data(r) -> list[str]:
+    s, st = r.summary, r.settings
+    paper = s["paper"]
+    cifar = st["dataset"] == "cifar10"
+    lines = ["| training images | epochs | labels only | KD (T = {:g}, α = {:g}) | KD − labels |".format(st["T"], st["alpha"])
+             + (" poster (5-layer CNN) |" if cifar else ""),
+             "|---|---|---|---|---|" + ("---|" if cifar else "")]
+    for row in s["table"]:
+        gain = 100 * (row["kd"]["mean"] - row["labels_only"]["mean"])
+        poster = ""
+        if cifar:
+            poster = (f" {100 * paper['labels_only_5pct']:.2f}% → {100 * paper['kd_5pct']:.2f}% |"
+                      if abs(row["fraction"] - 0.05) < 1e-9 else " – |")
+        lines.append(f"| {100 * row['fraction']:g}% ({row['images']:,}) | {row['epochs']} | {pct(row['labels_only'])} | "
+                     f"{pct(row['kd'])} | {gain:+.2f} points |" + poster)
+    aug = "random crop + flip (the teacher runs on every batch)" if st.get("augment") else "no augmentation"
+    lines += ["", f"{st['student']} from {st['teacher']} on {st['dataset']}, {seeds(s['table'][0]['kd'])}; a fraction f "
+              f"trains min({st['max_epochs']}, {st['epochs']}/f) epochs (about the same number of steps, capped), "
+              f"{aug}, lr {st['lr']:g}, batch {st['batch_size']}."]
+    if cifar:
+        lines.append(f"The poster's point: {paper['source']}: {100 * paper['labels_only_5pct']:.2f}% → "
+                     f"{100 * paper['kd_5pct']:.2f}% with KD. Our budget is a short one (at most "
+                     f"{st['max_epochs']} epochs, fit to about 40 minutes of one CPU core), so our absolute "
+                     "accuracies are lower than the poster's; compare the gaps.")
+    return lines
+
+
+def born_again(r) -> list[str]:
+    s, st = r.summary, r.settings
+    lines = ["| member | test accuracy | vs generation 0 |", "|---|---|---|"]
+    base = s["generations"][0]["mean"]
+    for row in s["table"]:
+        lines.append(f"| {row['member']} | {pct(row['acc'])} | {100 * (row['acc']['mean'] - base):+.2f} points |")
+    lines += ["", f"{st['student']} on {100 * st['fraction']:g}% of {st['dataset']}, {st['epochs']} epochs a generation, "
+              f"T = {st['T']:g}, α = {st['alpha']:g} (each generation learns only from the one before), "
+              f"{seeds(s['ensemble'])}. Paper: {s['paper']['source']}."]
+    return lines
+
+
+def fast_optimisation(r) -> list[str]:
+    s, st = r.summary, r.settings
+    sc, fs = s["scratch"], s["fsp"]
+    lines = ["| label epoch | " + " | ".join(str(e) for e in sc["epoch"]) + " |", "|---|" + "---|" * len(sc["epoch"])]
+    lines.append("| labels from scratch | " + " | ".join(f"{100 * a:.2f}%" for a in sc["acc"]) + " |")
+    lines.append("| FSP stage, then labels | " + " | ".join(f"{100 * a:.2f}%" for a in fs["acc"]) + " |")
+    lines.append("| seconds (scratch / FSP, FSP stage included) | "
+                 + " | ".join(f"{a:.0f} / {b:.0f}" for a, b in zip(sc["seconds"], fs["seconds"])) + " |")
+    reach = s["epochs_to_target"]
+    rows = {row["student"].split(" (")[0]: row for row in s["table"]}
+    final = " vs ".join(f"{k}: {pct(v['acc'])}" for k, v in rows.items())
+    epochs = len(sc["epoch"])
+    if reach["fsp"] and reach["fsp"] <= epochs / 3 + 1e-9:
+        verdict = f"the FSP student takes {reach['fsp']} label epochs: the paper's third of the epochs reproduces"
+    elif reach["fsp"]:
+        verdict = (f"the FSP student takes {reach['fsp']} label epochs, not the paper's third "
+                   f"({epochs / 3:g} of {epochs})")
+    else:
+        verdict = (f"the FSP student does not get there within the {epochs} label epochs: the paper's claim (a "
+                   "third of the epochs) does not reproduce at this budget")
+    lines += ["", f"{st['student']} from {st['teacher']} on {100 * st['fraction']:g}% of {st['dataset']}, {st['epochs']} "
+              f"label epochs (one-cycle schedule), FSP stage {st['fsp_epochs']} epoch "
+              f"({s['fsp_phase_s']['mean']:.0f} s), mean over {seeds(s['fsp_phase_s'])}. Final: {final}. To reach the "
+              f"scratch student's final accuracy ({100 * s['target_acc']:.2f}%), the scratch student takes "
+              f"{reach['scratch']} label epochs and {verdict}. "
+              f"Paper: {s['paper']['source']}."]
+    return lines
+
+
 def generic(r) -> list[str]:
     table = r.summary.get("table", [])
     if not table:
@@ -103,7 +171,8 @@ def generic(r) -> list[str]:
     return lines
 
 
-WRITERS = {"missing-class": missing_class, "no-labels": no_labels, "data-free": data_free, "temperature": temperature}
+WRITERS = {"missing-class": missing_class, "no-labels": no_labels, "data-free": data_free, "temperature": temperature,
+           "little-data": little_data, "born-again": born_again, "fast-optimisation": fast_optimisation}
 
 
 def section() -> str:
@@ -111,21 +180,26 @@ def section() -> str:
            "The papers' experiments (`kdviz/experiments.py`, the app's **Experiments** page). Each full result below "
            "is read from `results/experiments/NAME.json`, written by the command shown, on the machine shown; "
            "`python benchmarks/experiments.py` rewrites this section from those files. Every run is an ordinary run "
-           "record, trained with one torch thread on a 2-core Intel Xeon (AMX, avx512_bf16, bf16 autocast) shared "
-           "with other jobs, so wall times are several times what an idle machine needs.", ""]
+           "record, trained with one torch thread on a 2-core Intel Xeon (avx512_bf16, no AMX; precision auto = fp32) "
+           "shared with other jobs, so wall times are up to several times what an idle machine needs.", ""]
     for name, entry in ex.EXPERIMENTS.items():
         out.append(f"### {entry.title} ({name}; {entry.paper})")
         out.append("")
-        try:
-            r = ex.load_result(name)
-        except FileNotFoundError:
-            out += ["Not measured at the full preset on this machine: its budget did not fit the session "
-                    f"(2 shared cores). Make it with `kdviz experiment {name} --preset full "
-                    f"--out results/experiments/{name}.json`; `--preset quick` runs in about a minute.", ""]
-            continue
-        out += [f"`{r.command}` · {r.date[:16].replace('T', ' ')} · {r.machine} · {len(r.records)} runs, "
-                f"{r.elapsed_s / 60:.0f} min", ""]
-        out += (WRITERS.get(name) or generic)(r) + [""]
+        presets = ex.shipped_presets(name)
+        for preset in presets:
+            stem = ex.result_name(name, preset)
+            if len(presets) > 1:
+                out += [f"#### {ex.settings_for(name, preset).dataset}", ""]
+            try:
+                r = ex.load_result(stem)
+            except FileNotFoundError:
+                out += ["Not measured at this preset on this machine: its budget did not fit the session "
+                        f"(2 shared cores). Make it with `kdviz experiment {name} --preset {preset} "
+                        f"--out results/experiments/{stem}.json`; `--preset quick` runs in about a minute.", ""]
+                continue
+            out += [f"`{r.command}` · {r.date[:16].replace('T', ' ')} · {r.machine} · {len(r.records)} runs, "
+                    f"{r.elapsed_s / 60:.0f} min", ""]
+            out += (WRITERS.get(name) or generic)(r) + [""]
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -139,8 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     exp = sub.add_parser("experiment", help="run one of the papers' experiments (missing-class, no-labels, ...)")
     exp.add_argument("name", help="the experiment (see kdviz.experiments.EXPERIMENTS)")
-    exp.add_argument("--preset", choices=("quick", "full"), default="quick",
-                     help="quick: a minute on a laptop; full: the budget of the shipped results")
+    exp.add_argument("--preset", choices=sorted({p for e in experiments.EXPERIMENTS.values() for p in e.presets}),
+                     default="quick", help="quick: a minute on a laptop; full: the budget of the shipped results; "
+                                           "full-X: the same on another data set (little-data: full-cifar10)")
     exp.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="overrides",
                      help="change one setting of the preset, repeatable (e.g. --set missing=5 --set seeds=0,1)")
     exp.add_argument("--out", default=None, help="also write the result file here (e.g. results/experiments/NAME.json)")

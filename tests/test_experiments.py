@@ -70,9 +70,27 @@ def test_settings_overrides_are_typed_and_checked():
 
 def test_every_experiment_has_a_quick_and_a_full_preset():
     for name, entry in experiments.EXPERIMENTS.items():
-        assert set(entry.presets) == {"quick", "full"}, name
-        for preset in ("quick", "full"):
+        assert {"quick", "full"} <= set(entry.presets), name
+        assert all(p in ("quick", "full") or p.startswith("full-") for p in entry.presets), name
+        for preset in entry.presets:
             experiments.settings_for(name, preset)  # valid as shipped
+        assert experiments.shipped_presets(name)[0] == "full"
+
+
+def test_little_data_ships_cifar10_beside_mnist_with_augmentation():
+    assert experiments.shipped_presets("little-data") == ["full", "full-cifar10"]
+    assert experiments.result_name("little-data", "full-cifar10") == "little-data-cifar10"
+    assert experiments.result_name("little-data", "full") == "little-data"
+    cifar = experiments.settings_for("little-data", "full-cifar10")
+    assert (cifar.dataset, cifar.teacher, cifar.student) == ("cifar10", "cifar10-resnet20", "cnn5")
+    assert 0.05 in cifar.fractions and cifar.train(0).augment  # random crop + flip reach the training loop
+    assert not experiments.settings_for("little-data", "full").train(0).augment
+    assert experiments.settings_for("little-data", "quick", {"augment": "yes"}).train(3).augment
+
+
+def test_a_variant_preset_is_refused_where_the_experiment_has_none(capsys):
+    code, out, err = kdviz(capsys, "experiment", "no-labels", "--preset", "full-cifar10")
+    assert code == 2 and "unknown preset 'full-cifar10'" in err and "Traceback" not in err
 
 
 def test_images_survive_the_json_round_trip():
@@ -208,16 +226,25 @@ def _page(results_dir, monkeypatch, **query):
     return at.run()
 
 
+def _expected_results() -> dict[str, tuple[str, str]]:
+    """Every shipped preset's result file stem -> (experiment, preset)."""
+    return {experiments.result_name(name, preset): (name, preset)
+            for name in experiments.EXPERIMENTS for preset in experiments.shipped_presets(name)}
+
+
 def test_page_shows_every_shipped_result_without_training(monkeypatch):
+    expected = _expected_results()
     shipped = {p.stem for p in experiments.results_dir().glob("*.json")}
+    assert shipped <= set(expected), "a result file the page would never show"
     at = _page(experiments.results_dir(), monkeypatch)
     assert not at.exception and not at.error
     assert [h.value for h in at.header] == [e.title for e in experiments.EXPERIMENTS.values()]
-    assert len(at.info) == len(experiments.EXPERIMENTS) - len(shipped)  # "not shipped" only where it is not
+    assert len(at.info) == len(expected) - len(shipped)  # "not shipped" only where it is not
     text = " ".join(c.value for c in at.caption)
     for name in shipped:
         result = experiments.load_result(name)
         assert result.command in text and result.machine in text
+        assert result.preset == expected[name][1]
     if "missing-class" in shipped:
         result = experiments.load_result("missing-class")
         kd_bias = next(r for r in result.summary["table"] if r["student"] == "KD + bias")
@@ -228,8 +255,9 @@ def test_page_shows_every_shipped_result_without_training(monkeypatch):
 def test_page_without_results_says_how_to_make_them(tmp_path, monkeypatch):
     at = _page(tmp_path, monkeypatch, mc_bias="banana")
     assert not at.exception
-    assert len(at.info) == len(experiments.EXPERIMENTS)
+    assert len(at.info) == len(_expected_results())
     assert all("--preset full" in i.value for i in at.info)
+    assert any("--preset full-cifar10 --out results/experiments/little-data-cifar10.json" in i.value for i in at.info)
 
 
 def test_page_runs_a_quick_preset_live_to_the_end(tmp_path, monkeypatch):

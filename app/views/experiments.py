@@ -24,6 +24,7 @@ st.markdown(
     "by the command written under it; nothing is trained when you open this page) and lets you run a **quick** "
     "version live (under a minute on a 2-core laptop; its runs also appear on the Compare page).")
 presenter = URL.presenter_mode()
+DRAWN: dict = {}  # controls drawn once per page run and shared by several results (little data: both data sets)
 
 
 def pct(stat) -> str:
@@ -143,26 +144,56 @@ def draw_temperature(r: ex.ExperimentResult, key: str) -> None:
 
 
 def draw_little_data(r: ex.ExperimentResult, key: str) -> None:
-    s = r.summary
-    log_x = control(st.toggle, "Fraction on a log scale", "ld_log", key=f"{key}_log")
+    s, st_ = r.summary, r.settings
+    paper = s["paper"]
+    shared = "full_little-data_log" if key.startswith("full_") else f"{key}_log"  # one toggle for MNIST and CIFAR-10
+    if shared not in DRAWN:
+        DRAWN[shared] = control(st.toggle, "Fraction on a log scale", "ld_log", key=shared)
+    log_x = DRAWN[shared]
     x = [100 * row["fraction"] for row in s["table"]]
     series = {"labels only": ([row["labels_only"]["mean"] for row in s["table"]],
                               [row["labels_only"]["std"] for row in s["table"]]),
               "KD": ([row["kd"]["mean"] for row in s["table"]], [row["kd"]["std"] for row in s["table"]])}
+    cifar = s["dataset"] == "cifar10"
+    at5 = next((row for row in s["table"] if abs(row["fraction"] - 0.05) < 1e-9), None)
+    refs = [("poster: labels only", 5.0, paper["labels_only_5pct"]), ("poster: KD", 5.0, paper["kd_5pct"])] if cifar else []
+    if at5 is not None:
+        a, b, c = st.columns(3)
+        a.metric(f"{s['dataset']} at 5%: labels only", pct(at5["labels_only"]), help=seeds_note(at5["labels_only"]))
+        b.metric(f"{s['dataset']} at 5%: KD", pct(at5["kd"]),
+                 delta=f"{100 * (at5['kd']['mean'] - at5['labels_only']['mean']):+.2f} points")
+        if cifar:
+            c.metric("the poster at 5% (5-layer CNN)", f"{100 * paper['labels_only_5pct']:.2f}% → {100 * paper['kd_5pct']:.2f}%",
+                     delta=f"{100 * (paper['kd_5pct'] - paper['labels_only_5pct']):+.2f} points")
+    gaps = [100 * (row["kd"]["mean"] - row["labels_only"]["mean"]) for row in s["table"]]
+    widest = s["table"][max(range(len(gaps)), key=gaps.__getitem__)]
+    what = (f"{s['dataset']}, {st_['student']} taught by {st_['teacher']}: the gap between the lines is what the "
+            f"teacher's soft targets add; here it is widest at {100 * widest['fraction']:g}% of the data "
+            f"({max(gaps):+.2f} points) and {gaps[-1]:+.2f} points with all of it. ")
+    if cifar:
+        what += (f"Stars: the poster's CIFAR-10 figures at 5% (5-layer CNN: {100 * paper['labels_only_5pct']:.2f}% labels "
+                 f"only, {100 * paper['kd_5pct']:.2f}% with KD). Our runs are short (at most {st_['max_epochs']} epochs, "
+                 "one CPU core), so compare the gap, not the height.")
+    else:
+        what += "The poster's point is CIFAR-10 at 5% of the data: see the CIFAR-10 result below."
     common.show(figures.accuracy_lines(x, series, "training images used (% of the training set)", log_x=log_x,
-                                       x_labels=[f"{v:g}%" for v in x]), presenter,
-                f"{s['dataset']}: the fewer images, the more the teacher's soft targets are worth: the gap between "
-                "the lines widens to the left. The poster's point is CIFAR-10 at 5% of the data (5-layer CNN: "
-                "65.86% labels only, 66.71% with KD).", key=f"{key}_curve")
+                                       references=refs, x_labels=[f"{v:g}%" for v in x]), presenter,
+                what, key=f"{key}_curve")
 
 
 def draw_born_again(r: ex.ExperimentResult, key: str) -> None:
     s = r.summary
     groups, values = bars(s["table"], "acc", "member")
+    first, last, ens = s["generations"][0]["mean"], s["generations"][-1]["mean"], s["ensemble"]["mean"]
+    verdict = ("here the later generations beat generation 0, as in the paper" if last > first else
+               f"here they do not: each generation lost a little ({100 * (last - first):+.2f} points by the last), "
+               "as a student only copies a teacher it cannot see past on this short budget")
     common.show(figures.grouped_accuracy_bars(groups, {"test accuracy": values}), presenter,
                 "Generation 0 learned from the labels; each later generation, of the same architecture, learned "
-                "from the one before; the last bar averages all generations' softmax outputs (Furlanello et al. "
-                f"2018). {seeds_note(s['ensemble']).capitalize()}.", key=f"{key}_bars")
+                "only from the one before; the last bar averages all generations' softmax outputs. Look at whether "
+                f"the bars rise from left to right (Furlanello et al. 2018: students beat their teachers): {verdict}; "
+                f"the ensemble is {100 * (ens - first):+.2f} points from generation 0. "
+                f"{seeds_note(s['ensemble']).capitalize()}.", key=f"{key}_bars")
 
 
 def draw_data_free(r: ex.ExperimentResult, key: str) -> None:
@@ -199,10 +230,16 @@ def draw_fast_optimisation(r: ex.ExperimentResult, key: str) -> None:
         trace.line.color = figures.PALETTE[1]
         fig.add_trace(trace)
     reach = s["epochs_to_target"]
-    common.show(fig, presenter, f"Both students train on the labels; the red one first spent an epoch matching the "
-                f"teacher's FSP matrices. The scratch student's final accuracy is reached after {reach['fsp']} label "
-                f"epochs by the FSP student and {reach['scratch']} by the scratch one (Yim et al.: about a third).",
-                key=f"{key}_curve")
+    epochs = len(s["scratch"]["epoch"])
+    fsp_reach = (f"the FSP student {reach['fsp']}" if reach["fsp"] else
+                 f"the FSP student does not get there within {epochs} (the paper's claim does not reproduce here)")
+    common.show(fig, presenter, f"Both students train on the labels; the red one first spent "
+                f"{r.settings['fsp_epochs']} epoch ({s['fsp_phase_s']['mean']:.0f} s) matching the teacher's FSP "
+                f"matrices. Look at the left end, where a head start would show: after the first label epoch the FSP "
+                f"student is at {100 * s['fsp']['acc'][0]:.2f}%, the scratch one at {100 * s['scratch']['acc'][0]:.2f}%. "
+                f"Label epochs to reach the scratch student's final accuracy ({100 * s['target_acc']:.2f}%): the scratch "
+                f"student {reach['scratch']}, {fsp_reach}; Yim et al. 2017 report about a third of the epochs. "
+                f"Against seconds, the FSP stage's cost counts too. {seeds_note(s['fsp_phase_s']).capitalize()}.", key=f"{key}_curve")
 
 
 DRAWERS = {"missing-class": draw_missing_class, "no-labels": draw_no_labels, "temperature": draw_temperature,
@@ -265,29 +302,39 @@ def live(name: str) -> None:
 
 
 # --------------------------------------------------------------------------- the page
-for name, entry in ex.EXPERIMENTS.items():
-    st.header(entry.title)
-    st.caption(f"{entry.paper} · `kdviz experiment {name}`")
+def shipped(name: str, preset: str, several: bool) -> None:
+    """The shipped result of one full preset (``full``, or ``full-X``: another data set)."""
+    stem = ex.result_name(name, preset)
+    if several:
+        st.subheader(ex.settings_for(name, preset).dataset)
     try:
-        result = ex.load_result(name)
+        result = ex.load_result(stem)
     except FileNotFoundError:
         result = None
     except ValueError as error:
-        common.error_box(error, f"read the shipped result of {name}")
-        result = None
+        common.error_box(error, f"read the shipped result of {stem}")
+        return
     if result is None:
-        st.info(f"No full result is shipped for this experiment: its full preset did not fit the machine it was "
-                f"made on. Make it with `kdviz experiment {name} --preset full --out results/experiments/{name}.json`, "
-                "or run the quick preset below.")
-    else:
-        st.caption(f"Shipped result ({result.preset} preset): `{result.command}` · "
-                   f"{result.date[:16].replace('T', ' ')} · {result.machine} · "
-                   f"{len(result.records)} runs, {result.elapsed_s / 60:.0f} min")
-        try:
-            DRAWERS[name](result, f"full_{name}")
-            table(result)
-        except (KeyError, TypeError, ValueError, IndexError) as error:
-            common.error_box(error, f"draw the shipped result of {name}")
+        st.info(f"No full result is shipped for this experiment{' on this data set' if several else ''}: its "
+                f"full preset did not fit the machine it was made on. Make it with `kdviz experiment {name} "
+                f"--preset {preset} --out results/experiments/{stem}.json`, or run the quick preset below.")
+        return
+    st.caption(f"Shipped result ({result.preset} preset): `{result.command}` · "
+               f"{result.date[:16].replace('T', ' ')} · {result.machine} · "
+               f"{len(result.records)} runs, {result.elapsed_s / 60:.0f} min")
+    try:
+        DRAWERS[name](result, f"full_{stem}")
+        table(result)
+    except (KeyError, TypeError, ValueError, IndexError) as error:
+        common.error_box(error, f"draw the shipped result of {stem}")
+
+
+for name, entry in ex.EXPERIMENTS.items():
+    st.header(entry.title)
+    st.caption(f"{entry.paper} · `kdviz experiment {name}`")
+    presets = ex.shipped_presets(name)
+    for preset in presets:
+        shipped(name, preset, len(presets) > 1)
     with st.expander("Run the quick preset live", expanded=f"experiment_job_{name}" in st.session_state):
         settings = ex.settings_for(name, "quick")
         st.caption(f"Quick preset: {settings.student} on {100 * settings.fraction:g}% of {settings.dataset}, "
