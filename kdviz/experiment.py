@@ -23,6 +23,7 @@ from kdviz.methods import build_method, check_method
 from kdviz.models import ALIASES, MODELS, build_model, model_summary
 from kdviz.runs import check_writable, default_runs_dir, new_run_id, save_run, versions
 from kdviz.teacher_cache import teacher_logits
+from kdviz.teachers import TeacherRef
 from kdviz.teachers import resolve as resolve_teacher
 from kdviz.train import Finished, TrainSettings, fit
 
@@ -95,9 +96,10 @@ class Experiment:
         self.stop = stop or threading.Event()
         config.validate()  # settings first: nothing is loaded for a run that cannot start
         check_writable(self.runs_dir)  # a run that could not be saved is refused before it trains
-        self.teacher, self.teacher_source = None, None
+        self.teacher, self.teacher_source, self.teacher_sha256 = None, None, None
         if config.teacher:
             self.teacher, self.teacher_source = resolve_teacher(config.teacher, self.runs_dir)
+            self.teacher_sha256 = TeacherRef.parse(config.teacher, self.runs_dir).sha256(self.runs_dir)
         splits = datasets.load(config.dataset)
         self.train_data = datasets.transfer_set(splits.train, config.fraction, tuple(config.omit_classes),
                                                 config.hide_labels, config.train.seed, config.holdout)
@@ -152,6 +154,7 @@ class Experiment:
                         "transfer_size": len(self.train_data), "test_size": len(self.test_data)},
             "student": self.student.spec.to_dict(),
             "teacher": self.teacher_source,
+            "teacher_sha256": self.teacher_sha256,  # the weights that taught this run
             "history": done.history,
             "test_acc": done.test_acc,
             "confusion": done.confusion,

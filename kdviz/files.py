@@ -8,6 +8,7 @@ writers that were killed are cleaned by the next write in that folder.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -76,3 +77,12 @@ def clean_orphans(folder: Path, min_age_s: float = 60.0) -> list[Path]:
         except OSError:
             continue
     return removed
+
+
+def file_sha256(path: Path | str) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB chunks (cards, records and caches name files by it)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

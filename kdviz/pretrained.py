@@ -17,7 +17,6 @@ read a file, so a changed or truncated file is refused, never half-loaded.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 
 from kdviz.data import ImageData
+from kdviz.files import file_sha256
 from kdviz.runs import load_checkpoint
 
 PROBE_KINDS = ("ambiguous", "clear", "typical")  # index = the code stored per probe image
@@ -129,14 +129,6 @@ def cards() -> tuple[list[dict], dict[str, str]]:
         except PretrainedError as error:
             bad[name] = str(error)
     return good, bad
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verified(path: Path, expected: str) -> Path:

@@ -22,10 +22,10 @@ import torch
 from kdviz.data import ImageData
 from kdviz.evaluation import evaluate, predict_logits
 from kdviz.experiment import Experiment, RunConfig
-from kdviz.files import write_atomic, write_json_atomic
+from kdviz.files import file_sha256, write_atomic, write_json_atomic
 from kdviz.losses import entropy
 from kdviz.models import MODELS, model_summary
-from kdviz.pretrained import PROBE_KINDS, PretrainedError, card_path, file_sha256, pretrained_dir, probe_path, weights_path
+from kdviz.pretrained import PROBE_KINDS, PretrainedError, card_path, pretrained_dir, probe_path, weights_path
 from kdviz.runs import load_checkpoint, save_checkpoint, versions
 from kdviz.train import TrainSettings
 

@@ -11,7 +11,6 @@ spec, and load with ``torch.load(..., weights_only=True)``.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -26,7 +25,7 @@ import numpy
 import torch
 import torchvision
 
-from kdviz.files import pid_alive, save_torch_atomic, write_json_atomic
+from kdviz.files import file_sha256, pid_alive, save_torch_atomic, write_json_atomic
 from kdviz.models import ModelSpec, ZooModel, build_from_spec
 
 RECORD = "record.json"
@@ -91,14 +90,6 @@ def _read_record(path: Path) -> dict:
     if not isinstance(record, dict):
         raise ValueError(f"{path} is not a run record (not a JSON object)")
     return record
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def save_run(record: dict, model: ZooModel | None, runs_dir: Path | None = None) -> Path:

@@ -741,6 +741,21 @@ def local_workers(cpus_per_run: int = 1) -> int:
 
 
 # --------------------------------------------------------------------------- the sweep
+def same_teacher(record: dict, config: RunConfig, runs_dir: Path, digests: dict[str, str | None]) -> bool:
+    """Whether a finished ``record`` was taught by the weights ``config``'s teacher names today
+    (its ``teacher_sha256`` against :meth:`kdviz.teachers.TeacherRef.sha256`; ``digests`` memoises those).
+    A record from before teachers were fingerprinted, or one without a teacher, counts as the same."""
+    taught_by = record.get("teacher_sha256")
+    if not config.teacher or not taught_by:
+        return True
+    if config.teacher not in digests:
+        try:
+            digests[config.teacher] = teachers.TeacherRef.parse(config.teacher, runs_dir).sha256(runs_dir)
+        except (OSError, ValueError, KeyError):
+            digests[config.teacher] = None  # the run itself will say what is wrong with the teacher
+    return digests[config.teacher] == taught_by
+
+
 def run_sweep(configs: Iterable[RunConfig], executor: Executor | None = None, runs_dir: Path | str | None = None,
               resume: bool = True, stop: threading.Event | None = None, check: bool = True) -> Iterator[SweepEvent]:
     """Run every config (each distinct config once) and yield events as they come:
@@ -767,6 +782,9 @@ def run_sweep(configs: Iterable[RunConfig], executor: Executor | None = None, ru
             except ValueError as error:
                 raise ValueError(f"run {job.index + 1} ({job.config.method}, seed {job.config.train.seed}): {error}") from None
     done = finished_runs(runs_dir) if resume else {}
+    digests: dict[str, str | None] = {}
+    done = {job.key: done[job.key] for job in unique
+            if job.key in done and same_teacher(done[job.key], job.config, runs_dir, digests)}
     records: list[dict | None] = [None] * len(unique)
     todo = [job for job in unique if job.key not in done]
     yield SweepStarted(len(unique), len(todo), executor.describe())

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from kdviz import pretrained
+from kdviz.files import file_sha256
 from kdviz.models import model_summary
 from kdviz.runs import check_run_id, find_runs, load_checkpoint, load_run, load_run_checkpoint, run_checkpoint, verified_checkpoint
 
@@ -75,6 +76,16 @@ class TeacherRef:
         if self.kind == RUN:
             return load_run_checkpoint(self.name, runs_dir).eval()
         return load_checkpoint(verified_checkpoint(self.name)).eval()  # a run's model.pt: checked against its record
+
+    def sha256(self, runs_dir: Path | None = None) -> str:
+        """The sha256 of the teacher's weights file: which network taught a run, so that a run
+        taught by a teacher since replaced (a re-made shipped teacher, an edited file) is not
+        taken for a finished run of today's config (:func:`kdviz.sweep.run_sweep`)."""
+        if self.kind == PRETRAINED:
+            return pretrained.card(self.name)["sha256"]
+        if self.kind == RUN:
+            return load_run(self.name, runs_dir).get("checkpoint_sha256") or file_sha256(run_checkpoint(self.name, runs_dir))
+        return file_sha256(self.name)
 
     def dataset(self, runs_dir: Path | None = None) -> str | None:
         """The data set the teacher was trained on (None for a bare checkpoint file)."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 
@@ -9,6 +10,7 @@ import pytest
 
 from kdviz import cli, runs
 from kdviz.experiment import RunConfig
+from kdviz.files import file_sha256
 from kdviz.sweep import (
     JobSlots,
     LocalExecutor,
@@ -164,6 +166,26 @@ def test_an_interrupted_sweep_resumes_where_it_stopped(tmp_path):
     fresh = list(run_sweep(configs[:1], LocalExecutor(), runs_dir, resume=False))
     assert fresh[0].to_run == 1 and fresh[-1].records[0]["id"] != first["id"]
     assert fresh[-1].records[0]["test_acc"] == first["test_acc"]  # deterministic on CPU
+
+
+def test_a_run_taught_by_a_replaced_teacher_is_not_taken_as_finished(tmp_path):
+    """Resuming matches configs by key, and a config names its teacher only by name: the record
+    keeps the sha256 of the teacher's weights, and a teacher file changed since is trained again."""
+    runs_dir = tmp_path / "runs"
+    teachers = list(run_sweep(grid(TINY, method=["baseline"], seed=[0, 1]), LocalExecutor(), runs_dir))[-1].records
+    teacher = tmp_path / "teacher.pt"
+    shutil.copyfile(teachers[0]["checkpoint"], teacher)
+    kd = grid(TINY | {"teacher": str(teacher)}, method=["kd"], seed=[0])
+    first = list(run_sweep(kd, LocalExecutor(), runs_dir))[-1].records[0]
+    assert first["teacher_sha256"] == file_sha256(teacher) == teachers[0]["checkpoint_sha256"]
+    assert list(run_sweep(kd, LocalExecutor(), runs_dir))[0].to_run == 0  # same weights: resumed
+
+    shutil.copyfile(teachers[1]["checkpoint"], teacher)  # same name, other weights
+    events = list(run_sweep(kd, LocalExecutor(), runs_dir))
+    assert events[0].to_run == 1
+    again = events[-1].records[0]
+    assert again["id"] != first["id"] and again["teacher_sha256"] == teachers[1]["checkpoint_sha256"]
+    assert again["teacher_sha256"] != first["teacher_sha256"]
 
 
 def test_process_pool_gives_the_same_records_as_in_process(tmp_path):
