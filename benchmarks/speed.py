@@ -47,11 +47,22 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kdviz import data  # noqa: E402
-from kdviz.evaluation import as_layout, autocast, evaluate, fast_layout, resolve_device  # noqa: E402
+from kdviz.evaluation import (  # noqa: E402
+    as_layout,
+    autocast,
+    evaluate,
+    fast_layout,
+    prefers_channels_last,
+    resolve_device,
+    resolve_precision,
+)
+from kdviz.experiment import Experiment  # noqa: E402
 from kdviz.losses import rkd_angle_loss, rkd_distance_loss  # noqa: E402
 from kdviz.methods import build_method  # noqa: E402
 from kdviz.methods.kd import HintonKD  # noqa: E402
 from kdviz.models import build_model  # noqa: E402
+from kdviz.presets import DEMO, demo_configs  # noqa: E402
+from kdviz.teacher_cache import teacher_logits  # noqa: E402
 from kdviz.train import EpochDone, Finished, PhaseStarted, StepDone, TrainSettings, fit, make_optimizer  # noqa: E402
 
 from sections import replace_section  # noqa: E402
@@ -154,7 +165,6 @@ def measure_steps(device, repeats) -> dict:
 
 
 def steps_table(best: dict) -> list[str]:
-    from kdviz.evaluation import prefers_channels_last, resolve_precision
 
     device = resolve_device("auto")
     auto = resolve_precision("auto", device)
@@ -178,7 +188,6 @@ def steps_table(best: dict) -> list[str]:
 # --------------------------------------------------------------------------- the loop's overhead
 def measure_loop(device, repeats, splits) -> dict:
     """img/s through fit() against the bare step on the same batches, same settings (1 epoch of 40 batches)."""
-    from kdviz.evaluation import resolve_precision
 
     train = data.transfer_set(splits.train, fraction=128 * 40 / len(splits.train), seed=1)
     test = splits.test.subset(torch.arange(256))
@@ -277,8 +286,6 @@ def preset_run(config, checkpoints: int = 12) -> dict:
 
     Seconds are CLOCK time spent inside the training generator (its own per-epoch scoring
     included, as in every run record); the extra evaluations for the curve are not counted."""
-    from kdviz.experiment import Experiment
-    from kdviz.teacher_cache import teacher_logits
 
     experiment = Experiment(config)
     settings = config.train
@@ -309,7 +316,6 @@ def preset_run(config, checkpoints: int = 12) -> dict:
 
 
 def measure_preset(seeds) -> dict:
-    from kdviz.presets import DEMO, demo_configs
 
     out = {"demo": dict(DEMO), "runs": {}}
     for config in demo_configs(seeds=tuple(seeds)):
@@ -359,7 +365,6 @@ def preset_table(out: dict) -> list[str]:
 
 # --------------------------------------------------------------------------- start-up
 def preset_cli_args(runs_dir: str) -> list[str]:
-    from kdviz.presets import DEMO
 
     return [sys.executable, "-m", "kdviz", "distill", "--dataset", DEMO["dataset"], "--teacher", DEMO["teacher"],
             "--student", DEMO["student"], "--method", DEMO["method"],
