@@ -15,6 +15,7 @@ from typing import Callable
 
 import streamlit as st
 import torch
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from kdviz import data as datasets
 from kdviz import pretrained
@@ -195,6 +196,12 @@ def _set_url_value(key: str, value: str, default: str) -> None:
             del st.query_params[key]
     elif st.query_params.get(key) != value:
         st.query_params[key] = value
+
+
+def fragment_rerun() -> bool:
+    """True while only a fragment reruns (its timer, or a control inside it), not the whole page."""
+    ctx = get_script_run_ctx()
+    return bool(ctx is not None and ctx.fragment_ids_this_run)
 
 
 # --------------------------------------------------------------------------- figures

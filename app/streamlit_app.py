@@ -15,6 +15,8 @@ for _folder in (Path(__file__).resolve().parent, Path(__file__).resolve().parent
 
 import streamlit as st  # noqa: E402
 
+import timings  # noqa: E402
+
 st.set_page_config(page_title="kdviz: see knowledge distillation", page_icon=":material/local_fire_department:", layout="wide")
 
 PAGES = {
@@ -37,4 +39,6 @@ PAGES = {
     ],
 }
 
-st.navigation(PAGES).run()
+page = st.navigation(PAGES)
+with timings.timed(f"page:{page.url_path or 'home'}"):  # one line per full run when KDVIZ_APP_TIMINGS is set
+    page.run()

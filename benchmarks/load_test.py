@@ -112,14 +112,14 @@ def tree_rss_bytes(pid: int) -> int:
 class Server:
     """The app in a subprocess on 127.0.0.1, with a memory sampler."""
 
-    def __init__(self, runs_dir: Path, log: Path):
+    def __init__(self, runs_dir: Path, log: Path, env: dict | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         python = REPO / ".venv" / "bin" / "python"
         self.command = [str(python if python.exists() else sys.executable), "-m", "streamlit", "run",
                         "app/streamlit_app.py", "--server.headless", "true", "--server.port", str(self.port),
                         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
-        env = {**os.environ, "KDVIZ_RUNS": str(runs_dir)}
+        env = {**os.environ, "KDVIZ_RUNS": str(runs_dir), **(env or {})}
         self.log = open(log, "w+")
         self.process = subprocess.Popen(self.command, cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.peak = self.idle = 0

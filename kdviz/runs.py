@@ -11,6 +11,7 @@ spec, and load with ``torch.load(..., weights_only=True)``.
 """
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
@@ -23,7 +24,6 @@ from pathlib import Path
 
 import numpy
 import torch
-import torchvision
 
 from kdviz.files import file_sha256, pid_alive, save_torch_atomic, write_json_atomic
 from kdviz.models import ModelSpec, ZooModel, build_from_spec
@@ -43,9 +43,18 @@ def new_run_id(*parts: str) -> str:
     return f"{stamp}-{label}-{secrets.token_hex(2)}"
 
 
+def _package_version(name: str) -> str | None:
+    """An installed package's version without importing it (importing torchvision costs about 2 s of CPU:
+    it pulls in torch._dynamo)."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def versions() -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "numpy": numpy.__version__}
+            "torchvision": _package_version("torchvision"), "numpy": numpy.__version__}
 
 
 def save_record(record: dict, runs_dir: Path | None = None) -> Path:

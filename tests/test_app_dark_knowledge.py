@@ -371,20 +371,51 @@ def test_compare_runs_a_sweep_in_the_background(env):
     assert len(chart(ok(at), "bars")["data"][0]["x"]) == 3  # teacher run + the two sweep runs
 
 
-def test_temperature_play_moves_the_one_slider_and_every_chart_follows(env):
-    """Issue 16, point 9: one T control; playing moves the page's slider, the side charts follow."""
+def test_temperature_play_moves_the_one_slider_and_every_chart_follows(env, monkeypatch):
+    """Issue 16, point 9: one T control; playing moves the page's slider, the side charts follow.
+    While it plays, the T fragment reruns on a timer and each of its own runs takes one grid step
+    (AppTest runs whole pages: ``common.fragment_rerun`` says True as in those timer runs)."""
+    import common
+
     at = ok(page("temperature"))
     ok(button(at, "play T").click().run())
     assert at.session_state["T_playing"] and button(at, "pause")
-    for expected in (1.2, 1.5):  # what the fragment's timer does: one tick, one grid step
-        at.session_state["T_tick"] = at.session_state["T_tick"] + 1 if "T_tick" in at.session_state else 1
+    monkeypatch.setattr(common, "fragment_rerun", lambda: True)
+    for expected in (1.2, 1.5):  # what the fragment's timer does: one run, one grid step
         ok(at.run())
         assert at.select_slider(key="T").value == expected
         assert f"T = {expected:g}" in json.dumps(chart(at, "bars")["layout"]["annotations"])
         for side in ("entropy", "t2"):  # the dashed T line of both side charts
             assert [s["x0"] for s in chart(at, side)["layout"]["shapes"] if s["x0"] == s["x1"]] == [expected]
+    monkeypatch.setattr(common, "fragment_rerun", lambda: False)
     ok(button(at, "pause").click().run())
     assert not at.session_state["T_playing"] and at.select_slider(key="T").value == 1.5
+    # played to the end: the last step stops it
+    ok(at.select_slider(key="T").set_value(20.0).run())
+    ok(button(at, "play T").click().run())  # from the hottest, play starts again from the coldest
+    assert at.select_slider(key="T").value == 0.5 and at.session_state["T_playing"]
+    at.session_state["T_play_at"] = 20.0
+    monkeypatch.setattr(common, "fragment_rerun", lambda: True)
+    ok(at.run())
+    assert not at.session_state["T_playing"] and at.select_slider(key="T").value == 20.0
+
+
+def test_a_new_temperature_needs_no_model_pass(env, monkeypatch):
+    """Softening at a new T works on the teacher's cached logits: with every network's forward
+    made to fail, moving the slider still redraws the bars and the dark-knowledge matrix."""
+    import torch
+
+    at = ok(page("temperature"))
+    before, matrix_before = bar_probs(at), chart(at, "matrix")["data"][0]["z"]
+
+    def no_forward(self, *args, **kwargs):
+        raise AssertionError(f"a forward pass of {type(self).__name__} at a new temperature")
+
+    monkeypatch.setattr(torch.nn.Module, "__call__", no_forward)
+    ok(at.select_slider(key="T").set_value(6.0).run())
+    after = bar_probs(at)
+    assert not np.allclose(after, before) and after.max() < before.max()  # softer at T = 6
+    assert chart(at, "matrix")["data"][0]["z"] != matrix_before
 
 
 def test_sessions_share_the_slider_work(env, monkeypatch):

@@ -6,6 +6,7 @@ from kdviz.probes import softening
 
 import common
 import figures
+import timings
 from common import Param
 
 URL = common.UrlState(
@@ -79,127 +80,129 @@ else:
     image_id = f"{teacher}-upload-{upload.file_id}"
 
 # --------------------------------------------------------------------------- the temperature
-st.subheader("2 · Turn up the temperature")
-# One T for the whole page. "Play" moves this slider itself, one grid step per tick (a fragment on a
-# timer asks for a rerun; the step is taken here, before the slider is drawn), so every chart follows.
-PLAYING, TICK, SEEN = "T_playing", "T_tick", "T_tick_seen"
-if st.session_state.get(PLAYING) and st.session_state.get(TICK, 0) != st.session_state.get(SEEN, 0):
-    st.session_state[SEEN] = st.session_state.get(TICK, 0)
-    later = [t for t in softening.T_GRID if t > st.session_state.get("T", 1.0)]
-    if later:
-        st.session_state["T"] = later[0]
-    else:
-        st.session_state[PLAYING] = False
+# Everything below depends on T and reruns on its own when the slider moves (a fragment): the page
+# above (teacher, gallery, image) is not run again, and every T-dependent piece is built once per
+# (teacher, image, T) for the whole server from logits computed once (no model pass at a new T).
+# "Play" moves this same slider: while it plays, the fragment reruns itself on a timer and takes one
+# grid step per run; pressing play or pause reruns the whole page once, to start or stop the timer.
+PLAYING, PLAY_AT = "T_playing", "T_play_at"  # playing?, and where the play is (its own, see play_step)
 
 
 def toggle_play() -> None:
-    st.session_state[PLAYING] = not st.session_state.get(PLAYING, False)
-    if st.session_state[PLAYING] and st.session_state.get("T", 1.0) >= softening.T_GRID[-1]:
-        st.session_state["T"] = softening.T_GRID[0]  # play again from the coldest
+    playing = not st.session_state.get(PLAYING, False)
+    at = st.session_state.get(PLAY_AT, 1.0) if st.session_state.get(PLAYING) else st.session_state.get("T", 1.0)
+    if playing and at >= softening.T_GRID[-1]:
+        at = softening.T_GRID[0]  # play again from the coldest
+    st.session_state[PLAYING], st.session_state[PLAY_AT], st.session_state["T"] = playing, at, at
+    st.rerun()  # the whole page: the fragment's timer starts or stops with a full run
 
 
-slider_col, play_col = st.columns([6, 1], vertical_alignment="bottom")
-T = URL.grid_slider("Temperature T (log scale)", softening.T_GRID, "T", key="T", container=slider_col,
-                    help="softmax(z/T): T = 1 is the ordinary softmax; larger T softens it.")
-playing = st.session_state.get(PLAYING, False)
-play_col.button("pause" if playing else "play T", icon=":material/pause:" if playing else ":material/play_arrow:",
-                key="T_play", on_click=toggle_play, width="stretch",
-                help="Moves the slider one step at a time up to T = 20; every chart on the page follows.")
+def play_step() -> None:
+    """One grid step up per run of the fragment's timer, counted from the play's own position: the
+    slider's value in a timer's request can be a step behind when the server is slower than the timer.
+    Past the last step, stop."""
+    later = [t for t in softening.T_GRID if t > st.session_state.get(PLAY_AT, 1.0)]
+    if not later:
+        st.session_state[PLAYING], st.session_state["T"] = False, st.session_state.get(PLAY_AT, 1.0)
+        st.rerun()  # the whole page, so the timer stops
+    st.session_state[PLAY_AT] = later[0]
 
 
-@st.fragment(run_every=0.9)
-def player() -> None:
-    """Drawn with the page it does nothing; each run of its timer asks for one step and a rerun."""
-    if st.session_state.pop("T_drawn", False) or not st.session_state.get(PLAYING):
-        return
-    st.session_state[TICK] = st.session_state.get(TICK, 0) + 1
-    st.rerun(scope="app")
+def temperature_part() -> None:
+    st.subheader("2 · Turn up the temperature")
+    if st.session_state.get(PLAYING):
+        if common.fragment_rerun():
+            play_step()
+        st.session_state["T"] = st.session_state[PLAY_AT]
+    slider_col, play_col = st.columns([6, 1], vertical_alignment="bottom")
+    T = URL.grid_slider("Temperature T (log scale)", softening.T_GRID, "T", key="T", container=slider_col,
+                        help="softmax(z/T): T = 1 is the ordinary softmax; larger T softens it.")
+    playing = st.session_state.get(PLAYING, False)
+    play_col.button("pause" if playing else "play T", icon=":material/pause:" if playing else ":material/play_arrow:",
+                    key="T_play", on_click=toggle_play, width="stretch",
+                    help="Moves the slider one step at a time up to T = 20; every chart on the page follows.")
+    curves = common.shared("softening_curves", shown, lambda: softening.softening_curves(logits))
+    left, right = st.columns([1, 5])
+    with left:
+        st.image(figures.upscale(pixels, 5), caption="what the teacher sees", width=200 if presenter else 140)
+        if true_label is not None:
+            st.markdown(f"true class: **{classes[true_label]}**")
+        st.markdown(f"teacher's answer: **{classes[curves['top_class']]}**")
+    with right:
+        common.show_shared("bars", (*shown, T), lambda: figures.softmax_bars(logits.tolist(), curves, classes, T,
+                                                                             true_label, animate=False), presenter,
+                    "Blue: the teacher's answer; grey: the other classes (red: the true class, when the teacher is "
+                    "wrong). Move the slider or press *play T* beside it and watch the grey bars rise as T grows: their heights, "
+                    "not the winner's, are the dark knowledge. The logits on the left never change; only how sharply "
+                    "the softmax reads them. The page has one temperature: *play* moves the slider, so every chart "
+                    "below follows it.", chart_key="bars")
+
+    c1, c2 = st.columns(2)
+    with c1:
+        common.show_shared("entropy", (*shown, T), lambda: figures.entropy_curves(curves, T), presenter,
+                           "Entropy climbs from near 0 to log C (every class equally likely) and the top-class probability "
+                           "falls toward 1/C: at very high T the answer carries no information at all, so useful T sit in "
+                           "between.", chart_key="entropy")
+    with c2:
+        scale = common.shared("kd_gradient_scale", (teacher,),
+                              lambda: softening.kd_gradient_scale(logits_all[:256], softening.T_GRID))
+        common.show_shared("t2", (teacher, T), lambda: figures.t_squared_figure(scale, T), presenter,
+                    "Without T² (grey), the soft term's gradient shrinks about like 1/T², so at a high T distillation "
+                    "would silently fade next to the label term (which does not depend on T, and is not drawn); with "
+                    "T² (blue) it stays about the same size at every T. Measured on this teacher's logits, for a student "
+                    "that knows nothing yet.", chart_key="t2")
+
+    # ----------------------------------------------------------------------- predict, then reveal
+    st.subheader("3 · Predict, then reveal")
+    answer_class = classes[curves["top_class"]]
+    wrong = [c for c in range(len(classes)) if c != curves["top_class"]]
+    guess = st.multiselect(f"Before you look: besides its answer ({answer_class}), which classes does the teacher think "
+                           "this image resembles most? Pick up to 3.",
+                           wrong, format_func=lambda c: classes[c], max_selections=3, key=f"guess_{image_id}")
+    reveal_key = f"reveal_{image_id}"
+    if st.button("Reveal at T = 10", disabled=not guess):
+        st.session_state[reveal_key] = True
+    if st.session_state.get(reveal_key):
+        answer = softening.wrong_class_ranking(logits, k=3)
+        hits = len(set(guess) & set(answer))
+        st.success(f"After {answer_class}, the teacher ranks **{', '.join(classes[c] for c in answer)}** highest. "
+                   f"You picked {hits} of these {len(answer)}.")
+        common.show(figures.softmax_bars(logits.tolist(), softening.softening_curves(logits, [10.0]), classes, 10.0,
+                                         true_label, animate=False), presenter,
+                    "The same logits at T = 10. The key is the teacher's own ranking of the other classes, which no T "
+                    "changes (dividing the logits by T keeps their order); T = 10 only lifts the small ones into view. "
+                    "It is not 'which class rises most': the runner-up is often already high at T = 1 and falls as T "
+                    "grows, yet it is what the teacher believes most.", key="reveal_bars")
+
+    # ----------------------------------------------------------------------- the matrix
+    st.subheader("4 · The dark-knowledge matrix")
+    test_out = common.teacher_test_outputs(teacher)  # once per teacher for the server (and on disk)
+
+    def _matrix_and_pairs():
+        matrix = softening.dark_knowledge_matrix(test_out["logits"], test_out["labels"], T, len(classes))
+        return matrix, softening.similar_pairs(matrix, classes, k=5)
+
+    matrix, pairs = common.shared("dark_knowledge", (teacher, T), _matrix_and_pairs)
+    c1, c2 = st.columns([3, 1])
+    with c1:
+        common.show_shared("matrix", (teacher, T), lambda: figures.dark_knowledge_heatmap(matrix, classes, T, pairs),
+                           presenter,
+                           f"Each row is a true class; it shows where the teacher puts the probability it does not give to "
+                           f"that class, averaged over {test_out['source']} at T = {T:g} (rows sum to 1). Boxed cells are "
+                           f"the most similar pairs: a student trained on these soft targets learns these resemblances, "
+                           f"never spelled out in the labels.", chart_key="matrix")
+    with c2:
+        st.markdown("**Most alike, by the teacher**")
+        for p in pairs:
+            st.markdown(f"- **{p['names'][0]} ↔ {p['names'][1]}**: {p['a_to_b']:.2f} / {p['b_to_a']:.2f}")
+        known = {"mnist": "4–9, 3–5–8, 7–1", "fashion-mnist": "shirt–T-shirt–pullover–coat",
+                 "digits": "similar strokes: 1–7, 3–9, 8–9"}.get(out["dataset"])
+        if known:
+            st.caption(f"Usually found for {out['dataset']}: {known}. The two numbers are how much of row a's "
+                       f"leftover probability goes to b, and of b's to a.")
 
 
-if playing:
-    st.session_state["T_drawn"] = True
-    player()
-curves = softening.softening_curves(logits)
-left, right = st.columns([1, 5])
-with left:
-    st.image(figures.upscale(pixels, 5), caption="what the teacher sees", width=200 if presenter else 140)
-    if true_label is not None:
-        st.markdown(f"true class: **{classes[true_label]}**")
-    st.markdown(f"teacher's answer: **{classes[curves['top_class']]}**")
 # Gallery images are the same for every session: their charts are built once per (teacher, image, T)
 # for the whole server; an upload is this session's own.
 shown = ("gallery", teacher, index) if source == "gallery" else ("upload", image_id)
-with right:
-    common.show_shared("bars", (*shown, T), lambda: figures.softmax_bars(logits.tolist(), curves, classes, T,
-                                                                         true_label, animate=False), presenter,
-                "Blue: the teacher's answer; grey: the other classes (red: the true class, when the teacher is "
-                "wrong). Move the slider or press *play T* beside it and watch the grey bars rise as T grows: their heights, "
-                "not the winner's, are the dark knowledge. The logits on the left never change; only how sharply "
-                "the softmax reads them. The page has one temperature: *play* moves the slider, so every chart "
-                "below follows it.", chart_key="bars")
-
-c1, c2 = st.columns(2)
-with c1:
-    common.show_shared("entropy", (*shown, T), lambda: figures.entropy_curves(curves, T), presenter,
-                       "Entropy climbs from near 0 to log C (every class equally likely) and the top-class probability "
-                       "falls toward 1/C: at very high T the answer carries no information at all, so useful T sit in "
-                       "between.", chart_key="entropy")
-with c2:
-    scale = common.shared("kd_gradient_scale", (teacher,),
-                          lambda: softening.kd_gradient_scale(logits_all[:256], softening.T_GRID))
-    common.show_shared("t2", (teacher, T), lambda: figures.t_squared_figure(scale, T), presenter,
-                "Without T² (grey), the soft term's gradient shrinks about like 1/T², so at a high T distillation "
-                "would silently fade next to the label term (which does not depend on T, and is not drawn); with "
-                "T² (blue) it stays about the same size at every T. Measured on this teacher's logits, for a student "
-                "that knows nothing yet.", chart_key="t2")
-
-# --------------------------------------------------------------------------- predict, then reveal
-st.subheader("3 · Predict, then reveal")
-answer_class = classes[curves["top_class"]]
-wrong = [c for c in range(len(classes)) if c != curves["top_class"]]
-guess = st.multiselect(f"Before you look: besides its answer ({answer_class}), which classes does the teacher think "
-                       "this image resembles most? Pick up to 3.",
-                       wrong, format_func=lambda c: classes[c], max_selections=3, key=f"guess_{image_id}")
-reveal_key = f"reveal_{image_id}"
-if st.button("Reveal at T = 10", disabled=not guess):
-    st.session_state[reveal_key] = True
-if st.session_state.get(reveal_key):
-    answer = softening.wrong_class_ranking(logits, k=3)
-    hits = len(set(guess) & set(answer))
-    st.success(f"After {answer_class}, the teacher ranks **{', '.join(classes[c] for c in answer)}** highest. "
-               f"You picked {hits} of these {len(answer)}.")
-    common.show(figures.softmax_bars(logits.tolist(), softening.softening_curves(logits, [10.0]), classes, 10.0,
-                                     true_label, animate=False), presenter,
-                "The same logits at T = 10. The key is the teacher's own ranking of the other classes, which no T "
-                "changes (dividing the logits by T keeps their order); T = 10 only lifts the small ones into view. "
-                "It is not 'which class rises most': the runner-up is often already high at T = 1 and falls as T "
-                "grows, yet it is what the teacher believes most.", key="reveal_bars")
-
-# --------------------------------------------------------------------------- the matrix
-st.subheader("4 · The dark-knowledge matrix")
-test_out = common.teacher_test_outputs(teacher)
-
-
-def _matrix_and_pairs():
-    matrix = softening.dark_knowledge_matrix(test_out["logits"], test_out["labels"], T, len(classes))
-    return matrix, softening.similar_pairs(matrix, classes, k=5)
-
-
-matrix, pairs = common.shared("dark_knowledge", (teacher, T), _matrix_and_pairs)
-c1, c2 = st.columns([3, 1])
-with c1:
-    common.show_shared("matrix", (teacher, T), lambda: figures.dark_knowledge_heatmap(matrix, classes, T, pairs),
-                       presenter,
-                       f"Each row is a true class; it shows where the teacher puts the probability it does not give to "
-                       f"that class, averaged over {test_out['source']} at T = {T:g} (rows sum to 1). Boxed cells are "
-                       f"the most similar pairs: a student trained on these soft targets learns these resemblances, "
-                       f"never spelled out in the labels.", chart_key="matrix")
-with c2:
-    st.markdown("**Most alike, by the teacher**")
-    for p in pairs:
-        st.markdown(f"- **{p['names'][0]} ↔ {p['names'][1]}**: {p['a_to_b']:.2f} / {p['b_to_a']:.2f}")
-    known = {"mnist": "4–9, 3–5–8, 7–1", "fashion-mnist": "shirt–T-shirt–pullover–coat",
-             "digits": "similar strokes: 1–7, 3–9, 8–9"}.get(out["dataset"])
-    if known:
-        st.caption(f"Usually found for {out['dataset']}: {known}. The two numbers are how much of row a's "
-                   f"leftover probability goes to b, and of b's to a.")
+timings.fragment("temperature.T", run_every=0.9 if st.session_state.get(PLAYING) else None)(temperature_part)()

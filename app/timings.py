@@ -1,0 +1,51 @@
+"""Server-side timings of the app's script runs, for benchmarks/app_speed.py and the fragment tests.
+
+With ``KDVIZ_APP_TIMINGS=<file>`` in the server's environment, every full run of a page and every
+rerun of a timed fragment appends one JSON line to that file: ``{"part": "page:temperature",
+"seconds": 0.41, "t": <unix time>}`` or ``{"part": "fragment:temperature.T", ...}``. Without it
+nothing is written. This module imports nothing heavy (no torch): the entry script uses it.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import threading
+import time
+from contextlib import contextmanager
+
+import streamlit as st
+
+_LOCK = threading.Lock()
+
+
+def record(part: str, seconds: float) -> None:
+    """Append one timing line when ``KDVIZ_APP_TIMINGS`` names a file."""
+    path = os.environ.get("KDVIZ_APP_TIMINGS")
+    if not path:
+        return
+    line = json.dumps({"part": part, "seconds": round(seconds, 5), "t": time.time()})
+    with _LOCK, open(path, "a") as f:
+        f.write(line + "\n")
+
+
+@contextmanager
+def timed(part: str):
+    """Record how long the block took, however it ends (``st.stop`` and ``st.rerun`` raise)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        record(part, time.perf_counter() - start)
+
+
+def fragment(name: str, **options):
+    """``st.fragment(**options)`` whose runs are recorded as ``fragment:<name>``. The name must stay the
+    same for the life of the page (Streamlit tells fragments apart by the function's module and name)."""
+    def decorate(body):
+        @functools.wraps(body)
+        def run(*args, **kwargs):
+            with timed(f"fragment:{name}"):
+                return body(*args, **kwargs)
+        return st.fragment(run, **options)
+    return decorate

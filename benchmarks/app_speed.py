@@ -1,0 +1,233 @@
+"""How fast the app answers in a real browser (not part of the test suite).
+
+    KDVIZ_DATA=... .venv/bin/python benchmarks/app_speed.py            # prints the tables
+    KDVIZ_DATA=... .venv/bin/python benchmarks/app_speed.py --write    # and replaces its section of BENCHMARKS.md
+
+1. **First chart on a fresh server, per page**: for every page listed in app/streamlit_app.py a fresh
+   server is started the README's way (``python -m streamlit run app/streamlit_app.py``, on a free
+   port of 127.0.0.1, an empty runs folder), chromium (headless, Debian's, through Playwright) opens
+   that page first, and the time from navigation start until the first Plotly chart is on screen is
+   read from the page's own clock. *Cold*: ``KDVIZ_CACHE`` is a new empty folder (data sets decoded,
+   teacher logits computed); *warm*: the same folder a second time, on another fresh server.
+2. **Temperature slider**: on a fresh server (warm cache) the Temperature page is opened and the T
+   slider moved ``--moves`` times with the keyboard (one grid step each); each move is timed in the
+   browser from the key press until the bars chart shows the new numbers. The server's part is read
+   from the app's own timings (``KDVIZ_APP_TIMINGS``, :mod:`app.timings`): the run time of the
+   fragment that redraws the charts, and whether a full page run happened at all.
+
+Every server and the browser run on the same cores; the machine line says which and how busy.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from load_test import CHROMIUM, CHROMIUM_ARGS, Server, cpu_seconds, descendants
+from sections import replace_section
+from speed import machine
+
+REPO = Path(__file__).resolve().parent.parent
+START, END = "<!-- app-speed:start -->", "<!-- app-speed:end -->"
+# The first chart on screen: a Plotly plot drawn with a height. Returns the page clock (ms since navigation).
+FIRST_CHART_JS = ("() => { for (const p of document.querySelectorAll('.js-plotly-plot .main-svg')) "
+                  "{ if (p.getBoundingClientRect().height > 0) return performance.now(); } return false; }")
+BARS_JS = "() => { const p = document.querySelector('.js-plotly-plot'); return p && p.data ? JSON.stringify(p.data[1].y) : null; }"
+# Watches the bars from the page itself (every animation frame), so the time of a redraw is not the poll's.
+WATCH_JS = """(before) => { window.__kd_redrawn = null; window.__kd_pressed = null;
+  document.addEventListener('keydown', () => { window.__kd_pressed = performance.now(); }, {capture: true, once: true});
+  const look = () => { const p = document.querySelector('.js-plotly-plot');
+    const now = p && p.data ? JSON.stringify(p.data[1].y) : null;
+    if (now && now !== before) { window.__kd_redrawn = performance.now(); return; }
+    requestAnimationFrame(look); };
+  requestAnimationFrame(look); }"""
+
+
+def page_paths() -> dict[str, str]:
+    """Every page listed in app/streamlit_app.py: url path -> title (home is "")."""
+    source = (REPO / "app" / "streamlit_app.py").read_text()
+    pages = {"": "Home"}
+    for title, path in re.findall(r'st\.Page\([^)]*title="([^"]+)"[^)]*url_path="([^"]+)"', source):
+        pages[path] = title
+    return pages
+
+
+def read_timings(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class Fresh:
+    """A fresh server with its own runs folder and timings file, and the cache folder given."""
+
+    def __init__(self, tmp: Path, cache: Path, name: str):
+        folder = tmp / name
+        folder.mkdir(parents=True)
+        self.timings = folder / "timings.jsonl"
+        self.server = Server(folder / "runs", folder / "streamlit.log",
+                             env={"KDVIZ_CACHE": str(cache), "KDVIZ_APP_TIMINGS": str(self.timings)})
+
+    def __enter__(self) -> Fresh:
+        self.server.wait_ready()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.close()
+
+
+def first_chart(browser, url: str, timeout: float) -> dict:
+    """Open ``url`` in a new tab; seconds from navigation until the first chart is on screen."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    try:
+        page.goto(url, wait_until="commit", timeout=timeout * 1000)
+        at = page.wait_for_function(FIRST_CHART_JS, polling="raf", timeout=timeout * 1000).json_value()
+        return {"first_chart_s": at / 1000}
+    except Exception as error:  # noqa: BLE001 - a page without a chart is a result
+        return {"first_chart_s": None, "error": f"{type(error).__name__}: {str(error).splitlines()[0][:120]}"}
+    finally:
+        context.close()
+
+
+def measure_pages(browser, tmp: Path, pages: dict[str, str], timeout: float, cold: bool) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for path, title in pages.items():
+        cache = tmp / f"cache-{path or 'home'}"
+        rows = {}
+        for kind in (("cold", "warm") if cold else ("warm",)):
+            if kind == "warm" and not cold:
+                cache = Path(os.environ.get("KDVIZ_CACHE") or Path.home() / ".cache" / "kdviz")
+            with Fresh(tmp, cache, f"{kind}-{path or 'home'}") as fresh:
+                row = first_chart(browser, f"{fresh.server.url}/{path}", timeout)
+                runs = [t["seconds"] for t in read_timings(fresh.timings) if t["part"].startswith("page:")]
+                row["server_run_s"] = runs[0] if runs else None
+            rows[kind] = row
+            print(f"{title:28s} {kind}: first chart {row['first_chart_s']} s, page run {row['server_run_s']} s"
+                  f"{'  ' + row['error'] if row.get('error') else ''}", file=sys.stderr, flush=True)
+        out[title] = rows
+    return out
+
+
+def measure_slider(browser, tmp: Path, moves: int, timeout: float) -> dict:
+    cache = Path(os.environ.get("KDVIZ_CACHE") or Path.home() / ".cache" / "kdviz")
+    with Fresh(tmp, cache, "slider") as fresh:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.goto(f"{fresh.server.url}/temperature", timeout=timeout * 1000)
+        page.wait_for_function(FIRST_CHART_JS, timeout=timeout * 1000)
+        thumb = page.locator("[data-testid='stSlider'] input[type='range']").first
+        thumb.wait_for(timeout=timeout * 1000)
+        time.sleep(2.0)  # let the rest of the page (the dark-knowledge matrix) finish
+        thumb.focus()
+        server = fresh.server.process.pid
+        answers, cpu, key = [], [], "ArrowRight"
+        before_runs = len(read_timings(fresh.timings))
+        for i in range(moves):
+            value, low, high = thumb.evaluate("e => [Number(e.value), Number(e.min), Number(e.max)]")
+            key = "ArrowLeft" if value >= high else ("ArrowRight" if value <= low else key)
+            bars = page.evaluate(BARS_JS)
+            page.evaluate(WATCH_JS, bars)
+            used = cpu_seconds(descendants(server))
+            thumb.press(key)
+            page.wait_for_function("() => window.__kd_redrawn !== null", polling="raf", timeout=timeout * 1000)
+            pressed, redrawn = page.evaluate("() => [window.__kd_pressed, window.__kd_redrawn]")
+            answers.append((redrawn - pressed) / 1000)
+            time.sleep(0.3)  # the rest of the fragment (the matrix) finishes before the next move
+            cpu.append(cpu_seconds(descendants(server)) - used)
+        time.sleep(0.5)
+        context.close()
+        runs = read_timings(fresh.timings)[before_runs:]
+    fragment = [t["seconds"] for t in runs if t["part"] == "fragment:temperature.T"]
+    return {"moves": moves, "answers_s": answers, "median_s": statistics.median(answers), "max_s": max(answers),
+            "fragment_runs": len(fragment), "page_runs": sum(1 for t in runs if t["part"].startswith("page:")),
+            "fragment_median_s": statistics.median(fragment) if fragment else None,
+            "fragment_max_s": max(fragment) if fragment else None,
+            "server_cpu_median_s": statistics.median(cpu)}
+
+
+def fmt(value, digits=2) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def ms(seconds) -> str:
+    return "—" if seconds is None else f"{1000 * seconds:.0f} ms"
+
+
+def markdown(pages: dict, slider: dict, about: str, command: str, load_after: float) -> str:
+    lines = [START, "## App speed in a browser (`benchmarks/app_speed.py`)", "",
+             f"Command: `{command}` ({time.strftime('%Y-%m-%d')}). Machine: {about}; {load_after:.1f} when it ended. "
+             "Server and headless chromium on the same cores.", "",
+             "First chart on a fresh server: a new `streamlit run app/streamlit_app.py` per page and cache state, the "
+             "page opened first, seconds from navigation start until the first Plotly chart is on screen (the "
+             "page's clock); the server's full run of the page beside it. Cold: an empty `KDVIZ_CACHE`; warm: the "
+             "same folder again.", "",
+             "| page | first chart, warm (s) | page run, warm (s) | first chart, cold (s) | page run, cold (s) |",
+             "|---|---:|---:|---:|---:|"]
+    for title, rows in pages.items():
+        w, c = rows.get("warm", {}), rows.get("cold", {})
+        lines.append(f"| {title} | {fmt(w.get('first_chart_s'))} | {fmt(w.get('server_run_s'))} | "
+                     f"{fmt(c.get('first_chart_s'))} | {fmt(c.get('server_run_s'))} |")
+    lines += ["", f"Temperature slider, {slider['moves']} moves of one grid step (keyboard), warm server:", "",
+              "| measured | median | slowest |", "|---|---:|---:|",
+              f"| key press → bars redrawn, in the browser | {1000 * slider['median_s']:.0f} ms | "
+              f"{1000 * slider['max_s']:.0f} ms |",
+              f"| server: the charts' fragment rerun | {ms(slider['fragment_median_s'])} | {ms(slider['fragment_max_s'])} |",
+              f"| server: CPU time per move (process tree) | {1000 * slider['server_cpu_median_s']:.0f} ms | |", "",
+              f"Full page runs during the moves: {slider['page_runs']} (fragment runs: {slider['fragment_runs']}); "
+              "only the part of the page that depends on T reruns.", END]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--moves", type=int, default=20, help="slider moves (default 20)")
+    parser.add_argument("--pages", nargs="*", help="url paths of the pages to open (default: all; '' is home)")
+    parser.add_argument("--no-cold", action="store_true", help="only the warm cache")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per page (default 60)")
+    parser.add_argument("--write", action="store_true", help="replace the app-speed section of BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    if not 1 <= args.moves <= 200:
+        parser.error("--moves must be in [1, 200]")
+    if not Path(CHROMIUM).exists():
+        print(f"app_speed: {CHROMIUM} not found (apt-get install chromium)", file=sys.stderr)
+        return 2
+    pages = page_paths()
+    if args.pages is not None:
+        unknown = [p for p in args.pages if p not in pages]
+        if unknown:
+            parser.error(f"unknown page(s) {unknown}; pages: {list(pages)}")
+        pages = {p: pages[p] for p in args.pages}
+    about = machine(torch.device("cpu"))
+    print(about, file=sys.stderr)
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory(prefix="kdviz-app-speed-") as tmp, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            slider = measure_slider(browser, Path(tmp), args.moves, args.timeout)
+            print(f"slider: {json.dumps(slider)}", file=sys.stderr, flush=True)
+            first = measure_pages(browser, Path(tmp), pages, args.timeout, cold=not args.no_cold)
+        finally:
+            browser.close()
+    env = " ".join(f"{k}={os.environ[k]}" for k in ("KDVIZ_DATA",) if os.environ.get(k))
+    command = (f"{env + ' ' if env else ''}.venv/bin/python benchmarks/app_speed.py --moves {args.moves}"
+               f"{' --no-cold' if args.no_cold else ''}{' --write' if args.write else ''}")
+    text = markdown(first, slider, about, command, os.getloadavg()[0])
+    print(text)
+    if args.write:
+        replace_section(REPO / "BENCHMARKS.md", START, END, text)
+        print("wrote the app-speed section of BENCHMARKS.md", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The Temperature page in a real browser: moving the T slider reruns only the part of the page that
+depends on T (a fragment), never the page's top; "play" moves the slider through fragment runs.
+
+The server writes one line per full page run and per fragment run (``KDVIZ_APP_TIMINGS``, see
+app/timings.py); the test reads them. No timing is asserted. Needs Debian's chromium and the
+playwright pip package, like tests/test_browser.py.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from test_browser import REPO, bars, browser, free_port  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.browser
+SLIDER = "[data-testid='stSlider'] input[type='range']"
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """A server started as in the README, writing its run timings to a file; yields (url, timings file)."""
+    folder = tmp_path_factory.mktemp("fragment-app")
+    timings = folder / "timings.jsonl"
+    port = free_port()
+    python = REPO / ".venv" / "bin" / "python"
+    command = [str(python if python.exists() else sys.executable), "-m", "streamlit", "run", "app/streamlit_app.py",
+               "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+               "--browser.gatherUsageStats", "false"]
+    env = {**os.environ, "KDVIZ_RUNS": str(folder / "runs"), "KDVIZ_APP_TIMINGS": str(timings)}
+    log = open(folder / "streamlit.log", "w+")
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read().decode() == "ok":
+                break
+        except OSError:
+            pass
+        if process.poll() is not None or time.time() > deadline:
+            process.kill()
+            log.seek(0)
+            pytest.fail(f"streamlit did not start:\n{log.read()[-3000:]}")
+        time.sleep(0.3)
+    yield url, timings
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+def runs(timings: Path) -> list[str]:
+    return [json.loads(line)["part"] for line in timings.read_text().splitlines()] if timings.exists() else []
+
+
+def shown_T(page) -> float:
+    """The temperature the slider shows."""
+    return float(page.locator("[data-testid='stSliderThumbValue']").first.inner_text())
+
+
+def wait_until(condition, timeout: float = 60, what: str = "") -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        if time.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def test_the_slider_reruns_only_its_fragment_and_play_moves_it(app, browser):  # noqa: F811
+    url, timings = app
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{url}/temperature")
+    page.wait_for_selector(SLIDER, timeout=120_000)
+    page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+    wait_until(lambda: "page:temperature" in runs(timings), what="the page's first run")
+    first = runs(timings)
+    assert first.count("page:temperature") == 1 and "fragment:temperature.T" in first  # drawn with the page
+
+    before = bars(page)
+    thumb = page.locator(SLIDER).first
+    thumb.focus()
+    thumb.press("ArrowRight")
+    wait_until(lambda: bars(page) != before, what="the bars to answer the slider")
+    wait_until(lambda: len(runs(timings)) > len(first), what="the fragment's run to be recorded")
+    time.sleep(1.0)  # anything else the move caused would be recorded by now
+    moved = runs(timings)[len(first):]
+    assert moved == ["fragment:temperature.T"]  # the fragment alone: the page's top did not run
+    assert max(bars(page)) < max(before)  # one step hotter: softer
+    assert shown_T(page) == 1.2 and "T=1.2" in page.url  # the page's state is still mirrored into the URL
+
+    # play: one full run to start the timer, then fragment runs, each one grid step
+    page.get_by_role("button", name="play T").click()
+    wait_until(lambda: shown_T(page) >= 1.8, timeout=90, what="play to move the slider two steps")
+    page.get_by_role("button", name="pause").click()
+    wait_until(lambda: page.get_by_role("button", name="play T").count() > 0, what="pause")
+    played = runs(timings)[len(first) + len(moved):]
+    assert played.count("page:temperature") == 2  # play and pause: the timer starts and stops with the page
+    assert played.count("fragment:temperature.T") >= 2 + 2  # the two full runs draw it, and at least two ticks
+    page.close()
