@@ -112,6 +112,16 @@ def test_result_files_round_trip_without_checkpoint_paths(tmp_path):
         experiments.load_result("broken", tmp_path)
 
 
+def test_cost_note_adds_up_the_runs_and_says_when_the_command_reused_them():
+    runs = [{"id": "a", "wall_time_s": 240.0}, {"id": "b", "wall_time_s": 360.0}]
+    fresh = experiments.ExperimentResult("x", "full", {}, {}, runs, elapsed_s=610.0)
+    assert experiments.cost_note(fresh) == "2 runs, 10 min of training"
+    reused = experiments.ExperimentResult("x", "full", {}, {}, runs, elapsed_s=120.0)
+    assert experiments.cost_note(reused).endswith("(this command 2 min: it reused runs finished by an earlier one)")
+    dreamed = experiments.ExperimentResult("x", "full", {}, {}, runs[:1], elapsed_s=3000.0)
+    assert experiments.cost_note(dreamed) == "1 run, 4 min of training, 50 min in all"
+
+
 # --------------------------------------------------------------------------- running
 def test_run_configs_resumes_finished_runs(tmp_path):
     config = RunConfig(dataset="digits", student="mlp-30", train=TrainSettings(epochs=1, device="cpu"), save_model=False)
@@ -279,3 +289,21 @@ def test_page_runs_a_quick_preset_live_to_the_end(tmp_path, monkeypatch):
     done = next(s.value for s in at.success if "Quick preset finished" in s.value)
     assert "2 runs" in done and " s on " in done
     assert any(m.label == "teacher's outputs only, no label" for m in at.metric)
+
+
+def test_fast_optimisation_also_trains_both_students_on_a_third_of_the_budget(tmp_path):
+    """Yim et al. compared an FSP student trained for a third of the iterations with a scratch student
+    trained for all of them: the experiment trains both again with their own short schedule."""
+    result = experiments.run("fast-optimisation", "quick", {"dataset": "digits", "teacher": "digits-cnn", "epochs": "3",
+                                                            "fraction": "1.0"}, runs_dir=tmp_path)
+    s = result.summary
+    assert len(result.records) == 4 and s["third"]["epochs"] == 1
+    full, short = result.records[:2], result.records[2:]
+    assert [r["config"]["train"]["epochs"] for r in full] == [3, 3]
+    assert [r["config"]["train"]["epochs"] for r in short] == [1, 1]
+    assert [r["method"] for r in short] == ["baseline", "fsp"]
+    assert any(h["phase"] == "fsp" for h in short[1]["history"])  # the FSP stage runs before the short label run too
+    assert [h["epoch"] for h in short[0]["history"] if h["phase"] == "train"] == [1]
+    assert s["third"]["fsp"]["values"] == [short[1]["test_acc"]]
+    assert s["third"]["fsp_matches_full_scratch"] == (short[1]["test_acc"] >= s["target_acc"])
+    assert len(s["scratch"]["acc"]) == 3 and s["target_acc"] == full[0]["history"][-1]["test_acc"]
