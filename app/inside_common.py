@@ -1,5 +1,6 @@
 """What the six "inside the networks" pages share: the data-set preset, the two students
-(saved runs, or trained now on a short budget in a worker thread), and cached models and probes.
+(saved runs, the shipped students of ``pretrained/students/``, or trained now on a short budget
+in a worker thread), and cached models and probes.
 
 Each page compares the teacher, a baseline student (labels only) and a student trained
 with the page's method, on the same images. Training and every number come from
@@ -12,20 +13,12 @@ import streamlit as st
 import torch
 
 from kdviz import presets, pretrained, recording
+from kdviz import students as student_runs
 from kdviz.evaluation import confusion_matrix
 from kdviz.models import forward_features
 from kdviz.probes import inside
-from kdviz.runs import default_runs_dir, load_run
-from kdviz.students import (
-    METHOD_STATE,
-    SOFT_TARGETS,
-    StudentPair,
-    load_method,
-    load_soft_targets,
-    load_student,
-    run_dir,
-    saved_runs,
-)
+from kdviz.runs import default_runs_dir
+from kdviz.students import StudentPair, available, load_method, load_soft_targets, load_student, record_of, shipped_name
 from kdviz.teacher_cache import teacher_logits
 
 import common
@@ -34,8 +27,8 @@ from common import Param
 # The URL parameters every inside page has (each page adds its own to its table).
 URL_PARAMS = (
     Param("data", str),   # the data-set preset; default: the first one whose teacher is here
-    Param("base", str),   # the baseline student's run id; default: the newest
-    Param("run", str),    # the method student's run id; default: the newest
+    Param("base", str),   # the baseline student's run id (or shipped:NAME); default: the newest trained here, else the shipped one
+    Param("run", str),    # the method student's run id (or shipped:NAME); default: likewise
 )
 
 METHOD_NAMES = {"at": "AT student", "fsp": "FSP student", "ft": "FT student", "rkd": "RKD student", "kd": "KD student"}
@@ -55,15 +48,30 @@ def setup(url: common.UrlState, page: str, method: str) -> presets.Preset:
                          format_func=lambda d: f"{d} (teacher {presets.PRESETS[d].teacher})")
     preset = presets.PRESETS[dataset]
     b = preset.budget_for(method)
-    st.sidebar.caption(f"Students: `{b.student}`, one short preset budget ({b.epochs} epoch{'s' if b.epochs > 1 else ''} "
-                       f"on {b.fraction:.0%} of the training set).")
+    st.sidebar.caption(f"Students: `{b.student}`. **Train the students now** trains a pair on one short preset "
+                       f"budget ({b.epochs} epoch{'s' if b.epochs > 1 else ''} on {b.fraction:.0%} of the training set).")
     return preset
 
 
 def _run_label(record: dict) -> str:
     train = record["config"]["train"]
-    return (f"{100 * record['test_acc']:.2f}% · {train['epochs']} ep on {record['config']['fraction']:.0%} · "
-            f"seed {train['seed']} · {record['created'][5:16].replace('T', ' ')}")
+    budget = f"{train['epochs']} ep on {record['config']['fraction']:.0%} · seed {train['seed']}"
+    if shipped_name(record) is not None:
+        return f"shipped · {100 * record['test_acc']:.2f}% · {budget}"
+    return f"{100 * record['test_acc']:.2f}% · {budget} · {record['created'][5:16].replace('T', ' ')}"
+
+
+def _shipped_note(base: dict | None, run: dict | None, method: str, dataset: str) -> str | None:
+    """One line saying which of the students shown are the shipped ones, their accuracy and budget."""
+    shown = [(who, r) for who, r in (("baseline (labels only)", base), (METHOD_NAMES.get(method, method), run))
+             if r is not None and shipped_name(r) is not None]
+    if not shown:
+        return None
+    budgets = dict.fromkeys(r["budget"] for _, r in shown)
+    accuracies = ", ".join(f"{who} {100 * r['test_acc']:.2f}%" for who, r in shown)
+    return (f"Shown: the shipped student{'s' if len(shown) > 1 else ''} (`pretrained/students/`, made by "
+            f"`kdviz pretrained make-students {dataset}` on one CPU thread): {accuracies}; "
+            f"{'; '.join(budgets)}. Students you train here are picked first once they exist.")
 
 
 def _pair_key(page: str, dataset: str) -> str:
@@ -85,10 +93,12 @@ def students(url: common.UrlState, page: str, method: str, preset: presets.Prese
     pair: StudentPair | None = st.session_state.get(key)
     busy = pair is not None and not pair.done
 
-    base_runs = [r for r in saved_runs(preset.dataset, student, "baseline", None, runs_dir)
+    # the user's own runs first (newest first), then the shipped students
+    base_runs = [r for r in available(preset.dataset, student, "baseline", preset.teacher, runs_dir)
                  if needs_baseline is None or needs_baseline(r)]
-    method_runs = [r for r in saved_runs(preset.dataset, student, method, preset.teacher, runs_dir)
+    method_runs = [r for r in available(preset.dataset, student, method, preset.teacher, runs_dir)
                    if needs is None or needs(r)]
+    own = [any(shipped_name(r) is None for r in runs) for runs in (base_runs, method_runs)]
     # a pair that just finished: select its two runs
     if pair is not None and pair.done and not st.session_state.get(key + "_seen"):
         st.session_state[key + "_seen"] = True
@@ -110,7 +120,7 @@ def students(url: common.UrlState, page: str, method: str, preset: presets.Prese
                             "run", key=f"{page}_run", container=right, format_func=lambda i: _run_label(by_id[i]))
     else:
         right.info(f"No {METHOD_NAMES.get(method, method)} saved yet.")
-    label = "Train again" if base_runs and method_runs else "Train the students now"
+    label = "Train again" if all(own) else "Train the students now"
     if button.button(label, type="primary" if not (base_runs and method_runs) else "secondary", disabled=busy,
                      key=f"{page}_train", width="stretch",
                      help="A baseline student and a method student on one short budget, one after the other "
@@ -120,6 +130,9 @@ def students(url: common.UrlState, page: str, method: str, preset: presets.Prese
                                                    meta=meta).start()
         st.session_state[key + "_seen"] = False
         st.rerun()
+    note = _shipped_note(by_id.get(base), by_id.get(chosen), method, preset.dataset)
+    if note:
+        st.caption(note)
     if busy:
         _progress(key, live)
     elif pair is not None and pair.error:
@@ -176,7 +189,7 @@ def student_model(run_id: str, runs_dir: str):
 
 @st.cache_resource(show_spinner="Loading the method's modules…", max_entries=16)
 def method_modules(run_id: str, runs_dir: str, teacher_name: str):
-    record = load_run(run_id, runs_dir)
+    record = record_of(run_id, runs_dir)
     return load_method(record, student_model(run_id, runs_dir), common.teacher(teacher_name), runs_dir)
 
 
@@ -356,22 +369,18 @@ def relations(model_refs: tuple, dataset: str, index: tuple[int, ...]) -> dict:
 def soft_target_recording(preset: presets.Preset):
     """What the soft-target page follows during a KD run: a factory of two recorders (baseline and
     KD student, about ten frames per epoch of the same probe images) and the metadata saved with them."""
-    probe = probe_images(preset)
-    index = recording.images_to_follow(probe.labels, probe_kinds(preset))
     budget = preset.budget_for("kd")
     train_size = int(len(common.dataset(preset.dataset).train) * budget.fraction)
-    every = recording.frame_every(train_size)
-    x = probe.images(torch.tensor(index))
-    return (lambda: [recording.SoftTargetRecorder(x, every), recording.SoftTargetRecorder(x, every)],
-            {"probe": preset.teacher, "index": index})
+    recorder, meta = recording.follow_probe(preset.teacher, train_size)
+    return (lambda: [recorder(), recorder()]), meta
 
 
 def has_soft_targets(record: dict) -> bool:
-    return (run_dir(record, default_runs_dir()) / SOFT_TARGETS).is_file()
+    return student_runs.has_soft_targets(record, default_runs_dir())
 
 
 def has_method_state(record: dict) -> bool:
-    return (run_dir(record, default_runs_dir()) / METHOD_STATE).is_file()
+    return student_runs.has_method_state(record, default_runs_dir())
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

@@ -149,9 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--json", action="store_true", help="print the summary as JSON")
     exp.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    pre = sub.add_parser("pretrained", help="the shipped teachers: list them, or make one from its recipe")
-    pre.add_argument("action", choices=("list", "make"))
-    pre.add_argument("name", nargs="?", help="make: the teacher to train (see kdviz.recipes.RECIPES)")
+    pre = sub.add_parser("pretrained", help="the shipped teachers and students: list them, or make them from their recipes")
+    pre.add_argument("action", choices=("list", "make", "make-students"))
+    pre.add_argument("name", nargs="*", help="make: the teacher or student to train (see kdviz.recipes.RECIPES and "
+                                             "STUDENT_RECIPES); make-students: the data sets (default: all)")
     pre.add_argument("--out", default=None, help="make: folder for the files (default $KDVIZ_PRETRAINED or pretrained/)")
     pre.add_argument("--json", action="store_true")
     return parser
@@ -275,27 +276,60 @@ def _methods(args) -> int:
 
 
 def _pretrained_make(args) -> int:
-    if args.name not in recipes.RECIPES:
-        given = f"no recipe for {args.name!r}" if args.name else "make needs a teacher name"
-        raise ValueError(f"{given}; recipes: {', '.join(recipes.RECIPES)}")
+    name = args.name[0] if len(args.name) == 1 else None
+    if name not in recipes.RECIPES and name not in recipes.STUDENT_RECIPES:
+        given = (f"no recipe for {name!r}" if name else "make needs one teacher or student name"
+                 if not args.name else f"make takes one name, got {len(args.name)}")
+        raise ValueError(f"{given}; recipes: {', '.join(recipes.RECIPES)}; "
+                         f"student recipes: {', '.join(recipes.STUDENT_RECIPES)}")
 
     def report(event):
         if isinstance(event, EpochDone) and not args.json:
             print(f"epoch {event.epoch}/{event.epochs}  test acc {100 * event.test_acc:.2f}%  "
                   f"{event.images_per_s:,.0f} img/s  {event.elapsed:.0f} s", file=sys.stderr, flush=True)
 
-    info = recipes.make(args.name, args.out, on_event=report)
+    info = recipes.make(name, args.out, on_event=report)
     if args.json:
         print(json.dumps(info))
     else:
-        print(f"{info['name']}: test accuracy {100 * info['test_acc']:.2f}% after {info['epochs']} epochs "
-              f"({info['wall_time_s']:.0f} s); wrote {info['file']}, {info['probe_file']}, {info['name']}.json")
+        _print_made(info)
+    return 0
+
+
+def _print_made(info: dict) -> None:
+    files = [info["file"], *(f["file"] for f in info.get("extra_files", {}).values())]
+    if "probe_file" in info:
+        files.append(info["probe_file"])
+    print(f"{info['name']}: test accuracy {100 * info['test_acc']:.2f}% after {info['epochs']} epochs "
+          f"({info['wall_time_s']:.0f} s); wrote {', '.join(files)}, {info['name']}.json", flush=True)
+
+
+def _pretrained_make_students(args) -> int:
+    names = recipes.students_for(args.name)  # unknown data sets fail here, before any training
+
+    def report(event):
+        if isinstance(event, EpochDone) and not args.json:
+            print(f"  epoch {event.epoch}/{event.epochs}  test acc {100 * event.test_acc:.2f}%  "
+                  f"{event.images_per_s:,.0f} img/s  {event.elapsed:.0f} s", file=sys.stderr, flush=True)
+
+    def announce(name, made):
+        if not args.json:
+            print(f"{name}: making ({names.index(name) + 1}/{len(names)})" if made else
+                  f"{name}: already made from this recipe and teacher, skipped", file=sys.stderr, flush=True)
+
+    written = recipes.make_students(args.name, args.out, on_event=report, on_student=announce)
+    if args.json:
+        print(json.dumps(written))
+    for info in [] if args.json else written:
+        _print_made(info)
     return 0
 
 
 def _pretrained(args) -> int:
     if args.action == "make":
         return _pretrained_make(args)
+    if args.action == "make-students":
+        return _pretrained_make_students(args)
     cards, broken = pretrained.cards()
     for name, reason in broken.items():  # one broken card is reported, never hides the others
         print(f"kdviz: warning: skipped {name}: {reason}", file=sys.stderr)
@@ -307,6 +341,15 @@ def _pretrained(args) -> int:
     for c in cards:
         print(f"{c['name']:<20} {c['dataset']:<14} {c['model']:<9} test accuracy {100 * c['test_acc']:.2f}%  "
               f"({c['epochs']} epochs, {c['wall_time_s']:.0f} s)")
+    students, broken = pretrained.student_cards()
+    for name, reason in broken.items():
+        print(f"kdviz: warning: skipped student {name}: {reason}", file=sys.stderr)
+    if students:
+        print(f"\nstudents ({pretrained.students_dir()}; for the inside pages; `kdviz pretrained make-students`):")
+    for c in students:
+        source = f"{c['method']} from {c['teacher']}" if c.get("distilled") else f"labels only, beside {c['teacher']}"
+        print(f"{c['name']:<26} {c['model']:<11} {source:<30} test accuracy {100 * c['test_acc']:.2f}%  "
+              f"({c['epochs']} epochs on {c['config']['fraction']:.0%}, {c['wall_time_s']:.0f} s)")
     return 0
 
 

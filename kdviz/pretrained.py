@@ -14,6 +14,15 @@ Every shipped teacher has three files (made by ``kdviz pretrained make NAME``, s
 The card is written last, so a teacher is listed only once all its files exist.
 :func:`load` and :func:`probe_set` check the sha256 from the card before they
 read a file, so a changed or truncated file is refused, never half-loaded.
+
+Small **students** distilled from those teachers are shipped in ``pretrained/students/``
+(made by ``kdviz pretrained make-students``), so the "inside the networks" pages show
+teacher, labels-only student and method student at first visit. Each has ``<name>.pt``,
+its card ``<name>.json`` (the teacher, the method and its parameters, the run config with
+the budget, test accuracy and confusion matrix, sha256 of every file) and, where the pages
+need them, ``<name>.method.pt`` (the method's trained modules, e.g. FT's paraphraser and
+translator) and ``<name>.soft_targets.json`` (its outputs on followed probe images during
+training). :func:`load_student` and :func:`student_file` check the sha256 the same way.
 """
 from __future__ import annotations
 
@@ -60,21 +69,41 @@ def names() -> list[str]:
     return sorted(p.stem for p in pretrained_dir().glob("*.json"))
 
 
+STUDENTS = "students"  # the folder of pretrained/ that holds the shipped students
+
+
+def students_dir(folder: Path | None = None) -> Path:
+    return Path(folder or pretrained_dir()) / STUDENTS
+
+
+def student_names() -> list[str]:
+    """The students shipped (those with a card), sorted."""
+    return sorted(p.stem for p in students_dir().glob("*.json") if "." not in p.stem)
+
+
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 
 def card(name: str) -> dict:
     """The model card of a shipped teacher."""
+    return _card(name, pretrained_dir(), "teacher", names)
+
+
+def student_card(name: str) -> dict:
+    """The model card of a shipped student."""
+    return _card(name, students_dir(), "student", student_names)
+
+
+def _card(name: str, folder: Path, what: str, listed: Callable[[], list[str]]) -> dict:
     # a name is a file stem: refuse anything that could walk out of the folder
-    if not isinstance(name, str) or not _NAME.match(name) or not card_path(name).is_file():
-        raise PretrainedError(f"no pretrained teacher {name!r} in {pretrained_dir()}; "
-                              f"shipped: {', '.join(names()) or 'none'}")
-    path = card_path(name)
+    if not isinstance(name, str) or not _NAME.match(name) or not card_path(name, folder).is_file():
+        raise PretrainedError(f"no pretrained {what} {name!r} in {folder}; shipped: {', '.join(listed()) or 'none'}")
+    path = card_path(name, folder)
     try:
         info = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise PretrainedError(f"{path} is not a readable model card ({type(error).__name__}: {error})") from None
-    problems = card_problems(info)
+    problems = card_problems(info, STUDENT_FIELDS if what == "student" else CARD_FIELDS)
     if problems:
         raise PretrainedError(f"{path} is not a usable model card: {'; '.join(problems)}")
     return info
@@ -104,12 +133,31 @@ CARD_FIELDS: dict[str, tuple[str, Callable[[object], bool]]] = {
 }
 
 
-def card_problems(info) -> list[str]:
-    """What is missing or wrong in a model card (empty when it is usable)."""
+# a shipped student's card: no probe set of its own (the pages use its teacher's), but what it was
+# distilled from and how (method, parameters, the run config with its budget), and its confusion matrix
+STUDENT_FIELDS: dict[str, tuple[str, Callable[[object], bool]]] = {
+    **{k: v for k, v in CARD_FIELDS.items() if k != "probe_sha256"},
+    "role": ("'student'", lambda v: v == "student"),
+    "method": ("a method name", lambda v: isinstance(v, str) and bool(v)),
+    "method_params": ("a mapping", lambda v: isinstance(v, dict)),
+    "teacher": ("a shipped teacher's name", lambda v: isinstance(v, str) and bool(v)),
+    "teacher_sha256": ("a sha256 in hex", lambda v: isinstance(v, str) and bool(_SHA256.match(v))),
+    "config": ("a run config", lambda v: isinstance(v, dict) and isinstance(v.get("train"), dict)),
+    "confusion": ("a square matrix of counts", lambda v: isinstance(v, list) and all(
+        isinstance(row, list) and len(row) == len(v) and all(isinstance(x, int) for x in row) for row in v)),
+    "extra_files": ("a mapping of kinds to files", lambda v: isinstance(v, dict) and all(
+        isinstance(f, dict) and isinstance(f.get("file"), str) and _SHA256.match(str(f.get("sha256")))
+        for f in v.values())),
+}
+
+
+def card_problems(info, fields: dict = CARD_FIELDS) -> list[str]:
+    """What is missing or wrong in a model card (empty when it is usable); ``fields``:
+    :data:`CARD_FIELDS` for a teacher's card, :data:`STUDENT_FIELDS` for a student's."""
     if not isinstance(info, dict):
         return ["not a JSON object"]
     problems = [f"{name} missing" if name not in info else f"{name} is not {what}"
-                for name, (what, ok) in CARD_FIELDS.items() if name not in info or not ok(info[name])]
+                for name, (what, ok) in fields.items() if name not in info or not ok(info[name])]
     if not problems:
         spec = info["spec"]
         if spec["num_classes"] != len(info["classes"]):
@@ -120,12 +168,21 @@ def card_problems(info) -> list[str]:
 
 
 def cards() -> tuple[list[dict], dict[str, str]]:
-    """Every usable shipped card (with its ``name``) and, apart, why each other one is not:
-    one broken card never hides the others."""
+    """Every usable shipped teacher's card (with its ``name``) and, apart, why each other one
+    is not: one broken card never hides the others."""
+    return _cards(names(), card)
+
+
+def student_cards() -> tuple[list[dict], dict[str, str]]:
+    """The same for the shipped students."""
+    return _cards(student_names(), student_card)
+
+
+def _cards(listed: list[str], read: Callable[[str], dict]) -> tuple[list[dict], dict[str, str]]:
     good, bad = [], {}
-    for name in names():
+    for name in listed:
         try:
-            good.append(card(name) | {"name": name})
+            good.append(read(name) | {"name": name})
         except PretrainedError as error:
             bad[name] = str(error)
     return good, bad
@@ -147,6 +204,24 @@ def load(name: str) -> torch.nn.Module:
     info = card(name)
     path = verified(weights_path(name), info["sha256"])
     return load_checkpoint(path)
+
+
+def load_student(name: str) -> torch.nn.Module:
+    """A shipped student, in eval mode on the CPU, after checking its file against its card."""
+    info = student_card(name)
+    return load_checkpoint(verified(weights_path(name, students_dir()), info["sha256"])).eval()
+
+
+def student_file(name: str, kind: str) -> Path | None:
+    """A shipped student's extra file of ``kind`` (``"method"``, ``"soft_targets"``), checked against
+    its card; None when the student has none of that kind."""
+    extra = student_card(name)["extra_files"].get(kind)
+    if extra is None:
+        return None
+    path = students_dir() / extra["file"]
+    if path.parent != students_dir() or not _NAME.match(path.name):
+        raise PretrainedError(f"the card of {name} names a file outside {students_dir()}: {extra['file']!r}")
+    return verified(path, extra["sha256"])
 
 
 def probe_set(name: str) -> ImageData:

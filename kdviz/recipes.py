@@ -1,13 +1,20 @@
-"""How every shipped teacher is made: its recipe, and ``kdviz pretrained make NAME``.
+"""How every shipped network is made: its recipe, and ``kdviz pretrained make NAME``.
 
 For every teacher named in :data:`RECIPES`, :func:`make` trains it with the project's
 own loop (:class:`kdviz.experiment.Experiment`) and writes, in ``pretrained/`` (or
 ``--out DIR``), the weights, a probe set of test images and the model card that
 :mod:`kdviz.pretrained` reads (the card last, so a teacher is listed only once all its
 files exist).
+
+For every student named in :data:`STUDENT_RECIPES` (the labels-only student and the method
+student of each "inside the networks" page, from that page's shipped teacher, see
+:data:`STUDENT_BUDGETS`), :func:`make` writes the same kind of card in
+``pretrained/students/``; ``kdviz pretrained make-students [DATASET]`` makes all of them,
+skipping those already made from the same recipe and teacher (:func:`make_students`).
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 import tempfile
@@ -19,13 +26,22 @@ from typing import Callable
 import numpy as np
 import torch
 
+from kdviz import presets, pretrained, recording
 from kdviz.data import ImageData
 from kdviz.evaluation import evaluate, predict_logits
 from kdviz.experiment import Experiment, RunConfig
-from kdviz.files import file_sha256, write_atomic, write_json_atomic
+from kdviz.files import file_sha256, save_torch_atomic, write_atomic, write_json_atomic
 from kdviz.losses import entropy
 from kdviz.models import MODELS, model_summary
-from kdviz.pretrained import PROBE_KINDS, PretrainedError, card_path, pretrained_dir, probe_path, weights_path
+from kdviz.pretrained import (
+    PROBE_KINDS,
+    PretrainedError,
+    card_path,
+    pretrained_dir,
+    probe_path,
+    students_dir,
+    weights_path,
+)
 from kdviz.runs import load_checkpoint, save_checkpoint, versions
 from kdviz.train import TrainSettings
 
@@ -92,6 +108,82 @@ def recipe(name: str) -> Recipe:
     if name not in RECIPES:
         raise PretrainedError(f"no recipe for {name!r}; recipes: {', '.join(RECIPES)}")
     return RECIPES[name]
+
+
+# --------------------------------------------------------------------------- student recipes
+@dataclass(frozen=True)
+class StudentRecipe:
+    """How one shipped student is made: a run config (data set, student, method with the page's
+    parameters, the shipped teacher, budget, seed), trained with the project's loop on ``threads``
+    torch threads; ``teacher``: the shipped teacher it is shown beside (for a method student, the
+    one it learns from; a labels-only student never sees it); ``record_soft_targets``: also keep its
+    outputs on the teacher's followed probe images during training (what the soft-target page replays)."""
+
+    config: RunConfig
+    teacher: str
+    note: str = ""
+    record_soft_targets: bool = False
+    threads: int = 1
+
+    @property
+    def dataset(self) -> str:
+        return self.config.dataset
+
+    def budget(self, train_size: int | None = None) -> str:
+        """The budget in words: "2 epochs on 50% of the mnist training set (30,000 images)"."""
+        c = self.config
+        size = f" ({train_size:,} images)" if train_size else ""
+        return (f"{c.train.epochs} epoch{'s' if c.train.epochs > 1 else ''} on {c.fraction:.0%} of the {c.dataset} "
+                f"training set{size}, batch {c.train.batch_size}, one-cycle to lr {c.train.lr:g}, seed {c.train.seed}")
+
+
+# The shipped students' budgets: data set -> page method -> the student and how much it trains. The
+# student is each page's own (presets.PRESETS[d].student_for(method)); the budget a few times the
+# page's "Train the students now" pair (one epoch on 20%), so the shipped pair shows each method's
+# effect clearly, and the whole MNIST set stays within some 10 minutes of one CPU thread (measured
+# on the shared 2-core Xeon, avx512_bf16, no AMX; fp32: bf16 is emulated slowly without AMX).
+# CIFAR-10 (attention page only) at a reduced fraction: 3 epochs on 20% (10,000 images).
+STUDENT_BUDGETS: dict[str, dict[str, presets.Budget]] = {
+    "mnist": {"at": presets.Budget("cnn5-small", 0.5, 2), "ft": presets.Budget("cnn5-small", 0.5, 2),
+              "rkd": presets.Budget("cnn5-small", 0.5, 2), "fsp": presets.Budget("cnn5", 0.5, 2),
+              "kd": presets.Budget("mlp-800", 1.0, 2)},
+    "cifar10": {"at": presets.Budget("resnet8", 0.2, 3)},
+}
+RECORDED_METHODS = ("kd",)  # the soft-target page replays the outputs of its KD pair during training
+
+
+def student_name(dataset: str, student: str, method: str) -> str:
+    """``mnist-cnn5-small-at``: data set, student architecture, method (``baseline``: labels only)."""
+    return f"{dataset}-{student}-{method}"
+
+
+def _student_recipes() -> dict[str, StudentRecipe]:
+    out: dict[str, StudentRecipe] = {}
+    for dataset, budgets in STUDENT_BUDGETS.items():
+        preset = presets.PRESETS[dataset]
+        for method, b in budgets.items():
+            page_preset = replace(preset, budgets={**preset.budgets, method: b})
+            for config in presets.pair_configs(page_preset, method, precision="fp32"):
+                config.train = replace(config.train, device="cpu")
+                who = (f"labels only, shown beside {preset.teacher}" if config.method == "baseline"
+                       else f"{config.method} from {preset.teacher}")
+                made = StudentRecipe(config, preset.teacher, f"{dataset} {config.student} student ({who}) for "
+                                     "the inside pages",
+                                     record_soft_targets=method in RECORDED_METHODS)
+                name = student_name(dataset, config.student, config.method)
+                if out.get(name, made) != made:
+                    raise ValueError(f"two different recipes for the shipped student {name}")
+                out[name] = made
+    return out
+
+
+STUDENT_RECIPES: dict[str, StudentRecipe] = _student_recipes()
+
+
+def student_recipe(name: str) -> StudentRecipe:
+    if name not in STUDENT_RECIPES:
+        raise PretrainedError(f"no student recipe for {name!r}; student recipes: {', '.join(STUDENT_RECIPES)}")
+    return STUDENT_RECIPES[name]
 
 
 def command_for(name: str) -> str:
@@ -174,14 +266,17 @@ def write_probe(path: Path, test: ImageData, index: torch.Tensor, kind: torch.Te
 
 # --------------------------------------------------------------------------- making a teacher
 def make(name: str, out_dir: Path | str | None = None, on_event: Callable | None = None) -> dict:
-    """Train the teacher ``name`` from its recipe and write its weights, probe set and card.
+    """Train the teacher (or shipped student) ``name`` from its recipe and write its files and card
+    (a student's in the ``students/`` folder of ``out_dir``).
 
     ``on_event`` receives every training event (for a progress display). Returns the card."""
-    r = recipe(name)
+    r = STUDENT_RECIPES[name] if name in STUDENT_RECIPES else recipe(name)
     out = Path(out_dir or pretrained_dir())
     threads_before = torch.get_num_threads()
     torch.set_num_threads(r.threads)
     try:
+        if isinstance(r, StudentRecipe):
+            return _make_student(name, r, students_dir(out), on_event)
         return _make(name, r, out, on_event)
     finally:
         torch.set_num_threads(threads_before)
@@ -255,5 +350,159 @@ def _make(name: str, r: Recipe, out: Path, on_event: Callable | None = None) -> 
     write_json_atomic(card_path(name, out), info)
     resume_path(name, out).unlink(missing_ok=True)
     for written in (path, probe_path(name, out), card_path(name, out)):
+        written.chmod(0o644)  # temporary files are created private; shipped files are for everyone
+    return info
+
+
+# --------------------------------------------------------------------------- making a student
+SLICE = 1000  # the card also holds the accuracy on the first SLICE test images (a quick check)
+
+
+def students_for(datasets: list[str] | tuple[str, ...] | None = None) -> list[str]:
+    """The student recipes of ``datasets`` (all when None or empty), in recipe order."""
+    known = list(dict.fromkeys(r.dataset for r in STUDENT_RECIPES.values()))
+    unknown = sorted(set(datasets or ()) - set(known))
+    if unknown:
+        raise PretrainedError(f"no shipped students for {', '.join(unknown)}; data sets: {', '.join(known)}")
+    return [n for n, r in STUDENT_RECIPES.items() if not datasets or r.dataset in datasets]
+
+
+def student_is_current(name: str, out_dir: Path | str | None = None) -> bool:
+    """Whether the student's card in ``out_dir`` is usable, its files match their sha256, and it was
+    made from today's recipe and today's shipped teacher (then :func:`make_students` skips it)."""
+    folder = students_dir(Path(out_dir or pretrained_dir()))
+    path = card_path(name, folder)
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    r = STUDENT_RECIPES[name]
+    if pretrained.card_problems(info, pretrained.STUDENT_FIELDS) or info["config"] != _plain(r.config.to_dict()):
+        return False
+    try:
+        if info["teacher_sha256"] != pretrained.card(r.teacher)["sha256"]:
+            return False
+        files = [(weights_path(name, folder), info["sha256"])]
+        files += [(folder / f["file"], f["sha256"]) for f in info["extra_files"].values()]
+        for file, sha in files:
+            pretrained.verified(file, sha)
+    except PretrainedError:
+        return False
+    return True
+
+
+def make_students(datasets: list[str] | tuple[str, ...] | None = None, out_dir: Path | str | None = None,
+                  on_event: Callable | None = None, on_student: Callable | None = None) -> list[dict]:
+    """Make every shipped student of ``datasets`` (all when None) that is not already current, one
+    after another; each is resumable (a stopped make goes on from its last finished epoch).
+    ``on_student(name, made)`` is told about each before it is made (``made`` False: skipped).
+    Returns the cards written."""
+    written = []
+    for name in students_for(datasets):
+        current = student_is_current(name, out_dir)
+        if on_student:
+            on_student(name, not current)
+        if not current:
+            written.append(make(name, out_dir, on_event))
+    return written
+
+
+def _plain(value):
+    """``value`` as it reads back from JSON (tuples become lists)."""
+    return json.loads(json.dumps(value))
+
+
+def _make_student(name: str, r: StudentRecipe, out: Path, on_event: Callable | None = None) -> dict:
+    started = time.time()
+    out.mkdir(parents=True, exist_ok=True)
+    config = RunConfig.from_dict({**r.config.to_dict(), "save_model": False})
+    teacher_card = pretrained.card(r.teacher)
+    with tempfile.TemporaryDirectory(prefix="kdviz-students-") as runs_dir:
+        # a recorded run starts over after a stop: its frames of the first epochs would be missing
+        experiment = Experiment(config, runs_dir=Path(runs_dir),
+                                resume=None if r.record_soft_targets else resume_path(name, out))
+        recorder, meta = None, {}
+        if r.record_soft_targets:
+            factory, meta = recording.follow_probe(r.teacher, len(experiment.train_data), config.train.batch_size)
+            recorder = factory()
+        for event in experiment.events():
+            if recorder is not None:
+                recorder(event, experiment.student)
+            if on_event:
+                on_event(event)
+        record = experiment.record
+    if record is None or record.get("stopped") or record.get("diverged"):
+        raise RuntimeError(f"training {name} did not finish")
+    test = experiment.test_data
+
+    # Ship exactly what was measured: save, reload the file, and evaluate what was reloaded.
+    path = save_checkpoint(experiment.student.cpu(), weights_path(name, out))
+    student = load_checkpoint(path)
+    measured = evaluate(student, test, device="cpu", precision="fp32")
+    n = min(SLICE, len(test))
+    sliced = evaluate(student, test.subset(torch.arange(n)), device="cpu", precision="fp32")["accuracy"]
+    extra = {}
+    method = experiment.method.cpu()
+    if any(True for _ in method.parameters()):  # the method's own trained modules (adapters, paraphraser, ...)
+        state = {k: v.detach().cpu() for k, v in method.state_dict().items()}
+        extra["method"] = save_torch_atomic(out / f"{name}.method.pt", state)
+    if recorder is not None:
+        extra["soft_targets"] = write_json_atomic(out / f"{name}.soft_targets.json", {**meta, "frames": recorder.frames})
+
+    summary = model_summary(student)
+    info = {
+        "card_version": CARD_VERSION,
+        "name": name,
+        "role": "student",
+        "description": r.note,
+        "dataset": config.dataset,
+        "data_source": experiment.train_data.source,
+        "data_note": CIFAR_NOTE if config.dataset == "cifar10" else "",
+        "train_size": len(experiment.train_data),
+        "test_size": len(test),
+        "model": config.student,
+        "model_description": MODELS[config.student].description,
+        "spec": student.spec.to_dict(),
+        "params": summary["params"],
+        "classes": list(test.classes),
+        "mean": list(test.mean),
+        "std": list(test.std),
+        "method": config.method,
+        "method_params": record["method_params"],
+        "teacher": r.teacher,
+        "distilled": config.teacher is not None,
+        "teacher_sha256": teacher_card["sha256"],
+        "teacher_test_acc": teacher_card["test_acc"],
+        "budget": r.budget(len(experiment.train_data)),
+        "config": _plain(r.config.to_dict()),
+        "test_acc": measured["accuracy"],
+        "test_acc_note": ACCURACY_NOTE.format(dataset=config.dataset, n=len(test)),
+        "confusion": measured["confusion"],
+        "slice_acc": {"images": n, "accuracy": sliced,
+                      "note": f"the same measurement on the first {n} images of the test split"},
+        "test_acc_during_training": record["test_acc"],
+        "history_test_acc": [round(e["test_acc"], 4) if e["test_acc"] == e["test_acc"] else None  # NaN: no test
+                             for e in record["history"]],  # (FT's paraphraser epoch)
+        "epochs": config.train.epochs,
+        "seed": config.train.seed,
+        "train_settings": config.train.to_dict(),
+        "train_time_s": round(record["train_time_s"], 1),
+        "wall_time_s": round(max(time.time() - started, record["train_time_s"]), 1),
+        "command": command_for(name),
+        "command_all": f"kdviz pretrained make-students {config.dataset}",
+        "machine": f"{cpu_description()}, {torch.get_num_threads()} torch threads",
+        "torch_threads": torch.get_num_threads(),
+        "versions": versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "file": path.name,
+        "sha256": file_sha256(path),
+        "extra_files": {kind: {"file": p.name, "sha256": file_sha256(p)} for kind, p in extra.items()},
+    }
+    problems = pretrained.card_problems(info, pretrained.STUDENT_FIELDS)
+    if problems:
+        raise RuntimeError(f"the card made for {name} is not usable: {'; '.join(problems)}")
+    write_json_atomic(card_path(name, out), info)
+    resume_path(name, out).unlink(missing_ok=True)
+    for written in (path, *extra.values(), card_path(name, out)):
         written.chmod(0o644)  # temporary files are created private; shipped files are for everyone
     return info

@@ -8,10 +8,12 @@ teacher's target (:func:`kdviz.probes.inside.frame_probs`).
 from __future__ import annotations
 
 import threading
+from typing import Callable
 
 import numpy as np
 import torch
 
+from kdviz import pretrained
 from kdviz.models import ZooModel, forward_features
 from kdviz.train import EpochDone, PhaseStarted, StepDone
 
@@ -78,3 +80,19 @@ def images_to_follow(labels: torch.Tensor, kinds: np.ndarray | None, order: tupl
             if len(of_kind):
                 chosen.append(int(of_kind[0]))
     return chosen
+
+
+def follow_probe(teacher: str, train_size: int, batch_size: int = 128) -> tuple[Callable[[], SoftTargetRecorder], dict]:
+    """What a soft-target recording of students of the shipped ``teacher`` follows: its probe images
+    chosen by :func:`images_to_follow`, a frame about ten times an epoch of ``train_size`` images.
+    Returns a factory of recorders (one per student; all follow the same images) and the metadata
+    saved with their frames (``{"probe": teacher, "index": [...]}``)."""
+    probe = pretrained.probe_set(teacher)
+    try:
+        kinds = pretrained.probe_details(teacher)["kind"].numpy()
+    except Exception:  # noqa: BLE001 - older probe files carry no kinds
+        kinds = None
+    index = images_to_follow(probe.labels, kinds)
+    images = probe.images(torch.tensor(index))
+    every = frame_every(train_size, batch_size)
+    return (lambda: SoftTargetRecorder(images, every)), {"probe": teacher, "index": index}

@@ -1,4 +1,10 @@
-"""The two students an "inside the networks" page compares: found among saved runs, or trained now.
+"""The two students an "inside the networks" page compares: saved runs, shipped students, or trained now.
+
+:func:`available` lists a page's choices: the runs trained here first (newest first), then the
+students shipped in ``pretrained/students/`` (:mod:`kdviz.pretrained`), so a fresh install shows
+all three networks at once and the user's own students take precedence once there. A shipped
+student is handed around as a run-like record (:func:`shipped_record`, id ``shipped:NAME``), and
+:func:`load_student`, :func:`load_method` and :func:`load_soft_targets` read either kind.
 
 A :class:`StudentPair` trains a page's configs (:func:`kdviz.presets.pair_configs`) one after
 another on a :class:`~kdviz.live.RunQueue`, and keeps beside each run record what the page
@@ -12,16 +18,18 @@ from pathlib import Path
 
 import torch
 
+from kdviz import pretrained
 from kdviz.experiment import RunConfig
 from kdviz.files import write_json_atomic
 from kdviz.live import LiveRun, RunQueue
 from kdviz.methods import build_method
 from kdviz.models import ZooModel
-from kdviz.runs import default_runs_dir, find_runs, load_checkpoint, run_checkpoint
+from kdviz.runs import default_runs_dir, find_runs, load_checkpoint, load_run, run_checkpoint
 from kdviz.teachers import PRETRAINED, TeacherRef
 
 METHOD_STATE = "method.pt"          # the method's own modules (adapters, paraphraser, translator)
 SOFT_TARGETS = "soft_targets.json"  # a SoftTargetRecorder's frames, with the page's metadata
+SHIPPED = "shipped"                 # a shipped student's record id: "shipped:NAME" (never a run id: no ':')
 
 
 def same_budget(record: dict, config: RunConfig) -> bool:
@@ -44,18 +52,90 @@ def saved_runs(dataset: str, student: str, method: str, teacher: str | None = No
                      whole_classes=True, **query)
 
 
+# --------------------------------------------------------------------------- shipped students
+def shipped_name(record_or_id: dict | str) -> str | None:
+    """The shipped student's name for a record (or id) ``shipped:NAME``; None for a run trained here."""
+    run_id = record_or_id["id"] if isinstance(record_or_id, dict) else str(record_or_id)
+    kind, sep, name = run_id.partition(":")
+    return name if sep and kind == SHIPPED else None
+
+
+def _as_record(info: dict) -> dict:
+    """A shipped student's card in the shape the pages read a run record (``id``, ``test_acc``,
+    ``config``, ``method``, ``method_params``, ``confusion``, ``created``), with ``shipped``,
+    ``budget`` and the whole ``card``."""
+    return {"id": f"{SHIPPED}:{info['name']}", "shipped": True, "name": info["name"], "test_acc": info["test_acc"],
+            "config": info["config"], "method": info["method"], "method_params": info["method_params"],
+            "confusion": info["confusion"], "created": info["created"], "budget": info.get("budget", ""),
+            "teacher": str(TeacherRef(PRETRAINED, info["teacher"])) if info.get("distilled") else None,
+            "card": info}
+
+
+def shipped_record(name: str) -> dict:
+    """The shipped student ``name`` as a run-like record (its card checked)."""
+    return _as_record(pretrained.student_card(name) | {"name": name})
+
+
+def shipped_students(dataset: str, student: str, method: str, teacher: str | None = None) -> list[dict]:
+    """The shipped students (run-like records) of this data set, architecture and method, shown beside
+    the shipped ``teacher`` (None: any). A broken card is left out (``kdviz pretrained list`` says why)."""
+    cards, _ = pretrained.student_cards()
+    return [_as_record(c) for c in cards
+            if (c["dataset"], c["model"], c["method"]) == (dataset, student, method)
+            and teacher in (None, c["teacher"])]
+
+
+def available(dataset: str, student: str, method: str, teacher: str | None = None, runs_dir=None) -> list[dict]:
+    """A page's choices for one student: the runs trained here (newest first), then the shipped ones.
+    So the first choice is the user's own newest student when there is one, else the shipped one."""
+    return saved_runs(dataset, student, method, teacher, runs_dir) + shipped_students(dataset, student, method, teacher)
+
+
+def record_of(run_id: str, runs_dir=None) -> dict:
+    """The record of a run trained here, or of a shipped student (``shipped:NAME``)."""
+    name = shipped_name(run_id)
+    return shipped_record(name) if name is not None else load_run(run_id, runs_dir)
+
+
+# --------------------------------------------------------------------------- reading either kind
 def run_dir(record: dict, runs_dir=None) -> Path:
     return Path(runs_dir or default_runs_dir()) / record["id"]
 
 
 def load_student(record: dict, runs_dir=None) -> ZooModel:
+    """The student of a run trained here, or a shipped one (checked against its card)."""
+    name = shipped_name(record)
+    if name is not None:
+        return pretrained.load_student(name)
     return load_checkpoint(run_checkpoint(record["id"], runs_dir))
+
+
+def _extra_file(record: dict, shipped_kind: str, run_file: str, runs_dir=None) -> Path | None:
+    name = shipped_name(record)
+    if name is not None:
+        return pretrained.student_file(name, shipped_kind)
+    path = run_dir(record, runs_dir) / run_file
+    return path if path.is_file() else None
+
+
+def has_method_state(record: dict, runs_dir=None) -> bool:
+    """Whether the run (or shipped student) kept its method's trained modules."""
+    if shipped_name(record) is not None:
+        return "method" in record["card"]["extra_files"]
+    return (run_dir(record, runs_dir) / METHOD_STATE).is_file()
+
+
+def has_soft_targets(record: dict, runs_dir=None) -> bool:
+    """Whether the run (or shipped student) kept its outputs on followed images during training."""
+    if shipped_name(record) is not None:
+        return "soft_targets" in record["card"]["extra_files"]
+    return (run_dir(record, runs_dir) / SOFT_TARGETS).is_file()
 
 
 def load_method(record: dict, student: ZooModel, teacher: ZooModel, runs_dir=None):
     """The run's method with its own trained modules (None when the run saved none)."""
-    path = run_dir(record, runs_dir) / METHOD_STATE
-    if not path.is_file():
+    path = _extra_file(record, "method", METHOD_STATE, runs_dir)
+    if path is None:
         return None
     method = build_method(record["method"], student, teacher, record.get("method_params") or {})
     method.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
@@ -64,8 +144,8 @@ def load_method(record: dict, student: ZooModel, teacher: ZooModel, runs_dir=Non
 
 def load_soft_targets(record: dict, runs_dir=None) -> dict | None:
     """The run's recorded frames and metadata (``frames``, ``index``, ``probe``), None when it has none."""
-    path = run_dir(record, runs_dir) / SOFT_TARGETS
-    if not path.is_file():
+    path = _extra_file(record, "soft_targets", SOFT_TARGETS, runs_dir)
+    if path is None:
         return None
     saved = json.loads(path.read_text())
     if "frames" not in saved and "snapshots" in saved:  # written before the frames were named so
