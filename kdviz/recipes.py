@@ -413,7 +413,7 @@ def _plain(value):
 
 
 def _make_student(name: str, r: StudentRecipe, out: Path, on_event: Callable | None = None) -> dict:
-    started = time.time()
+    started, started_cpu = time.time(), time.process_time()
     out.mkdir(parents=True, exist_ok=True)
     config = RunConfig.from_dict({**r.config.to_dict(), "save_model": False})
     teacher_card = pretrained.card(r.teacher)
@@ -488,6 +488,7 @@ def _make_student(name: str, r: StudentRecipe, out: Path, on_event: Callable | N
         "train_settings": config.train.to_dict(),
         "train_time_s": round(record["train_time_s"], 1),
         "wall_time_s": round(max(time.time() - started, record["train_time_s"]), 1),
+        "cpu_time_s": round(time.process_time() - started_cpu, 1),  # this make's CPU time, all its threads
         "command": command_for(name),
         "command_all": f"kdviz pretrained make-students {config.dataset}",
         "machine": f"{cpu_description()}, {torch.get_num_threads()} torch threads",
