@@ -214,7 +214,7 @@ def test_students_trained_here_come_before_the_shipped_ones(fresh_server):
     """A run trained here (a few AT steps) is the page's first choice; the shipped baseline stays."""
     preset = presets.PRESETS["mnist"]
     student = preset.student_for("at")
-    config = RunConfig("mnist", student, "at", teacher=preset.teacher, fraction=0.02,
+    config = RunConfig("mnist", student, "at", teacher=preset.teacher, fraction=0.005,
                        train=TrainSettings(epochs=1, seed=3, device="cpu"))
     own = Experiment(config, runs_dir=fresh_server).run()
     choices = available("mnist", student, "at", preset.teacher, fresh_server)
