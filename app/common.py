@@ -19,7 +19,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from kdviz import data as datasets
 from kdviz import pretrained
-from kdviz.evaluation import predict_logits, resolve_device
+from kdviz.evaluation import resolve_device
 from kdviz.methods import Hyperparam
 from kdviz.probes.softening import log_grid, nearest
 from kdviz.runs import default_runs_dir
@@ -331,7 +331,8 @@ def load_teacher(link: str):
 def teacher_outputs(link: str) -> dict:
     """A teacher with its images and their logits, shared read-only by all sessions:
     ``gallery`` is the shipped probe set (or, for a teacher trained here, 600 test images),
-    ``gallery_logits`` the teacher's logits on it."""
+    ``gallery_logits`` the teacher's logits on it (cached on disk by :mod:`kdviz.teacher_cache`,
+    so a fresh server reads them instead of running the teacher)."""
     ref = teacher_ref(link)
     model = load_teacher(link)
     name = ref.dataset(default_runs_dir())
@@ -341,7 +342,7 @@ def teacher_outputs(link: str) -> dict:
     else:
         gallery = probe_set(ref.name)
     return {"model": model, "dataset": name, "classes": list(gallery.classes), "gallery": gallery,
-            "gallery_logits": predict_logits(model, gallery, device="cpu")}
+            "gallery_logits": teacher_logits(model, gallery, device="cpu")}  # on disk after the first server
 
 
 @st.cache_resource(show_spinner="Running the teacher over the test set (once; then cached on disk)…")

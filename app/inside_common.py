@@ -15,6 +15,7 @@ import torch
 from kdviz import presets, pretrained, recording
 from kdviz import students as student_runs
 from kdviz.evaluation import confusion_matrix
+from kdviz.losses import soften
 from kdviz.models import forward_features
 from kdviz.probes import inside
 from kdviz.runs import default_runs_dir
@@ -345,9 +346,11 @@ def teacher_confusion(teacher_name: str, dataset: str) -> np.ndarray:
     return confusion_matrix(data.labels, logits.argmax(1), data.num_classes).numpy()
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
 def teacher_soft_targets(teacher_name: str, dataset: str, index: tuple[int, ...], T: float) -> np.ndarray:
-    return inside.soft_targets(common.teacher(teacher_name), _images(dataset, "probe", index), T).numpy()
+    """softmax(z/T) of the teacher on followed probe images (of ``dataset``'s shipped teacher): from its
+    logits on the probe set, computed once for the server (and on disk), so a new T is no model pass."""
+    logits = common.teacher_outputs(teacher_name)["gallery_logits"]
+    return soften(logits[torch.as_tensor(list(index), dtype=torch.int64)], T).numpy()
 
 
 @st.cache_data(show_spinner="Measuring distances and angles…", max_entries=64)

@@ -3,7 +3,7 @@
     KDVIZ_DATA=... .venv/bin/python benchmarks/app_speed.py            # prints the tables
     KDVIZ_DATA=... .venv/bin/python benchmarks/app_speed.py --write    # and replaces its section of BENCHMARKS.md
 
-1. **First chart on a fresh server, per page**: for every page listed in app/streamlit_app.py a fresh
+1. **First chart on a fresh server, per page**: for every page listed in app/navigation.py a fresh
    server is started the README's way (``python -m streamlit run app/streamlit_app.py``, on a free
    port of 127.0.0.1, an empty runs folder), chromium (headless, Debian's, through Playwright) opens
    that page first, and the time from navigation start until the first Plotly chart is on screen is
@@ -52,8 +52,8 @@ WATCH_JS = """(before) => { window.__kd_redrawn = null; window.__kd_pressed = nu
 
 
 def page_paths() -> dict[str, str]:
-    """Every page listed in app/streamlit_app.py: url path -> title (home is "")."""
-    source = (REPO / "app" / "streamlit_app.py").read_text()
+    """Every page listed in app/navigation.py: url path -> title (home is "")."""
+    source = (REPO / "app" / "navigation.py").read_text()
     pages = {"": "Home"}
     for title, path in re.findall(r'st\.Page\([^)]*title="([^"]+)"[^)]*url_path="([^"]+)"', source):
         pages[path] = title
@@ -84,18 +84,54 @@ class Fresh:
         self.server.close()
 
 
-def first_chart(browser, url: str, timeout: float) -> dict:
-    """Open ``url`` in a new tab; seconds from navigation until the first chart is on screen."""
+def first_chart(browser, url: str, timings: Path, timeout: float) -> dict:
+    """Open ``url`` in a new tab (a fresh browser profile: nothing cached); seconds from navigation
+    until the first chart is on screen, and the server's full run of the page. A page whose first
+    view has no chart (e.g. Train before a run) says so once its run has ended."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
+    row: dict = {"first_chart_s": None}
     try:
         page.goto(url, wait_until="commit", timeout=timeout * 1000)
-        at = page.wait_for_function(FIRST_CHART_JS, polling="raf", timeout=timeout * 1000).json_value()
-        return {"first_chart_s": at / 1000}
-    except Exception as error:  # noqa: BLE001 - a page without a chart is a result
-        return {"first_chart_s": None, "error": f"{type(error).__name__}: {str(error).splitlines()[0][:120]}"}
+        deadline, ended = time.time() + timeout, None
+        while time.time() < deadline:
+            at = page.evaluate(FIRST_CHART_JS)
+            if at:
+                row["first_chart_s"] = at / 1000
+                break
+            runs = [t for t in read_timings(timings) if t["part"].startswith("page:")]
+            if runs and ended is None:
+                ended = time.time()
+            if ended is not None and time.time() - ended > 3:
+                row["error"] = "no chart on the page's first view"
+                break
+            time.sleep(0.02)
+        else:
+            row["error"] = f"no chart within {timeout:g} s"
+        deadline = time.time() + timeout
+        while time.time() < deadline and not any(t["part"].startswith("page:") for t in read_timings(timings)):
+            time.sleep(0.1)
+        runs = [t["seconds"] for t in read_timings(timings) if t["part"].startswith("page:")]
+        row["server_run_s"] = runs[0] if runs else None
+    except Exception as error:  # noqa: BLE001 - a page that fails to load is a result
+        row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:120]}"
     finally:
         context.close()
+    return row
+
+
+def warmed_up(timings: Path, timeout: float) -> float | None:
+    """Seconds the server's start-up warm-up took (app/warmup.py), once it has finished."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        done = [t["seconds"] for t in read_timings(timings) if t["part"] == "warmup"]
+        if done:
+            return done[0]
+        time.sleep(0.2)
+    return None
+
+
+KINDS = ("cold", "warm", "warmed up")  # empty cache / cache filled / cache filled and the warm-up finished
 
 
 def measure_pages(browser, tmp: Path, pages: dict[str, str], timeout: float, cold: bool) -> dict[str, dict]:
@@ -103,15 +139,15 @@ def measure_pages(browser, tmp: Path, pages: dict[str, str], timeout: float, col
     for path, title in pages.items():
         cache = tmp / f"cache-{path or 'home'}"
         rows = {}
-        for kind in (("cold", "warm") if cold else ("warm",)):
-            if kind == "warm" and not cold:
+        for kind in KINDS if cold else KINDS[1:]:
+            if not cold:
                 cache = Path(os.environ.get("KDVIZ_CACHE") or Path.home() / ".cache" / "kdviz")
-            with Fresh(tmp, cache, f"{kind}-{path or 'home'}") as fresh:
-                row = first_chart(browser, f"{fresh.server.url}/{path}", timeout)
-                runs = [t["seconds"] for t in read_timings(fresh.timings) if t["part"].startswith("page:")]
-                row["server_run_s"] = runs[0] if runs else None
+            with Fresh(tmp, cache, f"{kind.replace(' ', '-')}-{path or 'home'}") as fresh:
+                warm_s = warmed_up(fresh.timings, 120) if kind == "warmed up" else None
+                row = first_chart(browser, f"{fresh.server.url}/{path}", fresh.timings, timeout)
+                row["warmup_s"] = warm_s
             rows[kind] = row
-            print(f"{title:28s} {kind}: first chart {row['first_chart_s']} s, page run {row['server_run_s']} s"
+            print(f"{title:28s} {kind}: first chart {row['first_chart_s']} s, page run {row.get('server_run_s')} s"
                   f"{'  ' + row['error'] if row.get('error') else ''}", file=sys.stderr, flush=True)
         out[title] = rows
     return out
@@ -129,11 +165,14 @@ def measure_slider(browser, tmp: Path, moves: int, timeout: float) -> dict:
         time.sleep(2.0)  # let the rest of the page (the dark-knowledge matrix) finish
         thumb.focus()
         server = fresh.server.process.pid
-        answers, cpu, key = [], [], "ArrowRight"
+        answers, cpu, fresh_T, key = [], [], [], "ArrowRight"
         before_runs = len(read_timings(fresh.timings))
+        seen = set()
         for i in range(moves):
             value, low, high = thumb.evaluate("e => [Number(e.value), Number(e.min), Number(e.max)]")
+            seen.add(value)
             key = "ArrowLeft" if value >= high else ("ArrowRight" if value <= low else key)
+            fresh_T.append(value + (1 if key == "ArrowRight" else -1) not in seen)  # first time at that T?
             bars = page.evaluate(BARS_JS)
             page.evaluate(WATCH_JS, bars)
             used = cpu_seconds(descendants(server))
@@ -147,7 +186,14 @@ def measure_slider(browser, tmp: Path, moves: int, timeout: float) -> dict:
         context.close()
         runs = read_timings(fresh.timings)[before_runs:]
     fragment = [t["seconds"] for t in runs if t["part"] == "fragment:temperature.T"]
+    new = [a for a, f in zip(answers, fresh_T) if f]
+    again = [a for a, f in zip(answers, fresh_T) if not f]
+    frag_new = [t for t, f in zip(fragment, fresh_T) if f] if len(fragment) == len(answers) else []
+    frag_again = [t for t, f in zip(fragment, fresh_T) if not f] if len(fragment) == len(answers) else []
+    median = lambda xs: statistics.median(xs) if xs else None  # noqa: E731
     return {"moves": moves, "answers_s": answers, "median_s": statistics.median(answers), "max_s": max(answers),
+            "new_T_median_s": median(new), "seen_T_median_s": median(again), "new_moves": len(new),
+            "fragment_new_T_median_s": median(frag_new), "fragment_seen_T_median_s": median(frag_again),
             "fragment_runs": len(fragment), "page_runs": sum(1 for t in runs if t["part"].startswith("page:")),
             "fragment_median_s": statistics.median(fragment) if fragment else None,
             "fragment_max_s": max(fragment) if fragment else None,
@@ -163,25 +209,37 @@ def ms(seconds) -> str:
 
 
 def markdown(pages: dict, slider: dict, about: str, command: str, load_after: float) -> str:
+    ups = [r["warmed up"]["warmup_s"] for r in pages.values() if r.get("warmed up", {}).get("warmup_s")]
+    warmup = f"median {statistics.median(ups):.1f} s after the server started" if ups else "not measured"
     lines = [START, "## App speed in a browser (`benchmarks/app_speed.py`)", "",
              f"Command: `{command}` ({time.strftime('%Y-%m-%d')}). Machine: {about}; {load_after:.1f} when it ended. "
              "Server and headless chromium on the same cores.", "",
-             "First chart on a fresh server: a new `streamlit run app/streamlit_app.py` per page and cache state, the "
-             "page opened first, seconds from navigation start until the first Plotly chart is on screen (the "
-             "page's clock); the server's full run of the page beside it. Cold: an empty `KDVIZ_CACHE`; warm: the "
-             "same folder again.", "",
-             "| page | first chart, warm (s) | page run, warm (s) | first chart, cold (s) | page run, cold (s) |",
-             "|---|---:|---:|---:|---:|"]
+             "First chart on a fresh server: a new `streamlit run app/streamlit_app.py` per page and case, the page "
+             "opened first in a fresh browser profile, seconds from navigation start until the first Plotly chart is "
+             "on screen (the page's clock); in brackets the server's full run of the page. *Cold*: an empty "
+             "`KDVIZ_CACHE` (data decoded, teacher logits computed), page opened as soon as the server answers; "
+             "*warm*: the same cache folder again; *warmed up*: warm, and the page opened once the server's start-up "
+             "warm-up (app/warmup.py: torch, kdviz and the shipped teachers' outputs loaded in a background thread) "
+             f"has finished ({warmup}).", "",
+             "| page | cold (s) | warm (s) | warmed up (s) |", "|---|---:|---:|---:|"]
     for title, rows in pages.items():
-        w, c = rows.get("warm", {}), rows.get("cold", {})
-        lines.append(f"| {title} | {fmt(w.get('first_chart_s'))} | {fmt(w.get('server_run_s'))} | "
-                     f"{fmt(c.get('first_chart_s'))} | {fmt(c.get('server_run_s'))} |")
+        cells = []
+        for kind in KINDS:
+            r = rows.get(kind)
+            cells.append("—" if r is None else (f"{fmt(r.get('first_chart_s'))} ({fmt(r.get('server_run_s'))})"
+                                                 if r.get("first_chart_s") is not None
+                                                 else f"no chart ({fmt(r.get('server_run_s'))})"))
+        lines.append(f"| {title} | {' | '.join(cells)} |")
     lines += ["", f"Temperature slider, {slider['moves']} moves of one grid step (keyboard), warm server:", "",
               "| measured | median | slowest |", "|---|---:|---:|",
               f"| key press → bars redrawn, in the browser | {1000 * slider['median_s']:.0f} ms | "
               f"{1000 * slider['max_s']:.0f} ms |",
               f"| server: the charts' fragment rerun | {ms(slider['fragment_median_s'])} | {ms(slider['fragment_max_s'])} |",
               f"| server: CPU time per move (process tree) | {1000 * slider['server_cpu_median_s']:.0f} ms | |", "",
+              f"Of these, {slider['new_moves']} moves went to a temperature not drawn before on this server (its charts "
+              f"built, then shared): browser {ms(slider['new_T_median_s'])}, fragment {ms(slider['fragment_new_T_median_s'])} "
+              f"(medians); {slider['moves'] - slider['new_moves']} to one already drawn: browser "
+              f"{ms(slider['seen_T_median_s'])}, fragment {ms(slider['fragment_seen_T_median_s'])}.", "",
               f"Full page runs during the moves: {slider['page_runs']} (fragment runs: {slider['fragment_runs']}); "
               "only the part of the page that depends on T reruns.", END]
     return "\n".join(lines)

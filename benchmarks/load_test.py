@@ -16,7 +16,7 @@ once (a classroom opening a shared link). Each session:
 Everything is bounded: N sessions, ``--session-timeout`` seconds each, one browser.
 The server's memory (resident set of its process tree) is sampled every 0.2 s.
 The result is printed as JSON and, with ``--write``, replaces the "Load test"
-section of BENCHMARKS.md (with the command and the CPU).
+block of BENCHMARKS.md between its markers (with the command and the CPU).
 
     .venv/bin/python benchmarks/load_test.py --sessions 30 --write
 """
@@ -38,10 +38,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+from sections import replace_section
+
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SECTION = "## Load test: a classroom of browser sessions"
+START, END = "<!-- load-test:start -->", "<!-- load-test:end -->"  # its block in BENCHMARKS.md
 
 
 # --------------------------------------------------------------------------- the server
@@ -333,13 +336,8 @@ change, so it includes the server's rerun, the websocket and chromium's redraw, 
 
 
 def write_section(text: str) -> None:
-    path = REPO / "BENCHMARKS.md"
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    if SECTION in old:
-        head, _, rest = old.partition(SECTION)
-        ends = [i for i in (rest.find("\n## "), rest.find("\n<!-- ")) if i >= 0]  # the next section or its marker
-        old = head.rstrip() + "\n\n" + (rest[min(ends) + 1:] if ends else "")
-    path.write_text(old.rstrip() + "\n\n" + text)
+    """Replace this script's block of BENCHMARKS.md (between its markers) with ``text``."""
+    replace_section(REPO / "BENCHMARKS.md", START, END, f"{START}\n{text.rstrip()}\n{END}")
 
 
 def main() -> int:

@@ -41,8 +41,8 @@ def free_port() -> int:
 
 
 def page_paths() -> dict[str, str]:
-    """Every page listed in app/streamlit_app.py: url path -> title (home is "")."""
-    source = (REPO / "app" / "streamlit_app.py").read_text()
+    """Every page listed in app/navigation.py: url path -> title (home is "")."""
+    source = (REPO / "app" / "navigation.py").read_text()
     pages = {"": "home"}
     for title, path in re.findall(r'st\.Page\([^)]*title="([^"]+)"[^)]*url_path="([^"]+)"', source):
         pages[path] = title

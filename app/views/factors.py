@@ -7,6 +7,7 @@ from kdviz.probes import inside
 import common
 import figures_inside as figs
 import inside_common as ic
+import timings
 from common import Param
 
 PAGE, METHOD = "factors", "ft"
@@ -32,49 +33,56 @@ preset = ic.setup(URL, PAGE, METHOD)
 base, run = ic.students(URL, PAGE, METHOD, preset)
 have_students = ic.need_students(base, run, METHOD)
 
-# --------------------------------------------------------------------------- controls and data
-c1, c2, c3 = st.columns(3)
-per_class = URL.choice("Points per class", [20, 40, 60], "n", key=f"{PAGE}_n", container=c1,
-                       help="Test images per class (so 10 × this many points per map).")
-perplexity = URL.choice("Perplexity", [5, 10, 20, 30, 50], "perp", key=f"{PAGE}_perp", container=c2,
-                         help="Roughly how many neighbours each point tries to keep close.")
-seed = URL.number("t-SNE seed", "seed", key=f"{PAGE}_seed", container=c3,
-                   help="Another seed gives another, equally valid, layout.")
-test = ic.test_split(preset)
-index = tuple(inside.class_sorted_index(test.labels, per_class, 0).tolist())
-labels = test.labels[list(index)].numpy()
-model_refs = ic.refs(preset, base, run, METHOD)
-method_run = run["id"] if run is not None and ic.has_method_state(run) else None
-space = ic.factor_space(model_refs, method_run, preset.teacher, preset.dataset, index)
-if run is not None and method_run is None:
-    st.warning("This FT run did not save its paraphraser and translator (it was trained elsewhere), so only the "
-               "penultimate features can be shown. Train the students here to see the factors.")
 
-shown = [name for name in PANELS if name in space["points"]] or ["teacher: penultimate features"]
-maps = dict(zip(shown, ic.tsne_maps(tuple(shown), [space["points"][name] for name in shown], float(perplexity), int(seed))))
+# Everything below depends only on the chosen students and the controls in it: moving a control
+# reruns this part alone (a fragment), not the data set and students above.
+def view() -> None:
+    # --------------------------------------------------------------------------- controls and data
+    c1, c2, c3 = st.columns(3)
+    per_class = URL.choice("Points per class", [20, 40, 60], "n", key=f"{PAGE}_n", container=c1,
+                           help="Test images per class (so 10 × this many points per map).")
+    perplexity = URL.choice("Perplexity", [5, 10, 20, 30, 50], "perp", key=f"{PAGE}_perp", container=c2,
+                             help="Roughly how many neighbours each point tries to keep close.")
+    seed = URL.number("t-SNE seed", "seed", key=f"{PAGE}_seed", container=c3,
+                       help="Another seed gives another, equally valid, layout.")
+    test = ic.test_split(preset)
+    index = tuple(inside.class_sorted_index(test.labels, per_class, 0).tolist())
+    labels = test.labels[list(index)].numpy()
+    model_refs = ic.refs(preset, base, run, METHOD)
+    method_run = run["id"] if run is not None and ic.has_method_state(run) else None
+    space = ic.factor_space(model_refs, method_run, preset.teacher, preset.dataset, index)
+    if run is not None and method_run is None:
+        st.warning("This FT run did not save its paraphraser and translator (it was trained elsewhere), so only the "
+                   "penultimate features can be shown. Train the students here to see the factors.")
 
-# --------------------------------------------------------------------------- figures
-st.subheader(f"t-SNE of {len(index)} test images (perplexity {perplexity}, seed {seed})")
-common.show(figs.tsne_panels(maps, labels, test.classes), presenter,
-            "Each dot is a test image, coloured by its true class; click a class in the legend to hide it everywhere. "
-            + ("Top: the teacher factor and the FT student's factor, which was trained to match it: look for the same "
-               "classes grouped and the same ones touching. Bottom: what each student's classifier sees, with and "
-               "without factor transfer. The table below says, in numbers, how close each is to the teacher."
-               if PANELS[1] in shown else
-               "Each panel is what a network's classifier sees (its penultimate features), with and without factor "
-               "transfer; this FT run saved no factors to draw." if len(shown) > 1 else
-               "For now, the teacher's own penultimate features: which classes form their own group, which touch. "
-               "Once the students are trained here, their factors and features join it."),
-            key="ft_tsne")
-st.info("**Reading t-SNE.** t-SNE keeps each point's near neighbours near; it does not keep distances. The size "
-        "of a cluster, the gap between two clusters and where a cluster sits mean little, and another seed or "
-        "perplexity moves them. Compare which classes form their own group, which are mixed, and which images "
-        "stray into another class's group.")
-if space["numbers"]:
-    st.markdown("**How close each student is to the teacher, measured on the original points (not on the maps):**")
-    table = pd.DataFrame(space["numbers"]).T.astype(float)
-    st.dataframe(table.style.format("{:.3f}", na_rep="–"), width="stretch")
-    st.caption("Distance correlation: Pearson correlation between all pairwise distances of the student's points and "
-               "of the teacher's (1 = the same geometry up to scale). FT acts on the last stage's maps (the "
-               "translator's input): compare the two students there. Mean L1 distance: the FT student's factor loss "
-               "before β and before dividing by the factor size, per image (0 = identical normalised factors).")
+    shown = [name for name in PANELS if name in space["points"]] or ["teacher: penultimate features"]
+    maps = dict(zip(shown, ic.tsne_maps(tuple(shown), [space["points"][name] for name in shown], float(perplexity), int(seed))))
+
+    # --------------------------------------------------------------------------- figures
+    st.subheader(f"t-SNE of {len(index)} test images (perplexity {perplexity}, seed {seed})")
+    common.show(figs.tsne_panels(maps, labels, test.classes), presenter,
+                "Each dot is a test image, coloured by its true class; click a class in the legend to hide it everywhere. "
+                + ("Top: the teacher factor and the FT student's factor, which was trained to match it: look for the same "
+                   "classes grouped and the same ones touching. Bottom: what each student's classifier sees, with and "
+                   "without factor transfer. The table below says, in numbers, how close each is to the teacher."
+                   if PANELS[1] in shown else
+                   "Each panel is what a network's classifier sees (its penultimate features), with and without factor "
+                   "transfer; this FT run saved no factors to draw." if len(shown) > 1 else
+                   "For now, the teacher's own penultimate features: which classes form their own group, which touch. "
+                   "Once the students are trained here, their factors and features join it."),
+                key="ft_tsne")
+    st.info("**Reading t-SNE.** t-SNE keeps each point's near neighbours near; it does not keep distances. The size "
+            "of a cluster, the gap between two clusters and where a cluster sits mean little, and another seed or "
+            "perplexity moves them. Compare which classes form their own group, which are mixed, and which images "
+            "stray into another class's group.")
+    if space["numbers"]:
+        st.markdown("**How close each student is to the teacher, measured on the original points (not on the maps):**")
+        table = pd.DataFrame(space["numbers"]).T.astype(float)
+        st.dataframe(table.style.format("{:.3f}", na_rep="–"), width="stretch")
+        st.caption("Distance correlation: Pearson correlation between all pairwise distances of the student's points and "
+                   "of the teacher's (1 = the same geometry up to scale). FT acts on the last stage's maps (the "
+                   "translator's input): compare the two students there. Mean L1 distance: the FT student's factor loss "
+                   "before β and before dividing by the factor size, per image (0 = identical normalised factors).")
+
+
+timings.fragment("factors.view")(view)()

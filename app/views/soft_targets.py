@@ -7,6 +7,7 @@ from kdviz.probes import inside
 import common
 import figures_inside as figs
 import inside_common as ic
+import timings
 from common import Param
 
 PAGE, METHOD = "soft_targets", "kd"
@@ -70,51 +71,58 @@ def describe(i: int) -> str:
     return f"image {i + 1}: a {probe.classes[int(probe.labels[j])]}{kind}"
 
 
-c1, c2, c3 = st.columns([3, 3, 1], vertical_alignment="bottom")
-image = URL.choice("Image", list(range(len(index))), "img", key=f"{PAGE}_img", container=c1, format_func=describe)
-T = URL.grid_slider("Temperature shown", sorted(set(T_GRID) | {run_T}), "T", key=f"{PAGE}_T", default=run_T,
-                    container=c2,
-                    help=f"The students were trained at T = {run_T:g}; any T can be used to look at their logits.")
-log_scale = URL.widget(c3.checkbox, "log scale", "log", key=f"{PAGE}_log")
+# Everything below depends only on the controls in it: moving one reruns this part alone (a fragment),
+# not the students' selection above; a new T softens the recorded logits and the teacher's cached ones
+# (no model pass).
+def view() -> None:
+    c1, c2, c3 = st.columns([3, 3, 1], vertical_alignment="bottom")
+    image = URL.choice("Image", list(range(len(index))), "img", key=f"{PAGE}_img", container=c1, format_func=describe)
+    T = URL.grid_slider("Temperature shown", sorted(set(T_GRID) | {run_T}), "T", key=f"{PAGE}_T", default=run_T,
+                        container=c2,
+                        help=f"The students were trained at T = {run_T:g}; any T can be used to look at their logits.")
+    log_scale = URL.widget(c3.checkbox, "log scale", "log", key=f"{PAGE}_log")
 
-j = index[image]
-probs = {name: inside.frame_probs(s["frames"][:count], T)[:, image] for name, s in recorded.items()}
-teacher = ic.teacher_soft_targets(preset.teacher, preset.dataset, tuple(index), T)[image]
-epochs = [s["epoch"] for s in recorded["KD student"]["frames"][:count]]
-labels = [f"epoch {e:.1f}" for e in epochs]
+    j = index[image]
+    probs = {name: inside.frame_probs(s["frames"][:count], T)[:, image] for name, s in recorded.items()}
+    teacher = ic.teacher_soft_targets(preset.teacher, preset.dataset, tuple(index), T)[image]
+    epochs = [s["epoch"] for s in recorded["KD student"]["frames"][:count]]
+    labels = [f"epoch {e:.1f}" for e in epochs]
 
-# --------------------------------------------------------------------------- figures
-left, right = st.columns([1, 4])
-with left:
-    st.plotly_chart(figs.image_figure(probe.pixels[j].numpy(), describe(image).split(": ")[1], size=200),
-                    config=common.PLOTLY_CONFIG, key="st_image", theme=None)
-    gap = {name: inside.soft_target_gap(p, teacher) for name, p in probs.items()}
-    st.metric("KD student's gap at the end", f"{gap['KD student'][-1]:.3f}",
-              delta=f"{gap['KD student'][-1] - gap['baseline'][-1]:+.3f} vs baseline", delta_color="inverse")
-    st.caption("KL(teacher ‖ student) at the temperature shown, on this image (0 = the teacher's distribution).")
-with right:
-    common.show(figs.soft_target_frames(probe.classes, teacher, {n: list(p) for n, p in probs.items()}, labels, T,
-                                        log_scale), presenter,
-                "Bars: each student's softmax(z/T) on this image after the training shown on the slider; black "
-                "ticks: the teacher's softened output, the KD student's target. At epoch 0 both students are close "
-                "to uniform. Press ▶ (it plays in the browser) and watch the red bars settle near the ticks, the "
-                "small wrong-class ones included; the grey baseline learns the true class too, but arranges the "
-                "wrong classes its own way. Try T = 1 to see how little of this the plain softmax shows.",
-                key="st_bars")
-summary = ic.soft_target_gaps(recorded, preset.teacher, preset.dataset, T, kinds)
-kind = summary["kinds"][image] if summary["kinds"] else None
-same = f"the followed {kind} images" if kind else "the followed images"
-mean_gap = {name: inside.mean_over_kind(g, summary["kinds"], kind) for name, g in summary["gaps"].items()}
-common.show(figs.gap_curves(epochs, gap, T, mean_gap), presenter,
-            "How far each student's softened output is from the teacher's, along the run: on this image (solid) and "
-            f"averaged over {same} (dashed). Both fall as the students learn the classes. On typical images the "
-            "KD student, pulled by its loss, ends far closer to the teacher than the baseline; on the teacher's "
-            "ambiguous images neither gets close. Single images jump about while the learning rate is high "
-            "(it peaks mid-run).", key="st_gap")
-if summary["kinds"]:
-    finals = {k: {name: inside.mean_over_kind(g, summary["kinds"], k)[-1] for name, g in summary["gaps"].items()}
-              for k in dict.fromkeys(summary["kinds"])}
-    parts = [f"on the {k} images {v['KD student']:.3f} for the KD student and {v['baseline']:.3f} for the baseline"
-             for k, v in finals.items()]
-    st.caption(f"Mean gap at the end of training, at T = {T:g}: " + "; ".join(parts) +
-               f". Test accuracy: KD student {100 * run['test_acc']:.2f}%, baseline {100 * base['test_acc']:.2f}%.")
+    # --------------------------------------------------------------------------- figures
+    left, right = st.columns([1, 4])
+    with left:
+        st.plotly_chart(figs.image_figure(probe.pixels[j].numpy(), describe(image).split(": ")[1], size=200),
+                        config=common.PLOTLY_CONFIG, key="st_image", theme=None)
+        gap = {name: inside.soft_target_gap(p, teacher) for name, p in probs.items()}
+        st.metric("KD student's gap at the end", f"{gap['KD student'][-1]:.3f}",
+                  delta=f"{gap['KD student'][-1] - gap['baseline'][-1]:+.3f} vs baseline", delta_color="inverse")
+        st.caption("KL(teacher ‖ student) at the temperature shown, on this image (0 = the teacher's distribution).")
+    with right:
+        common.show(figs.soft_target_frames(probe.classes, teacher, {n: list(p) for n, p in probs.items()}, labels, T,
+                                            log_scale), presenter,
+                    "Bars: each student's softmax(z/T) on this image after the training shown on the slider; black "
+                    "ticks: the teacher's softened output, the KD student's target. At epoch 0 both students are close "
+                    "to uniform. Press ▶ (it plays in the browser) and watch the red bars settle near the ticks, the "
+                    "small wrong-class ones included; the grey baseline learns the true class too, but arranges the "
+                    "wrong classes its own way. Try T = 1 to see how little of this the plain softmax shows.",
+                    key="st_bars")
+    summary = ic.soft_target_gaps(recorded, preset.teacher, preset.dataset, T, kinds)
+    kind = summary["kinds"][image] if summary["kinds"] else None
+    same = f"the followed {kind} images" if kind else "the followed images"
+    mean_gap = {name: inside.mean_over_kind(g, summary["kinds"], kind) for name, g in summary["gaps"].items()}
+    common.show(figs.gap_curves(epochs, gap, T, mean_gap), presenter,
+                "How far each student's softened output is from the teacher's, along the run: on this image (solid) and "
+                f"averaged over {same} (dashed). Both fall as the students learn the classes. On typical images the "
+                "KD student, pulled by its loss, ends far closer to the teacher than the baseline; on the teacher's "
+                "ambiguous images neither gets close. Single images jump about while the learning rate is high "
+                "(it peaks mid-run).", key="st_gap")
+    if summary["kinds"]:
+        finals = {k: {name: inside.mean_over_kind(g, summary["kinds"], k)[-1] for name, g in summary["gaps"].items()}
+                  for k in dict.fromkeys(summary["kinds"])}
+        parts = [f"on the {k} images {v['KD student']:.3f} for the KD student and {v['baseline']:.3f} for the baseline"
+                 for k, v in finals.items()]
+        st.caption(f"Mean gap at the end of training, at T = {T:g}: " + "; ".join(parts) +
+                   f". Test accuracy: KD student {100 * run['test_acc']:.2f}%, baseline {100 * base['test_acc']:.2f}%.")
+
+
+timings.fragment("soft_targets.view")(view)()

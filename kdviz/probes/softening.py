@@ -140,20 +140,26 @@ def dark_knowledge_matrix(logits, labels, T: float, num_classes: int | None = No
 
     Each image's distribution is ``softmax(z_j / T)`` over j ≠ c (the same as softmax(z/T) with the
     true class removed and renormalised, computed stably), so every row sums to 1 over its
-    off-diagonal entries; the diagonal is NaN. A class with no images gives a NaN row."""
-    z = _logits(logits)
-    labels = torch.as_tensor(labels).long()
-    C = num_classes or z.shape[-1]
-    if T <= 0:
+    off-diagonal entries; the diagonal is NaN. A class with no images gives a NaN row.
+
+    Computed in numpy (one pass, no per-class loop): the app calls it at every new T on a whole
+    test set's cached logits, and small torch ops on a busy machine cost more in thread
+    hand-offs than in arithmetic."""
+    if not (math.isfinite(float(T)) and float(T) > 0):
         raise ValueError(f"temperature T must be > 0, got {T}")
-    own = torch.nn.functional.one_hot(labels, C).bool()
-    others = soften(z.masked_fill(own, -math.inf), T)
-    matrix = np.full((C, C), np.nan)
-    for c in range(C):
-        rows = others[labels == c]
-        if len(rows):
-            matrix[c] = rows.mean(0).double().numpy()
-            matrix[c, c] = np.nan
+    z = _logits(logits).double().numpy() / float(T)
+    labels = torch.as_tensor(labels).long().numpy()
+    C = num_classes or z.shape[-1]
+    z[np.arange(len(z)), labels] = -np.inf  # the true class is left out
+    z -= z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    sums = np.zeros((C, z.shape[1]))
+    np.add.at(sums, labels, p)
+    counts = np.bincount(labels, minlength=C)[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        matrix = np.where(counts > 0, sums / counts, np.nan)
+    np.fill_diagonal(matrix, np.nan)
     return matrix
 
 
