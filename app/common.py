@@ -275,16 +275,23 @@ def dataset(name: str):
 
 
 def available_datasets() -> dict[str, str]:
-    """Data sets that load on this machine, with where they came from (cached per session)."""
-    if "available_datasets" not in st.session_state:
-        found = {}
-        for name in datasets.dataset_names():
-            try:
-                found[name] = dataset(name).train.source
-            except Exception:  # noqa: BLE001 - absent data is simply not offered
-                continue
-        st.session_state["available_datasets"] = found
-    return st.session_state["available_datasets"]
+    """Data sets whose files are on this machine, with where they are, for the controls that offer them.
+    Found by locating their files, not by decoding them: decoding every data set (CIFAR-10's 60,000
+    JPEG files among them) took 15-45 s of a fresh server's CPU before Home, Train or Compare could
+    finish. Shared by the whole server and looked at again after a minute. A data set whose files
+    turn out to be broken is still offered; the page that loads it says what is wrong."""
+    return dict(_available_datasets(str(datasets.data_dir())))
+
+
+@st.cache_resource(show_spinner=False, ttl=60)
+def _available_datasets(data_dir: str) -> tuple[tuple[str, str], ...]:
+    found = []
+    for name in datasets.dataset_names():
+        try:
+            found.append((name, datasets.DATASETS[name].locate().description))
+        except Exception:  # noqa: BLE001 - absent data is simply not offered
+            continue
+    return tuple(found)
 
 
 def device_label() -> str:

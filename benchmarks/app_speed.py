@@ -40,6 +40,7 @@ START, END = "<!-- app-speed:start -->", "<!-- app-speed:end -->"
 # The first chart on screen: a Plotly plot drawn with a height. Returns the page clock (ms since navigation).
 FIRST_CHART_JS = ("() => { for (const p of document.querySelectorAll('.js-plotly-plot .main-svg')) "
                   "{ if (p.getBoundingClientRect().height > 0) return performance.now(); } return false; }")
+RUNNING_JS = "() => !!document.querySelector('[data-testid=\"stStatusWidget\"]')"
 BARS_JS = "() => { const p = document.querySelector('.js-plotly-plot'); return p && p.data ? JSON.stringify(p.data[1].y) : null; }"
 # Watches the bars from the page itself (every animation frame), so the time of a redraw is not the poll's.
 WATCH_JS = """(before) => { window.__kd_redrawn = null; window.__kd_pressed = null;
@@ -99,9 +100,9 @@ def first_chart(browser, url: str, timings: Path, timeout: float) -> dict:
             if at:
                 row["first_chart_s"] = at / 1000
                 break
-            runs = [t for t in read_timings(timings) if t["part"].startswith("page:")]
-            if runs and ended is None:
-                ended = time.time()
+            # no chart yet: has the page's script run ended (a run recorded, nothing running in the page)?
+            done = any(t["part"].startswith("page:") for t in read_timings(timings)) and not page.evaluate(RUNNING_JS)
+            ended = (ended or time.time()) if done else None
             if ended is not None and time.time() - ended > 3:
                 row["error"] = "no chart on the page's first view"
                 break

@@ -58,7 +58,9 @@ def app(tmp_path_factory):
 
 
 def runs(timings: Path) -> list[str]:
-    return [json.loads(line)["part"] for line in timings.read_text().splitlines()] if timings.exists() else []
+    """The page and fragment runs recorded so far, in order (the server's warm-up line left out)."""
+    parts = [json.loads(line)["part"] for line in timings.read_text().splitlines()] if timings.exists() else []
+    return [p for p in parts if p.startswith(("page:", "fragment:"))]
 
 
 def shown_T(page) -> float:
