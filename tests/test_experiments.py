@@ -307,3 +307,20 @@ def test_fast_optimisation_also_trains_both_students_on_a_third_of_the_budget(tm
     assert s["third"]["fsp"]["values"] == [short[1]["test_acc"]]
     assert s["third"]["fsp_matches_full_scratch"] == (short[1]["test_acc"] >= s["target_acc"])
     assert len(s["scratch"]["acc"]) == 3 and s["target_acc"] == full[0]["history"][-1]["test_acc"]
+
+
+def test_page_shows_the_posters_cifar10_figures_beside_ours(monkeypatch):
+    """Little data is shipped for MNIST and CIFAR-10; the CIFAR-10 section puts the poster's 5% figures
+    (5-layer CNN: 65.86% -> 66.71% with KD) beside the shipped result's own 5% numbers."""
+    result = experiments.load_result("little-data-cifar10")
+    assert result.settings["dataset"] == "cifar10" and result.settings["augment"]
+    at5 = next(row for row in result.summary["table"] if row["fraction"] == 0.05)
+    at = _page(experiments.results_dir(), monkeypatch)
+    assert not at.exception and not at.error
+    assert [s.value for s in at.subheader][:2] == ["mnist", "cifar10"]
+    metrics = {m.label: m for m in at.metric}
+    assert metrics["the poster at 5% (5-layer CNN)"].value == "65.86% → 66.71%"
+    assert metrics["cifar10 at 5%: labels only"].value == f"{100 * at5['labels_only']['mean']:.2f}%"
+    assert metrics["cifar10 at 5%: KD"].value == f"{100 * at5['kd']['mean']:.2f}%"
+    assert "mnist at 5%: KD" in metrics  # both data sets, one above the other
+    assert len([t for t in at.toggle if t.label == "Fraction on a log scale"]) == 1  # one toggle for both charts
