@@ -74,7 +74,16 @@ def data_free(r) -> list[str]:
     ]
     if s.get("labels_only_real_data"):
         lines.append(f"| mlp-800 on labels (no-labels experiment) | 60,000 real | {pct(s['labels_only_real_data'])} |")
-    lines += ["", f"Dreaming took {s['dream_seconds'] / 60:.0f} min. {s['method']}. Paper: {s['paper']['source']}."]
+    if s.get("dream_seconds") is None:
+        took = "The dreamed images were made by an earlier command, which kept no time."
+    else:
+        took = f"Dreaming took {s['dream_seconds'] / 60:.0f} min" + (
+            " (in the command that made the images; this one reused them)." if s.get("dreams_reused") else ".")
+    acc = s["student_acc"]
+    spread = (f"{seeds(acc)} of the student (initialisation and batch order: "
+              f"{', '.join(f'{100 * v:.2f}%' for v in acc['values'])}), all on the one dreamed set (dreamed with seed "
+              f"{r.settings['seeds'][0]}). ") if acc.get("n", 1) > 1 else ""
+    lines += ["", f"{spread}{took} {s['method']}. Paper: {s['paper']['source']}."]
     return lines
 
 

@@ -199,11 +199,21 @@ def test_data_free_dreams_distils_and_scores_without_the_training_split(capsys, 
     code, out, err = kdviz(capsys, "experiment", "data-free", *(a for s in sets for a in ("--set", s)),
                            "--runs-dir", str(tmp_path / "runs"), "--json", "--quiet")
     assert code == 0, err
-    summary = json.loads(out)["summary"]
+    summary, first_ids = json.loads(out)["summary"], json.loads(out)["run_ids"]
     assert summary["dreamed_images"] == 50
     assert summary["teacher_agrees_on_dreams"] > 0.7  # each dreamed image is the class it was dreamed as
     assert summary["student_acc"]["mean"] > 0.2  # above chance (10%) on real test digits it never saw
     assert len(json.loads(out)["run_ids"]) == 1
+    assert summary["dreams_reused"] is False and summary["dream_seconds"] > 0
+    # a second command with more seeds dreams nothing again, and still says how long the dreaming took
+    code, out, err = kdviz(capsys, "experiment", "data-free", *(a for s in sets for a in ("--set", s)),
+                           "--set", "seeds=0,1", "--runs-dir", str(tmp_path / "runs"), "--json", "--quiet")
+    assert code == 0, err
+    again = json.loads(out)
+    assert again["summary"]["dreams_reused"] is True
+    assert again["summary"]["dream_seconds"] == summary["dream_seconds"]
+    assert again["run_ids"][0] == first_ids[0] and len(again["run_ids"]) == 2
+    assert again["summary"]["student_acc"]["values"][0] == summary["student_acc"]["values"][0]  # seed 0 reused
 
 
 # --------------------------------------------------------------------------- live, and the page
