@@ -10,6 +10,7 @@ through ``st.cache_resource`` (read-only).
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -382,6 +383,36 @@ def shared(kind: str, key: tuple, _build: Callable[[], object]):
     """``_build()``, once per (``kind``, ``key``) for the whole server (``_build`` is not hashed:
     ``kind`` and ``key`` must say everything the result depends on)."""
     return _build()
+
+
+_PREBUILDS: dict[tuple, threading.Thread] = {}
+_PREBUILDS_LOCK = threading.Lock()
+
+
+def prebuild(job: tuple, charts: list[tuple[str, tuple, Callable[[], object]]], presenter: bool) -> None:
+    """Build, in a background thread and once per server, shared figures a session is likely to ask for
+    next (the Temperature page: its charts at every T of the grid for the image on screen), so that
+    moving the control finds them built. ``charts`` lists (kind, key, build) as :func:`show_shared`
+    takes them; ``job`` names the whole set (started once per server)."""
+    with _PREBUILDS_LOCK:
+        if job in _PREBUILDS:
+            return
+
+        def work() -> None:
+            for kind, key, build in charts:
+                try:
+                    shared(f"figure:{kind}", (*key, presenter), lambda build=build: style(build(), presenter))
+                except Exception:  # noqa: BLE001 - a figure that fails here fails (and says so) when a page asks
+                    continue
+
+        _PREBUILDS[job] = thread = threading.Thread(target=work, name="kdviz-prebuild", daemon=True)
+    thread.start()
+
+
+def wait_for_prebuilds(timeout: float = 120) -> None:
+    """Wait until every background build started so far has finished (for tests and benchmarks)."""
+    for thread in list(_PREBUILDS.values()):
+        thread.join(timeout)
 
 
 def show_shared(kind: str, key: tuple, build: Callable[[], object], presenter: bool, caption: str | None = None,

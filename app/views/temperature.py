@@ -1,4 +1,6 @@
 """Temperature: a teacher's logits, softmax(z/T) as T grows, and the dark-knowledge matrix."""
+import math
+
 import streamlit as st
 
 from kdviz import data as datasets
@@ -108,6 +110,32 @@ def play_step() -> None:
     st.session_state[PLAY_AT] = later[0]
 
 
+def dark_knowledge(test_out: dict, T: float):
+    """The dark-knowledge matrix at T and its most alike pairs, once per (teacher, T) for the server."""
+    def build():
+        matrix = softening.dark_knowledge_matrix(test_out["logits"], test_out["labels"], T, len(classes))
+        return matrix, softening.similar_pairs(matrix, classes, k=5)
+    return common.shared("dark_knowledge", (teacher, T), build)
+
+
+def charts_at(temperatures, curves: dict, scale, test_out: dict) -> list[tuple]:
+    """(kind, key, build) of every T-dependent chart of the gallery image on screen, at each of
+    ``temperatures``, with the very keys the fragment asks for (see ``common.show_shared``)."""
+    out = []
+    for t in temperatures:
+        out += [("bars", (*shown, t), lambda t=t: figures.softmax_bars(logits.tolist(), curves, classes, t, true_label,
+                                                                        animate=False)),
+                ("entropy", (*shown, t), lambda t=t: figures.entropy_curves(curves, t)),
+                ("t2", (teacher, t), lambda t=t: figures.t_squared_figure(scale, t)),
+                ("matrix", (teacher, t), lambda t=t: figures.dark_knowledge_heatmap(*_matrix_args(test_out, t)))]
+    return out
+
+
+def _matrix_args(test_out: dict, t: float) -> tuple:
+    matrix, pairs = dark_knowledge(test_out, t)
+    return matrix, classes, t, pairs
+
+
 def temperature_part() -> None:
     st.subheader("2 · Turn up the temperature")
     if st.session_state.get(PLAYING):
@@ -178,11 +206,7 @@ def temperature_part() -> None:
     st.subheader("4 · The dark-knowledge matrix")
     test_out = common.teacher_test_outputs(teacher)  # once per teacher for the server (and on disk)
 
-    def _matrix_and_pairs():
-        matrix = softening.dark_knowledge_matrix(test_out["logits"], test_out["labels"], T, len(classes))
-        return matrix, softening.similar_pairs(matrix, classes, k=5)
-
-    matrix, pairs = common.shared("dark_knowledge", (teacher, T), _matrix_and_pairs)
+    matrix, pairs = dark_knowledge(test_out, T)
     c1, c2 = st.columns([3, 1])
     with c1:
         common.show_shared("matrix", (teacher, T), lambda: figures.dark_knowledge_heatmap(matrix, classes, T, pairs),
@@ -200,6 +224,11 @@ def temperature_part() -> None:
         if known:
             st.caption(f"Usually found for {out['dataset']}: {known}. The two numbers are how much of row a's "
                        f"leftover probability goes to b, and of b's to a.")
+
+    if source == "gallery":  # the next slider moves: every T for this image, built once in the background
+        nearest_first = sorted(softening.T_GRID, key=lambda t: abs(math.log(t / T)))
+        common.prebuild(("temperature", teacher, index, presenter), charts_at(nearest_first, curves, scale, test_out),
+                        presenter)
 
 
 # Gallery images are the same for every session: their charts are built once per (teacher, image, T)
