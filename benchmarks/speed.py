@@ -21,6 +21,14 @@ Parts (each a table in the speed section of BENCHMARKS.md):
 - ``startup``: a warm ``kdviz distill`` run of the preset (second of two runs: teacher logits on
   disk): wall time beyond the training the run reports, and the import time of the CLI.
 - ``kd-cache``: one KD epoch with the teacher's logits cached against the teacher run at every step.
+- ``live-page``: the preset run live on the Train page in a real browser (a fresh server the
+  README's way, chromium through Playwright: "Load the 5-minute demo settings", Start, wait for
+  "finished") against the same config through the CLI, both warm (teacher logits on disk), with
+  the same number of torch threads: seconds of training from each run's record, and the page's
+  preparation (data, teacher, logits) before its first step.
+
+Each part writes its own block inside the speed section (with its command, the machine and how
+busy it was), so parts measured at different times keep their own lines.
 
 With ``--threads 1`` times are CPU time of the process (other work on a shared machine barely
 disturbs them); with more threads, wall time. Every number of one run comes from one process,
@@ -33,6 +41,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import subprocess
 import sys
@@ -62,13 +71,15 @@ from kdviz.methods import build_method  # noqa: E402
 from kdviz.methods.kd import HintonKD  # noqa: E402
 from kdviz.models import build_model  # noqa: E402
 from kdviz.presets import DEMO, demo_configs  # noqa: E402
+from kdviz.runs import list_runs  # noqa: E402
 from kdviz.teacher_cache import teacher_logits  # noqa: E402
 from kdviz.train import EpochDone, Finished, PhaseStarted, StepDone, TrainSettings, fit, make_optimizer  # noqa: E402
 
+from load_test import CHROMIUM, CHROMIUM_ARGS, Server, cpu_seconds, descendants  # noqa: E402
 from sections import replace_section  # noqa: E402
 
 START, END = "<!-- speed:start -->", "<!-- speed:end -->"
-PARTS = ("steps", "loop", "rkd", "preset", "startup", "kd-cache")
+PARTS = ("steps", "loop", "rkd", "preset", "startup", "kd-cache", "live-page")
 CLOCK = time.perf_counter  # main() switches to CPU time when torch runs one thread
 FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
 
@@ -465,8 +476,106 @@ def kd_cache_table(best: dict) -> list[str]:
 
 
 # --------------------------------------------------------------------------- report
-def write_section(text: str, path: Path) -> None:
-    replace_section(path, START, END, text)
+# --------------------------------------------------------------------------- a live run on the Train page
+def _server_idle(server, quiet: float = 0.15, timeout: float = 120) -> None:
+    """Wait until the server has used under ``quiet`` s of CPU in a second (its start-up warm-up done)."""
+    deadline = time.time() + timeout
+    last = cpu_seconds(descendants(server.process.pid))
+    while time.time() < deadline:
+        time.sleep(1.0)
+        now = cpu_seconds(descendants(server.process.pid))
+        if now - last < quiet:
+            return
+        last = now
+
+
+def measure_live_page(threads, repeats) -> dict:
+    """The preset through the CLI and live on the Train page, alternately, ``repeats`` times each."""
+    from playwright.sync_api import sync_playwright  # optional: only this part drives a browser
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    out = {"cli": [], "page": []}
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as pw:
+        tmp = Path(tmp)
+        _child(preset_cli_args(str(tmp / "warm")), env)  # fills the teacher-logit cache
+        server = Server(tmp / "app-runs", tmp / "server.log", env={k: env[k] for k in ("OMP_NUM_THREADS",) if k in env})
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            server.wait_ready()
+            for i in range(repeats):
+                _, _, stdout = _child(preset_cli_args(str(tmp / f"cli{i}")), env)
+                record = json.loads(stdout.strip().splitlines()[-1])
+                out["cli"].append({"train": record["train_time_s"], "acc": 100 * record["test_acc"]})
+                _server_idle(server)
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page.goto(f"{server.url}/train", timeout=120_000)
+                page.get_by_role("button", name="Load the 5-minute demo settings").click(timeout=120_000)
+                page.wait_for_timeout(1500)  # the rerun with the demo's settings
+                clicked = time.perf_counter()
+                page.get_by_role("button", name="Start").click(timeout=60_000)
+                page.get_by_text(re.compile(r"finished: test accuracy")).wait_for(timeout=300_000)
+                seen = time.perf_counter() - clicked
+                page.close()
+                record = max(list_runs(tmp / "app-runs"), key=lambda r: r["created"])
+                out["page"].append({"train": record["train_time_s"], "prepare": record.get("prepare_time_s"),
+                                    "wall": record["wall_time_s"], "seen": seen, "acc": 100 * record["test_acc"],
+                                    "config": record["config"]})
+                print(f"live page {i}: CLI {out['cli'][-1]['train']:.2f} s, page {record['train_time_s']:.2f} s "
+                      f"of training", file=sys.stderr)
+        finally:
+            browser.close()
+            server.close()
+    return out
+
+
+def live_page_table(out: dict) -> list[str]:
+    cli = min(out["cli"], key=lambda r: r["train"])
+    page = min(out["page"], key=lambda r: r["train"])
+    demo = {k: out["page"][0]["config"][k] for k in ("dataset", "student", "method", "teacher")}
+    rows = ["### A live run on the Train page against the CLI", "",
+            f"The preset ({demo['method']}, {demo['teacher']} → {demo['student']} on {demo['dataset']}, the Train page's "
+            "\"Load the 5-minute demo settings\") run through the CLI and live on the Train page in chromium, "
+            f"alternately, {len(out['cli'])} time(s) each, both warm, the same torch threads; wall seconds of training from "
+            "each run's record (best run).", "",
+            "| where | seconds of training | test accuracy % | × CLI |", "|---|---:|---:|---:|",
+            f"| CLI (`kdviz distill`) | {cli['train']:.2f} | {cli['acc']:.2f} | 1.00 |",
+            f"| Train page, live (redrawn every second) | {page['train']:.2f} | {page['acc']:.2f} | "
+            f"{page['train'] / cli['train']:.2f} |", "",
+            f"On the page: {page['prepare']:.2f} s of preparation before the first step (data, teacher, its cached "
+            f"logits), {page['wall']:.2f} s from the run's start to its record, {page['seen']:.2f} s from the click on "
+            "Start until the browser showed \"finished\". Every run (s of training): CLI "
+            + " / ".join(f"{r['train']:.2f}" for r in out["cli"]) + ", page "
+            + " / ".join(f"{r['train']:.2f}" for r in out["page"]) + ".", ""]
+    return rows
+
+
+INTRO = ("## Speed\n\nEach block below says the command that measured it, the machine, how busy it was and its "
+         "clock. Every number of one block comes from one process, measurements interleaved and repeated (the best "
+         "repeat counts), so ratios hold on a busy machine; absolute times do not.")
+
+
+def part_marker(part: str, which: str) -> str:
+    return f"<!-- speed-{part}:{which} -->"
+
+
+def write_parts(blocks: dict[str, str], path: Path) -> None:
+    """Each measured part's block in place of its old one (other parts keep theirs, in the order
+    of :data:`PARTS`); text after the last block (a reading of the figures) stays; the section is
+    made if missing, and one written before blocks existed is replaced whole."""
+    old = path.read_text() if path.exists() else ""
+    body = old.split(START, 1)[1].split(END, 1)[0] if START in old and END in old else ""
+    kept, notes = {}, ""
+    for part in PARTS:
+        start, end = part_marker(part, "start"), part_marker(part, "end")
+        if start in body and end in body:
+            kept[part] = start + body.split(start, 1)[1].split(end, 1)[0] + end
+            notes = body.split(end, 1)[1].strip()
+        if part in blocks:
+            kept[part] = blocks[part]
+    text = "\n\n".join([INTRO, *kept.values(), *([notes] if notes else [])])
+    replace_section(path, START, END, f"{START}\n{text}\n{END}")
 
 
 def main(argv=None) -> int:
@@ -491,34 +600,35 @@ def main(argv=None) -> int:
     print(about, file=sys.stderr)
     needs_mnist = {"loop", "kd-cache"} & set(args.parts)
     splits = data.load("mnist") if needs_mnist else None
-    sections: list[str] = []
+    measured: dict[str, list[str]] = {}
     if "steps" in args.parts:
-        sections += steps_table(measure_steps(device, args.repeats))
+        measured["steps"] = steps_table(measure_steps(device, args.repeats))
     if "loop" in args.parts:
-        sections += loop_table(measure_loop(device, args.repeats, splits))
+        measured["loop"] = loop_table(measure_loop(device, args.repeats, splits))
     if "rkd" in args.parts:
-        sections += rkd_table(measure_rkd(device, args.repeats))
+        measured["rkd"] = rkd_table(measure_rkd(device, args.repeats))
     if "preset" in args.parts:
-        sections += preset_table(measure_preset(args.seeds))
+        measured["preset"] = preset_table(measure_preset(args.seeds))
     if "startup" in args.parts:
-        sections += startup_table(measure_startup(args.threads))
+        measured["startup"] = startup_table(measure_startup(args.threads))
     if "kd-cache" in args.parts:
-        sections += kd_cache_table(measure_kd_cache(device, args.repeats, splits, args.fraction))
+        measured["kd-cache"] = kd_cache_table(measure_kd_cache(device, args.repeats, splits, args.fraction))
+    if "live-page" in args.parts:
+        measured["live-page"] = live_page_table(measure_live_page(args.threads, args.repeats))
     command = "python benchmarks/speed.py" + (f" --parts {' '.join(args.parts)}" if args.parts != list(PARTS) else "") + \
         (f" --threads {args.threads}" if args.threads else "") + (f" --repeats {args.repeats}" if args.repeats != 2 else "")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    text = "\n".join([
-        START, "## Speed", "",
-        f"Command: `{command}` (device {device}, {time.strftime('%Y-%m-%d')}).",
-        f"Machine: {about}; {load:.1f} when it ended.",
-        f"Times are {'CPU time of the process (one torch thread)' if CLOCK is time.process_time else 'wall time'}. "
-        "The cores were shared with other jobs during this run: read the ratios, not the absolute times. "
-        "Each number is the best of the repeats, measured interleaved in one process.", "",
-        *sections, END])
+    clock = ("CPU time of the process (one torch thread)" if CLOCK is time.process_time else
+             f"wall time ({torch.get_num_threads()} torch threads)")
+    stamp = (f"Measured by `{command}` on {time.strftime('%Y-%m-%d')}, device {device}: {about}; load average "
+             f"{load:.1f} when it ended. Times are {clock} unless the table says otherwise.")
+    blocks = {part: "\n".join([part_marker(part, "start"), *lines[:2], stamp, "", *lines[2:], part_marker(part, "end")])
+              for part, lines in measured.items()}
+    text = "\n\n".join(blocks.values())
     print(text)
     if not args.no_write:
-        write_section(text, args.output)
-        print(f"wrote the speed section of {args.output}", file=sys.stderr)
+        write_parts(blocks, args.output)
+        print(f"wrote {', '.join(blocks)} in the speed section of {args.output}", file=sys.stderr)
     return 0
 
 

@@ -13,6 +13,7 @@ from kdviz.train import TrainSettings
 
 import common
 import figures
+import timings
 from common import Param
 
 URL = common.UrlState(
@@ -213,7 +214,6 @@ def draw(live: LiveRun) -> None:
                            "application/json")
 
 
-@st.fragment(run_every=1.0)
 def live_view() -> None:
     live = st.session_state.get(RUN)
     if live is None:
@@ -227,6 +227,6 @@ if run is None:
     st.info("Nothing is training yet: choose the settings above and press **Start** "
             "(or load the 5-minute demo settings).")
 elif busy:
-    live_view()
+    timings.fragment("train.live", run_every=1.0)(live_view)()
 else:
     draw(run)
