@@ -41,6 +41,7 @@ class RunConfig:
     hide_labels: bool = False           # transfer set: the student sees the teacher only
     holdout: int = 0                    # transfer set: training images kept out (a validation slice)
     save_model: bool = True
+    data_seed: int | None = None        # transfer set: the seed that picks the ``fraction`` (None: the training seed)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,6 +72,14 @@ class RunConfig:
         datasets.check_transfer_options(self.fraction, tuple(self.omit_classes), num_classes)
         if isinstance(self.holdout, bool) or not isinstance(self.holdout, int) or self.holdout < 0:
             raise ValueError(f"holdout must be a whole number of images >= 0, got {self.holdout!r}")
+        if self.data_seed is not None and (isinstance(self.data_seed, bool) or not isinstance(self.data_seed, int)
+                                           or not 0 <= self.data_seed < 2**31):
+            raise ValueError(f"data seed must be a whole number in [0, 2**31) or None, got {self.data_seed!r}")
+
+    @property
+    def subset_seed(self) -> int:
+        """The seed that picks the transfer set's images: ``data_seed``, or the training seed."""
+        return self.train.seed if self.data_seed is None else self.data_seed
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
@@ -102,7 +111,7 @@ class Experiment:
             self.teacher_sha256 = TeacherRef.parse(config.teacher, self.runs_dir).sha256(self.runs_dir)
         splits = datasets.load(config.dataset)
         self.train_data = datasets.transfer_set(splits.train, config.fraction, tuple(config.omit_classes),
-                                                config.hide_labels, config.train.seed, config.holdout)
+                                                config.hide_labels, config.subset_seed, config.holdout)
         self.test_data = splits.test
         if self.teacher is not None:
             channels, size, _ = splits.train.shape

@@ -37,11 +37,14 @@ def born_again(config: RunConfig, generations: int, runs_dir: Path | None = None
     Returns one run record per generation (all saved with their checkpoints). The last
     record also holds ``generation_accs`` and ``ensemble_acc``, the test accuracy of the
     mean softmax of all generations (0 included), and is saved again with them.
-    Generation k uses seed ``config.train.seed + k``: a fresh initialisation, as in the paper.
+    Generation k uses seed ``config.train.seed + k``: a fresh initialisation, as in the paper; every
+    generation learns from the same transfer set (with ``fraction`` < 1, the images generation 0 was
+    given: ``data_seed``), since a teacher's outputs on images it never saw carry its test errors.
     ``on_event(generation, event)`` sees every training event."""
     if generations < 1:
         raise ValueError(f"born-again training needs at least 1 generation after the first, got {generations}")
     method = config.method if config.method not in ("baseline", "") else "ban"
+    config = replace(config, data_seed=config.subset_seed)  # one transfer set for every generation
     records: list[dict] = []
     test_logits: list[torch.Tensor] = []
     experiment = None

@@ -112,6 +112,8 @@ def run_key(config: RunConfig | dict) -> str:
         config = RunConfig.from_dict(config)
     data = config.to_dict()
     data["params"] = _resolved_params(config.method, config.params)
+    if data.get("data_seed") is None:  # the default (the training seed picks the images): keys made before it existed
+        data.pop("data_seed", None)
     text = json.dumps(_canonical(data), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -367,3 +367,24 @@ def test_xu_discriminator_is_conditional_and_learns_the_classes_from_the_teacher
         _, classes = method.discriminator(method.d_inputs(t, t.argmax(1)))
     # from the teacher's logits (and the class given beside them) the head names the class
     assert (classes.argmax(1) == t.argmax(1)).float().mean().item() > 0.9
+
+
+def test_born_again_generations_learn_from_one_transfer_set(tmp_path):
+    """With a fraction of the data, every generation gets the images generation 0 was given (a teacher's
+    outputs on images it never saw would carry its test errors); only the initialisation changes."""
+    from kdviz.experiment import Experiment, RunConfig
+    from kdviz.sweep import run_key
+
+    config = RunConfig(dataset="digits", student="mlp-30", method="ban", fraction=0.5,
+                       train=TrainSettings(epochs=1, batch_size=64, lr=0.1, seed=3, device="cpu"))
+    records = born_again(config, generations=2, runs_dir=tmp_path)
+    assert [r["seed"] for r in records] == [3, 4, 5] and [r["config"]["data_seed"] for r in records] == [3, 3, 3]
+    subsets = [Experiment(RunConfig.from_dict(r["config"]), runs_dir=tmp_path).train_data.pixels for r in records]
+    assert all(torch.equal(subsets[0], s) for s in subsets[1:])
+    other = data.transfer_set(data.load("digits").train, 0.5, seed=4)
+    assert not torch.equal(subsets[0], other.pixels)  # the training seed alone would have picked other images
+    # data_seed left at None keeps the keys of the runs made before it existed
+    plain = RunConfig(dataset="digits", student="mlp-30", fraction=0.5, train=TrainSettings(seed=3))
+    legacy = {k: v for k, v in plain.to_dict().items() if k != "data_seed"}
+    assert run_key(plain) == run_key(legacy) != run_key(replace(plain, data_seed=4))
+    assert run_key(replace(plain, data_seed=3)) != run_key(plain)  # said, not defaulted: another config
