@@ -211,7 +211,7 @@ def ms(seconds) -> str:
 
 def markdown(pages: dict, slider: dict, about: str, command: str, load_after: float) -> str:
     ups = [r["warmed up"]["warmup_s"] for r in pages.values() if r.get("warmed up", {}).get("warmup_s")]
-    warmup = f"median {statistics.median(ups):.1f} s after the server started" if ups else "not measured"
+    warmup = f"it took a median {statistics.median(ups):.1f} s" if ups else "not measured"
     lines = [START, "## App speed in a browser (`benchmarks/app_speed.py`)", "",
              f"Command: `{command}` ({time.strftime('%Y-%m-%d')}). Machine: {about}; {load_after:.1f} when it ended. "
              "Server and headless chromium on the same cores.", "",
@@ -277,7 +277,7 @@ def main(argv=None) -> int:
             first = measure_pages(browser, Path(tmp), pages, args.timeout, cold=not args.no_cold)
         finally:
             browser.close()
-    env = " ".join(f"{k}={os.environ[k]}" for k in ("KDVIZ_DATA",) if os.environ.get(k))
+    env = " ".join(f"{k}={os.environ[k]}" for k in ("KDVIZ_DATA",) if os.environ.get(k)).replace(f"{REPO}/", "")
     command = (f"{env + ' ' if env else ''}.venv/bin/python benchmarks/app_speed.py --moves {args.moves}"
                f"{' --no-cold' if args.no_cold else ''}{' --write' if args.write else ''}")
     text = markdown(first, slider, about, command, os.getloadavg()[0])
