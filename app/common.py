@@ -25,7 +25,7 @@ from kdviz.methods import Hyperparam
 from kdviz.probes.softening import log_grid, nearest
 from kdviz.runs import default_runs_dir
 from kdviz.teacher_cache import teacher_logits
-from kdviz.teachers import RUN, TeacherRef, choices
+from kdviz.teachers import PRETRAINED, RUN, TeacherRef, choices
 
 
 # --------------------------------------------------------------------------- URL state
@@ -353,6 +353,16 @@ def teacher_outputs(link: str) -> dict:
             "gallery_logits": teacher_logits(model, gallery, device="cpu")}  # on disk after the first server
 
 
+def shipped_test_logits(ref: TeacherRef):
+    """A shipped teacher's test-set logits file (checked against its card), else None."""
+    if ref.kind != PRETRAINED:
+        return None
+    try:
+        return pretrained.test_logits_file(ref.name)
+    except pretrained.PretrainedError:
+        return None  # a changed or missing file: the teacher runs over the test set instead
+
+
 @st.cache_resource(show_spinner="Running the teacher over the test set (once; then cached on disk)…")
 def teacher_test_outputs(link: str) -> dict:
     """The teacher's logits on the whole test split when the data set is here (cached on disk by
@@ -363,7 +373,9 @@ def teacher_test_outputs(link: str) -> dict:
     except Exception:  # noqa: BLE001 - the shipped probe set is enough to draw the matrix
         return {"logits": out["gallery_logits"], "labels": out["gallery"].labels,
                 "source": f"the {len(out['gallery'])} shipped probe images"}
-    return {"logits": teacher_logits(out["model"], test, device="cpu"), "labels": test.labels,
+    ref = teacher_ref(link)
+    return {"logits": teacher_logits(out["model"], test, device="cpu", shipped=shipped_test_logits(ref)),
+            "labels": test.labels,
             "source": f"all {len(test):,} test images"}
 
 

@@ -21,6 +21,7 @@ from kdviz.probes import inside
 from kdviz.runs import default_runs_dir
 from kdviz.students import StudentPair, available, load_method, load_soft_targets, load_student, record_of, shipped_name
 from kdviz.teacher_cache import teacher_logits
+from kdviz.teachers import PRETRAINED, TeacherRef
 
 import common
 from common import Param
@@ -339,10 +340,11 @@ def tsne_maps(keys: tuple[str, ...], point_sets: list[np.ndarray], perplexity: f
     return inside.tsne_many(point_sets, perplexity, seed)
 
 
-@st.cache_data(show_spinner="Running the teacher over the test set (once; then cached on disk)…", max_entries=8)
+@st.cache_data(show_spinner="Reading the teacher's test-set logits (shipped, else one pass, then on disk)…", max_entries=8)
 def teacher_confusion(teacher_name: str, dataset: str) -> np.ndarray:
     data = test_split(presets.PRESETS[dataset])
-    logits = teacher_logits(common.teacher(teacher_name), data, device="cpu")
+    shipped = common.shipped_test_logits(TeacherRef(PRETRAINED, teacher_name))
+    logits = teacher_logits(common.teacher(teacher_name), data, device="cpu", shipped=shipped)
     return confusion_matrix(data.labels, logits.argmax(1), data.num_classes).numpy()
 
 

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from kdviz import experiments, pretrained, recipes
 from kdviz.data import DATASETS, DataNotFound
+from kdviz.data import load as load_data
 from kdviz.experiment import Experiment, RunConfig, RunSaveError
 from kdviz.generations import born_again
 from kdviz.methods import REGISTRY, method_names
@@ -150,9 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--quiet", action="store_true", help="no progress bars")
 
     pre = sub.add_parser("pretrained", help="the shipped teachers and students: list them, or make them from their recipes")
-    pre.add_argument("action", choices=("list", "make", "make-students"))
+    pre.add_argument("action", choices=("list", "make", "make-students", "make-logits"))
     pre.add_argument("name", nargs="*", help="make: the teacher or student to train (see kdviz.recipes.RECIPES and "
-                                             "STUDENT_RECIPES); make-students: the data sets (default: all)")
+                                             "STUDENT_RECIPES); make-students: the data sets (default: all); "
+                                             "make-logits: the teachers whose test-set logits to ship (default: all)")
     pre.add_argument("--out", default=None, help="make: folder for the files (default $KDVIZ_PRETRAINED or pretrained/)")
     pre.add_argument("--json", action="store_true")
     return parser
@@ -325,7 +327,25 @@ def _pretrained_make_students(args) -> int:
     return 0
 
 
+def _pretrained_make_logits(args) -> int:
+    """Ship each named teacher's test-set logits (``pretrained/<name>.test_logits.npz``, sha256 in its card)."""
+    names = args.name or pretrained.names()
+    unknown = [name for name in names if name not in pretrained.names()]
+    if unknown:
+        raise ValueError(f"no shipped teacher {', '.join(map(repr, unknown))}; shipped: {', '.join(pretrained.names())}")
+    tests = {name: load_data(pretrained.card(name)["dataset"]).test for name in names}  # missing data fails first
+    for name in names:
+        made = pretrained.make_test_logits(name, tests[name])
+        size = pretrained.test_logits_path(name).stat().st_size
+        print(json.dumps({"name": name, **made}) if args.json else
+              f"{name}: wrote {made['test_logits_file']} ({made['test_logits_images']:,} test images, {size / 1e3:.0f} kB)",
+              flush=True)
+    return 0
+
+
 def _pretrained(args) -> int:
+    if args.action == "make-logits":
+        return _pretrained_make_logits(args)
     if args.action == "make":
         return _pretrained_make(args)
     if args.action == "make-students":

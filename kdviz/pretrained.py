@@ -11,6 +11,11 @@ Every shipped teacher has three files (made by ``kdviz pretrained make NAME``, s
   measured by kdviz, epochs, seed, wall time, the command that reproduces it,
   sha256 of the weights and of the probe set, classes, mean/std).
 
+``<name>.test_logits.npz`` (optional, made by ``kdviz pretrained make-logits``) holds the
+teacher's float32 logits on the whole test split with the :mod:`kdviz.teacher_cache` key they
+were made for, so the pages' test-set views need no teacher pass on a fresh server
+(:func:`test_logits_file`; its sha256 is in the card as ``test_logits_sha256``).
+
 The card is written last, so a teacher is listed only once all its files exist.
 :func:`load` and :func:`probe_set` check the sha256 from the card before they
 read a file, so a changed or truncated file is refused, never half-loaded.
@@ -36,8 +41,9 @@ import numpy as np
 import torch
 
 from kdviz.data import ImageData
-from kdviz.files import file_sha256
+from kdviz.files import file_sha256, write_json_atomic
 from kdviz.runs import load_checkpoint
+from kdviz.teacher_cache import write_shipped
 
 PROBE_KINDS = ("ambiguous", "clear", "typical")  # index = the code stored per probe image
 
@@ -58,6 +64,10 @@ def weights_path(name: str, folder: Path | None = None) -> Path:
 
 def probe_path(name: str, folder: Path | None = None) -> Path:
     return Path(folder or pretrained_dir()) / f"{name}.probe.npz"
+
+
+def test_logits_path(name: str, folder: Path | None = None) -> Path:
+    return Path(folder or pretrained_dir()) / f"{name}.test_logits.npz"
 
 
 def card_path(name: str, folder: Path | None = None) -> Path:
@@ -222,6 +232,32 @@ def student_file(name: str, kind: str) -> Path | None:
     if path.parent != students_dir() or not _NAME.match(path.name):
         raise PretrainedError(f"the card of {name} names a file outside {students_dir()}: {extra['file']!r}")
     return verified(path, extra["sha256"])
+
+
+def test_logits_file(name: str) -> Path | None:
+    """The teacher's shipped test-set logits (for ``teacher_cache.teacher_logits(..., shipped=)``),
+    checked against the card's sha256; None when the teacher ships none."""
+    info = card(name)
+    if "test_logits_sha256" not in info:
+        return None
+    return verified(test_logits_path(name), info["test_logits_sha256"])
+
+
+def make_test_logits(name: str, test: ImageData) -> dict:
+    """Write ``<name>.test_logits.npz`` (the teacher's fp32 logits on ``test``, its test split) and
+    record it in the card (file, sha256, cache key, images, command). Returns the card's new fields."""
+    info = card(name)
+    if test.split != "test" or Path(test.name).name != info["dataset"]:
+        raise PretrainedError(f"{name} ships logits on the {info['dataset']} test split, got {test.name} {test.split}")
+    path = test_logits_path(name)
+    made = write_shipped(path, load(name), test)
+    fields = {"test_logits_file": path.name, "test_logits_sha256": file_sha256(path),
+              "test_logits_key": made["key"], "test_logits_images": made["images"],
+              "test_logits_note": "float32 logits of the shipped weights on the whole test split (fp32, CPU), "
+                                  "made by `kdviz pretrained make-logits`; read instead of a teacher pass when "
+                                  "their key (weights, pixels, precision) matches"}
+    write_json_atomic(card_path(name), info | fields)
+    return fields
 
 
 def probe_set(name: str) -> ImageData:

@@ -10,6 +10,11 @@ normalisation (so a transfer-set fraction, omitted classes or another data
 set never reads a stale file), and the precision of the forward pass (bf16
 logits differ slightly from fp32 ones). Logits, not probabilities, are
 stored: every temperature can be applied later.
+
+A shipped teacher also ships its test-set logits (``pretrained/<name>.test_logits.npz``,
+written by :func:`write_shipped`): ``teacher_logits(..., shipped=path)`` reads them when
+the file holds the very key this cache would use (same weights, same pixels, same
+precision) and logits that match their digest, so a fresh server needs no test-set pass.
 """
 from __future__ import annotations
 
@@ -17,11 +22,12 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from kdviz.data import ImageData, cache_dir
 from kdviz.evaluation import predict_logits
-from kdviz.files import save_torch_atomic
+from kdviz.files import save_torch_atomic, write_atomic
 
 
 def tensor_digest(tensors) -> str:
@@ -65,16 +71,51 @@ def _read(path: Path, data: ImageData) -> torch.Tensor | None:
         if not isinstance(entry, dict):  # e.g. a file written before entries held their key
             return None
         logits = entry["logits"]
-        ok = (entry["key"] == path.stem and isinstance(logits, torch.Tensor)
-              and logits.dtype == torch.float32 and logits.shape == (len(data), data.num_classes)
-              and entry["digest"] == tensor_digest([logits]) and bool(torch.isfinite(logits).all()))
+        ok = _ok(entry["key"], path.stem, logits, entry["digest"], data)
     except Exception:  # noqa: BLE001 - a broken or foreign cache file is recomputed, never trusted
         return None
     return logits if ok else None
 
 
-def teacher_logits(teacher: torch.nn.Module, data: ImageData, device="auto", precision="fp32") -> torch.Tensor:
-    """Teacher logits (float32, CPU) for every image of ``data`` in order, from the disk cache when present."""
+def _ok(key: str, expected: str, logits, digest: str, data: ImageData) -> bool:
+    return (key == expected and isinstance(logits, torch.Tensor) and logits.dtype == torch.float32
+            and logits.shape == (len(data), data.num_classes) and digest == tensor_digest([logits])
+            and bool(torch.isfinite(logits).all()))
+
+
+def write_shipped(path: Path, teacher: torch.nn.Module, data: ImageData, precision: str = "fp32",
+                  device="cpu") -> dict:
+    """Compute the teacher's logits on ``data`` and write them as a small npz (float32 logits, the
+    cache key, their digest) that :func:`teacher_logits` accepts as ``shipped``. Returns the key,
+    the digest and the number of images."""
+    key = cache_path(teacher, data, precision).stem
+    logits = predict_logits(teacher, data, device=device, precision=precision).float().contiguous()
+    digest = tensor_digest([logits])
+    write_atomic(path, lambda f: np.savez_compressed(f, logits=logits.numpy(), key=np.array(key),
+                                                      digest=np.array(digest)))
+    return {"key": key, "digest": digest, "images": len(data)}
+
+
+def read_shipped(path: Path, teacher: torch.nn.Module, data: ImageData, precision: str = "fp32") -> torch.Tensor | None:
+    """The logits of a file written by :func:`write_shipped`, or None when it is absent, unreadable or
+    made for another teacher, data or precision (its key is not this cache's key)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            key, digest, logits = str(npz["key"]), str(npz["digest"]), torch.from_numpy(npz["logits"].copy())
+    except Exception:  # noqa: BLE001 - a missing or foreign file is never trusted
+        return None
+    return logits if _ok(key, cache_path(teacher, data, precision).stem, logits, digest, data) else None
+
+
+def teacher_logits(teacher: torch.nn.Module, data: ImageData, device="auto", precision="fp32",
+                   shipped: Path | None = None) -> torch.Tensor:
+    """Teacher logits (float32, CPU) for every image of ``data`` in order: from ``shipped`` (a file of
+    :func:`write_shipped`) when it holds this teacher's logits on this data, else from the disk cache
+    when present, else computed (and cached)."""
+    if shipped is not None:
+        given = read_shipped(shipped, teacher, data, precision)
+        if given is not None:
+            return given
     path = cache_path(teacher, data, precision)
     cached = _read(path, data)
     if cached is not None:

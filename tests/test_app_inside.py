@@ -271,6 +271,38 @@ def test_confusion_page_highlights_follow_the_threshold(env):
     assert widget(at, "confusion_min").value == 10
 
 
+def test_confusion_page_reads_the_teachers_shipped_test_logits(env, tmp_path, monkeypatch):
+    """With the teacher's test-set logits shipped (``kdviz pretrained make-logits``), an empty disk cache
+    and every network's forward made to fail, the page still draws the teacher's matrix, from the file."""
+    from kdviz import data
+    from kdviz.evaluation import confusion_matrix
+
+    import inside_common
+
+    folder = tmp_path / "pretrained"
+    shutil.copytree(env["pretrained"], folder)
+    monkeypatch.setenv("KDVIZ_PRETRAINED", str(folder))
+    monkeypatch.setenv("KDVIZ_CACHE", str(tmp_path / "cache"))
+    test = data.load("mnist").test
+    pretrained.make_test_logits(TEACHER, test)
+    with np.load(pretrained.test_logits_file(TEACHER), allow_pickle=False) as npz:
+        expected = confusion_matrix(test.labels, torch.from_numpy(npz["logits"]).argmax(1), 10).numpy()
+
+    def no_forward(self, *args, **kwargs):
+        raise AssertionError(f"a forward pass of {type(self).__name__} on the confusion page")
+
+    inside_common.teacher_confusion.clear()
+    monkeypatch.setattr(torch.nn.Module, "__call__", no_forward)
+    try:
+        figs = figures(page("confusion", min=1))
+    finally:
+        inside_common.teacher_confusion.clear()
+    teacher_panel = traces(figs[0], "heatmap")[0]
+    shares = arr(teacher_panel["customdata"])
+    assert np.allclose(shares, 100 * expected / expected.sum(1, keepdims=True), atol=0.01)
+    assert not (tmp_path / "cache").exists()  # nothing was computed, so nothing was cached
+
+
 # --------------------------------------------------------------------------- soft targets
 def test_soft_targets_page_frames_temperature_and_log_scale(env, monkeypatch):
     at = page("soft_targets")

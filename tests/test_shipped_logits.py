@@ -1,0 +1,97 @@
+"""The shipped teachers' test-set logits (``pretrained/<name>.test_logits.npz``): they match their
+card's sha256, hold the key of the teacher's own weights, equal what the teacher computes (on a
+slice, where the data set is on this machine), and ``teacher_logits`` reads them instead of a pass."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from kdviz import data, pretrained, teacher_cache
+from kdviz.evaluation import predict_logits
+from kdviz.models import build_model
+
+SHIPPED = [name for name in pretrained.names() if "test_logits_sha256" in pretrained.card(name)]
+
+
+def _test_split(name: str):
+    """The teacher's test split when it is on this machine and is the real one (its key matches), else None."""
+    info = pretrained.card(name)
+    try:
+        test = data.load(info["dataset"]).test
+    except Exception:  # noqa: BLE001 - a data set that is not here: the checks that need it are skipped
+        return None
+    return test if len(test) == info["test_logits_images"] else None
+
+
+def test_every_shipped_teacher_ships_its_test_logits_within_the_size_budget():
+    assert set(SHIPPED) == set(pretrained.names())
+    total = sum(pretrained.test_logits_path(name).stat().st_size for name in SHIPPED)
+    assert total < 3 * 2**20
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_logits_match_the_card_and_the_weights(name):
+    info = pretrained.card(name)
+    path = pretrained.test_logits_file(name)  # sha256 checked against the card
+    assert path == pretrained.test_logits_path(name)
+    with np.load(path, allow_pickle=False) as npz:
+        logits, key = npz["logits"], str(npz["key"])
+    assert logits.dtype == np.float32 and logits.shape == (info["test_logits_images"], len(info["classes"]))
+    assert np.isfinite(logits).all()
+    # the key names the shipped weights (their digest), the data set's test split and fp32
+    teacher = pretrained.load(name)
+    assert key == info["test_logits_key"]
+    assert key.startswith(teacher_cache.model_digest(teacher)[:16] + f"-{info['dataset']}-test-")
+    assert key.endswith("-fp32")
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_logits_equal_the_teachers_own_and_replace_its_pass(name, monkeypatch):
+    test = _test_split(name)
+    if test is None:
+        pytest.skip(f"the {pretrained.card(name)['dataset']} test split is not on this machine")
+    teacher = pretrained.load(name)
+    assert teacher_cache.cache_path(teacher, test).stem == pretrained.card(name)["test_logits_key"]
+    shipped = teacher_cache.read_shipped(pretrained.test_logits_file(name), teacher, test)
+    assert shipped is not None
+    some = torch.arange(0, len(test), max(1, len(test) // 300))  # ~300 images spread over the split
+    computed = predict_logits(teacher, test.subset(some), device="cpu")
+    assert torch.allclose(shipped[some], computed, atol=1e-4, rtol=1e-4)
+    assert torch.equal(shipped[some].argmax(1), computed.argmax(1))
+    # with every forward made to fail and an empty disk cache, teacher_logits reads the shipped file
+
+    def no_forward(self, *args, **kwargs):
+        raise AssertionError(f"a forward pass of {type(self).__name__}")
+
+    monkeypatch.setenv("KDVIZ_CACHE", str(pretrained.pretrained_dir() / "no-such-cache"))
+    monkeypatch.setattr(torch.nn.Module, "__call__", no_forward)
+    got = teacher_cache.teacher_logits(teacher, test, device="cpu", shipped=pretrained.test_logits_file(name))
+    assert torch.equal(got, shipped)
+    assert not (pretrained.pretrained_dir() / "no-such-cache").exists()
+
+
+def test_logits_made_for_another_teacher_or_changed_are_refused(tmp_path, monkeypatch):
+    """A file whose key is another teacher's is ignored (the teacher runs); a changed file fails its sha256."""
+    monkeypatch.setenv("KDVIZ_CACHE", str(tmp_path / "cache"))
+    test = data.load("digits").test
+    torch.manual_seed(0)
+    a, b = build_model("mlp-30", 1, 8, 10).eval(), build_model("mlp-30", 1, 8, 10).eval()  # two random inits
+    path = tmp_path / "a.test_logits.npz"
+    made = teacher_cache.write_shipped(path, a, test)
+    assert made["key"] == teacher_cache.cache_path(a, test).stem
+    assert torch.equal(teacher_cache.read_shipped(path, a, test), predict_logits(a, test, device="cpu"))
+    assert teacher_cache.read_shipped(path, b, test) is None
+    assert teacher_cache.read_shipped(path, a, test.subset(torch.arange(10))) is None
+    assert torch.equal(teacher_cache.teacher_logits(b, test, device="cpu", shipped=path), predict_logits(b, test, device="cpu"))
+    # a shipped teacher whose logits file was changed: refused by its card's sha256
+    folder = tmp_path / "pretrained"
+    shutil.copytree(pretrained.pretrained_dir(), folder, ignore=shutil.ignore_patterns("students"))
+    monkeypatch.setenv("KDVIZ_PRETRAINED", str(folder))
+    name = SHIPPED[0]
+    with open(pretrained.test_logits_path(name), "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(pretrained.PretrainedError, match="sha256"):
+        pretrained.test_logits_file(name)
