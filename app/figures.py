@@ -261,6 +261,24 @@ def accuracy_bars(rows: list[dict]) -> go.Figure:
     return _layout(fig, "Test error per method (mean ± std over seeds)", height=_bar_height(len(rows), lines))
 
 
+def change_bars(labels: list[str], changes: list[float], spreads: list[float], title: str, x_title: str) -> go.Figure:
+    """Changes from a reference (in percentage points) as horizontal bars from 0, whiskers ± one
+    standard deviation over seeds; each label ends with its number. Bars start at 0, so a change of
+    a tenth of a point looks like one (no cut axis), and long labels never collide."""
+    text = [f"{label}<br><b>{c:+.2f}</b> ± {sd:.2f}" for label, c, sd in zip(labels, changes, spreads)]
+    fig = go.Figure(go.Bar(y=text, x=changes, orientation="h",
+                           marker_color=[PALETTE[(i + 1) % len(PALETTE)] for i in range(len(changes))],
+                           error_x=dict(type="data", array=spreads, visible=True),
+                           hovertemplate="%{y}<extra></extra>"))
+    ends = [c + sd for c, sd in zip(changes, spreads)] + [c - sd for c, sd in zip(changes, spreads)] + [0.0]
+    lo, hi = min(ends), max(ends)
+    pad = 0.1 * max(hi - lo, 0.2)
+    fig.add_vline(x=0, line_color="black", line_width=1)
+    fig.update_xaxes(title_text=x_title, range=[lo - pad, hi + pad])
+    fig.update_yaxes(type="category", autorange="reversed", automargin=True)
+    return _layout(fig, title, height=_bar_height(len(changes), 2))
+
+
 def gain_bars(gains: list[dict]) -> go.Figure:
     """Each method's accuracy gain over the labels-only baseline (same student and epochs), in
     percentage points, with its confidence interval over seeds; horizontal bars from 0 = no gain.

@@ -320,6 +320,15 @@ def stats(values) -> dict:
             "std": float(arr.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v), "values": v}
 
 
+def changes_from_first(table: list[dict], key: str = "acc") -> list[dict]:
+    """Each row after the first against the first, seed by seed (the rows' ``values`` in the same
+    seed order), in accuracy points: ``{"member", "mean", "std", "n", "values"}`` per row. Paired
+    differences, because a seed's generations share its data order and initial weights."""
+    first = table[0][key]["values"]
+    return [{"member": row.get("member"), **stats(100 * (v - f) for v, f in zip(row[key]["values"], first))}
+            for row in table[1:]]
+
+
 def encode_images(pixels: torch.Tensor) -> dict:
     """uint8 images (N,C,H,W) as base64 text, small enough for a JSON result file."""
     array = pixels.to(torch.uint8).contiguous().numpy()

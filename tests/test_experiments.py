@@ -334,3 +334,15 @@ def test_page_shows_the_posters_cifar10_figures_beside_ours(monkeypatch):
     assert metrics["cifar10 at 5%: KD"].value == f"{100 * at5['kd']['mean']:.2f}%"
     assert "mnist at 5%: KD" in metrics  # both data sets, one above the other
     assert len([t for t in at.toggle if t.label == "Fraction on a log scale"]) == 1  # one toggle for both charts
+
+
+def test_changes_from_first_pairs_each_seed_with_generation_0():
+    ex = experiments
+    table = [{"member": "generation 0", "acc": ex.stats([0.950, 0.960])},
+             {"member": "generation 1", "acc": ex.stats([0.952, 0.959])},
+             {"member": "ensemble of 2", "acc": ex.stats([0.955, 0.965])}]
+    changes = ex.changes_from_first(table)
+    assert [c["member"] for c in changes] == ["generation 1", "ensemble of 2"]
+    assert changes[0]["values"] == pytest.approx([0.2, -0.1]) and changes[0]["mean"] == pytest.approx(0.05)
+    # the same +0.5 on both seeds: no spread, although the seeds' accuracies differ by a point
+    assert changes[1]["mean"] == pytest.approx(0.5) and changes[1]["std"] == pytest.approx(0.0, abs=1e-9)

@@ -1,5 +1,4 @@
 """Experiments: the papers' dark-knowledge experiments, the full results shipped, each quick preset live."""
-import math
 
 import streamlit as st
 
@@ -185,19 +184,20 @@ def draw_little_data(r: ex.ExperimentResult, key: str) -> None:
 
 def draw_born_again(r: ex.ExperimentResult, key: str) -> None:
     s = r.summary
-    groups, values = bars(s["table"], "acc", "member")
-    first, ens = s["generations"][0]["mean"], s["ensemble"]["mean"]
-    steps = ", ".join(f"{100 * (g['mean'] - first):+.2f}" for g in s["generations"][1:])
-    spread = max(g["std"] for g in s["generations"])
-    low, high = 100 * min(values[0]), 100 * max(values[0])
-    zoom = [max(0.0, math.floor(low - 1)), min(100.0, math.ceil(high + 0.5))]  # differences of tenths of a point
-    common.show(figures.grouped_accuracy_bars(groups, {"test accuracy": values}, y_range=zoom), presenter,
+    first, ens = s["generations"][0], s["ensemble"]
+    changes = ex.changes_from_first(s["table"])  # generations 1.. and the ensemble against generation 0, per seed
+    mean, spread = [c["mean"] for c in changes], [c["std"] for c in changes]
+    st.metric("generation 0 (labels only)", pct(first), help=seeds_note(first))
+    steps = ", ".join(f"{m:+.2f}" for m in mean[:-1])
+    common.show(figures.change_bars([c["member"] for c in changes], mean, spread,
+                                    "Each generation against generation 0 (same seed)", "accuracy points"), presenter,
                 "Generation 0 learned from the labels; each later generation, of the same architecture and on the "
                 "same images, learned only from the one before; the last bar averages all generations' softmax "
-                "outputs. Look at whether the bars rise from left to right (Furlanello et al. 2018: students beat "
+                "outputs. Each bar is the change from generation 0 of the same seed, from zero (mean ± std over the "
+                "seeds). Look at whether the bars are clearly right of zero (Furlanello et al. 2018: students beat "
                 f"their teachers, the ensemble more): here generations 1 to {len(s['generations']) - 1} are {steps} "
-                f"points from generation 0 (standard deviation over seeds up to {100 * spread:.2f}), the ensemble "
-                f"{100 * (ens - first):+.2f}. {seeds_note(s['ensemble']).capitalize()}.", key=f"{key}_bars")
+                f"points, the ensemble {mean[-1]:+.2f} (generation 0: {100 * first['mean']:.2f}%, ensemble "
+                f"{100 * ens['mean']:.2f}%). {seeds_note(ens).capitalize()}.", key=f"{key}_bars")
 
 
 def draw_data_free(r: ex.ExperimentResult, key: str) -> None:
