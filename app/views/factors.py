@@ -3,6 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from kdviz.probes import inside
+from kdviz.probes.maps import PANELS, shipped_maps  # the panels, by the names the maps are shipped under
 
 import common
 import figures_inside as figs
@@ -17,8 +18,6 @@ URL = common.UrlState(
     Param("seed", int, 0, 0, 9999),         # t-SNE seed
     *ic.URL_PARAMS,                        # data, base, run
 )
-PANELS = ("teacher factor (paraphraser)", "FT student factor (translator)",
-          "baseline: penultimate features", "FT student: penultimate features")
 
 st.title("Factor space: the teacher's knowledge, paraphrased")
 st.markdown(
@@ -56,7 +55,11 @@ def view() -> None:
                    "penultimate features can be shown. Train the students here to see the factors.")
 
     shown = [name for name in PANELS if name in space["points"]] or ["teacher: penultimate features"]
-    maps = dict(zip(shown, ic.tsne_maps(tuple(shown), [space["points"][name] for name in shown], float(perplexity), int(seed))))
+    # the shipped students at these settings: their maps were made and shipped with them (kdviz.probes.maps)
+    maps = shipped_maps(preset.dataset, base, run, test, index, perplexity, seed) if have_students else None
+    if maps is None or list(maps) != shown:
+        maps = dict(zip(shown, ic.tsne_maps(tuple(shown), [space["points"][name] for name in shown],
+                                            float(perplexity), int(seed))))
 
     # --------------------------------------------------------------------------- figures
     st.subheader(f"t-SNE of {len(index)} test images (perplexity {perplexity}, seed {seed})")
