@@ -19,7 +19,7 @@ import os
 import platform
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Callable
 
@@ -377,7 +377,7 @@ def student_is_current(name: str, out_dir: Path | str | None = None) -> bool:
     except (OSError, ValueError):
         return False
     r = STUDENT_RECIPES[name]
-    if pretrained.card_problems(info, pretrained.STUDENT_FIELDS) or info["config"] != _plain(r.config.to_dict()):
+    if pretrained.card_problems(info, pretrained.STUDENT_FIELDS) or not _same_config(info["config"], r.config):
         return False
     try:
         if info["teacher_sha256"] != pretrained.card(r.teacher)["sha256"]:
@@ -389,6 +389,15 @@ def student_is_current(name: str, out_dir: Path | str | None = None) -> bool:
     except PretrainedError:
         return False
     return True
+
+
+def _same_config(written: dict, config: RunConfig) -> bool:
+    """Whether a card's run config is ``config``; a setting added to RunConfig after the card was
+    written (e.g. ``data_seed``) matches when the recipe keeps it at its default, which changes nothing."""
+    defaults = {f.name: f.default for f in fields(RunConfig)}
+    wanted = _plain(config.to_dict())
+    added = {k: v for k, v in wanted.items() if k not in written}
+    return all(k in defaults and v == _plain(defaults[k]) for k, v in added.items()) and written | added == wanted
 
 
 def make_students(datasets: list[str] | tuple[str, ...] | None = None, out_dir: Path | str | None = None,

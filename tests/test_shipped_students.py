@@ -225,3 +225,18 @@ def test_students_trained_here_come_before_the_shipped_ones(fresh_server):
     assert at.selectbox(key="attention_base").value.startswith("shipped:")
     assert [r["id"] for r in available("mnist", student, "baseline", preset.teacher, fresh_server)] == [
         f"shipped:{recipes.student_name('mnist', student, 'baseline')}"]
+
+
+def test_a_setting_added_to_run_config_later_keeps_a_card_current_only_at_its_default():
+    """A card written before RunConfig had ``data_seed`` still matches a recipe that keeps it at None
+    (nothing changed), but not one that sets it, nor one whose other settings differ."""
+    from dataclasses import replace
+
+    from kdviz.recipes import STUDENT_RECIPES, _same_config
+
+    config = next(iter(STUDENT_RECIPES.values())).config
+    written = json.loads(json.dumps(config.to_dict()))
+    del written["data_seed"]
+    assert _same_config(written, config)
+    assert not _same_config(written, replace(config, data_seed=3))
+    assert not _same_config(written | {"fraction": 0.123}, config)
