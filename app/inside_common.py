@@ -17,7 +17,7 @@ from kdviz import students as student_runs
 from kdviz.evaluation import confusion_matrix
 from kdviz.losses import soften
 from kdviz.models import forward_features
-from kdviz.probes import inside
+from kdviz.probes import inside, maps
 from kdviz.runs import default_runs_dir
 from kdviz.students import StudentPair, available, load_method, load_soft_targets, load_student, record_of, shipped_name
 from kdviz.teacher_cache import teacher_logits
@@ -331,6 +331,19 @@ def factor_space(model_refs: tuple, method_run: str | None, teacher_name: str, d
             "distance correlation": inside.distance_correlation(torch.from_numpy(points[f"{name}: penultimate features"]),
                                                                 teacher)}
     return {"points": points, "numbers": numbers}
+
+
+def warm_factor_space(dataset: str) -> None:
+    """For the server's warm-up: the Factor space page's default view of the shipped students (its
+    points; the t-SNE maps of that view are shipped), through the page's own cached function."""
+    found = maps.shipped_pair(dataset)
+    if found is None:
+        return
+    preset, base, run = found
+    test = test_split(preset)
+    index = tuple(inside.class_sorted_index(test.labels, maps.DEFAULTS["per_class"], 0).tolist())
+    factor_space(refs(preset, base, run, maps.METHOD), run["id"] if has_method_state(run) else None,
+                 preset.teacher, dataset, index)
 
 
 @st.cache_data(show_spinner="Running t-SNE (cached per model, data, perplexity and seed)…", max_entries=64)

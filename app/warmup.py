@@ -33,6 +33,8 @@ def _warm() -> None:
             common.teacher_outputs(name)
             if name == DEFAULT:
                 common.teacher_test_outputs(name)  # the dark-knowledge matrix (teacher logits cached on disk)
+        import inside_common
+        inside_common.warm_factor_space("mnist")  # the Factor space page's first view (its t-SNE maps are shipped)
     except Exception:  # noqa: BLE001 - a page that needs it will say what is wrong
         pass
     timings.record("warmup", time.perf_counter() - start)

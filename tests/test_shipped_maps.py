@@ -88,3 +88,25 @@ def test_the_factor_page_draws_the_shipped_maps_with_no_tsne(default_view, monke
     assert specs
     shipped_x = np.sort(np.concatenate([m[:, 0] for m in expected.values()]))
     assert np.allclose(_x_values(specs[0]), shipped_x, atol=1e-4)
+
+
+def test_after_the_warm_up_the_factor_page_runs_no_network_and_no_tsne(default_view, monkeypatch):
+    """The server's warm-up computes the default view's points through the page's cached function, so the
+    first visit then needs neither a forward pass (every one made to fail here) nor t-SNE."""
+    import inside_common
+
+    def fail(*args, **kwargs):
+        raise AssertionError("computed at the first visit after the warm-up")
+
+    for cached in (inside_common.factor_space, inside_common.embeddings, inside_common.tsne_maps):
+        cached.clear()
+    inside_common.warm_factor_space("mnist")
+    monkeypatch.setattr(inside, "tsne", fail)
+    monkeypatch.setattr(torch.nn.Module, "__call__", fail)
+    try:
+        at = AppTest.from_file(str(APP / "views" / "factors.py"), default_timeout=180).run()
+    finally:
+        inside_common.factor_space.clear()
+    assert not at.exception, [e.message for e in at.exception]
+    assert [c for c in at.get("plotly_chart") if "ft_tsne" in c.proto.id]
+    assert len(at.dataframe) == 1  # the distances to the teacher, from the warmed-up numbers
