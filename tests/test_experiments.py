@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from streamlit.testing.v1 import AppTest
 
 from kdviz import cli, data, experiments
 from kdviz.experiment import RunConfig
 from kdviz.train import TrainSettings
+
+from conftest import APP
 
 
 def kdviz(capsys, *argv):
@@ -346,3 +349,19 @@ def test_changes_from_first_pairs_each_seed_with_generation_0():
     assert changes[0]["values"] == pytest.approx([0.2, -0.1]) and changes[0]["mean"] == pytest.approx(0.05)
     # the same +0.5 on both seeds: no spread, although the seeds' accuracies differ by a point
     assert changes[1]["mean"] == pytest.approx(0.5) and changes[1]["std"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_the_experiments_page_shows_every_shipped_result_without_training(tmp_path, monkeypatch):
+    """Issue 11: a fresh server (no runs) draws every full result shipped in results/experiments at
+    first visit: one "Shipped result" line per file, charts for each, and no "no full result" notice."""
+    monkeypatch.setenv("KDVIZ_RUNS", str(tmp_path / "runs"))
+    files = sorted((Path(__file__).resolve().parent.parent / "results" / "experiments").glob("*.json"))
+    assert len(files) >= len(experiments.EXPERIMENTS)  # every experiment has at least one
+    at = AppTest.from_file(str(APP / "views" / "experiments.py"), default_timeout=120).run()
+    assert not at.exception, [e.message for e in at.exception]
+    shipped = [c.value for c in at.caption if c.value.startswith("Shipped result")]
+    assert len(shipped) == len(files)
+    assert not [i.value for i in at.info if "No full result is shipped" in i.value]
+    assert [h.value for h in at.header] == [e.title for e in experiments.EXPERIMENTS.values()]
+    assert len(at.get("plotly_chart")) >= len(experiments.EXPERIMENTS)
+    assert not list(tmp_path.glob("runs/*"))  # nothing trained
