@@ -282,6 +282,48 @@ def make(name: str, out_dir: Path | str | None = None, on_event: Callable | None
         torch.set_num_threads(threads_before)
 
 
+def card_fields(name: str, note: str, experiment: Experiment, model, measured: dict, record: dict, started: float,
+                path: Path) -> dict:
+    """What every shipped network's card says (a teacher's and a student's alike): the data, the
+    model, the accuracy measured from the shipped file, the training, the machine, the file's sha256."""
+    config, test = experiment.config, experiment.test_data
+    summary = model_summary(model)
+    return {
+        "card_version": CARD_VERSION,
+        "name": name,
+        "description": note,
+        "dataset": config.dataset,
+        "data_source": experiment.train_data.source,
+        "data_note": CIFAR_NOTE if config.dataset == "cifar10" else "",
+        "train_size": len(experiment.train_data),
+        "test_size": len(test),
+        "model": config.student,
+        "model_description": MODELS[config.student].description,
+        "spec": model.spec.to_dict(),
+        "params": summary["params"],
+        "classes": list(test.classes),
+        "mean": list(test.mean),
+        "std": list(test.std),
+        "test_acc": measured["accuracy"],
+        "test_acc_note": ACCURACY_NOTE.format(dataset=config.dataset, n=len(test)),
+        "test_acc_during_training": record["test_acc"],
+        "history_test_acc": [round(e["test_acc"], 4) if e["test_acc"] == e["test_acc"] else None  # NaN: no test
+                             for e in record["history"]],  # (e.g. FT's paraphraser epoch)
+        "epochs": config.train.epochs,
+        "seed": config.train.seed,
+        "train_settings": config.train.to_dict(),
+        "train_time_s": round(record["train_time_s"], 1),
+        "wall_time_s": round(max(time.time() - started, record["train_time_s"]), 1),
+        "command": command_for(name),
+        "machine": f"{cpu_description()}, {torch.get_num_threads()} torch threads",
+        "torch_threads": torch.get_num_threads(),
+        "versions": versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "file": path.name,
+        "sha256": file_sha256(path),
+    }
+
+
 def _make(name: str, r: Recipe, out: Path, on_event: Callable | None = None) -> dict:
     started = time.time()
     out.mkdir(parents=True, exist_ok=True)
@@ -305,40 +347,9 @@ def _make(name: str, r: Recipe, out: Path, on_event: Callable | None = None) -> 
     index, kind = choose_probe(logits, test.labels, r.probe_per_class, seed=r.settings.seed)
     write_probe(probe_path(name, out), test, index, kind)
 
-    summary = model_summary(teacher)
     info = {
-        "card_version": CARD_VERSION,
-        "name": name,
-        "description": r.note,
-        "dataset": r.dataset,
-        "data_source": experiment.train_data.source,
-        "data_note": CIFAR_NOTE if r.dataset == "cifar10" else "",
-        "train_size": len(experiment.train_data),
-        "test_size": len(test),
-        "model": r.model,
-        "model_description": MODELS[r.model].description,
-        "spec": teacher.spec.to_dict(),
-        "params": summary["params"],
-        "classes": list(test.classes),
-        "mean": list(test.mean),
-        "std": list(test.std),
-        "test_acc": measured["accuracy"],
-        "test_acc_note": ACCURACY_NOTE.format(dataset=r.dataset, n=len(test)),
-        "test_acc_during_training": record["test_acc"],
-        "history_test_acc": [round(e["test_acc"], 4) for e in record["history"]],
-        "epochs": r.settings.epochs,
-        "seed": r.settings.seed,
-        "train_settings": r.settings.to_dict(),
-        "train_time_s": round(record["train_time_s"], 1),
-        "wall_time_s": round(max(time.time() - started, record["train_time_s"]), 1),
-        "command": command_for(name),
+        **card_fields(name, r.note, experiment, teacher, measured, record, started, path),
         "equivalent_command": equivalent_train_command(r),
-        "machine": f"{cpu_description()}, {torch.get_num_threads()} torch threads",
-        "torch_threads": torch.get_num_threads(),
-        "versions": versions(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "file": path.name,
-        "sha256": file_sha256(path),
         "probe_file": probe_path(name, out).name,
         "probe_sha256": file_sha256(probe_path(name, out)),
         "probe_size": len(index),
@@ -458,24 +469,9 @@ def _make_student(name: str, r: StudentRecipe, out: Path, on_event: Callable | N
     if recorder is not None:
         extra["soft_targets"] = write_json_atomic(out / f"{name}.soft_targets.json", {**meta, "frames": recorder.frames})
 
-    summary = model_summary(student)
     info = {
-        "card_version": CARD_VERSION,
-        "name": name,
+        **card_fields(name, r.note, experiment, student, measured, record, started, path),
         "role": "student",
-        "description": r.note,
-        "dataset": config.dataset,
-        "data_source": experiment.train_data.source,
-        "data_note": CIFAR_NOTE if config.dataset == "cifar10" else "",
-        "train_size": len(experiment.train_data),
-        "test_size": len(test),
-        "model": config.student,
-        "model_description": MODELS[config.student].description,
-        "spec": student.spec.to_dict(),
-        "params": summary["params"],
-        "classes": list(test.classes),
-        "mean": list(test.mean),
-        "std": list(test.std),
         "method": config.method,
         "method_params": record["method_params"],
         "teacher": r.teacher,
@@ -484,28 +480,11 @@ def _make_student(name: str, r: StudentRecipe, out: Path, on_event: Callable | N
         "teacher_test_acc": teacher_card["test_acc"],
         "budget": r.budget(len(experiment.train_data)),
         "config": _plain(r.config.to_dict()),
-        "test_acc": measured["accuracy"],
-        "test_acc_note": ACCURACY_NOTE.format(dataset=config.dataset, n=len(test)),
         "confusion": measured["confusion"],
         "slice_acc": {"images": n, "accuracy": sliced,
                       "note": f"the same measurement on the first {n} images of the test split"},
-        "test_acc_during_training": record["test_acc"],
-        "history_test_acc": [round(e["test_acc"], 4) if e["test_acc"] == e["test_acc"] else None  # NaN: no test
-                             for e in record["history"]],  # (FT's paraphraser epoch)
-        "epochs": config.train.epochs,
-        "seed": config.train.seed,
-        "train_settings": config.train.to_dict(),
-        "train_time_s": round(record["train_time_s"], 1),
-        "wall_time_s": round(max(time.time() - started, record["train_time_s"]), 1),
         "cpu_time_s": round(time.process_time() - started_cpu, 1),  # this make's CPU time, all its threads
-        "command": command_for(name),
         "command_all": f"kdviz pretrained make-students {config.dataset}",
-        "machine": f"{cpu_description()}, {torch.get_num_threads()} torch threads",
-        "torch_threads": torch.get_num_threads(),
-        "versions": versions(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "file": path.name,
-        "sha256": file_sha256(path),
         "extra_files": {kind: {"file": p.name, "sha256": file_sha256(p)} for kind, p in extra.items()},
     }
     problems = pretrained.card_problems(info, pretrained.STUDENT_FIELDS)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -49,36 +50,48 @@ def page_paths() -> dict[str, str]:
     return pages
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """`python -m streamlit run app/streamlit_app.py --server.headless true --server.port N`, as in the README."""
+@contextmanager
+def running_app(folder: Path, **env):
+    """`python -m streamlit run app/streamlit_app.py --server.headless true --server.port N`, as in the
+    README, on 127.0.0.1 with its runs (and log) in ``folder`` and ``env`` added; yields the URL once
+    the server answers, and stops it at the end."""
     port = free_port()
     python = REPO / ".venv" / "bin" / "python"
     command = [str(python if python.exists() else sys.executable), "-m", "streamlit", "run", "app/streamlit_app.py",
-               "--server.headless", "true", "--server.port", str(port), "--browser.gatherUsageStats", "false"]
-    env = {**os.environ, "KDVIZ_RUNS": str(tmp_path_factory.mktemp("browser-runs"))}
-    log = open(tmp_path_factory.mktemp("browser-log") / "streamlit.log", "w+")
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+               "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+               "--browser.gatherUsageStats", "false"]
+    log = open(folder / "streamlit.log", "w+")
+    process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "KDVIZ_RUNS": str(folder / "runs"), **env},
+                               stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read().decode() == "ok":
-                break
-        except OSError:
-            pass
-        if process.poll() is not None or time.time() > deadline:
-            process.kill()
-            log.seek(0)
-            pytest.fail(f"streamlit did not start:\n{log.read()[-3000:]}")
-        time.sleep(0.3)
-    yield url
-    process.terminate()
     try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+        deadline = time.time() + 60
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read().decode() == "ok":
+                    break
+            except OSError:
+                pass
+            if process.poll() is not None or time.time() > deadline:
+                process.kill()
+                log.seek(0)
+                pytest.fail(f"streamlit did not start:\n{log.read()[-3000:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The app as the README starts it, with an empty runs folder."""
+    with running_app(tmp_path_factory.mktemp("browser")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,11 @@ playwright pip package, like tests/test_browser.py.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from test_browser import REPO, bars, browser, free_port  # noqa: F401 - fixtures
+from test_browser import bars, browser, running_app  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.browser
 SLIDER = "[data-testid='stSlider'] input[type='range']"
@@ -27,34 +23,8 @@ def app(tmp_path_factory):
     """A server started as in the README, writing its run timings to a file; yields (url, timings file)."""
     folder = tmp_path_factory.mktemp("fragment-app")
     timings = folder / "timings.jsonl"
-    port = free_port()
-    python = REPO / ".venv" / "bin" / "python"
-    command = [str(python if python.exists() else sys.executable), "-m", "streamlit", "run", "app/streamlit_app.py",
-               "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-               "--browser.gatherUsageStats", "false"]
-    env = {**os.environ, "KDVIZ_RUNS": str(folder / "runs"), "KDVIZ_APP_TIMINGS": str(timings)}
-    log = open(folder / "streamlit.log", "w+")
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read().decode() == "ok":
-                break
-        except OSError:
-            pass
-        if process.poll() is not None or time.time() > deadline:
-            process.kill()
-            log.seek(0)
-            pytest.fail(f"streamlit did not start:\n{log.read()[-3000:]}")
-        time.sleep(0.3)
-    yield url, timings
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+    with running_app(folder, KDVIZ_APP_TIMINGS=str(timings)) as url:
+        yield url, timings
 
 
 def runs(timings: Path) -> list[str]:
