@@ -1,8 +1,9 @@
 """Warm the server up in the background when it starts: import torch and kdviz and load what the
 pages share (the shipped teachers, their probe images and logits), so the first page a visitor
-opens finds them ready. Everything goes through the pages' own cached loaders (``common``), so
-the pages then take the very same objects; a page that asks first simply computes it itself
-(the caches let one of the two compute and the other wait)."""
+opens finds them ready; last, start the process that live runs fork from
+(:func:`kdviz.sweep.start_child_server`). Everything goes through the pages' own cached loaders
+(``common``), so the pages then take the very same objects; a page that asks first simply
+computes it itself (the caches let one of the two compute and the other wait)."""
 from __future__ import annotations
 
 import logging
@@ -36,6 +37,11 @@ def _warm() -> None:
         import inside_common
         inside_common.warm_factor_space("mnist")  # the Factor space page's first view (its t-SNE maps are shipped)
     except Exception:  # noqa: BLE001 - a page that needs it will say what is wrong
+        pass
+    try:  # last: the process the live runs fork from (it imports torch and kdviz once)
+        from kdviz import sweep
+        sweep.start_child_server()
+    except Exception:  # noqa: BLE001 - the first run starts it then
         pass
     timings.record("warmup", time.perf_counter() - start)
 

@@ -13,11 +13,11 @@ consumer per run sees every event and the student between two steps (e.g. a
 after each run, before the next one starts.
 
 Both go through the one sweep runner (:func:`kdviz.sweep.run_sweep`) with the server's
-executor (:func:`kdviz.sweep.job_executor`): in this process, each run waiting for one of
+executor (:func:`kdviz.sweep.job_executor`): on this machine, each run waiting for one of
 the server's job slots (``$KDVIZ_MAX_JOBS``, default one per two cores; the progress says
-the place in line while it waits), or, with ``$KDVIZ_RAY_ADDRESS`` set, on the Ray cluster
-with the training events streamed back (runs whose student is watched by a consumer stay
-in this process).
+the place in line while it waits), then training in a child process of its own with its
+events streamed back, or, with ``$KDVIZ_RAY_ADDRESS`` set, on the Ray cluster, streamed
+likewise. Runs whose student is watched by a consumer train in this process.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from kdviz.experiment import Experiment, RunConfig
-from kdviz.sweep import Executor, RayExecutor, RunFailed, RunFinished, RunProgress, RunStarted, RunWaiting, job_executor, run_key, run_sweep
+from kdviz.sweep import Executor, RunFailed, RunFinished, RunProgress, RunStarted, RunWaiting, job_executor, run_key, run_sweep
 from kdviz.train import EpochDone, Finished, PhaseStarted, StepDone
 
 
@@ -115,8 +115,8 @@ class LiveRun:
             self._set(state="stopped", queue_position=0)
 
     def _command(self, command: str) -> None:
-        if isinstance(self.executor, RayExecutor) and self.executor.stream:
-            self.executor.command(command)  # a run on the cluster pauses there
+        if self.executor is not None:
+            self.executor.command(command)  # a run in a child process or on the cluster pauses there
 
     def join(self, timeout: float | None = None) -> None:
         if self._thread is not None:

@@ -19,6 +19,9 @@ Executors (one interface, :class:`Executor`):
 - :class:`LocalExecutor` (the default): ``workers=1`` runs in this process (train events
   are forwarded as :class:`RunProgress`, a ``stop`` event ends the current run between two
   steps); ``workers > 1`` runs a small process pool on this machine.
+- :class:`ChildExecutor`: this machine, each run in a child process of its own with its
+  training events streamed back (what the app's live runs use: training then runs on a
+  process's main thread at the CLI's speed, not on a web server's worker thread).
 - :class:`RayExecutor`: each run is a Ray task that declares ``num_cpus`` (and
   ``num_gpus``); ``ray.init(address=...)`` with ``--ray ADDRESS``, ``$KDVIZ_RAY_ADDRESS``,
   or ``local`` for a Ray instance on this machine. Ray is an optional extra
@@ -53,7 +56,7 @@ import threading
 import time
 import tomllib
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from dataclasses import dataclass, fields, replace
 from itertools import product
@@ -330,37 +333,58 @@ def _runner(executor: str, threads: int | None, key: str) -> dict:
             "sweep_key": key}
 
 
-def _train_streaming(experiment: Experiment, channel, token: str) -> None:
-    """Drive a run on a Ray worker, sending its training events to ``channel`` about twice a
-    second (and at every phase and epoch) and obeying the driver's commands there: ``pause``
-    holds the run between two steps, ``stop`` ends it (its record is kept, marked stopped)."""
-    import ray  # only on a Ray worker
-
+def _train_streaming(experiment: Experiment, push: Callable[[list], str], every: float = 0.5) -> None:
+    """Drive a run away from its driver, handing its training events to ``push`` every
+    ``every`` seconds (and at every phase and epoch) and obeying the command ``push`` answers
+    with: ``pause`` holds the run between two steps, ``stop`` ends it (its record is kept,
+    marked stopped), ``run`` goes on."""
     buffer: list = []
     last = time.monotonic()
     for event in experiment.events():
         if not isinstance(event, Finished):  # the record carries everything Finished does
             buffer.append(event)
-        if time.monotonic() - last > 0.5 or isinstance(event, (PhaseStarted, EpochDone)):
-            command = ray.get(channel.push.remote(token, buffer))
+        if time.monotonic() - last > every or isinstance(event, (PhaseStarted, EpochDone)):
+            command = push(buffer)
             buffer, last = [], time.monotonic()
             while command == "pause":
-                time.sleep(0.25)
-                command = ray.get(channel.push.remote(token, []))
+                time.sleep(0.1)
+                command = push([])
             if command == "stop":
                 experiment.stop.set()
     if buffer:
-        ray.get(channel.push.remote(token, buffer))
+        push(buffer)
+
+
+def _ray_push(channel, token: str) -> Callable[[list], str]:
+    """``push`` for a Ray worker: the events to the driver's :class:`ProgressChannel`, its command back."""
+    import ray  # only on a Ray worker
+
+    return lambda events: ray.get(channel.push.remote(token, events))
+
+
+def _pipe_push(conn) -> Callable[[list], str]:
+    """``push`` for a child process (:class:`ChildExecutor`): the events down the pipe to the
+    parent, answered by the last command the parent sent (``run`` until it sends one)."""
+    last = ["run"]
+
+    def push(events: list) -> str:
+        if events:
+            conn.send(("events", events))
+        while conn.poll():
+            last[0] = conn.recv()
+        return last[0]
+
+    return push
 
 
 def run_remote(config: dict, key: str, threads: int, executor: str, teacher_bytes: bytes | None = None,
-               channel=None, token: str | None = None, resume: str | None = None) -> dict:
+               channel=None, token: str | None = None, resume: str | None = None, conn=None) -> dict:
     """Train one config in a scratch folder and return ``{"record", "checkpoint"}`` (the
-    checkpoint's bytes, or None) or ``{"error"}``; what a pool process or a Ray task runs.
-    ``teacher_bytes``: the teacher's checkpoint, shipped from the driver. ``channel`` (a
-    :class:`ProgressChannel` actor) and ``token``: stream the training events back.
-    ``resume``: a file on this machine for the state after each epoch (an interrupted run goes
-    on from there)."""
+    checkpoint's bytes, or None) or ``{"error"}``; what a pool process, a child process or a Ray
+    task runs. ``teacher_bytes``: the teacher's checkpoint, shipped from the driver. ``channel``
+    (a :class:`ProgressChannel` actor) and ``token``, or ``conn`` (a pipe to the parent process):
+    stream the training events back and take commands. ``resume``: a file on this machine for
+    the state after each epoch (an interrupted run goes on from there)."""
     torch.set_num_threads(max(1, int(threads)))
     scratch = Path(tempfile.mkdtemp(prefix="kdviz-sweep-"))
     try:
@@ -369,10 +393,12 @@ def run_remote(config: dict, key: str, threads: int, executor: str, teacher_byte
             (scratch / "teacher.pt").write_bytes(teacher_bytes)
             cfg = replace(cfg, teacher=str(scratch / "teacher.pt"))
         experiment = Experiment(cfg, runs_dir=scratch / "runs", resume=resume)
-        if channel is None:
-            experiment.run()
+        if channel is not None:
+            _train_streaming(experiment, _ray_push(channel, token))
+        elif conn is not None:
+            _train_streaming(experiment, _pipe_push(conn), every=0.1)
         else:
-            _train_streaming(experiment, channel, token)
+            experiment.run()
         record = experiment.record
         if resume and not record.get("stopped"):
             Path(resume).unlink(missing_ok=True)
@@ -457,6 +483,11 @@ class Executor:
 
     def describe(self) -> str:
         return self.name
+
+    def command(self, command: str) -> None:
+        """``pause``, ``run`` (resume) or ``stop`` the runs in flight, where the executor can
+        reach them between two steps (else nothing: an in-process run pauses when its events
+        are not pulled)."""
 
 
 class LocalExecutor(Executor):
@@ -566,6 +597,117 @@ class LocalExecutor(Executor):
                     yield _outcome(future.result(), job, runs_dir)
         finally:
             pool.shutdown(wait=not running, cancel_futures=True)
+
+
+def child_context():
+    """The multiprocessing context for :class:`ChildExecutor`: a fork server that has imported
+    torch and kdviz once (where the platform has one; else fresh interpreters)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["kdviz.sweep"])  # no effect once the server runs
+    return context
+
+
+def start_child_server() -> None:
+    """Start :func:`child_context`'s fork server now (seconds: it imports torch), so that a
+    first run later starts at once; the app calls it while it warms up."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        from multiprocessing import forkserver
+
+        child_context()
+        forkserver.ensure_running()
+
+
+def run_child(conn, config: dict, key: str, threads: int, teacher_bytes: bytes | None, env: dict[str, str],
+              cwd: str) -> None:
+    """A :class:`ChildExecutor` run's process: the parent's ``KDVIZ_*`` settings and folder
+    (the fork server may have started under others), the run, its result sent last."""
+    for name in [n for n in os.environ if n.startswith("KDVIZ_")]:
+        del os.environ[name]
+    os.environ.update(env)
+    os.chdir(cwd)
+    try:
+        conn.send(("result", run_remote(config, key, threads, ChildExecutor.name, teacher_bytes, conn=conn)))
+    except (BrokenPipeError, EOFError, OSError):
+        pass  # the parent is gone: nobody to tell
+    finally:
+        conn.close()
+
+
+class ChildExecutor(LocalExecutor):
+    """This machine, one run after another (each first waiting for one of ``slots``, as a
+    :class:`LocalExecutor` does), every run in a child process of its own, its training events
+    streamed back through a pipe as :class:`RunProgress` (without the student).
+
+    What the app's live runs use (:func:`job_executor`): the run's torch threads are then the
+    main threads of a process of their own. In the web server's worker thread the same run
+    trained 1.27x slower (its OpenMP team competing with the server's, BENCHMARKS.md, Speed),
+    and a crash in a run cannot take the server down. Children fork from a server process
+    that imported torch and kdviz once (:func:`child_context`), so a run starts without a new
+    interpreter's seconds of imports. :meth:`command` pauses, resumes or stops the run in
+    progress between two steps; a sweep's ``stop`` stops it, its record kept, marked stopped."""
+
+    name = "local-child"
+
+    def __init__(self, cpus_per_run: int | None = None, slots: JobSlots | None = None):
+        super().__init__(1, cpus_per_run, slots)
+        self._conn = None
+        self._send_lock = threading.Lock()
+
+    def describe(self) -> str:
+        return f"local (a child process per run, {self.cpus_per_run or torch.get_num_threads()} thread(s))"
+
+    def command(self, command: str) -> None:
+        if command not in ("run", "pause", "stop"):
+            raise ValueError(f"command must be run, pause or stop, got {command!r}")
+        with self._send_lock:
+            if self._conn is not None:
+                try:
+                    self._conn.send(command)
+                except OSError:
+                    pass  # the run has just ended
+
+    def _one(self, job, runs_dir, stop):
+        yield RunStarted(job.index, job.key, job.config)
+        teacher, source = _ship_teacher(job.config, runs_dir)
+        threads = self.cpus_per_run or torch.get_num_threads()
+        env = {name: value for name, value in os.environ.items() if name.startswith("KDVIZ_")}
+        context = child_context()
+        conn, child_end = context.Pipe()
+        process = context.Process(target=run_child, name=f"kdviz-run-{job.key[:8]}", daemon=True,
+                                  args=(child_end, job.config.to_dict(), job.key, threads, teacher, env, os.getcwd()))
+        result, stopping = None, False
+        try:
+            process.start()
+            child_end.close()
+            self._conn = conn
+            while result is None:
+                if stop.is_set() and not stopping:
+                    stopping = True
+                    self.command("stop")  # ends between two steps; the record is kept
+                if conn.poll(0.1):
+                    try:
+                        kind, payload = conn.recv()
+                    except EOFError:
+                        break
+                    if kind == "events":
+                        for event in payload:
+                            yield RunProgress(job.index, job.key, event)
+                    else:
+                        result = payload
+                elif not process.is_alive():
+                    break
+        finally:
+            with self._send_lock:
+                self._conn = None
+            if result is None and process.is_alive():
+                process.terminate()  # the sweep was abandoned mid-run
+            process.join(10)
+            conn.close()
+        if result is None:
+            result = {"error": f"RuntimeError: the run's process ended without a result (exit code {process.exitcode})"}
+        yield _outcome(result, job, runs_dir, source)
 
 
 _CHANNEL = None
@@ -730,11 +872,14 @@ def make_executor(ray: str | None = None, workers: int | None = None, cpus_per_r
 def job_executor(in_process: bool = False) -> Executor:
     """The executor for the app's training jobs: the Ray cluster at ``$KDVIZ_RAY_ADDRESS`` when
     set (and the job need not run here: ``in_process`` is for jobs whose model is watched while
-    it trains), else this process, each job waiting for one of the :func:`server_slots`."""
-    if os.environ.get(RAY_ENV) and not in_process:
+    it trains), else this machine, each job waiting for one of the :func:`server_slots`: in a
+    child process of its own (:class:`ChildExecutor`), or, with ``in_process``, in this process."""
+    if in_process:
+        return LocalExecutor(1, cpus_per_run=None, slots=server_slots())
+    if os.environ.get(RAY_ENV):
         return RayExecutor(os.environ[RAY_ENV], cpus_per_run=1, stream=True,
                            gpus_per_run=float(os.environ.get("KDVIZ_RAY_GPUS_PER_JOB") or 0))
-    return LocalExecutor(1, cpus_per_run=None, slots=server_slots())
+    return ChildExecutor(cpus_per_run=None, slots=server_slots())
 
 
 def local_workers(cpus_per_run: int = 1) -> int:
@@ -933,8 +1078,8 @@ def server_slots() -> JobSlots:
         return _SERVER_SLOTS
 
 
-__all__ = ["Executor", "Job", "LocalExecutor", "RayExecutor", "RunFailed", "RunFinished", "RunProgress",
+__all__ = ["ChildExecutor", "Executor", "Job", "LocalExecutor", "RayExecutor", "RunFailed", "RunFinished", "RunProgress",
            "RunStarted", "RunWaiting", "SweepEvent", "JobSlots", "default_max_jobs", "server_slots", "SweepFinished",
            "SweepStarted", "check_config", "default_teacher",
            "finished_runs", "grid", "grid_from_spec", "land", "local_workers", "make_executor", "run_key",
-           "job_executor", "run_remote", "run_sweep", "sweep_file", "sweep_records"]
+           "job_executor", "run_child", "run_remote", "run_sweep", "start_child_server", "sweep_file", "sweep_records"]

@@ -4,6 +4,9 @@ line with their place shown; where they run (this process or a Ray cluster)."""
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import signal
 import socket
 import sys
 import threading
@@ -14,7 +17,7 @@ import pytest
 from kdviz import runs
 from kdviz.experiment import RunConfig
 from kdviz.live import LiveRun, RunQueue
-from kdviz.sweep import JobSlots, LocalExecutor, RayExecutor, job_executor
+from kdviz.sweep import ChildExecutor, JobSlots, LocalExecutor, RayExecutor, job_executor
 from kdviz.train import TrainSettings
 
 ACTIVE = ("starting", "running", "paused")
@@ -193,7 +196,7 @@ def test_jobs_beyond_the_limit_wait_in_line(live_runs):
 def test_where_jobs_run(monkeypatch):
     monkeypatch.delenv("KDVIZ_RAY_ADDRESS", raising=False)
     local = job_executor()
-    assert isinstance(local, LocalExecutor) and local.slots is not None and local.cpus_per_run is None
+    assert isinstance(local, ChildExecutor) and local.slots is not None and local.cpus_per_run is None
     with socket.socket() as head:  # something listening where the cluster's head would be
         head.bind(("127.0.0.1", 0))
         head.listen()
@@ -201,8 +204,67 @@ def test_where_jobs_run(monkeypatch):
         monkeypatch.setenv("KDVIZ_RAY_ADDRESS", address)
         on_ray = job_executor()
     assert isinstance(on_ray, RayExecutor) and on_ray.stream and on_ray.address == address
-    assert isinstance(job_executor(in_process=True), LocalExecutor)  # a watched student trains here
+    here = job_executor(in_process=True)  # a watched student trains in this process
+    assert type(here) is LocalExecutor and here.slots is local.slots
     monkeypatch.setenv("KDVIZ_RAY_ADDRESS", "127.0.0.1:1")  # nobody there: a clear message at once
     with pytest.raises(ValueError, match="cannot reach Ray at 127.0.0.1:1"):
         job_executor()
     assert LiveRun(config()).executor is None and RunQueue([config()]).executor is None  # chosen when started
+
+
+# --------------------------------------------------------------------------- a process per run
+def _children():
+    return [p for p in multiprocessing.active_children() if p.name.startswith("kdviz-run-")]
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def test_a_live_run_trains_in_a_process_of_its_own(live_runs):
+    run = LiveRun(config(epochs=2)).start()
+    live_runs.append(run)
+    wait_for(lambda: run.progress.snapshot()["steps_done"] >= 1 or run.done, "the first step")
+    children = _children()
+    run.join(120)
+    snap = run.progress.snapshot()
+    assert snap["state"] == "finished" and snap["steps_done"] == 2 * 45
+    assert len(children) == 1 and children[0].pid != os.getpid()
+    assert snap["record"]["runner"]["executor"] == "local-child" and "child process" in snap["where"]
+    assert runs.load_run(snap["record"]["id"])["test_acc"] == snap["record"]["test_acc"]  # landed here
+    assert _children() == []  # the process is gone with its run
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads a process's CPU time from /proc")
+def test_a_paused_child_does_not_train(live_runs):
+    run = LiveRun(config(epochs=200, batch_size=16)).start()
+    live_runs.append(run)
+    wait_for(lambda: run.progress.snapshot()["steps_done"] >= 5, "the first steps")
+    child = _children()[0]
+    run.pause()
+    time.sleep(0.5)  # the command reaches the child at its next hand-over (every 0.1 s)
+    before = _cpu_seconds(child.pid)
+    time.sleep(1.0)
+    assert _cpu_seconds(child.pid) - before < 0.3  # a running child spends about 1 CPU second a second
+    run.resume()
+    held = run.progress.snapshot()["steps_done"]
+    wait_for(lambda: run.progress.snapshot()["steps_done"] > held + 5, "training to go on")
+    run.stop()
+    run.join(60)
+    assert run.progress.snapshot()["state"] == "stopped" and run.progress.record["stopped"]
+
+
+def test_a_crashed_run_fails_alone(live_runs):
+    run = LiveRun(config(epochs=200, batch_size=16)).start()
+    live_runs.append(run)
+    wait_for(lambda: run.progress.snapshot()["steps_done"] >= 5, "the first steps")
+    os.kill(_children()[0].pid, signal.SIGKILL)  # as if the run's process crashed or ran out of memory
+    run.join(60)
+    snap = run.progress.snapshot()
+    assert snap["state"] == "failed" and "ended without a result (exit code -9)" in snap["error"]
+    assert runs.list_runs() == []  # nothing half-written
+    again = LiveRun(config(epochs=1)).start()  # this process goes on serving runs
+    live_runs.append(again)
+    again.join(120)
+    assert again.progress.snapshot()["state"] == "finished"
