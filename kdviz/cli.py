@@ -250,6 +250,8 @@ def _train(args) -> int:
 
 
 def _runs(args) -> int:
+    if args.runs_dir and Path(args.runs_dir).exists() and not Path(args.runs_dir).is_dir():
+        raise ValueError(f"runs directory {args.runs_dir} is a file, not a folder")
     records = list_runs(args.runs_dir)
     if args.json:
         print(json.dumps([{k: r.get(k) for k in ("id", "method", "test_acc", "seed", "error")} for r in records]))

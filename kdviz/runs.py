@@ -20,6 +20,7 @@ import secrets
 import shutil
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 import numpy
@@ -75,6 +76,8 @@ def load_checkpoint(path: Path | str, map_location="cpu") -> ZooModel:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours
+        raise ValueError(f"{path} is not a valid kdviz checkpoint (not a PyTorch file)")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
         model = build_from_spec(ModelSpec(**payload["spec"]))

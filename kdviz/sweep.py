@@ -975,6 +975,8 @@ def sweep_file(path: Path | str) -> dict:
         text = path.read_text()
     except OSError as error:
         raise ValueError(f"cannot read sweep file {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not a text file (a sweep file is TOML or JSON in UTF-8)") from None
     try:
         if path.suffix.lower() == ".toml":
             spec = tomllib.loads(text)

@@ -106,8 +106,11 @@ def test_runs_with_a_broken_record(capsys, tmp_path):
     assert code == 0 and "broken: unreadable record" in out and "partial: incomplete record" in out
 
 
-def test_empty_runs(capsys):
+def test_empty_runs(capsys, tmp_path):
     assert kdviz(capsys, "runs") == (0, "no runs yet\n", "")
+    (tmp_path / "a-file").write_text("x")
+    code, out, err = kdviz(capsys, "runs", "--runs-dir", str(tmp_path / "a-file"))
+    assert code == 2 and out == "" and "a-file is a file, not a folder" in err and "Traceback" not in err
 
 
 def test_methods(capsys):

@@ -109,8 +109,10 @@ def test_non_checkpoint_files_are_a_clear_error(tmp_path, content):
     else:
         good = {"spec": build_model("mlp-30").spec.to_dict(), "state_dict": build_model("mlp-800").state_dict()}
         torch.save(good, path)
-    with pytest.raises(ValueError, match="is not a valid kdviz checkpoint"):
+    with pytest.raises(ValueError, match="is not a valid kdviz checkpoint") as refused:
         runs.load_checkpoint(path)
+    if content == "text":
+        assert "not a PyTorch file" in str(refused.value)  # said in words, not as a Python exception
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         runs.load_checkpoint(tmp_path / "missing.pt")
 

@@ -100,6 +100,9 @@ def test_sweep_files(tmp_path):
     (tmp_path / "bad.toml").write_text("dataset = [")
     with pytest.raises(ValueError, match="is not valid TOML"):
         sweep_file(tmp_path / "bad.toml")
+    (tmp_path / "binary.toml").write_bytes(bytes(range(128, 256)))
+    with pytest.raises(ValueError, match="binary.toml is not a text file"):
+        sweep_file(tmp_path / "binary.toml")
 
 
 @pytest.mark.parametrize("change,message", [
