@@ -14,6 +14,7 @@ from torch import nn
 
 from kdviz import losses
 from kdviz.methods.base import Hyperparam, Method, register
+from kdviz.optim import Adam
 
 
 class Discriminator(nn.Module):
@@ -139,8 +140,7 @@ class Adversarial(Method):
     def discriminator_optimizer(self) -> torch.optim.Optimizer:
         if self._optimizer is None:  # made lazily: after the loop has moved the method to its device
             # β1 = 0.5 as is usual for GAN discriminators (Radford et al. 2016; Gulrajani et al. use 0.5, 0.9)
-            self._optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=self.params["d_lr"],
-                                               betas=(0.5, 0.9))
+            self._optimizer = Adam(self.discriminator.parameters(), lr=self.params["d_lr"], betas=(0.5, 0.9))
         return self._optimizer
 
     def discriminator_loss(self, teacher_in: torch.Tensor, student_in: torch.Tensor,
