@@ -494,6 +494,8 @@ def _decoded(name: str, source: Source) -> dict:
         try:
             record = torch.load(path, weights_only=True)
             if _valid_record(record, identity):
+                if not _has_stats(record):  # an entry written before entries kept them: add them, once
+                    _save_decoded(path, _with_stats(record))
                 return record
         except Exception:  # noqa: BLE001 - a broken cache file is rebuilt, never trusted
             pass
@@ -501,11 +503,29 @@ def _decoded(name: str, source: Source) -> dict:
     record = {"x_train": x_tr, "y_train": y_tr.long(), "x_test": x_te, "y_test": y_te.long(),
               "source": source.description, "identity": identity,
               "classes": list(classes[0]) if classes else None}
+    _save_decoded(path, _with_stats(record))
+    return record
+
+
+def _save_decoded(path: Path, record: dict) -> None:
     try:
         save_torch_atomic(path, record)
     except OSError:
         pass  # a cache that cannot be written costs the next process a decode, nothing else
+
+
+def _with_stats(record: dict) -> dict:
+    """``record`` with the train split's :func:`channel_stats` as ``mean`` and ``std``: kept in the
+    cache entry, so a warm process does not count MNIST's 47 million pixels again (0.1-0.3 s)."""
+    mean, std = channel_stats(record["x_train"])
+    record.update(mean=list(mean), std=list(std))
     return record
+
+
+def _has_stats(record: dict) -> bool:
+    channels = record["x_train"].shape[1]
+    return all(isinstance(record.get(k), list) and len(record[k]) == channels
+               and all(isinstance(v, float) and math.isfinite(v) for v in record[k]) for k in ("mean", "std"))
 
 
 _MEMORY: dict[tuple[str, str], Splits] = {}
@@ -544,7 +564,7 @@ def load(name: str) -> Splits:
         labels = record[f"y_{split}"]
         if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
             raise DataError(f"{record['source']}: {split} labels outside 0..{len(classes) - 1}")
-    mean, std = channel_stats(record["x_train"])
+    mean, std = tuple(record["mean"]), tuple(record["std"])  # channel_stats of the train split, cached
     if name not in DATASETS and (Path(name) / NORMALISATION).is_file():
         mean, std = read_normalisation(Path(name) / NORMALISATION, len(mean))
     make = lambda split, x, y: ImageData(name, split, x, y, classes, mean, std, record["source"])  # noqa: E731
@@ -658,6 +678,8 @@ def transfer_set(
         generator = torch.Generator().manual_seed(seed)
         chosen = torch.randperm(len(index), generator=generator)[: max(1, round(fraction * len(index)))]
         index = index[chosen.sort().values]
+    if len(index) == len(data):  # every image, in order: the same tensors (a copy of MNIST costs 0.1-0.2 s)
+        return replace(data, labels_hidden=hide_labels)
     return replace(data.subset(index), labels_hidden=hide_labels)
 
 

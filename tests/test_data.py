@@ -132,6 +132,38 @@ def test_decoded_cache_is_reused(empty_data_dir, monkeypatch):
     assert torch.equal(first.train.pixels, second.train.pixels) and torch.equal(first.test.labels, second.test.labels)
 
 
+
+def test_decoded_cache_keeps_the_channel_stats(empty_data_dir, monkeypatch):
+    """The train split's mean/std are counted once, at decode, and kept in the cache entry; an entry
+    written before entries kept them gains them on its next read; either way they are channel_stats'."""
+    first = data.load("digits")
+    assert (first.train.mean, first.train.std) == data.channel_stats(first.train.pixels)
+    [path] = (data.cache_dir() / "decoded").glob("digits-*.pt")
+    entry = torch.load(path, weights_only=True)
+    assert (tuple(entry["mean"]), tuple(entry["std"])) == (first.train.mean, first.train.std)
+    del entry["mean"], entry["std"]  # as written before
+    torch.save(entry, path)
+    counted, real = [], data.channel_stats
+
+    def counting(pixels):
+        counted.append(len(pixels))
+        return real(pixels)
+
+    monkeypatch.setattr(data, "channel_stats", counting)
+    for _ in range(2):  # a new process each time: no memory cache
+        monkeypatch.setattr(data, "_MEMORY", {})
+        again = data.load("digits")
+        assert (again.train.mean, again.train.std) == (first.train.mean, first.train.std)
+    assert len(counted) == 1  # counted on the first read of the old entry only
+    assert "mean" in torch.load(path, weights_only=True)
+
+
+def test_a_transfer_set_of_every_image_shares_the_tensors(mnist):
+    whole = data.transfer_set(mnist.train, hide_labels=True)
+    assert whole.pixels is mnist.train.pixels and whole.labels is mnist.train.labels and whole.labels_hidden
+    assert data.transfer_set(mnist.train, omit_classes=(3,)).pixels.data_ptr() != mnist.train.pixels.data_ptr()
+
+
 # --------------------------------------------------------------------------- image folders
 def _write_images(root, sizes: dict, mode="L", per_class=3):
     """``root/<split>/<class>/i.png`` with class-dependent brightness; ``sizes[(split, class)]`` overrides 6x5."""
