@@ -1,6 +1,7 @@
 """The kdviz command line: help, one-line errors with a non-zero exit, --json output, run listing."""
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -32,6 +33,14 @@ def test_top_level_help_lists_the_commands(capsys):
     code, out, _ = kdviz(capsys, "--help")
     assert code == 0
     assert all(c in out for c in ("train-teacher", "distill", "runs", "methods", "pretrained"))
+
+
+def test_main_called_with_arguments_leaves_the_garbage_collector_as_it_was(capsys):
+    """Only a run from the command line (no argv) freezes the objects it leaves for the exit."""
+    before = gc.get_freeze_count()
+    code, out, _ = kdviz(capsys, "methods", "--json")
+    assert code == 0 and "kd" in json.loads(out)
+    assert gc.get_freeze_count() == before and gc.isenabled()
 
 
 @pytest.fixture
