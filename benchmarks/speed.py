@@ -416,12 +416,25 @@ def measure_startup(threads, repeats) -> dict:
             record = json.loads((Path(runs_dir) / summary["id"] / "record.json").read_text())
             runs.append({"wall": wall, "cpu": cpu, "train": record["train_time_s"], "prepare": record["prepare_time_s"],
                          "acc": 100 * record["test_acc"]})
+        # one more run, with Python's import timer: torch, the rest, and whether torch._dynamo came in
+        timed = subprocess.run([sys.executable, "-X", "importtime", *args[1:]], capture_output=True, text=True,
+                               env=env, cwd=ROOT, check=True).stderr
+    cumulative = {}
+    for line in timed.splitlines():
+        if line.startswith("import time:") and line.count("|") == 2:
+            _, total, name = line.split("|")
+            name = name.strip()
+            if name not in cumulative and total.strip().isdigit():
+                cumulative[name] = int(total) / 1e6
     imports = {"cli": [], "torch": []}
     for _ in range(max(repeats, 2)):
         for key, code in (("cli", "import kdviz.cli"), ("torch", "import torch")):
             imports[key].append(_child([sys.executable, "-c", code], env)[:2])
     return {"runs": runs, "command": " ".join(["python", *args[1:-2], "--runs-dir", "DIR"]),
-            "import": {key: (min(w for w, _ in v), min(c for _, c in v)) for key, v in imports.items()}}
+            "import": {key: (min(w for w, _ in v), min(c for _, c in v)) for key, v in imports.items()},
+            "importtime": {"torch": cumulative.get("torch", float("nan")),
+                           "cli": cumulative.get("kdviz.cli", float("nan")),
+                           "dynamo": cumulative.get("torch._dynamo")}}
 
 
 def startup_table(out: dict) -> list[str]:
@@ -430,6 +443,7 @@ def startup_table(out: dict) -> list[str]:
     best = min(runs, key=lambda r: r["wall"] - r["train"])
     rest = best["wall"] - best["train"] - best["prepare"]
     (cli_wall, cli_cpu), (torch_wall, torch_cpu) = out["import"]["cli"], out["import"]["torch"]
+    it = out["importtime"]
     return ["### Start-up", "",
             f"A warm CLI run of the preset (teacher logits and decoded data on disk from a first run), "
             f"{len(runs)} time(s): `{out['command']}`. The run with the least start-up counts; its parts:", "",
@@ -444,7 +458,11 @@ def startup_table(out: dict) -> list[str]:
             f"| `python -c 'import torch'` alone (best of {max(len(runs), 2)}) | {torch_wall:.2f} | {torch_cpu:.2f} |", "",
             f"Start-up beyond training over the {len(runs)} runs: " + ", ".join(f"{o:.2f}" for o in overheads)
             + f" s (median {statistics.median(overheads):.2f}). The runs reached "
-            + ", ".join(f"{r['acc']:.2f}%" for r in runs) + " test accuracy.", ""]
+            + ", ".join(f"{r['acc']:.2f}%" for r in runs) + " test accuracy.", "",
+            f"One more run under `python -X importtime`: torch {it['torch']:.2f} s, kdviz's own modules and the "
+            f"rest of their imports {it['cli'] - it['torch']:.2f} s; "
+            + (f"torch._dynamo imported, {it['dynamo']:.2f} s." if it["dynamo"] is not None else
+               "torch._dynamo not imported (kdviz.optim's optimizers skip torch's compile guards)."), ""]
 
 
 # --------------------------------------------------------------------------- cached teacher logits

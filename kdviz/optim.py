@@ -1,9 +1,9 @@
-"""torch's SGD and Adam without their ``torch.compile`` guards, which cost a second and a half per process.
+"""torch's SGD and Adam without their ``torch.compile`` guards, which cost 1.5-2 s of CPU per process.
 
 ``torch.optim`` wraps ``Optimizer.add_param_group``, ``zero_grad``, ``state_dict`` and
 ``load_state_dict`` in ``torch._disable_dynamo``, and every ``step`` in a helper that calls
-``torch._dynamo.graph_break()``; both import ``torch._dynamo`` on first use: 1.3 s of CPU on a
-2-core Xeon (KVM, AVX-512 BF16, no AMX), plus about 0.4 s more at interpreter exit, in every
+``torch._dynamo.graph_break()``; both import ``torch._dynamo`` on first use: 1.1-1.3 s of CPU on
+a 2-core Xeon (KVM, AVX-512 BF16, no AMX), and about 0.5 s more at interpreter exit, in every
 process that builds an optimizer. A third of a warm ``kdviz distill`` run's start-up was that
 import (benchmarks/speed.py, ``startup``). The guards only matter while ``torch.compile`` traces
 (kdviz never compiles: it gave no gain on CPU, see DESIGN.md); in eager mode they do nothing. The
