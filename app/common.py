@@ -27,6 +27,8 @@ from kdviz.runs import default_runs_dir
 from kdviz.teacher_cache import teacher_logits
 from kdviz.teachers import PRETRAINED, RUN, TeacherRef, choices
 
+import timings
+
 
 # --------------------------------------------------------------------------- URL state
 def bool_from_url(raw: str) -> bool:
@@ -255,6 +257,7 @@ def show(fig, presenter: bool, caption: str | None = None, key: str | None = Non
     ``theme=None``: the figure is drawn as its builder made it (fonts, colour scales), not
     restyled by Streamlit's theme."""
     st.plotly_chart(style(fig, presenter), width="stretch", config=PLOTLY_CONFIG, key=key, theme=None)
+    timings.chart_sent()
     if caption:
         st.caption(caption)
 
@@ -432,6 +435,7 @@ def show_shared(kind: str, key: tuple, build: Callable[[], object], presenter: b
     """:func:`show` for a figure built once per (``kind``, ``key``, presenter mode) for all sessions."""
     fig = shared(f"figure:{kind}", (*key, presenter), lambda: style(build(), presenter))
     st.plotly_chart(fig, width="stretch", config=PLOTLY_CONFIG, key=chart_key, theme=None)
+    timings.chart_sent()
     if caption:
         st.caption(caption)
 

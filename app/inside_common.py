@@ -37,11 +37,16 @@ METHOD_NAMES = {"at": "AT student", "fsp": "FSP student", "ft": "FT student", "r
 
 
 # --------------------------------------------------------------------------- preset and students
+def datasets_for(method: str) -> list[str]:
+    """The data-set presets a page offers, in order (the first is its default): those whose shipped teacher is here."""
+    shipped = set(pretrained.names())
+    return [name for name, preset in presets.PRESETS.items() if preset.teacher in shipped and preset.offers(method)]
+
+
 def setup(url: common.UrlState, page: str, method: str) -> presets.Preset:
     """The data-set control (kept in the URL as ``data``), limited to data sets whose shipped
     teacher is here. Stops the page with a message when there is none."""
-    shipped = set(pretrained.names())
-    options = [name for name, preset in presets.PRESETS.items() if preset.teacher in shipped and preset.offers(method)]
+    options = datasets_for(method)
     if not options:
         st.error("No shipped teacher was found in `pretrained/`. Make one with "
                  "`kdviz pretrained make mnist-cnn` (about a minute on two cores), then reload this page.")
@@ -80,6 +85,17 @@ def _pair_key(page: str, dataset: str) -> str:
     return f"inside_pair_{page}_{dataset}"
 
 
+def offered(preset: presets.Preset, method: str, needs=None, needs_baseline=None) -> tuple[list[dict], list[dict]]:
+    """The baseline and method students a page offers, in its order: the user's own runs first (newest
+    first), then the shipped students. The first of each is what the page shows by default."""
+    student, runs_dir = preset.student_for(method), default_runs_dir()
+    base_runs = [r for r in available(preset.dataset, student, "baseline", preset.teacher, runs_dir)
+                 if needs_baseline is None or needs_baseline(r)]
+    method_runs = [r for r in available(preset.dataset, student, method, preset.teacher, runs_dir)
+                   if needs is None or needs(r)]
+    return base_runs, method_runs
+
+
 def students(url: common.UrlState, page: str, method: str, preset: presets.Preset, recorders=None, meta=None,
              needs=None, needs_baseline=None, live=None) -> tuple[dict | None, dict | None]:
     """Pick the baseline and method students among saved runs, or train both now.
@@ -89,17 +105,12 @@ def students(url: common.UrlState, page: str, method: str, preset: presets.Prese
     ``needs`` and ``needs_baseline`` filter the saved runs offered (e.g. to those with saved FT
     modules, or with soft-target frames). ``live(pair)`` draws extra content under the progress
     bars while the students train."""
-    student = preset.student_for(method)
     runs_dir = default_runs_dir()
     key = _pair_key(page, preset.dataset)
     pair: StudentPair | None = st.session_state.get(key)
     busy = pair is not None and not pair.done
 
-    # the user's own runs first (newest first), then the shipped students
-    base_runs = [r for r in available(preset.dataset, student, "baseline", preset.teacher, runs_dir)
-                 if needs_baseline is None or needs_baseline(r)]
-    method_runs = [r for r in available(preset.dataset, student, method, preset.teacher, runs_dir)
-                   if needs is None or needs(r)]
+    base_runs, method_runs = offered(preset, method, needs, needs_baseline)
     own = [any(shipped_name(r) is None for r in runs) for runs in (base_runs, method_runs)]
     # a pair that just finished: select its two runs
     if pair is not None and pair.done and not st.session_state.get(key + "_seen"):
@@ -344,6 +355,31 @@ def warm_factor_space(dataset: str) -> None:
     index = tuple(inside.class_sorted_index(test.labels, maps.DEFAULTS["per_class"], 0).tolist())
     factor_space(refs(preset, base, run, maps.METHOD), run["id"] if has_method_state(run) else None,
                  preset.teacher, dataset, index)
+
+
+def warm_default_views() -> None:
+    """For the server's warm-up: what the Attention maps, FSP matrices, Relations and Confusion pages
+    compute before their first chart, in their default view (their first data set, the students they
+    show first, and their URL tables' defaults: image 0 and p = 2; every probe image; 10 images per
+    class, seed 0), through the pages' own cached functions, so that a first visit finds it ready."""
+    for method in ("at", "fsp", "rkd", "kd"):
+        options = datasets_for(method)
+        if not options:
+            continue
+        preset = presets.PRESETS[options[0]]
+        base, run = (next(iter(runs), None) for runs in offered(preset, method))
+        model_refs = refs(preset, base, run, method)
+        if method == "at":
+            attention(model_refs, preset.dataset, (0,), 2.0)
+            if base is not None and run is not None:  # the mean distances under the first chart
+                at_summary(model_refs, preset.dataset, 2.0, len(probe_images(preset)))
+        elif method == "fsp":
+            fsp(model_refs, preset.dataset, len(probe_images(preset)), run["id"] if run else None, preset.teacher)
+        elif method == "rkd":
+            index = inside.class_sorted_index(test_split(preset).labels, 10, 0)
+            relations(model_refs, preset.dataset, tuple(index.tolist()))
+        else:
+            teacher_confusion(preset.teacher, preset.dataset)
 
 
 @st.cache_data(show_spinner="Running t-SNE (cached per model, data, perplexity and seed)…", max_entries=64)

@@ -41,5 +41,5 @@ PAGES = {
 }
 
 page = st.navigation(PAGES)
-with timings.timed(f"page:{page.url_path or 'home'}"):  # one line per full run when KDVIZ_APP_TIMINGS is set
+with timings.page_run(page.url_path or "home"):  # one line per full run (and its first chart) when KDVIZ_APP_TIMINGS is set
     page.run()

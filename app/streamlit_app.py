@@ -4,13 +4,16 @@ Streamlit finds the ``app`` below (an ASGI app, ``st.App``) and serves ``navigat
 script every session runs (the page list). Serving it this way gives the server a start-up hook:
 as soon as it starts, a background thread imports the heavy libraries (torch, kdviz) and loads
 the shipped teachers' shared outputs (:mod:`warmup`), so the first visitor's page does not wait
-for them. This file imports nothing heavy itself.
+for them. Its middleware (:mod:`preload`) has the browser load Plotly's JavaScript with the page
+rather than after the first chart arrives. This file imports nothing heavy itself.
 """
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import streamlit as st
+from starlette.middleware import Middleware
 
+import preload
 import warmup
 
 HERE = Path(__file__).resolve().parent
@@ -22,4 +25,4 @@ async def _lifespan(_app):
     yield
 
 
-app = st.App(HERE / "navigation.py", lifespan=_lifespan)
+app = st.App(HERE / "navigation.py", lifespan=_lifespan, middleware=[Middleware(preload.PreloadPlotly)])

@@ -2,8 +2,10 @@
 
 With ``KDVIZ_APP_TIMINGS=<file>`` in the server's environment, every full run of a page and every
 rerun of a timed fragment appends one JSON line to that file: ``{"part": "page:temperature",
-"seconds": 0.41, "t": <unix time>}`` or ``{"part": "fragment:temperature.T", ...}``. Without it
-nothing is written. This module imports nothing heavy (no torch): the entry script uses it.
+"seconds": 0.41, "t": <unix time>}`` or ``{"part": "fragment:temperature.T", ...}``, and for every
+full run that sends a chart, ``{"part": "first-chart:temperature", "seconds": <from the run's start>}``
+when the first one is sent (where a page's time to its first picture goes). Without it nothing is
+written. This module imports nothing heavy (no torch): the entry script uses it.
 """
 from __future__ import annotations
 
@@ -37,6 +39,28 @@ def timed(part: str):
         yield
     finally:
         record(part, time.perf_counter() - start)
+
+
+_RUN = threading.local()  # the page run on this thread (Streamlit runs each session's script in its own thread)
+
+
+@contextmanager
+def page_run(name: str):
+    """A full run of page ``name``: recorded as ``page:<name>``; :func:`chart_sent` times its first chart."""
+    _RUN.name, _RUN.start, _RUN.charted = name, time.perf_counter(), False
+    try:
+        with timed(f"page:{name}"):
+            yield
+    finally:
+        _RUN.name = None
+
+
+def chart_sent() -> None:
+    """A page sent a chart: the first of a full page run is recorded as ``first-chart:<page>``."""
+    name = getattr(_RUN, "name", None)
+    if name and not _RUN.charted:
+        _RUN.charted = True
+        record(f"first-chart:{name}", time.perf_counter() - _RUN.start)
 
 
 def fragment(name: str, **options):

@@ -1,5 +1,6 @@
 """Warm the server up in the background when it starts: import torch and kdviz and load what the
-pages share (the shipped teachers, their probe images and logits), so the first page a visitor
+pages share (the shipped teachers, their probe images and logits, Plotly's and pandas' machinery,
+the list of data sets), then compute the inside pages' default views, so the first page a visitor
 opens finds them ready; last, start the process that live runs fork from
 (:func:`kdviz.sweep.start_child_server`). Everything goes through the pages' own cached loaders
 (``common``), so the pages then take the very same objects; a page that asks first simply
@@ -17,6 +18,34 @@ DEFAULT = "mnist-cnn"
 _started = threading.Event()
 
 
+def _figure_machinery() -> None:
+    """What a page's first chart or table would otherwise load: Plotly's validators for every trace kind
+    the pages draw, its subplot grid and the ``plotly_white`` template (together 0.4-1 s the first time
+    on a busy 2-core machine), and pandas' table styling and its Arrow conversion (``st.dataframe``)."""
+    import pandas as pd
+    import plotly.graph_objects as go
+    import pyarrow as pa
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["a", "b"])
+    for trace in (go.Bar(x=[0], y=[0]), go.Scatter(x=[0], y=[0]), go.Scattergl(x=[0], y=[0]),
+                  go.Heatmap(z=[[0.0]], text=[["0"]], texttemplate="%{text}"), go.Image(z=[[[0, 0, 0]]])):
+        fig.add_trace(trace, row=1, col=1)
+    fig.add_shape(type="rect", x0=0, x1=1, y0=0, y1=1, row=1, col=2)
+    fig.update_layout(template="plotly_white", height=300, coloraxis=dict(colorscale="Blues"))
+    fig.update_xaxes(type="category")
+    fig.to_json()
+    table = pd.DataFrame({"a": [0.0]})
+    table.style.format("{:.3f}").to_html()
+    pa.Table.from_pandas(table)
+
+
+def _live_runs_process() -> None:
+    from kdviz import sweep
+
+    sweep.start_child_server()  # otherwise the first live run starts it
+
+
 def _warm() -> None:
     start = time.perf_counter()
     # the pages' cached loaders run here outside any session: Streamlit's note about that is expected
@@ -24,25 +53,39 @@ def _warm() -> None:
     for folder in (APP, APP.parent):  # as navigation.py does for the pages
         if str(folder) not in sys.path:
             sys.path.insert(0, str(folder))
-    import common  # noqa: F401  torch, kdviz and the pages' cached loaders
-    import figures  # noqa: F401
+    from kdviz import pretrained
+
+    import common  # torch, kdviz and the pages' cached loaders
+    import figures  # noqa: F401 - the pages' figure modules
+    import figures_inside  # noqa: F401
+    import inside_common
     import timings
-    try:
-        from kdviz import pretrained
-        names = sorted(pretrained.names(), key=lambda n: n != DEFAULT)  # the Temperature page's teacher first
-        for name in names:
-            common.teacher_outputs(name)
-            if name == DEFAULT:
-                common.teacher_test_outputs(name)  # the dark-knowledge matrix (teacher logits cached on disk)
-        import inside_common
-        inside_common.warm_factor_space("mnist")  # the Factor space page's first view (its t-SNE maps are shipped)
-    except Exception:  # noqa: BLE001 - a page that needs it will say what is wrong
-        pass
-    try:  # last: the process the live runs fork from (it imports torch and kdviz once)
-        from kdviz import sweep
-        sweep.start_child_server()
-    except Exception:  # noqa: BLE001 - the first run starts it then
-        pass
+
+    def step(name: str, work) -> None:
+        """One piece of the warm-up, timed; a failure only skips it (the page that needs it says what is wrong)."""
+        began = time.perf_counter()
+        try:
+            work()
+        except Exception:  # noqa: BLE001
+            pass
+        timings.record(f"warmup:{name}", time.perf_counter() - began)
+
+    def teachers(first: bool) -> None:
+        for name in pretrained.names():
+            if (name == DEFAULT) == first:
+                common.teacher_outputs(name)
+                if name == DEFAULT:
+                    common.teacher_test_outputs(name)  # the dark-knowledge matrix (teacher logits cached on disk)
+
+    # in the order of need: the Temperature page's teacher, what every first chart needs, Home's list of
+    # data sets, the other teachers, then the inside pages' default views
+    step("temperature teacher", lambda: teachers(first=True))
+    step("figures", _figure_machinery)
+    step("data sets", common.available_datasets)
+    step("teachers", lambda: teachers(first=False))
+    step("factor space", lambda: inside_common.warm_factor_space("mnist"))  # its t-SNE maps are shipped
+    step("inside views", inside_common.warm_default_views)
+    step("live runs' process", _live_runs_process)  # last: it imports torch and kdviz once more
     timings.record("warmup", time.perf_counter() - start)
 
 

@@ -40,6 +40,11 @@ START, END = "<!-- app-speed:start -->", "<!-- app-speed:end -->"
 # The first chart on screen: a Plotly plot drawn with a height. Returns the page clock (ms since navigation).
 FIRST_CHART_JS = ("() => { for (const p of document.querySelectorAll('.js-plotly-plot .main-svg')) "
                   "{ if (p.getBoundingClientRect().height > 0) return performance.now(); } return false; }")
+# Where the time went, on the page's clock (ms since navigation): the app's JavaScript (index chunk) and
+# Plotly's chunk fetched (start, end), and the clock's origin (unix ms) to place the server's timings on it.
+BREAKDOWN_JS = """() => { const r = performance.getEntriesByType('resource');
+  const pick = (re) => { const e = r.find(x => re.test(x.name)); return e ? [e.startTime, e.responseEnd] : null; };
+  return {origin: performance.timeOrigin, app_js: pick(/\\/index\\.[^/]*\\.js$/), plotly_js: pick(/\\/PlotlyChart\\.[^/]*\\.js$/)}; }"""
 RUNNING_JS = "() => !!document.querySelector('[data-testid=\"stStatusWidget\"]')"
 BARS_JS = "() => { const p = document.querySelector('.js-plotly-plot'); return p && p.data ? JSON.stringify(p.data[1].y) : null; }"
 # Watches the bars from the page itself (every animation frame), so the time of a redraw is not the poll's.
@@ -112,13 +117,28 @@ def first_chart(browser, url: str, timings: Path, timeout: float) -> dict:
         deadline = time.time() + timeout
         while time.time() < deadline and not any(t["part"].startswith("page:") for t in read_timings(timings)):
             time.sleep(0.1)
-        runs = [t["seconds"] for t in read_timings(timings) if t["part"].startswith("page:")]
-        row["server_run_s"] = runs[0] if runs else None
+        runs = [t for t in read_timings(timings) if t["part"].startswith("page:")]
+        row["server_run_s"] = runs[0]["seconds"] if runs else None
+        if row["first_chart_s"] is not None and runs:
+            row.update(breakdown(page.evaluate(BREAKDOWN_JS), runs[0], read_timings(timings)))
     except Exception as error:  # noqa: BLE001 - a page that fails to load is a result
         row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:120]}"
     finally:
         context.close()
     return row
+
+
+def breakdown(clock: dict, run: dict, timings: list[dict]) -> dict:
+    """The first chart's way, in seconds on the page's clock: the app's JavaScript loaded, the server's
+    page run started and sent its first chart (app/timings.py), Plotly's chunk fetched."""
+    origin = clock["origin"] / 1000
+    start = run["t"] - run["seconds"] - origin
+    sent = [t["seconds"] for t in timings if t["part"] == f"first-chart:{run['part'].split(':', 1)[1]}"]
+    out = {"app_js_s": clock["app_js"][1] / 1000 if clock["app_js"] else None, "run_start_s": start,
+           "chart_sent_s": start + sent[0] if sent else None}
+    if clock["plotly_js"]:
+        out["plotly_fetch_s"] = (clock["plotly_js"][0] / 1000, clock["plotly_js"][1] / 1000)
+    return out
 
 
 def warmed_up(timings: Path, timeout: float) -> float | None:
@@ -135,21 +155,23 @@ def warmed_up(timings: Path, timeout: float) -> float | None:
 KINDS = ("cold", "warm", "warmed up")  # empty cache / cache filled / cache filled and the warm-up finished
 
 
-def measure_pages(browser, tmp: Path, pages: dict[str, str], timeout: float, cold: bool) -> dict[str, dict]:
+def measure_pages(browser, tmp: Path, pages: dict[str, str], timeout: float, kinds: tuple[str, ...]) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for path, title in pages.items():
         cache = tmp / f"cache-{path or 'home'}"
         rows = {}
-        for kind in KINDS if cold else KINDS[1:]:
-            if not cold:
+        for kind in kinds:
+            if "cold" not in kinds:  # the cache folder given (already filled)
                 cache = Path(os.environ.get("KDVIZ_CACHE") or Path.home() / ".cache" / "kdviz")
             with Fresh(tmp, cache, f"{kind.replace(' ', '-')}-{path or 'home'}") as fresh:
-                warm_s = warmed_up(fresh.timings, 120) if kind == "warmed up" else None
+                warm_s = warmed_up(fresh.timings, 300) if kind == "warmed up" else None
                 row = first_chart(browser, f"{fresh.server.url}/{path}", fresh.timings, timeout)
                 row["warmup_s"] = warm_s
             rows[kind] = row
             print(f"{title:28s} {kind}: first chart {row['first_chart_s']} s, page run {row.get('server_run_s')} s"
-                  f"{'  ' + row['error'] if row.get('error') else ''}", file=sys.stderr, flush=True)
+                  f"{'  ' + row['error'] if row.get('error') else ''}  "
+                  + json.dumps({k: v for k, v in row.items() if k.endswith('_s') and k != 'first_chart_s'}),
+                  file=sys.stderr, flush=True)
         out[title] = rows
     return out
 
@@ -231,6 +253,19 @@ def markdown(pages: dict, slider: dict, about: str, command: str, load_after: fl
                                                  if r.get("first_chart_s") is not None
                                                  else f"no chart ({fmt(r.get('server_run_s'))})"))
         lines.append(f"| {title} | {' | '.join(cells)} |")
+    lines += ["", "Where the warmed-up first chart's time goes, in seconds on the page's clock (from navigation start): "
+              "the app's JavaScript loaded (its index chunk), the server's page run started (the browser connected "
+              "and asked for it) and sent its first chart (app/timings.py), Plotly's chunk fetched (from – to; "
+              "app/preload.py starts it with the page), and the chart on screen (Plotly evaluated and drawn).", "",
+              "| page | app JS | run started | first chart sent | Plotly chunk | on screen |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for title, rows in pages.items():
+        r = rows.get("warmed up") or {}
+        if r.get("first_chart_s") is None:
+            continue
+        fetch = r.get("plotly_fetch_s")
+        lines.append(f"| {title} | {fmt(r.get('app_js_s'))} | {fmt(r.get('run_start_s'))} | {fmt(r.get('chart_sent_s'))} | "
+                     f"{f'{fetch[0]:.2f}–{fetch[1]:.2f}' if fetch else '—'} | {fmt(r.get('first_chart_s'))} |")
     lines += ["", f"Temperature slider, {slider['moves']} moves of one grid step (keyboard), warm server:", "",
               "| measured | median | slowest |", "|---|---:|---:|",
               f"| key press → bars redrawn, in the browser | {1000 * slider['median_s']:.0f} ms | "
@@ -251,6 +286,7 @@ def main(argv=None) -> int:
     parser.add_argument("--moves", type=int, default=20, help="slider moves (default 20)")
     parser.add_argument("--pages", nargs="*", help="url paths of the pages to open (default: all; '' is home)")
     parser.add_argument("--no-cold", action="store_true", help="only the warm cache")
+    parser.add_argument("--only-warmed-up", action="store_true", help="only the warmed-up case (a quicker look)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per page (default 60)")
     parser.add_argument("--write", action="store_true", help="replace the app-speed section of BENCHMARKS.md")
     args = parser.parse_args(argv)
@@ -274,7 +310,8 @@ def main(argv=None) -> int:
         try:
             slider = measure_slider(browser, Path(tmp), args.moves, args.timeout)
             print(f"slider: {json.dumps(slider)}", file=sys.stderr, flush=True)
-            first = measure_pages(browser, Path(tmp), pages, args.timeout, cold=not args.no_cold)
+            kinds = KINDS[2:] if args.only_warmed_up else KINDS[1:] if args.no_cold else KINDS
+            first = measure_pages(browser, Path(tmp), pages, args.timeout, kinds)
         finally:
             browser.close()
     env = " ".join(f"{k}={os.environ[k]}" for k in ("KDVIZ_DATA",) if os.environ.get(k)).replace(f"{REPO}/", "")

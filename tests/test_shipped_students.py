@@ -210,6 +210,31 @@ def test_every_inside_page_shows_three_networks_on_a_fresh_server(fresh_server, 
     assert at.button(key=f"{page}_train").label == "Train the students now"  # still there, for your own
 
 
+@pytest.mark.skipif(not REAL_MNIST, reason="the Relations page's batch is drawn from the real MNIST test split")
+def test_after_the_warm_up_the_inside_pages_first_views_run_no_network(fresh_server, monkeypatch):
+    """The server's warm-up (app/warmup.py) computes the default views of the Attention, FSP, Relations and
+    Confusion pages through their own cached functions, so their first visit then needs no forward pass
+    (every one made to fail here) and still shows all three networks."""
+    import inside_common
+
+    cached = (inside_common.attention, inside_common.at_summary, inside_common.fsp, inside_common.relations,
+              inside_common.embeddings, inside_common.teacher_confusion)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a network ran at the first visit after the warm-up")
+
+    for function in cached:
+        function.clear()
+    try:
+        inside_common.warm_default_views()
+        monkeypatch.setattr(torch.nn.Module, "__call__", fail)
+        for page in ("attention", "fsp", "relations", "confusion"):
+            assert PAGES[page][1](_figures(_run(page))), page
+    finally:
+        for function in cached:
+            function.clear()
+
+
 def test_students_trained_here_come_before_the_shipped_ones(fresh_server):
     """A run trained here (a few AT steps) is the page's first choice; the shipped baseline stays."""
     preset = presets.PRESETS["mnist"]

@@ -93,6 +93,7 @@ def view() -> None:
     with left:
         st.plotly_chart(figs.image_figure(probe.pixels[j].numpy(), describe(image).split(": ")[1], size=200),
                         config=common.PLOTLY_CONFIG, key="st_image", theme=None)
+        timings.chart_sent()
         gap = {name: inside.soft_target_gap(p, teacher) for name, p in probs.items()}
         st.metric("KD student's gap at the end", f"{gap['KD student'][-1]:.3f}",
                   delta=f"{gap['KD student'][-1] - gap['baseline'][-1]:+.3f} vs baseline", delta_color="inverse")
