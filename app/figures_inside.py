@@ -7,8 +7,14 @@ handed in as arrays.
 from __future__ import annotations
 
 import numpy as np
+import pandas  # noqa: F401 - complete before any figure: see below
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
+# Plotly checks array arguments against pandas' types when pandas is in sys.modules, without importing
+# it: while another thread (the server's warm-up, another session's page) is still importing pandas, a
+# figure built here met a half-imported module and failed ("partially initialized module 'pandas'").
+# Importing it with this module means it is complete before any figure is built.
 
 # one colour per role, the same on every page
 ROLE_COLOURS = {"teacher": "#1f77b4", "baseline": "#9aa5b1", "student": "#d62728"}

@@ -73,6 +73,10 @@ def test_the_slider_reruns_only_its_fragment_and_play_moves_it(app, browser):  #
     wait_until(lambda: shown_T(page) >= 1.8, timeout=90, what="play to move the slider two steps")
     page.get_by_role("button", name="pause").click()
     wait_until(lambda: page.get_by_role("button", name="play T").count() > 0, what="pause")
+    # the pause's full run is recorded when it ends, after its button is drawn (later on a busy machine)
+    wait_until(lambda: runs(timings)[len(first) + len(moved):].count("page:temperature") >= 2,
+               what="the pause's page run to be recorded")
+    time.sleep(1.0)  # anything else the pause caused would be recorded by now
     played = runs(timings)[len(first) + len(moved):]
     assert played.count("page:temperature") == 2  # play and pause: the timer starts and stops with the page
     assert played.count("fragment:temperature.T") >= 2 + 2  # the two full runs draw it, and at least two ticks
