@@ -5,7 +5,10 @@ rerun of a timed fragment appends one JSON line to that file: ``{"part": "page:t
 "seconds": 0.41, "t": <unix time>}`` or ``{"part": "fragment:temperature.T", ...}``, and for every
 full run that sends a chart, ``{"part": "first-chart:temperature", "seconds": <from the run's start>}``
 when the first one is sent (where a page's time to its first picture goes). Without it nothing is
-written. This module imports nothing heavy (no torch): the entry script uses it.
+written. A run's line also says which session ran it (``"session"``, Streamlit's session id) and how
+much CPU time its own thread used (``"cpu"``, seconds): a run whose ``cpu`` is far below its
+``seconds`` spent the difference waiting (for a core, or for Python's GIL held by another session or
+a training run), not working. This module imports nothing heavy (no torch): the entry script uses it.
 """
 from __future__ import annotations
 
@@ -17,16 +20,23 @@ import time
 from contextlib import contextmanager
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 _LOCK = threading.Lock()
 
 
-def record(part: str, seconds: float) -> None:
+def record(part: str, seconds: float, cpu: float | None = None) -> None:
     """Append one timing line when ``KDVIZ_APP_TIMINGS`` names a file."""
     path = os.environ.get("KDVIZ_APP_TIMINGS")
     if not path:
         return
-    line = json.dumps({"part": part, "seconds": round(seconds, 5), "t": time.time()})
+    entry = {"part": part, "seconds": round(seconds, 5), "t": time.time()}
+    if cpu is not None:
+        entry["cpu"] = round(cpu, 5)
+    ctx = get_script_run_ctx(suppress_warning=True)
+    if ctx is not None:
+        entry["session"] = ctx.session_id
+    line = json.dumps(entry)
     with _LOCK, open(path, "a") as f:
         f.write(line + "\n")
 
@@ -34,11 +44,11 @@ def record(part: str, seconds: float) -> None:
 @contextmanager
 def timed(part: str):
     """Record how long the block took, however it ends (``st.stop`` and ``st.rerun`` raise)."""
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.thread_time()
     try:
         yield
     finally:
-        record(part, time.perf_counter() - start)
+        record(part, time.perf_counter() - start, time.thread_time() - cpu)
 
 
 _RUN = threading.local()  # the page run on this thread (Streamlit runs each session's script in its own thread)
