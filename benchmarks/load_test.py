@@ -577,7 +577,10 @@ def cpu_name() -> str:
 
 def _median(values, scale: float = 1.0, digits: int = 2):
     values = list(values)
-    return round(scale * statistics.median(values), digits) if values else None
+    if not values:
+        return None
+    value = round(scale * statistics.median(values), digits)
+    return int(value) if digits == 0 else value
 
 
 def summarise(results: list[dict], server: Server, runs_dir: Path, wall: float, args) -> dict:
@@ -634,16 +637,16 @@ def server_side(timings: Path) -> dict:
     parts: dict[str, dict] = {}
     for part in sorted({r["part"] for r in lines}):
         runs = [r for r in lines if r["part"] == part]
+        cpu = [r["cpu"] for r in runs if "cpu" in r]  # (the warm-up's line has none)
         parts[part] = {"runs": len(runs), "median_s": _median((r["seconds"] for r in runs), 1, 3),
-                       "median_cpu_s": _median((r.get("cpu", 0.0) for r in runs), 1, 3),
-                       "total_cpu_s": round(sum(r.get("cpu", 0.0) for r in runs), 1)}
+                       "median_cpu_s": _median(cpu, 1, 3), "total_cpu_s": round(sum(cpu), 1) if cpu else None}
     return {"server_parts": parts,
             "fragment_runs": len(fragment),
             "fragment_sessions": len({r.get("session") for r in fragment}),
             "page_sessions": len({r.get("session") for r in lines if r["part"].startswith("page:")}),
             "fragment_median_ms": _median((r["seconds"] for r in fragment), 1000, 0),
             "fragment_slowest_ms": round(1000 * slowest["seconds"]) if fragment else None,
-            "fragment_cpu_median_ms": _median((r.get("cpu", 0.0) for r in fragment), 1000, 0),
+            "fragment_cpu_median_ms": _median((r["cpu"] for r in fragment if "cpu" in r), 1000, 0),
             "fragment_slowest_cpu_ms": round(1000 * slowest.get("cpu", 0.0)) if fragment else None}
 
 
@@ -653,7 +656,8 @@ def markdown(s: dict, command: str) -> str:
     cost_rows = "".join(f"\n| {step} | {c['task_s']} s | {c['script_s']} s |" for step, c in cost.items()
                         if c["task_s"] is not None)
     client = ", ".join(f"{k} {v} s" for k, v in s["browser_cpu_by_kind"].items())
-    parts = "".join(f"\n| {name} | {q['runs']} | {q['median_s']} s | {q['median_cpu_s']} s | {q['total_cpu_s']} s |"
+    parts = "".join(f"\n| {name} | {q['runs']} | {q['median_s']} s | "
+                    + (f"{q['median_cpu_s']} s | {q['total_cpu_s']} s |" if q["median_cpu_s"] is not None else "- | - |")
                     for name, q in s.get("server_parts", {}).items())
     if s["light"]:
         who = (f"{s['sessions'] - 1} of the {s['sessions']} sessions are **protocol-level clients** (no browser: each "
@@ -682,7 +686,7 @@ def markdown(s: dict, command: str) -> str:
         setup = "chromium and Playwright"
     return f"""{s['section']}
 
-Command: `{command}` (the server: `{s['server_command']}`). CPU: {s['cpu']} (Intel Xeon KVM, avx512_bf16, no AMX),
+Command: `{command}` (the server: `{s['server_command']}`). CPU: {s['cpu']} (a KVM guest, no AMX),
 shared with other jobs (1-minute load average {s['load_before']:.1f} when it started; the two background trainings
 paused by /work/notes/quiet.sh). Sessions opened {s['stagger']} s apart after one warm-up session in the browser
 (the teacher opening the link first; its first chart took {s['warm_up_first_chart_s']} s), on the same 2 cores as
