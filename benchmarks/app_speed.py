@@ -141,15 +141,24 @@ def breakdown(clock: dict, run: dict, timings: list[dict]) -> dict:
     return out
 
 
-def warmed_up(timings: Path, timeout: float) -> float | None:
-    """Seconds the server's start-up warm-up took (app/warmup.py), once it has finished."""
+def warmed_up(timings: Path, server_pid: int, timeout: float) -> float | None:
+    """Seconds the server's start-up warm-up took (app/warmup.py), once it has finished and the server's
+    processes have gone quiet (the fork server that live runs start from, which the warm-up starts last,
+    imports torch for some seconds after the warm-up's own line)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         done = [t["seconds"] for t in read_timings(timings) if t["part"] == "warmup"]
         if done:
-            return done[0]
+            break
         time.sleep(0.2)
-    return None
+    else:
+        return None
+    while time.time() < deadline:  # quiet: under 0.1 s of CPU in a second, over the server's process tree
+        used = cpu_seconds(descendants(server_pid))
+        time.sleep(1.0)
+        if cpu_seconds(descendants(server_pid)) - used < 0.1:
+            break
+    return done[0]
 
 
 KINDS = ("cold", "warm", "warmed up")  # empty cache / cache filled / cache filled and the warm-up finished
@@ -164,7 +173,7 @@ def measure_pages(browser, tmp: Path, pages: dict[str, str], timeout: float, kin
             if "cold" not in kinds:  # the cache folder given (already filled)
                 cache = Path(os.environ.get("KDVIZ_CACHE") or Path.home() / ".cache" / "kdviz")
             with Fresh(tmp, cache, f"{kind.replace(' ', '-')}-{path or 'home'}") as fresh:
-                warm_s = warmed_up(fresh.timings, 300) if kind == "warmed up" else None
+                warm_s = warmed_up(fresh.timings, fresh.server.process.pid, 300) if kind == "warmed up" else None
                 row = first_chart(browser, f"{fresh.server.url}/{path}", fresh.timings, timeout)
                 row["warmup_s"] = warm_s
             rows[kind] = row
@@ -242,8 +251,9 @@ def markdown(pages: dict, slider: dict, about: str, command: str, load_after: fl
              "on screen (the page's clock); in brackets the server's full run of the page. *Cold*: an empty "
              "`KDVIZ_CACHE` (data decoded, teacher logits computed), page opened as soon as the server answers; "
              "*warm*: the same cache folder again; *warmed up*: warm, and the page opened once the server's start-up "
-             "warm-up (app/warmup.py: torch, kdviz and the shipped teachers' outputs loaded in a background thread) "
-             f"has finished ({warmup}).", "",
+             "warm-up (app/warmup.py: torch, kdviz, the shipped teachers' outputs, Plotly's machinery and the inside "
+             "pages' default views loaded in a background thread, then the live runs' fork server started) has "
+             f"finished and the server's processes are quiet ({warmup}).", "",
              "| page | cold (s) | warm (s) | warmed up (s) |", "|---|---:|---:|---:|"]
     for title, rows in pages.items():
         cells = []
