@@ -52,17 +52,28 @@ def timed(part: str):
 
 
 _RUN = threading.local()  # the page run on this thread (Streamlit runs each session's script in its own thread)
+_ACTIVE = [0]  # full page runs in progress, all sessions
 
 
 @contextmanager
 def page_run(name: str):
-    """A full run of page ``name``: recorded as ``page:<name>``; :func:`chart_sent` times its first chart."""
+    """A full run of page ``name``: recorded as ``page:<name>``; :func:`chart_sent` times its first chart;
+    counted in :func:`pages_running` while it runs."""
     _RUN.name, _RUN.start, _RUN.charted = name, time.perf_counter(), False
+    with _LOCK:
+        _ACTIVE[0] += 1
     try:
         with timed(f"page:{name}"):
             yield
     finally:
         _RUN.name = None
+        with _LOCK:
+            _ACTIVE[0] -= 1
+
+
+def pages_running() -> int:
+    """How many full page runs are in progress now (the server's warm-up waits for none)."""
+    return _ACTIVE[0]
 
 
 def chart_sent() -> None:

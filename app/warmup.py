@@ -62,7 +62,12 @@ def _warm() -> None:
     import timings
 
     def step(name: str, work) -> None:
-        """One piece of the warm-up, timed; a failure only skips it (the page that needs it says what is wrong)."""
+        """One piece of the warm-up, timed; a failure only skips it (the page that needs it says what is wrong).
+        It starts when no page is running (up to 10 s of waiting): a visitor who came early gets the cores
+        (and Python's lock) for the page, which computes itself what it needs and the warm-up has not."""
+        waited = time.perf_counter()
+        while timings.pages_running() and time.perf_counter() - waited < 10:
+            time.sleep(0.05)
         began = time.perf_counter()
         try:
             work()
@@ -84,7 +89,8 @@ def _warm() -> None:
     step("data sets", common.available_datasets)
     step("teachers", lambda: teachers(first=False))
     step("factor space", lambda: inside_common.warm_factor_space("mnist"))  # its t-SNE maps are shipped
-    step("inside views", inside_common.warm_default_views)
+    for method in ("at", "fsp", "rkd", "kd"):
+        step(f"inside view {method}", lambda method=method: inside_common.warm_default_views((method,)))
     step("live runs' process", _live_runs_process)  # last: it imports torch and kdviz once more
     timings.record("warmup", time.perf_counter() - start)
 

@@ -1,0 +1,64 @@
+"""app/timings.py: a page run's lines (its length and its first chart's time) and the count of runs in
+progress that the server's warm-up waits on."""
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+import timings
+
+
+def _lines(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_a_page_run_records_its_first_chart_once_and_counts_while_it_runs(tmp_path, monkeypatch):
+    path = tmp_path / "timings.jsonl"
+    monkeypatch.setenv("KDVIZ_APP_TIMINGS", str(path))
+    assert timings.pages_running() == 0
+    with timings.page_run("temperature"):
+        assert timings.pages_running() == 1
+        timings.chart_sent()
+        timings.chart_sent()  # a second chart of the same run: not recorded
+    timings.chart_sent()  # outside a page run (a fragment's rerun): not recorded
+    assert timings.pages_running() == 0
+    parts = [line["part"] for line in _lines(path)]
+    assert parts == ["first-chart:temperature", "page:temperature"]
+    first, run = _lines(path)
+    assert 0 <= first["seconds"] <= run["seconds"]
+
+
+def test_a_run_that_stops_early_is_recorded_and_no_longer_counted(tmp_path, monkeypatch):
+    path = tmp_path / "timings.jsonl"
+    monkeypatch.setenv("KDVIZ_APP_TIMINGS", str(path))
+    with pytest.raises(RuntimeError):  # st.stop() and st.rerun() end a run by raising
+        with timings.page_run("home"):
+            raise RuntimeError
+    assert timings.pages_running() == 0
+    assert [line["part"] for line in _lines(path)] == ["page:home"]
+
+
+def test_runs_in_other_threads_are_counted_and_their_first_charts_kept_apart(tmp_path, monkeypatch):
+    path = tmp_path / "timings.jsonl"
+    monkeypatch.setenv("KDVIZ_APP_TIMINGS", str(path))
+    inside, leave = threading.Barrier(3), threading.Event()
+
+    def session(page: str) -> None:
+        with timings.page_run(page):
+            timings.chart_sent()
+            inside.wait()
+            leave.wait()
+
+    threads = [threading.Thread(target=session, args=(p,)) for p in ("fsp", "attention")]
+    for t in threads:
+        t.start()
+    inside.wait()
+    assert timings.pages_running() == 2
+    leave.set()
+    for t in threads:
+        t.join()
+    assert timings.pages_running() == 0
+    assert sorted(line["part"] for line in _lines(path) if line["part"].startswith("first-chart:")) == [
+        "first-chart:attention", "first-chart:fsp"]
