@@ -620,13 +620,16 @@ def start_child_server() -> None:
 
 
 def run_child(conn, config: dict, key: str, threads: int, teacher_bytes: bytes | None, env: dict[str, str],
-              cwd: str) -> None:
+              cwd: str, nice: int = 0) -> None:
     """A :class:`ChildExecutor` run's process: the parent's ``KDVIZ_*`` settings and folder
-    (the fork server may have started under others), the run, its result sent last."""
+    (the fork server may have started under others), ``nice`` steps below the parent's
+    priority, the run, its result sent last."""
     for name in [n for n in os.environ if n.startswith("KDVIZ_")]:
         del os.environ[name]
     os.environ.update(env)
     os.chdir(cwd)
+    if nice and hasattr(os, "nice"):
+        os.nice(nice)
     try:
         conn.send(("result", run_remote(config, key, threads, ChildExecutor.name, teacher_bytes, conn=conn)))
     except (BrokenPipeError, EOFError, OSError):
@@ -646,17 +649,23 @@ class ChildExecutor(LocalExecutor):
     and a crash in a run cannot take the server down. Children fork from a server process
     that imported torch and kdviz once (:func:`child_context`), so a run starts without a new
     interpreter's seconds of imports. :meth:`command` pauses, resumes or stops the run in
-    progress between two steps; a sweep's ``stop`` stops it, its record kept, marked stopped."""
+    progress between two steps; a sweep's ``stop`` stops it, its record kept, marked stopped.
+    ``nice``: the child runs that many steps below this process's priority (Unix niceness), so
+    that a server's answers to its pages come before training, which takes the CPU they leave."""
 
     name = "local-child"
 
-    def __init__(self, cpus_per_run: int | None = None, slots: JobSlots | None = None):
+    def __init__(self, cpus_per_run: int | None = None, slots: JobSlots | None = None, nice: int = 0):
         super().__init__(1, cpus_per_run, slots)
+        if isinstance(nice, bool) or not isinstance(nice, int) or not 0 <= nice <= 19:
+            raise ValueError(f"nice must be a whole number in [0, 19], got {nice!r}")
+        self.nice = nice
         self._conn = None
         self._send_lock = threading.Lock()
 
     def describe(self) -> str:
-        return f"local (a child process per run, {self.cpus_per_run or torch.get_num_threads()} thread(s))"
+        nice = f", nice {self.nice}" if self.nice else ""
+        return f"local (a child process per run, {self.cpus_per_run or torch.get_num_threads()} thread(s){nice})"
 
     def command(self, command: str) -> None:
         if command not in ("run", "pause", "stop"):
@@ -676,7 +685,8 @@ class ChildExecutor(LocalExecutor):
         context = child_context()
         conn, child_end = context.Pipe()
         process = context.Process(target=run_child, name=f"kdviz-run-{job.key[:8]}", daemon=True,
-                                  args=(child_end, job.config.to_dict(), job.key, threads, teacher, env, os.getcwd()))
+                                  args=(child_end, job.config.to_dict(), job.key, threads, teacher, env, os.getcwd(),
+                                        self.nice))
         result, stopping = None, False
         try:
             process.start()
@@ -879,7 +889,7 @@ def job_executor(in_process: bool = False) -> Executor:
     if os.environ.get(RAY_ENV):
         return RayExecutor(os.environ[RAY_ENV], cpus_per_run=1, stream=True,
                            gpus_per_run=float(os.environ.get("KDVIZ_RAY_GPUS_PER_JOB") or 0))
-    return ChildExecutor(cpus_per_run=None, slots=server_slots())
+    return ChildExecutor(cpus_per_run=None, slots=server_slots(), nice=default_job_nice())
 
 
 def local_workers(cpus_per_run: int = 1) -> int:
@@ -1018,6 +1028,26 @@ def default_max_jobs() -> int:
     return max(1, (os.cpu_count() or 1) // 2)
 
 
+JOB_NICE_ENV = "KDVIZ_JOB_NICE"
+
+
+def default_job_nice() -> int:
+    """How far below the server its training jobs run (Unix niceness, 0-19): ``$KDVIZ_JOB_NICE``,
+    else 10. A slider answer then waits for no training: on 2 cores shared by a run and 30
+    sessions, the pages' short reruns come first and training takes the CPU they leave
+    (BENCHMARKS.md, load test); on an idle server a run trains as fast as at niceness 0."""
+    value = os.environ.get(JOB_NICE_ENV, "").strip()
+    if not value:
+        return 10
+    try:
+        nice = int(value)
+    except ValueError:
+        nice = -1
+    if not 0 <= nice <= 19:
+        raise ValueError(f"${JOB_NICE_ENV} must be a whole number in [0, 19], got {value!r}")
+    return nice
+
+
 class JobSlots:
     """At most ``limit`` jobs at once; the others wait in line, first come first served.
 
@@ -1084,4 +1114,4 @@ __all__ = ["ChildExecutor", "Executor", "Job", "LocalExecutor", "RayExecutor", "
            "RunStarted", "RunWaiting", "SweepEvent", "JobSlots", "default_max_jobs", "server_slots", "SweepFinished",
            "SweepStarted", "check_config", "default_teacher",
            "finished_runs", "grid", "grid_from_spec", "land", "local_workers", "make_executor", "run_key",
-           "job_executor", "run_child", "run_remote", "run_sweep", "start_child_server", "sweep_file", "sweep_records"]
+           "default_job_nice", "job_executor", "run_child", "run_remote", "run_sweep", "start_child_server", "sweep_file", "sweep_records"]

@@ -197,6 +197,14 @@ def test_where_jobs_run(monkeypatch):
     monkeypatch.delenv("KDVIZ_RAY_ADDRESS", raising=False)
     local = job_executor()
     assert isinstance(local, ChildExecutor) and local.slots is not None and local.cpus_per_run is None
+    assert local.nice == 10  # the server's pages before its training
+    monkeypatch.setenv("KDVIZ_JOB_NICE", "0")
+    assert job_executor().nice == 0
+    for bad in ("-1", "20", "low"):
+        monkeypatch.setenv("KDVIZ_JOB_NICE", bad)
+        with pytest.raises(ValueError, match="KDVIZ_JOB_NICE must be a whole number in"):
+            job_executor()
+    monkeypatch.delenv("KDVIZ_JOB_NICE")
     with socket.socket() as head:  # something listening where the cluster's head would be
         head.bind(("127.0.0.1", 0))
         head.listen()
@@ -223,10 +231,11 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def test_a_live_run_trains_in_a_process_of_its_own(live_runs):
-    run = LiveRun(config(epochs=2)).start()
+    run = LiveRun(config(epochs=2), executor=ChildExecutor(nice=3)).start()
     live_runs.append(run)
     wait_for(lambda: run.progress.snapshot()["steps_done"] >= 1 or run.done, "the first step")
     children = _children()
+    assert os.getpriority(os.PRIO_PROCESS, children[0].pid) == os.getpriority(os.PRIO_PROCESS, 0) + 3
     run.join(120)
     snap = run.progress.snapshot()
     assert snap["state"] == "finished" and snap["steps_done"] == 2 * 45
