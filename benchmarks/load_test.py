@@ -16,8 +16,8 @@ then opens N sessions (default 30) in Debian's chromium through Playwright, ``--
 
 Every session stays connected until the last one is done, so the server holds all N at once (its
 own count, from Streamlit's ``/_stcore/metrics``, is reported). Everything is bounded: N sessions,
-``--session-timeout`` seconds per step, one browser. The server's memory (resident set of its process
-tree) is sampled every 0.2 s; the server's own time per slider answer (the Temperature page's T
+``--session-timeout`` seconds per step, one browser. The server's memory (its process tree's
+proportional set size: shared pages counted once) is sampled every 0.2 s; the server's own time per slider answer (the Temperature page's T
 fragment) and the CPU time of that rerun's thread come from the app's ``KDVIZ_APP_TIMINGS`` lines.
 
 On a 2-core machine the N tabs run on the server's cores, and their drawing, not the server, is most
@@ -113,16 +113,27 @@ def cpu_seconds(pids) -> float:
     return total / tick
 
 
+def process_memory_bytes(pid: int) -> int:
+    """One process's memory: its proportional set size (each shared page divided among the processes
+    that share it, so a fork server and the run processes forked from it do not count torch's pages
+    once each), or, where /proc has no smaps_rollup, its resident set."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 def tree_rss_bytes(pid: int) -> int:
-    """Resident memory of ``pid`` and all its descendants (from /proc)."""
-    total, page = 0, os.sysconf("SC_PAGE_SIZE")
-    for p in descendants(pid):
-        try:
-            with open(f"/proc/{p}/statm") as f:
-                total += int(f.read().split()[1]) * page
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
+    """Memory of ``pid`` and all its descendants (:func:`process_memory_bytes` each)."""
+    return sum(process_memory_bytes(p) for p in descendants(pid))
 
 
 class Server:
@@ -705,7 +716,7 @@ sessions), median / slowest | {s.get('fragment_median_ms')} ms / {s.get('fragmen
 {first_row}
 | other pages in the browser, median / slowest | {s['page_median_s']} s / {s['page_slowest_s']} s |
 | training runs completed (records saved) | {s['runs_completed']} of {s['runs_started']} ({s['records_saved']} records) |
-| server memory, idle / peak (resident, process tree) | {s['server_idle_mb']} MB / {s['server_peak_mb']} MB |
+| server memory, idle / peak (process tree, proportional set size) | {s['server_idle_mb']} MB / {s['server_peak_mb']} MB |
 | wall time | {s['wall_s']} s |
 | CPU time used during the test: server / {setup} | {s['server_cpu_s']} s / {s['browser_cpu_s']} s |
 | the latter by process | {client} |
