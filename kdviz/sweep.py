@@ -706,7 +706,9 @@ class ChildExecutor(LocalExecutor):
                             yield RunProgress(job.index, job.key, event)
                     else:
                         result = payload
-                elif not process.is_alive():
+                elif not process.is_alive() and not conn.poll(0):
+                    # ended, and nothing left in the pipe: a result sent just before it ended (after the
+                    # poll above gave up) is still there to read, and the next turn reads it
                     break
         finally:
             with self._send_lock:
