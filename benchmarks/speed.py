@@ -576,7 +576,7 @@ def live_page_table(out: dict) -> list[str]:
             "each run's record (best run).", "",
             "| where | seconds of training | test accuracy % | × CLI |", "|---|---:|---:|---:|",
             f"| CLI (`kdviz distill`) | {cli['train']:.2f} | {cli['acc']:.2f} | 1.00 |",
-            f"| Train page, live (redrawn every second) | {page['train']:.2f} | {page['acc']:.2f} | "
+            f"| Train page, live (redrawn every 2 s) | {page['train']:.2f} | {page['acc']:.2f} | "
             f"{page['train'] / cli['train']:.2f} |", "",
             f"On the page: {page['prepare']:.2f} s of preparation before the first step (data, teacher, its cached "
             f"logits), {page['wall']:.2f} s from the run's start to its record, {page['seen']:.2f} s from the click on "

@@ -31,6 +31,7 @@ URL = common.UrlState(
     Param("opt", str, "sgd"),
     Param("fraction", float, 1.0, 0.001, 1.0),
 )  # and the chosen method's hyperparameters (URL.hyperparam declares them from the method's table)
+LIVE_REDRAW_S = 2.0  # seconds between two redraws of a run in progress
 RUN = "train_run"  # the session's LiveRun: survives reruns and page switches
 
 st.title("Train a student, live")
@@ -227,6 +228,8 @@ if run is None:
     st.info("Nothing is training yet: choose the settings above and press **Start** "
             "(or load the 5-minute demo settings).")
 elif busy:
-    timings.fragment("train.live", run_every=1.0)(live_view)()
+    # every 2 s: each redraw costs the browser a re-render on the same cores as training; redrawn every
+    # second, the preset trained 1.79x slower than from the CLI, every 2 s 1.23x (BENCHMARKS.md, Speed)
+    timings.fragment("train.live", run_every=LIVE_REDRAW_S)(live_view)()
 else:
     draw(run)
