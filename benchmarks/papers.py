@@ -4,7 +4,7 @@
     KDVIZ_DATA=... python benchmarks/papers.py --table best-student    # MLP-800 from mnist-cnn, T=4 and 20
     KDVIZ_DATA=... python benchmarks/papers.py --table adversarial     # Xu et al.'s conditional adversarial KD
     python benchmarks/papers.py --markdown                             # redraw BENCHMARKS.md from the files
-    python benchmarks/papers.py --table best-student --row "kd, T = 20" --seeds 1   # rerun one row
+    python benchmarks/papers.py --table best-student --row "kd, T = 20" --seeds 1   # rerun one row (repeatable)
 
 Every run is a :class:`kdviz.experiment.RunConfig` run by :func:`kdviz.sweep.run_sweep`
 (one torch thread per run; ``--workers N`` runs N at once); finished runs are kept in
@@ -257,11 +257,18 @@ def configs_of(row: dict, seeds: list[int]) -> list[RunConfig]:
     return reference.row_configs(row, seeds)
 
 
-def run_table(spec: dict, seeds: list[int], runs_dir: Path, workers: int, only_row: str | None) -> dict:
-    rows = [r for r in spec["rows"] if only_row is None or r["label"] == only_row]
-    if only_row is not None and not rows:
-        raise SystemExit(f"no row {only_row!r}; rows: {', '.join(r['label'] for r in spec['rows'])}")
-    rows = sorted(rows, key=lambda r: r.get("priority", 0))  # the rows a table is about run first
+def selected_rows(spec: dict, only_rows: list[str] | None) -> list[dict]:
+    """The table's rows named in ``only_rows`` (all when None); an unknown name stops with the list."""
+    if not only_rows:
+        return spec["rows"]
+    unknown = [name for name in only_rows if name not in {r["label"] for r in spec["rows"]}]
+    if unknown:
+        raise SystemExit(f"no row {unknown[0]!r}; rows: {', '.join(r['label'] for r in spec['rows'])}")
+    return [r for r in spec["rows"] if r["label"] in only_rows]
+
+
+def run_table(spec: dict, seeds: list[int], runs_dir: Path, workers: int, only_rows: list[str] | None) -> dict:
+    rows = sorted(selected_rows(spec, only_rows), key=lambda r: r.get("priority", 0))  # the rows a table is about run first
     configs = [c for row in rows for c in configs_of(row, seeds)]
     # every run keeps its state after each epoch: an interrupted table goes on mid-run
     executor = LocalExecutor(workers=workers, cpus_per_run=1, resume_dir=runs_dir.parent / "resume")
@@ -322,7 +329,8 @@ def write_markdown(path: Path = ROOT / "BENCHMARKS.md") -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", choices=sorted(TABLES), action="append", default=[])
-    parser.add_argument("--row", default=None, help="rerun only the row with this label")
+    parser.add_argument("--row", action="append", default=None,
+                        help="run only the row with this label (repeat for several)")
     parser.add_argument("--seeds", type=int, nargs="+", default=SEEDS)
     parser.add_argument("--workers", type=int, default=1, help="runs at once (one torch thread each)")
     parser.add_argument("--runs-dir", default=str(ROOT / ".cache" / "papers" / "runs"))
@@ -337,7 +345,8 @@ def main(argv=None) -> int:
         spec = TABLES[name]()
         started = time.time()
         if not args.no_run:
-            missing = sorted({r["config"]["teacher"] for r in spec["rows"] if r["config"].get("teacher")}
+            rows = selected_rows(spec, args.row)
+            missing = sorted({r["config"]["teacher"] for r in rows if r["config"].get("teacher")}
                              - set(pretrained.names()))
             if missing:
                 print(f"papers: error: table {name} needs the teacher {', '.join(missing)}; make it first: "
