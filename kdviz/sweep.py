@@ -471,6 +471,12 @@ def _ship_teacher(config: RunConfig, runs_dir: Path) -> tuple[bytes | None, str 
 
 
 # --------------------------------------------------------------------------- executors
+def check_command(command: str) -> None:
+    """What :meth:`Executor.command` takes: ``run`` (resume), ``pause`` or ``stop``."""
+    if command not in ("run", "pause", "stop"):
+        raise ValueError(f"command must be run, pause or stop, got {command!r}")
+
+
 class Executor:
     """Runs jobs and yields :class:`RunStarted` / :class:`RunProgress` / :class:`RunFinished` /
     :class:`RunFailed` as they happen, in any order. ``stop`` ends the sweep early: no new run
@@ -668,8 +674,7 @@ class ChildExecutor(LocalExecutor):
         return f"local (a child process per run, {self.cpus_per_run or torch.get_num_threads()} thread(s){nice})"
 
     def command(self, command: str) -> None:
-        if command not in ("run", "pause", "stop"):
-            raise ValueError(f"command must be run, pause or stop, got {command!r}")
+        check_command(command)
         with self._send_lock:
             if self._conn is not None:
                 try:
@@ -794,8 +799,7 @@ class RayExecutor(Executor):
 
     def command(self, command: str) -> None:
         """``pause``, ``run`` (resume) or ``stop`` every streamed run of this executor in flight."""
-        if command not in ("run", "pause", "stop"):
-            raise ValueError(f"command must be run, pause or stop, got {command!r}")
+        check_command(command)
         for token in list(self._tokens):
             self.channel().command.remote(token, command)
 

@@ -182,7 +182,7 @@ def make_optimizer(parameters, settings: TrainSettings, lr: float) -> torch.opti
     if settings.optimizer == "adam":
         return Adam(parameters, lr=lr, weight_decay=settings.weight_decay, fused=fused or None)
     return SGD(parameters, lr=lr, momentum=0.9, nesterov=True, weight_decay=settings.weight_decay,
-                           fused=fused or None)
+               fused=fused or None)
 
 
 def make_schedule(optimizer, settings: TrainSettings, total_steps: int):

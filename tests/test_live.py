@@ -198,6 +198,8 @@ def test_where_jobs_run(monkeypatch):
     local = job_executor()
     assert isinstance(local, ChildExecutor) and local.slots is not None and local.cpus_per_run is None
     assert local.nice == 10  # the server's pages before its training
+    with pytest.raises(ValueError, match="command must be run, pause or stop, got 'jump'"):
+        local.command("jump")
     monkeypatch.setenv("KDVIZ_JOB_NICE", "0")
     assert job_executor().nice == 0
     for bad in ("-1", "20", "low"):

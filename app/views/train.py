@@ -229,7 +229,7 @@ if run is None:
             "(or load the 5-minute demo settings).")
 elif busy:
     # every 2 s: each redraw costs the browser a re-render on the same cores as training; redrawn every
-    # second, the preset trained 1.79x slower than from the CLI, every 2 s 1.23x (BENCHMARKS.md, Speed)
+    # second, the preset trained 1.79x slower than from the CLI, every 2 s 1.25x (BENCHMARKS.md, Speed)
     timings.fragment("train.live", run_every=LIVE_REDRAW_S)(live_view)()
 else:
     draw(run)
