@@ -20,6 +20,7 @@ from kdviz import experiments, pretrained, recipes
 from kdviz.data import DATASETS, DataNotFound
 from kdviz.data import load as load_data
 from kdviz.experiment import Experiment, RunConfig, RunSaveError
+from kdviz.files import check_file_writable
 from kdviz.generations import born_again
 from kdviz.methods import REGISTRY, method_names
 from kdviz.models import MODELS
@@ -33,6 +34,7 @@ from kdviz.sweep import (
     SweepFinished,
     SweepStarted,
     check_config,
+    check_teachers,
     finished_runs,
     grid_from_spec,
     make_executor,
@@ -175,7 +177,13 @@ def _parse_params(args) -> dict:
         name, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"--param needs NAME=VALUE, got {item!r}")
-        params[name.strip()] = value.strip()
+        name = name.strip()
+        if name in params:
+            raise ValueError(f"--param {name} given twice ({params[name]!r} and {value.strip()!r}); give it once")
+        params[name] = value.strip()
+    for flag, name, value in (("-T", "T", args.temperature), ("--alpha", "alpha", args.alpha)):
+        if value is not None and name in params:
+            raise ValueError(f"{flag} and --param {name}={params[name]} both given; give one")
     if args.temperature is not None:
         if args.temperature <= 0:
             raise ValueError(f"temperature T must be > 0, got {args.temperature}")
@@ -201,6 +209,9 @@ def _config(args):
 
 
 def _born_again(args) -> int:
+    if args.teacher:
+        raise ValueError("--teacher is not used with --generations: generation 0 learns from the labels and each "
+                         "later one from the generation before")
     records = born_again(_config(args), args.generations, args.runs_dir)
     last = records[-1]
     summary = {"ids": last["generation_ids"], "generation_accs": last["generation_accs"],
@@ -442,8 +453,10 @@ def _sweep(args) -> int:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
     if args.dry_run:
         done = finished_runs(runs_dir)
-        for i, config in enumerate(configs):
+        for config in configs:
             check_config(config, runs_dir)
+        check_teachers(configs, runs_dir)
+        for i, config in enumerate(configs):
             print(f"{i + 1:>4}  {'done' if run_key(config) in done else 'todo'}  {_setting(config)}  seed {config.train.seed}")
         return 0
     executor = make_executor(args.ray, args.workers, args.cpus_per_run, args.gpus_per_run, args.local)
@@ -514,6 +527,8 @@ def _experiment(args) -> int:
             raise ValueError(f"--set needs NAME=VALUE, got {item!r}")
         overrides[key.strip()] = value.strip()
     experiments.settings_for(args.name, args.preset, overrides)  # bad input ends here, before any data is read
+    if args.out:  # the result file is written after every run: a place it cannot go is refused now
+        check_file_writable(args.out, "result file", "choose another with --out")
     bar = None
 
     def show(progress):

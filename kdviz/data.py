@@ -128,6 +128,8 @@ def channel_stats(pixels: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
 # --------------------------------------------------------------------------- raw readers
 MAX_IDX_BYTES = 1 << 31          # more than any IDX file kdviz reads (MNIST's largest: 47 MB)
 MAX_IMAGE_PIXELS = 4096 * 4096   # per image in a data folder (CIFAR: 32x32)
+MAX_TRAIN_SIDE = 128             # images a data set trains on: square, at most this side (kdviz.models.MAX_IMAGE_SIDE,
+                                 # checked here before a folder is decoded; tests/test_data_trust.py checks they agree)
 MAX_FOLDER_BYTES = 8 << 30       # decoded pixels of a whole image folder
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 
@@ -211,6 +213,7 @@ def read_idx_folder(folder: Path, num_classes: int = 10) -> tuple:
         out += [torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))]
     if out[0].shape[1:] != out[2].shape[1:]:
         raise DataError(f"{folder}: train images are {tuple(out[0].shape[2:])}, test images {tuple(out[2].shape[2:])}")
+    check_image_size(tuple(out[0].shape[2:]), folder)
     return tuple(out)
 
 
@@ -281,6 +284,29 @@ def _image_listing(folder: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]
     return classes, samples
 
 
+def eight_bit(image, name: str | Path = "this image"):
+    """``image`` (PIL) with 8 bits per channel: a 16-bit grayscale one scaled down (Pillow's own
+    conversion clips it, which turns a 16-bit scan white), a 32-bit integer or float one refused,
+    since its range cannot be told from the file (converted, it would come out flat)."""
+    from PIL import Image  # late, as in _open_image
+
+    if image.mode.startswith("I;16"):
+        return Image.fromarray((np.asarray(image).astype(np.uint16) >> 8).astype(np.uint8), "L")
+    if image.mode in ("I", "F"):
+        kind = "32-bit integer" if image.mode == "I" else "floating-point"
+        raise DataError(f"{name} has {kind} pixels; kdviz reads 8- and 16-bit images: save it as an 8-bit PNG")
+    return image
+
+
+def check_image_size(shape: tuple[int, int], where) -> None:
+    """Refuse images a model cannot train on: not square, or over :data:`MAX_TRAIN_SIDE` a side
+    (``shape`` is height, width; ``where`` names the file or data set)."""
+    height, width = shape
+    if height != width or not 1 <= width <= MAX_TRAIN_SIDE:
+        raise DataError(f"{where}: images are {width}x{height} pixels; kdviz trains on square images of at most "
+                        f"{MAX_TRAIN_SIDE}x{MAX_TRAIN_SIDE}: crop or resize them")
+
+
 def _open_image(path: Path, mode: str | None, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """One decoded image as an array, refusing non-images and images over ``max_pixels``
     (the size is read from the header, before any decoding)."""
@@ -294,8 +320,9 @@ def _open_image(path: Path, mode: str | None, max_pixels: int = MAX_IMAGE_PIXELS
                 if width * height > max_pixels:
                     raise DataError(f"{path} is {width}x{height} pixels, more than the {max_pixels:,} "
                                     "kdviz decodes per image: resize it")
+                image = eight_bit(image, path)
                 if mode is None:
-                    mode = "L" if image.mode in ("L", "1", "I;16", "I") else "RGB"
+                    mode = "L" if image.mode in ("L", "LA", "1") else "RGB"
                 return np.asarray(image.convert(mode))
     except DataError:
         raise
@@ -331,7 +358,7 @@ def open_upload(content: bytes, max_pixels: int = MAX_UPLOAD_PIXELS, side: int =
             if width * height > max_pixels:
                 raise DataError(f"this image is {width}x{height} pixels; kdviz reads images up to "
                                 f"{max_pixels / 1e6:.0f} megapixels: save a smaller copy and upload that")
-            image = ImageOps.exif_transpose(image)
+            image = eight_bit(ImageOps.exif_transpose(image))
             image.thumbnail((side, side))
             image.load()
             return image
@@ -361,6 +388,7 @@ def read_image_folder(folder: Path, classes: tuple[str, ...] | None = None) -> t
         samples = [(path, classes.index(found[i])) for path, i in samples]
     first = _open_image(samples[0][0], None)
     mode = "L" if first.ndim == 2 else "RGB"
+    check_image_size(first.shape[:2], samples[0][0])  # before the other images are decoded
     if len(samples) * first.size > MAX_FOLDER_BYTES:
         raise DataError(f"{folder}: {len(samples):,} images of {first.shape} would take "
                         f"{len(samples) * first.size / 2**30:.1f} GiB decoded; kdviz holds at most "
@@ -532,7 +560,8 @@ _MEMORY: dict[tuple[str, str], Splits] = {}
 
 
 def _folder_source(folder: Path) -> Source:
-    return Source(str(folder), _folder_files(folder), lambda: read_image_splits(folder))
+    # extra: 16-bit images are scaled, no longer clipped (entries decoded before are not reused)
+    return Source(str(folder), _folder_files(folder), lambda: read_image_splits(folder), extra="16-bit scaled")
 
 
 def load(name: str) -> Splits:
@@ -549,10 +578,7 @@ def load(name: str) -> Splits:
     else:
         folder = Path(name.removeprefix("folder:")).expanduser()
         if not (folder / "train").is_dir() or not (folder / "test").is_dir():
-            raise ValueError(
-                f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}, "
-                "or give a folder with train/<class>/ and test/<class>/ images"
-            )
+            raise ValueError(unknown_dataset(name))
         name = str(folder.resolve())
         locate, classes = (lambda folder=folder: _folder_source(folder)), None
     key = (name, str(data_dir()))  # the same name in another data directory is another data set
@@ -565,6 +591,10 @@ def load(name: str) -> Splits:
         if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
             raise DataError(f"{record['source']}: {split} labels outside 0..{len(classes) - 1}")
     mean, std = tuple(record["mean"]), tuple(record["std"])  # channel_stats of the train split, cached
+    if max(std) == 0:
+        raise DataError(f"{record['source']}: every training image is one flat colour ({len(record['y_train']):,} "
+                        "images, each pixel the same value): there is nothing to learn from")
+    std = tuple(s if s > 0 else 1.0 for s in std)  # a channel that never varies: centred, not divided by 0
     if name not in DATASETS and (Path(name) / NORMALISATION).is_file():
         mean, std = read_normalisation(Path(name) / NORMALISATION, len(mean))
     make = lambda split, x, y: ImageData(name, split, x, y, classes, mean, std, record["source"])  # noqa: E731
@@ -615,13 +645,24 @@ def load_test(name: str, mean, std) -> ImageData:
     raise DataNotFound(f"no test split alone for {name!r} (mnist, fashion-mnist, digits, cifar10 as image folders)")
 
 
+def unknown_dataset(name: str) -> str:
+    """The one line for a data set name that is neither a known data set nor a usable folder."""
+    folder = Path(str(name).removeprefix("folder:")).expanduser()
+    if str(name).strip() and folder.is_dir():
+        lacking = " and ".join(s + "/" for s in ("train", "test") if not (folder / s).is_dir())
+        return (f"data set folder {folder} has no {lacking} folder; it needs train/<class>/ and test/<class>/ "
+                "folders of images")
+    return (f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}, "
+            "or give a folder with train/<class>/ and test/<class>/ images")
+
+
 def num_classes_of(name: str) -> int | None:
     """The number of classes of a named data set or image folder, without loading it
     (None when it cannot be told cheaply)."""
     if name in DATASETS:
         return len(DATASETS[name].classes)
     train = Path(str(name).removeprefix("folder:")).expanduser() / "train"
-    if train.is_dir():
+    if train.is_dir() and train.with_name("test").is_dir():
         return sum(1 for d in train.iterdir() if d.is_dir() and not d.name.startswith("."))
     return None
 

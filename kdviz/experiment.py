@@ -18,7 +18,7 @@ from typing import Iterator
 import torch
 
 from kdviz import data as datasets
-from kdviz.evaluation import resolve_device, resolve_precision
+from kdviz.evaluation import predict_logits, resolve_device, resolve_precision
 from kdviz.methods import build_method, check_method
 from kdviz.models import ALIASES, MODELS, build_model, model_summary
 from kdviz.runs import check_writable, default_runs_dir, new_run_id, save_run, versions
@@ -58,8 +58,10 @@ class RunConfig:
             raise ValueError(f"dataset must be a name or a folder, got {self.dataset!r}")
         num_classes = datasets.num_classes_of(self.dataset)
         if num_classes is None:
-            raise ValueError(f"unknown dataset {self.dataset!r}; choose one of: {', '.join(datasets.DATASETS)}, "
-                             "or give a folder with train/<class>/ and test/<class>/ images")
+            raise ValueError(datasets.unknown_dataset(self.dataset))
+        if num_classes < 2:
+            raise ValueError(f"dataset {self.dataset!r} has {num_classes} class folder(s) in train/: a classifier "
+                             "needs at least two")
         if not isinstance(self.student, str) or ALIASES.get(self.student, self.student) not in MODELS:
             raise ValueError(f"unknown model {self.student!r}; choose one of: {', '.join(MODELS)}")
         if not isinstance(self.params, dict):
@@ -69,6 +71,11 @@ class RunConfig:
             raise ValueError(f"teacher must be a pretrained name, run id or checkpoint path, got {self.teacher!r}")
         if needs_teacher and not self.teacher:
             raise ValueError(f"method {self.method!r} needs a teacher (a pretrained name, run id or checkpoint path)")
+        for name in ("hide_labels", "save_model"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if not isinstance(self.omit_classes, (tuple, list)):
+            raise ValueError(f"omit_classes must be a list of class indices, got {self.omit_classes!r}")
         datasets.check_transfer_options(self.fraction, tuple(self.omit_classes), num_classes)
         if isinstance(self.holdout, bool) or not isinstance(self.holdout, int) or self.holdout < 0:
             raise ValueError(f"holdout must be a whole number of images >= 0, got {self.holdout!r}")
@@ -119,6 +126,10 @@ class Experiment:
             if (spec.in_channels, spec.image_size, spec.num_classes) != (channels, size, splits.train.num_classes):
                 raise ValueError(f"teacher {config.teacher!r} was made for {spec.in_channels}x{spec.image_size}"
                                  f"x{spec.image_size} images with {spec.num_classes} classes, not {config.dataset}")
+            probe = self.train_data.subset(torch.arange(min(64, len(self.train_data))))
+            if not torch.isfinite(predict_logits(self.teacher, probe, device="cpu")).all():
+                raise ValueError(f"teacher {config.teacher!r} gives non-finite outputs (inf or NaN logits) on "
+                                 f"{config.dataset}'s images: its weights are not those of a usable teacher")
         channels, size, _ = splits.train.shape
         torch.manual_seed(config.train.seed)
         self.student = build_model(config.student, channels, size, splits.train.num_classes)

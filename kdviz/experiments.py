@@ -52,6 +52,9 @@ from kdviz.train import PhaseStarted, StepDone, TrainSettings
 # --------------------------------------------------------------------------- settings
 
 
+MAX_SEEDS = 100  # seeds in one experiment: each is a full set of runs
+
+
 @dataclass
 class Budget:
     """What every experiment's students share: data, teacher, student, optimisation budget."""
@@ -73,9 +76,14 @@ class Budget:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if not self.seeds:
             raise ValueError("at least one seed is needed")
+        if len(self.seeds) > MAX_SEEDS:
+            raise ValueError(f"at most {MAX_SEEDS} seeds in one experiment, got {len(self.seeds):,}")
+        if len(set(self.seeds)) < len(self.seeds):
+            raise ValueError(f"seeds must differ (a seed given twice trains the same runs twice), got {self.seeds}")
         if not 0 < self.fraction <= 1:
             raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
-        self.train(0).validate()
+        for seed in self.seeds:
+            self.train(seed).validate()
 
     def train(self, seed: int, epochs: int | None = None) -> TrainSettings:
         return TrainSettings(epochs=self.epochs if epochs is None else epochs, batch_size=self.batch_size, lr=self.lr,

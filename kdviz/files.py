@@ -37,6 +37,31 @@ def write_atomic(path: Path | str, write: Callable[[BinaryIO], object]) -> Path:
     return path
 
 
+def check_folder_writable(folder: Path | str, what: str, hint: str = "") -> Path:
+    """``folder``, created if needed, after checking that a file can be written in it; else a
+    ``ValueError`` with one line naming ``what`` it is, why, and ``hint`` (where to choose another).
+    Called before long work whose result goes there, so the work is refused, not lost."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-check.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ValueError(f"{what} {folder} is not writable ({reason})" + (f"; {hint}" if hint else "")) from None
+    return folder
+
+
+def check_file_writable(path: Path | str, what: str, hint: str = "") -> Path:
+    """:func:`check_folder_writable` for the folder of the file ``path``, which must not be a folder itself."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a folder, not a file" + (f"; {hint}" if hint else ""))
+    check_folder_writable(path.parent, f"the folder of {what}", hint)
+    return path
+
+
 def write_json_atomic(path: Path | str, obj) -> Path:
     """``obj`` as indented JSON (numpy numbers written as floats), atomically."""
     return write_atomic(path, lambda f: f.write(json.dumps(obj, indent=1, default=float).encode()))

@@ -7,6 +7,7 @@ BANE ensemble (the mean of the generations' softmax outputs).
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -15,6 +16,7 @@ import torch
 
 from kdviz.evaluation import predict_logits
 from kdviz.experiment import Experiment, RunConfig
+from kdviz.methods import build_method
 from kdviz.runs import load_checkpoint, save_record
 
 
@@ -26,6 +28,25 @@ def ensemble_probabilities(logits: list[torch.Tensor]) -> torch.Tensor:
 def ensemble_accuracy(logits: list[torch.Tensor], labels: torch.Tensor) -> float:
     """Accuracy of the ensemble that averages its members' softmax outputs."""
     return (ensemble_probabilities(logits).argmax(1) == labels).float().mean().item()
+
+
+MAX_GENERATIONS = 20  # the paper trains a handful; more is a typo, refused before anything trains
+
+
+def _generation_config(config: RunConfig, method: str, k: int, teacher: str | None) -> RunConfig:
+    """Generation ``k``'s run: 0 on the labels alone, the others taught by ``teacher`` with ``method``."""
+    settings = replace(config.train, seed=config.train.seed + k)
+    if k == 0:
+        return replace(config, method="baseline", params={}, teacher=None, hide_labels=False, save_model=True,
+                       train=settings)
+    return replace(config, method=method, teacher=teacher, save_model=True, train=settings)
+
+
+def _check_generation_method(method: str, student: torch.nn.Module, params: dict) -> None:
+    """Refuse, before generation 0 trains, a method that could not teach one generation from the
+    one before (``student``, generation 0's fresh network, stands in for both)."""
+    if not build_method(method, copy.deepcopy(student), copy.deepcopy(student), params).needs_teacher:
+        raise ValueError(f"born-again generations learn from the one before: method {method!r} has no teacher term")
 
 
 def born_again(config: RunConfig, generations: int, runs_dir: Path | None = None,
@@ -40,22 +61,22 @@ def born_again(config: RunConfig, generations: int, runs_dir: Path | None = None
     Generation k uses seed ``config.train.seed + k``: a fresh initialisation, as in the paper; every
     generation learns from the same transfer set (with ``fraction`` < 1, the images generation 0 was
     given: ``data_seed``), since a teacher's outputs on images it never saw carry its test errors.
-    ``on_event(generation, event)`` sees every training event."""
-    if generations < 1:
-        raise ValueError(f"born-again training needs at least 1 generation after the first, got {generations}")
+    Every generation's settings, and that its method can teach one from the one before, are checked
+    before generation 0 trains. ``on_event(generation, event)`` sees every training event."""
+    if isinstance(generations, bool) or not isinstance(generations, int) or not 1 <= generations <= MAX_GENERATIONS:
+        raise ValueError(f"born-again training needs 1 to {MAX_GENERATIONS} generations after the first, "
+                         f"got {generations!r}")
     method = config.method if config.method not in ("baseline", "") else "ban"
     config = replace(config, data_seed=config.subset_seed)  # one transfer set for every generation
+    _generation_config(config, method, 1, "generation-0").validate()  # bad settings cost nothing
     records: list[dict] = []
     test_logits: list[torch.Tensor] = []
     experiment = None
     for k in range(generations + 1):
-        settings = replace(config.train, seed=config.train.seed + k)
-        if k == 0:
-            cfg = replace(config, method="baseline", params={}, teacher=None, hide_labels=False,
-                          save_model=True, train=settings)
-        else:
-            cfg = replace(config, method=method, teacher=records[-1]["checkpoint"], save_model=True, train=settings)
+        cfg = _generation_config(config, method, k, records[-1]["checkpoint"] if records else None)
         experiment = Experiment(cfg, runs_dir=runs_dir)
+        if k == 0:
+            _check_generation_method(method, experiment.student, config.params)
         for event in experiment.events():
             if on_event is not None:
                 on_event(k, event)

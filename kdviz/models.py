@@ -241,12 +241,27 @@ MODELS: dict[str, ModelEntry] = {
 ALIASES = {"cnn": "cnn5", "mlp": "mlp-800"}  # short names (the issue's commands say ``--model cnn``)
 
 
+MAX_IMAGE_SIDE = 128     # the largest image side a zoo model is built for (an MLP on 1500x1500 RGB: billions of weights)
+MAX_CLASSES = 10_000
+
+
+def check_spec(spec: ModelSpec) -> None:
+    """Refuse a shape no model should be built for (before any weight is allocated: a checkpoint's
+    spec comes from a file): channels 1-4, a side of 1 to :data:`MAX_IMAGE_SIDE`, 2 to
+    :data:`MAX_CLASSES` classes."""
+    for name, low, high in (("in_channels", 1, 4), ("image_size", 1, MAX_IMAGE_SIDE), ("num_classes", 2, MAX_CLASSES)):
+        value = getattr(spec, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"model {name.replace('_', ' ')} must be a whole number in [{low}, {high}], got {value!r}")
+
+
 def build_model(name: str, in_channels: int = 1, image_size: int = 28, num_classes: int = 10) -> ZooModel:
     """Build a zoo model by name; unknown names raise ``ValueError`` listing the known ones."""
     name = ALIASES.get(name, name)
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
     spec = ModelSpec(name, in_channels, image_size, num_classes)
+    check_spec(spec)
     return MODELS[name].build(spec)
 
 

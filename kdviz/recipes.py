@@ -30,7 +30,7 @@ from kdviz import presets, pretrained, recording
 from kdviz.data import ImageData
 from kdviz.evaluation import evaluate, predict_logits
 from kdviz.experiment import Experiment, RunConfig
-from kdviz.files import file_sha256, save_torch_atomic, write_atomic, write_json_atomic
+from kdviz.files import check_folder_writable, file_sha256, save_torch_atomic, write_atomic, write_json_atomic
 from kdviz.losses import entropy
 from kdviz.models import MODELS, model_summary
 from kdviz.pretrained import (
@@ -272,6 +272,8 @@ def make(name: str, out_dir: Path | str | None = None, on_event: Callable | None
     ``on_event`` receives every training event (for a progress display). Returns the card."""
     r = STUDENT_RECIPES[name] if name in STUDENT_RECIPES else recipe(name)
     out = Path(out_dir or pretrained_dir())
+    check_folder_writable(students_dir(out) if isinstance(r, StudentRecipe) else out, "output folder",
+                          "choose another with --out or KDVIZ_PRETRAINED")  # before the training, not after
     threads_before = torch.get_num_threads()
     torch.set_num_threads(r.threads)
     try:

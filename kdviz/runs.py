@@ -14,11 +14,11 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import pickle
 import platform
 import re
 import secrets
 import shutil
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy
 import torch
 
-from kdviz.files import file_sha256, pid_alive, save_torch_atomic, write_json_atomic
+from kdviz.files import check_folder_writable, file_sha256, pid_alive, save_torch_atomic, write_json_atomic
 from kdviz.models import ModelSpec, ZooModel, build_from_spec
 
 RECORD = "record.json"
@@ -39,8 +39,11 @@ def default_runs_dir() -> Path:
 
 
 def new_run_id(*parts: str) -> str:
+    """A fresh run id from a time stamp, the ``parts`` and a random suffix: a valid
+    :func:`check_run_id` whatever the parts hold (a folder name with spaces, a newline or
+    non-ASCII letters becomes ``_``; each part at most 40 characters)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    label = "-".join(p.replace("/", "_").replace("+", "_") for p in parts if p)
+    label = "-".join(re.sub(r"[^A-Za-z0-9._-]", "_", str(p))[:40] for p in parts if p)
     return f"{stamp}-{label}-{secrets.token_hex(2)}"
 
 
@@ -71,19 +74,54 @@ def save_checkpoint(model: ZooModel, path: Path) -> Path:
     return save_torch_atomic(path, payload)
 
 
-def load_checkpoint(path: Path | str, map_location="cpu") -> ZooModel:
-    """Rebuild a zoo model from a checkpoint (tensors only: ``weights_only=True``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+def _read_checkpoint(path: Path, map_location="cpu") -> dict:
+    """The payload of a checkpoint file, checked for its form: ``{"spec": {...}, "state_dict":
+    {name: tensor}}``, read with ``weights_only=True`` (a file holding other Python objects is
+    refused unread: unpickling them could run code)."""
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours
         raise ValueError(f"{path} is not a valid kdviz checkpoint (not a PyTorch file)")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(f"{path} holds Python objects besides tensors; refused unread (loading them could run "
+                         "code): a kdviz checkpoint holds a model spec and tensors only") from None
+    except Exception as error:  # noqa: BLE001 - any failure means the file is not a usable checkpoint
+        raise ValueError(f"{path} is not a valid kdviz checkpoint ({_first_line(error)})") from None
+    state = payload.get("state_dict") if isinstance(payload, dict) else None
+    if not isinstance(payload.get("spec") if isinstance(payload, dict) else None, dict) or not isinstance(state, dict) \
+            or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise ValueError(f"{path} is not a valid kdviz checkpoint (it needs a model spec and a state_dict of tensors)")
+    return payload
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0][:300]}" if lines else type(error).__name__
+
+
+def load_checkpoint(path: Path | str, map_location="cpu") -> ZooModel:
+    """Rebuild a zoo model from a checkpoint (tensors only: ``weights_only=True``), refusing one
+    whose tensors do not fit the model its spec names (missing, extra, reshaped, of another kind
+    than the model's: integer or complex weights) or whose weights are not finite."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    payload = _read_checkpoint(path, map_location)
+    try:
         model = build_from_spec(ModelSpec(**payload["spec"]))
+        expected = model.state_dict()
+        for name, tensor in payload["state_dict"].items():
+            if name in expected and (tensor.is_floating_point() != expected[name].is_floating_point()
+                                     or tensor.is_complex()):
+                raise ValueError(f"{name} holds {str(tensor.dtype).removeprefix('torch.')} values, the model's "
+                                 f"{str(expected[name].dtype).removeprefix('torch.')}")
         model.load_state_dict(payload["state_dict"])
     except Exception as error:  # noqa: BLE001 - any failure means the file is not a usable checkpoint
-        raise ValueError(f"{path} is not a valid kdviz checkpoint ({type(error).__name__}: {error})") from None
+        raise ValueError(f"{path} is not a valid kdviz checkpoint ({_first_line(error)})") from None
+    broken = [name for name, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if broken:  # a model that outputs NaN teaches nothing: refused before any run uses it
+        raise ValueError(f"{path} holds non-finite weights ({', '.join(broken[:3])}{', ...' if len(broken) > 3 else ''}); "
+                         "it is not a usable model")
     return model.eval()
 
 
@@ -175,10 +213,9 @@ def verified_checkpoint(path: Path | str) -> Path:
         return path
     spec = record.get("student")
     if spec is not None:
-        try:
-            payload_spec = torch.load(path, map_location="cpu", weights_only=True)["spec"]
-        except Exception as error:  # noqa: BLE001 - whatever is wrong, the file is unusable
-            raise ValueError(f"{path} is not a valid kdviz checkpoint ({type(error).__name__}: {error})") from None
+        if not isinstance(spec, dict):
+            raise ValueError(f"{record_path} is not a usable run record (its student is {spec!r}, not a model spec)")
+        payload_spec = _read_checkpoint(path)["spec"]
         if payload_spec != spec:
             raise ValueError(f"{path} holds a {payload_spec.get('name')} model but its record names "
                              f"{spec.get('name')}: the file was replaced; refusing to load it")
@@ -228,17 +265,8 @@ def list_runs(runs_dir: Path | None = None) -> list[dict]:
 def check_writable(runs_dir: Path | str | None = None) -> Path:
     """The runs directory, created if needed, after checking that a file can be written in it
     (so a run that could not be saved is refused before it trains, not after)."""
-    root = Path(runs_dir or default_runs_dir())
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=root, prefix=".write-check.", suffix=".tmp")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as error:
-        reason = error.strerror or type(error).__name__
-        raise ValueError(f"runs directory {root} is not writable ({reason}); choose another with --runs-dir "
-                         "or KDVIZ_RUNS") from None
-    return root
+    return check_folder_writable(runs_dir or default_runs_dir(), "runs directory",
+                                 "choose another with --runs-dir or KDVIZ_RUNS")
 
 
 ANY = object()  # find_runs: no condition on this field

@@ -66,7 +66,7 @@ import torch
 
 from kdviz import teachers
 from kdviz.experiment import Experiment, RunConfig
-from kdviz.methods import check_method, method_class, split_params
+from kdviz.methods import check_method, method_class, method_parts, split_params
 from kdviz.runs import CHECKPOINT, default_runs_dir, list_runs, run_checkpoint, save_record
 from kdviz.train import EpochDone, Finished, PhaseStarted, TrainSettings
 
@@ -187,6 +187,22 @@ def _as_list(value) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+def _class_indices(value) -> tuple[int, ...]:
+    """``omit_classes`` as given in a sweep (``3``, ``"3"``, ``[3, 5]``) as a tuple of ints."""
+    out = []
+    for c in _as_list(value):
+        try:
+            if isinstance(c, (bool, float)):
+                raise TypeError
+            out.append(int(c))
+        except (TypeError, ValueError):
+            raise ValueError(f"omit_classes needs class indices (e.g. 3 or [3, 5]), got {value!r}") from None
+    return tuple(out)
+
+
+MAX_SWEEP_RUNS = 10_000  # more is a typo or a runaway grid, refused before any config is built
+
+
 def grid(base: RunConfig | dict | None = None, /, **axes) -> list[RunConfig]:
     """Every combination of the ``axes`` over ``base``, methods outermost, seeds innermost.
 
@@ -201,14 +217,22 @@ def grid(base: RunConfig | dict | None = None, /, **axes) -> list[RunConfig]:
     A hyperparameter is set only on the methods that have it (so ``method=[baseline, kd],
     T=[2, 4]`` gives one baseline and two KD runs per seed), and a method that needs no
     teacher gets none. A method that needs a teacher and has none gets the shipped teacher
-    of its data set (:func:`default_teacher`). Duplicates are dropped; order is kept."""
+    of its data set (:func:`default_teacher`). Duplicates are dropped; order is kept. An empty
+    axis, or a grid of more than :data:`MAX_SWEEP_RUNS` runs, is refused before anything is built."""
     settings = base.to_dict() if isinstance(base, RunConfig) else {}
     loose = dict(base) if isinstance(base, dict) else {}
     axes = {SYNONYMS.get(k, k): _as_list(v) for k, v in axes.items()}
+    size = 1
+    for name, values in axes.items():
+        if not values:
+            raise ValueError(f"sweep axis {name!r} has no values: the sweep would run nothing")
+        size *= len(values)
+    if size > MAX_SWEEP_RUNS:
+        raise ValueError(f"the sweep's axes make {size:,} runs ({' x '.join(f'{len(v)} {k}' for k, v in axes.items())}); "
+                         f"at most {MAX_SWEEP_RUNS:,} in one sweep")
     methods = [str(m) for m in axes.get("method", [loose.get("method", settings.get("method", "baseline"))])]
     for m in methods:
-        for part in _parts(m) or [m]:
-            method_class(part)  # unknown method: a clear error now
+        method_parts(m)  # an unknown or malformed method: a clear error now
     flat = {SYNONYMS.get(k, k): v for k, v in loose.items()}
     run = {k: v for k, v in settings.items() if k not in ("train", "params")}
     train = dict(settings.get("train", {}))
@@ -236,7 +260,7 @@ def grid(base: RunConfig | dict | None = None, /, **axes) -> list[RunConfig]:
                 r["teacher"] = r.get("teacher") or default_teacher(r["dataset"])
             else:
                 r["teacher"] = None
-            r["omit_classes"] = tuple(int(c) for c in _as_list(r.get("omit_classes", ())))
+            r["omit_classes"] = _class_indices(r.get("omit_classes", ()))
             config = RunConfig(**r, params=p, train=TrainSettings(**t))
             key = run_key(config)
             if key not in seen:
@@ -252,6 +276,16 @@ def check_config(config: RunConfig, runs_dir: Path | str | None = None) -> None:
     config.validate()
     if config.teacher:
         teachers.TeacherRef.parse(str(config.teacher), Path(runs_dir) if runs_dir else None)  # a clear error if unknown
+
+
+def check_teachers(configs: Iterable[RunConfig], runs_dir: Path | str | None = None) -> None:
+    """Load each distinct teacher of ``configs`` once, so a file that is no teacher (or one damaged
+    since it was made) is a ``ValueError`` before the first run, not a failure in the middle."""
+    for name in dict.fromkeys(str(c.teacher) for c in configs if c.teacher):
+        try:
+            teachers.resolve(name, Path(runs_dir) if runs_dir else None)
+        except (OSError, KeyError, RuntimeError) as error:
+            raise ValueError(f"teacher {name!r} cannot be loaded: {error}") from None
 
 
 # --------------------------------------------------------------------------- events
@@ -513,8 +547,9 @@ class LocalExecutor(Executor):
                  resume_dir: Path | str | None = None):
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
-        if cpus_per_run is not None and cpus_per_run < 1:
-            raise ValueError(f"cpus per run must be >= 1, got {cpus_per_run}")
+        cores = os.cpu_count() or 1
+        if cpus_per_run is not None and not 1 <= cpus_per_run <= cores:
+            raise ValueError(f"cpus per run must be in [1, {cores}] (this machine's cores), got {cpus_per_run}")
         if slots is not None and workers > 1:
             raise ValueError("job slots are for in-process runs (workers=1)")
         self.workers, self.cpus_per_run, self.slots = workers, cpus_per_run, slots
@@ -944,6 +979,7 @@ def run_sweep(configs: Iterable[RunConfig], executor: Executor | None = None, ru
                 check_config(job.config, runs_dir)
             except ValueError as error:
                 raise ValueError(f"run {job.index + 1} ({job.config.method}, seed {job.config.train.seed}): {error}") from None
+        check_teachers((job.config for job in unique), runs_dir)
     done = finished_runs(runs_dir) if resume else {}
     digests: dict[str, str | None] = {}
     done = {job.key: done[job.key] for job in unique
@@ -976,6 +1012,9 @@ def sweep_records(configs: Iterable[RunConfig], executor: Executor | None = None
     return []
 
 
+MAX_SWEEP_FILE = 1_000_000  # bytes
+
+
 def sweep_file(path: Path | str) -> dict:
     """A sweep written as TOML or JSON: scalars are the base settings, lists are axes, e.g.::
 
@@ -987,19 +1026,26 @@ def sweep_file(path: Path | str) -> dict:
         T = [2, 4]
     """
     path = Path(path)
+    kind = "TOML" if path.suffix.lower() == ".toml" else "JSON"
     try:
-        text = path.read_text()
+        with path.open("rb") as file:
+            raw = file.read(MAX_SWEEP_FILE + 1)  # at most this much, whatever the file (even /dev/zero)
     except OSError as error:
         raise ValueError(f"cannot read sweep file {path}: {error.strerror or error}") from None
+    if len(raw) > MAX_SWEEP_FILE:
+        raise ValueError(f"{path} is over {MAX_SWEEP_FILE // 1000:,} kB; a sweep file is a short table of settings and axes")
+    try:
+        text = raw.decode()
     except UnicodeDecodeError:
         raise ValueError(f"{path} is not a text file (a sweep file is TOML or JSON in UTF-8)") from None
+    if not text.strip():
+        raise ValueError(f"{path} is empty; a sweep file holds a table of settings and axes")
     try:
-        if path.suffix.lower() == ".toml":
-            spec = tomllib.loads(text)
-        else:
-            spec = json.loads(text)
+        spec = tomllib.loads(text) if kind == "TOML" else json.loads(text)
     except ValueError as error:  # tomllib.TOMLDecodeError and json.JSONDecodeError are ValueErrors
-        raise ValueError(f"{path} is not valid {'TOML' if path.suffix.lower() == '.toml' else 'JSON'}: {error}") from None
+        raise ValueError(f"{path} is not valid {kind}: {error}") from None
+    except RecursionError:
+        raise ValueError(f"{path} is not a usable {kind} file: nested too deeply") from None
     if not isinstance(spec, dict):
         raise ValueError(f"{path} must hold a table of settings and axes")
     return spec
@@ -1118,6 +1164,6 @@ def server_slots() -> JobSlots:
 
 __all__ = ["ChildExecutor", "Executor", "Job", "LocalExecutor", "RayExecutor", "RunFailed", "RunFinished", "RunProgress",
            "RunStarted", "RunWaiting", "SweepEvent", "JobSlots", "default_max_jobs", "server_slots", "SweepFinished",
-           "SweepStarted", "check_config", "default_teacher",
+           "SweepStarted", "check_config", "check_teachers", "default_teacher",
            "finished_runs", "grid", "grid_from_spec", "land", "local_workers", "make_executor", "run_key",
            "default_job_nice", "job_executor", "run_child", "run_remote", "run_sweep", "start_child_server", "sweep_file", "sweep_records"]

@@ -91,7 +91,9 @@ class TrainSettings:
         if self.grad_clip < 0:
             raise ValueError(f"gradient clip must be >= 0 (0 = off), got {self.grad_clip}")
         resolve_precision(self.precision, resolve_device(self.device))  # unknown names are one-line errors
-        if not 0 <= self.jitter <= 8:
+        if not isinstance(self.augment, bool):
+            raise ValueError(f"augment must be true or false, got {self.augment!r}")
+        if isinstance(self.jitter, bool) or not isinstance(self.jitter, numbers.Integral) or not 0 <= self.jitter <= 8:
             raise ValueError(f"jitter must be 0..8 pixels, got {self.jitter}")
 
     @property

@@ -21,7 +21,7 @@ from kdviz.methods import recast as _recast  # noqa: F401
 from kdviz.methods import adversarial as _adversarial  # noqa: F401
 
 __all__ = ["REGISTRY", "Combined", "Hyperparam", "Method", "MethodError", "Phase", "Step", "register",
-           "build_method", "check_method", "method_names", "method_class"]
+           "build_method", "check_method", "method_names", "method_class", "method_parts"]
 
 
 def method_names() -> list[str]:
@@ -32,6 +32,25 @@ def method_class(name: str) -> type[Method]:
     if name not in REGISTRY:
         raise MethodError(f"unknown method {name!r}; choose one of: {', '.join(REGISTRY)} (or a combination like at+kd)")
     return REGISTRY[name]
+
+
+def method_parts(name: str) -> list[str]:
+    """The registered methods a name combines: ``"at+kd"`` -> ``["at", "kd"]``. Each part must be
+    a method's exact name, once (a name like ``"kd+"`` or ``"kd\\n"`` is refused, not read as ``kd``:
+    it would end up in the record and the run folder's name)."""
+    if not isinstance(name, str):
+        raise MethodError(f"method must be a name, got {name!r}")
+    names = name.split("+")
+    if not name or not any(names):
+        raise MethodError("empty method name")
+    for n in names:
+        if not n:
+            raise MethodError(f"method {name!r} has an empty part; join method names with + (e.g. at+kd)")
+        method_class(n)
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise MethodError(f"method {name!r} names {', '.join(repeated)} more than once")
+    return names
 
 
 def split_params(names: list[str], params: dict) -> list[dict]:
@@ -49,9 +68,7 @@ def split_params(names: list[str], params: dict) -> list[dict]:
 
 
 def build_method(name: str, student, teacher=None, params: dict | None = None) -> Method:
-    names = [n.strip() for n in name.split("+") if n.strip()]
-    if not names:
-        raise MethodError("empty method name")
+    names = method_parts(name)
     routed = split_params(names, params or {})
     parts = [method_class(n)(student, teacher, **p) for n, p in zip(names, routed)]
     return parts[0] if len(parts) == 1 else Combined(parts)
@@ -60,11 +77,7 @@ def build_method(name: str, student, teacher=None, params: dict | None = None) -
 def check_method(name: str, params: dict | None = None) -> bool:
     """Check a method name and its hyperparameters without building anything (so bad input
     is refused before data or a teacher is loaded); returns whether it needs a teacher."""
-    if not isinstance(name, str):
-        raise MethodError(f"method must be a name, got {name!r}")
-    names = [n.strip() for n in name.split("+") if n.strip()]
-    if not names:
-        raise MethodError("empty method name")
+    names = method_parts(name)
     for n, p in zip(names, split_params(names, params or {})):
         method_class(n).resolve_params(p)
     return any(method_class(n).needs_teacher for n in names)

@@ -1,0 +1,244 @@
+"""Bad input a careless or hostile user might give, each answered with one clear line before any
+training (CLI: exit code 2), never a traceback, a silent degenerate run or code run from a file.
+
+Every case here once trained, crashed or ran on regardless (a red-team pass over issue 14); the
+training loop is replaced by a failing stand-in, so a case that gets past validation fails the test
+at once instead of training."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from kdviz import cli, data, experiment, models, runs
+from kdviz.data import DataError
+from kdviz.experiment import Experiment, RunConfig
+from kdviz.models import build_model
+from kdviz.train import TrainSettings
+
+from conftest import write_idx
+
+
+@pytest.fixture(autouse=True)
+def no_training(monkeypatch, tmp_path):
+    """Training never starts in these tests, and runs go to a fresh folder."""
+    def fit(*args, **kwargs):
+        raise AssertionError("training started: the bad input was not refused up front")
+        yield
+
+    monkeypatch.setattr(experiment, "fit", fit)
+    monkeypatch.setenv("KDVIZ_RUNS", str(tmp_path / "runs"))
+
+
+def kdviz(capsys, *argv):
+    try:
+        code = cli.main([str(a) for a in argv])
+    except SystemExit as exit:
+        code = exit.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(capsys, argv, message):
+    code, out, err = kdviz(capsys, *argv)
+    assert code == 2 and out == "", (code, out, err)
+    assert err.count("\n") == 1 and err.startswith("kdviz") and ": error: " in err, err
+    assert message in err, err
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+DIGITS = ["--dataset", "digits", "--student", "mlp-30", "--quiet"]
+SWEEP = ["sweep", "--dry-run", "--quiet", "--dataset", "digits", "--student", "mlp-30", "--epochs", "1"]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["distill", *DIGITS, "--teacher", "digits-cnn", "--param", "T=4", "--param", "T=5"], "--param T given twice"),
+    (["distill", *DIGITS, "--teacher", "digits-cnn", "-T", "4", "--param", "T=4"], "-T and --param T=4 both given"),
+    (["distill", *DIGITS, "--teacher", "digits-cnn", "--method", "kd+"], "method 'kd+' has an empty part"),
+    (["distill", *DIGITS, "--teacher", "digits-cnn", "--method", "kd+kd"], "names kd more than once"),
+    (["distill", *DIGITS, "--teacher", "digits-cnn", "--method", "kd\n"], "unknown method 'kd\\n'"),
+    (["distill", *DIGITS, "--teacher", "digits-cnn", "--method", " kd"], "unknown method ' kd'"),
+    (["distill", *DIGITS, "--method", "ban", "--generations", "2", "--param", "T=0"], "T must be in"),
+    (["distill", *DIGITS, "--method", "ban", "--generations", "2", "--param", "nope=1"], "has a hyperparameter 'nope'"),
+    (["distill", *DIGITS, "--method", "at", "--generations", "1"], "needs convolutional feature maps"),
+    (["distill", *DIGITS, "--method", "ban", "--generations", "100000"], "1 to 20 generations"),
+    (["distill", *DIGITS, "--teacher", "digits-cnn", "--generations", "2"], "--teacher is not used with --generations"),
+    ([*SWEEP, "--seeds", *range(100), "-T", *range(1, 51), "--lr", "0.1", "0.2", "0.3"], "at most 10,000 in one sweep"),
+    ([*SWEEP, "--methods", "kd+"], "method 'kd+' has an empty part"),
+    (["sweep", "--quiet", "--dataset", "digits", "--cpus-per-run", "100000"], "cpus per run must be in [1, "),
+    (["experiment", "missing-class", "--set", "seeds=" + ",".join(map(str, range(200)))], "at most 100 seeds"),
+    (["experiment", "missing-class", "--set", "seeds=1,1"], "seeds must differ"),
+])
+def test_bad_arguments_are_refused_before_training(capsys, argv, message):
+    one_line(capsys, argv, message)
+
+
+@pytest.mark.parametrize("name,text,message", [
+    ("deep.json", '{"a":' * 5000 + "0" + "}" * 5000, "nested too deeply"),
+    ("deep.toml", "a = " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+    ("empty.toml", "\n", "is empty"),
+    ("axis.json", '{"seed": []}', "sweep axis 'seed' has no values"),
+    ("methods.json", '{"method": []}', "sweep axis 'method' has no values"),
+    ("hide.json", '{"hide_labels": "yes", "method": "kd"}', "hide_labels must be true or false, got 'yes'"),
+    ("save.json", '{"save_model": "no"}', "save_model must be true or false, got 'no'"),
+    ("augment.json", '{"augment": "yes"}', "augment must be true or false"),
+    ("omit.json", '{"omit_classes": [[3], [4, "x"]]}', "omit_classes needs class indices"),
+    ("huge.json", '{"seed": [' + ",".join(map(str, range(200_000))) + "]}", "is over 1,000 kB"),
+    ("grid.json", json.dumps({"seed": list(range(20)), "lr": [0.1] * 10, "T": list(range(1, 11)),
+                              "alpha": [0.5] * 10}), "the sweep's axes make 40,000 runs"),
+])
+def test_bad_sweep_files_are_refused(capsys, tmp_path, name, text, message):
+    one_line(capsys, [*SWEEP, "--config", write(tmp_path / name, text)], message)
+
+
+def test_a_sweep_with_a_teacher_that_is_no_checkpoint_fails_before_its_first_run(capsys, tmp_path):
+    """A file that exists but is no model used to pass the checks: the labels-only runs trained, the
+    distillation runs failed one by one."""
+    bogus = write(tmp_path / "teacher.pt", "not a model")
+    one_line(capsys, ["sweep", *SWEEP[2:], "--methods", "baseline", "kd", "--teacher", bogus],
+             "is not a valid kdviz checkpoint (not a PyTorch file)")
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_training(capsys, tmp_path):
+    a_file = write(tmp_path / "file", "x")
+    one_line(capsys, ["experiment", "missing-class", "--out", tmp_path], "is a folder, not a file")
+    one_line(capsys, ["experiment", "missing-class", "--out", a_file / "result.json"], "is not writable")
+    one_line(capsys, ["pretrained", "make", "digits-cnn", "--out", a_file], "output folder")
+
+
+# --------------------------------------------------------------------------- data folders
+def image_folder(root: Path, make, classes=("a", "b"), n=3) -> Path:
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for c in classes:
+            (root / split / c).mkdir(parents=True)
+            for i in range(n):
+                make(rng).save(root / split / c / f"{i}{make.suffix}")
+    return root
+
+
+def maker(suffix, build):
+    build.suffix = suffix
+    return build
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped_to_white(tmp_path):
+    """Pillow's own conversion clips 16-bit pixels at 255: a 16-bit scan came out all white."""
+    folder = image_folder(tmp_path / "d", maker(".png", lambda rng: Image.fromarray(
+        rng.integers(0, 65536, (8, 8)).astype(np.uint16))))
+    x, _, _ = data.read_image_folder(folder / "train")
+    assert x.shape == (6, 1, 8, 8) and x.float().std() > 40 and x.max() > 200 and x.min() < 50
+    first = np.asarray(Image.open(folder / "train" / "a" / "0.png")).astype(np.uint16)
+    assert torch.equal(x[0, 0], torch.from_numpy((first >> 8).astype(np.uint8)))
+
+
+@pytest.mark.parametrize("name,make,message", [
+    ("float", maker(".tif", lambda rng: Image.fromarray(rng.random((8, 8)).astype(np.float32))), "floating-point pixels"),
+    ("int32", maker(".tif", lambda rng: Image.fromarray(rng.integers(0, 1 << 20, (8, 8)).astype(np.int32))),
+     "32-bit integer pixels"),
+    ("wide", maker(".png", lambda rng: Image.fromarray(rng.integers(0, 255, (8, 12, 3), dtype=np.uint8))),
+     "images are 12x8 pixels; kdviz trains on square images"),
+    ("huge", maker(".png", lambda rng: Image.new("L", (600, 600))), "images are 600x600 pixels"),
+    ("flat", maker(".png", lambda rng: Image.new("RGB", (8, 8), (10, 20, 30))), "every training image is one flat colour"),
+])
+def test_image_folders_a_model_cannot_learn_from_are_refused(capsys, tmp_path, name, make, message):
+    folder = image_folder(tmp_path / name, make)
+    one_line(capsys, ["train-teacher", "--dataset", folder, "--model", "mlp-30", "--quiet"], message)
+
+
+def test_data_folders_without_classes_or_splits_get_a_line_that_says_so(capsys, tmp_path):
+    hidden = image_folder(tmp_path / "hidden", maker(".png", lambda rng: Image.new("L", (8, 8))), classes=(".a", ".b"))
+    one_line(capsys, ["train-teacher", "--dataset", hidden, "--quiet"], "has 0 class folder(s) in train/")
+    (tmp_path / "only-train" / "train" / "a").mkdir(parents=True)
+    one_line(capsys, ["train-teacher", "--dataset", tmp_path / "only-train", "--quiet"], "has no test/ folder")
+
+
+def test_non_square_idx_files_are_refused(tmp_path):
+    for prefix, n in (("train", 20), ("t10k", 10)):
+        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", np.zeros((n, 28, 29)))
+        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+    with pytest.raises(DataError, match="images are 29x28 pixels"):
+        data.read_idx_folder(tmp_path)
+
+
+def test_the_data_and_model_size_limits_agree():
+    assert data.MAX_TRAIN_SIDE == models.MAX_IMAGE_SIDE
+
+
+# --------------------------------------------------------------------------- checkpoints and records
+def digits_teacher() -> models.ZooModel:
+    return build_model("mlp-30", 1, 8, 10)
+
+
+def checkpoint(tmp_path: Path, name: str, **change) -> Path:
+    path = runs.save_checkpoint(digits_teacher(), tmp_path / "good.pt")
+    payload = torch.load(path, weights_only=True)
+    payload.update(change)
+    torch.save(payload, tmp_path / name)
+    return tmp_path / name
+
+
+class RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+@pytest.mark.parametrize("name,change,message", [
+    ("ints.pt", lambda sd: {k: v.long() for k, v in sd.items()}, "holds int64 values, the model's float32"),
+    ("complex.pt", lambda sd: {k: v.to(torch.complex64) for k, v in sd.items()}, "holds complex64 values"),
+    ("inf.pt", lambda sd: {k: v * 1e30 for k, v in sd.items()}, "gives non-finite outputs"),
+])
+def test_teachers_with_unusable_weights_are_refused(capsys, tmp_path, name, change, message):
+    path = checkpoint(tmp_path, name, state_dict=change(digits_teacher().state_dict()))
+    one_line(capsys, ["distill", *DIGITS, "--teacher", path], message)
+
+
+@pytest.mark.parametrize("name,payload,message", [
+    ("tensor.pt", torch.zeros(3), "it needs a model spec and a state_dict of tensors"),
+    ("strings.pt", {"spec": {"name": "mlp-30"}, "state_dict": {"w": "text"}}, "a state_dict of tensors"),
+    ("huge-spec.pt", {"spec": {"name": "mlp-1200", "in_channels": 3, "image_size": 3000, "num_classes": 10},
+                      "state_dict": {}}, "model image size must be a whole number in [1, 128], got 3000"),
+])
+def test_checkpoints_of_the_wrong_form_get_one_line(tmp_path, name, payload, message):
+    torch.save(payload, tmp_path / name)
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        runs.load_checkpoint(tmp_path / name)
+
+
+def test_a_checkpoint_with_pickled_code_is_refused_unread(capsys, tmp_path):
+    marker = tmp_path / "code-ran"
+    torch.save({"spec": digits_teacher().spec.to_dict(), "x": RunsCode(str(marker))}, tmp_path / "evil.pt")
+    one_line(capsys, ["distill", *DIGITS, "--teacher", tmp_path / "evil.pt"], "refused unread (loading them could run code)")
+    assert not marker.exists()
+
+
+def test_a_run_record_of_the_wrong_form_is_named(capsys, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    runs.save_checkpoint(digits_teacher(), run / "model.pt")
+    (run / "record.json").write_text(json.dumps({"student": [1]}))
+    one_line(capsys, ["distill", *DIGITS, "--teacher", run / "model.pt"], "is not a usable run record")
+
+
+def test_run_ids_are_folder_names_whatever_the_names_they_are_made_of():
+    run_id = runs.new_run_id("kd\n", "a b/ü", "x" * 300)
+    assert runs.check_run_id(run_id) == run_id and len(run_id) < 120
+
+
+def test_the_python_api_refuses_non_boolean_flags(tmp_path):
+    for config in (RunConfig("digits", "mlp-30", hide_labels="no"),
+                   RunConfig("digits", "mlp-30", train=TrainSettings(epochs=1, augment=1))):
+        with pytest.raises(ValueError, match="must be true or false"):
+            Experiment(config, runs_dir=tmp_path)
