@@ -128,7 +128,7 @@ def channel_stats(pixels: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
 # --------------------------------------------------------------------------- raw readers
 MAX_IDX_BYTES = 1 << 31          # more than any IDX file kdviz reads (MNIST's largest: 47 MB)
 MAX_IMAGE_PIXELS = 4096 * 4096   # per image in a data folder (CIFAR: 32x32)
-MAX_TRAIN_SIDE = 128             # images a data set trains on: square, at most this side (kdviz.models.MAX_IMAGE_SIDE,
+MAX_TRAIN_SIDE = 128             # images a data set trains on: at most this side (kdviz.models.MAX_IMAGE_SIDE,
                                  # checked here before a folder is decoded; tests/test_data_trust.py checks they agree)
 MAX_FOLDER_BYTES = 8 << 30       # decoded pixels of a whole image folder
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
@@ -299,12 +299,12 @@ def eight_bit(image, name: str | Path = "this image"):
 
 
 def check_image_size(shape: tuple[int, int], where) -> None:
-    """Refuse images a model cannot train on: not square, or over :data:`MAX_TRAIN_SIDE` a side
-    (``shape`` is height, width; ``where`` names the file or data set)."""
+    """Refuse images larger than any model is built for (:data:`MAX_TRAIN_SIDE` a side; ``shape``
+    is height, width; ``where`` names the file or folder), before a whole folder of them is decoded."""
     height, width = shape
-    if height != width or not 1 <= width <= MAX_TRAIN_SIDE:
-        raise DataError(f"{where}: images are {width}x{height} pixels; kdviz trains on square images of at most "
-                        f"{MAX_TRAIN_SIDE}x{MAX_TRAIN_SIDE}: crop or resize them")
+    if max(height, width) > MAX_TRAIN_SIDE:
+        raise DataError(f"{where}: images are {width}x{height} pixels; kdviz trains on images of at most "
+                        f"{MAX_TRAIN_SIDE}x{MAX_TRAIN_SIDE}: resize them")
 
 
 def _open_image(path: Path, mode: str | None, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:

@@ -120,6 +120,10 @@ class Experiment:
         self.train_data = datasets.transfer_set(splits.train, config.fraction, tuple(config.omit_classes),
                                                 config.hide_labels, config.subset_seed, config.holdout)
         self.test_data = splits.test
+        channels, size, width = splits.train.shape
+        if size != width:  # every model of the zoo is built for square images
+            raise ValueError(f"{config.dataset}: images are {width}x{size} pixels; kdviz trains on square images: "
+                             "crop or resize them")
         if self.teacher is not None:
             channels, size, _ = splits.train.shape
             spec = self.teacher.spec

@@ -83,8 +83,8 @@ def _read_checkpoint(path: Path, map_location="cpu") -> dict:
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:
-        raise ValueError(f"{path} holds Python objects besides tensors; refused unread (loading them could run "
-                         "code): a kdviz checkpoint holds a model spec and tensors only") from None
+        raise ValueError(f"{path} is not a valid kdviz checkpoint: it holds Python objects besides tensors, refused "
+                         "unread (loading them could run code)") from None
     except Exception as error:  # noqa: BLE001 - any failure means the file is not a usable checkpoint
         raise ValueError(f"{path} is not a valid kdviz checkpoint ({_first_line(error)})") from None
     state = payload.get("state_dict") if isinstance(payload, dict) else None

@@ -146,7 +146,7 @@ def test_sixteen_bit_images_are_scaled_not_clipped_to_white(tmp_path):
     ("int32", maker(".tif", lambda rng: Image.fromarray(rng.integers(0, 1 << 20, (8, 8)).astype(np.int32))),
      "32-bit integer pixels"),
     ("wide", maker(".png", lambda rng: Image.fromarray(rng.integers(0, 255, (8, 12, 3), dtype=np.uint8))),
-     "images are 12x8 pixels; kdviz trains on square images"),
+     "images are 12x8 pixels; kdviz trains on square images: crop or resize them"),
     ("huge", maker(".png", lambda rng: Image.new("L", (600, 600))), "images are 600x600 pixels"),
     ("flat", maker(".png", lambda rng: Image.new("RGB", (8, 8), (10, 20, 30))), "every training image is one flat colour"),
 ])
@@ -162,11 +162,11 @@ def test_data_folders_without_classes_or_splits_get_a_line_that_says_so(capsys, 
     one_line(capsys, ["train-teacher", "--dataset", tmp_path / "only-train", "--quiet"], "has no test/ folder")
 
 
-def test_non_square_idx_files_are_refused(tmp_path):
-    for prefix, n in (("train", 20), ("t10k", 10)):
-        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", np.zeros((n, 28, 29)))
+def test_idx_files_of_images_larger_than_any_model_takes_are_refused(tmp_path):
+    for prefix, n in (("train", 4), ("t10k", 2)):
+        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", np.zeros((n, 200, 200)))
         write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10)
-    with pytest.raises(DataError, match="images are 29x28 pixels"):
+    with pytest.raises(DataError, match="images are 200x200 pixels; kdviz trains on images of at most 128x128"):
         data.read_idx_folder(tmp_path)
 
 

@@ -264,7 +264,9 @@ DRAWERS = {"missing-class": draw_missing_class, "no-labels": draw_no_labels, "te
 
 
 def table(r: ex.ExperimentResult) -> None:
-    rows = [{k: (pct(v) if isinstance(v, dict) and "mean" in v else v) for k, v in row.items()}
+    # every cell as text: a column of numbers with a "–" among them made Arrow log a traceback on the server
+    rows = [{k: (pct(v) if isinstance(v, dict) and "mean" in v else "–" if v is None else f"{v:g}"
+                 if isinstance(v, float) else str(v)) for k, v in row.items()}
             for row in r.summary.get("table", [])]
     if rows:
         st.dataframe(rows, hide_index=True, width="stretch")
