@@ -16,6 +16,8 @@ for _folder in (Path(__file__).resolve().parent, Path(__file__).resolve().parent
 
 import streamlit as st  # noqa: E402
 
+from kdviz.sweep import check_server_settings  # noqa: E402
+
 import timings  # noqa: E402
 
 st.set_page_config(page_title="kdviz: see knowledge distillation", page_icon=":material/local_fire_department:", layout="wide")
@@ -41,5 +43,11 @@ PAGES = {
 }
 
 page = st.navigation(PAGES)
+try:  # the server's own settings (KDVIZ_MAX_JOBS, KDVIZ_JOB_NICE, ...): a bad one is said on every page
+    check_server_settings()
+except ValueError as error:
+    st.error(f"This server's settings are wrong: {error}. Fix it in the environment the server starts in, "
+             "then restart it.")
+    st.stop()
 with timings.page_run(page.url_path or "home"):  # one line per full run (and its first chart) when KDVIZ_APP_TIMINGS is set
     page.run()

@@ -397,7 +397,7 @@ def _value(text: str):
     """A --set value: a JSON number, boolean or list when it reads as one, else the text."""
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import json
 import math
 import os
 import warnings
@@ -37,7 +36,7 @@ from typing import Callable, Iterator, NamedTuple
 import numpy as np
 import torch
 
-from kdviz.files import save_torch_atomic
+from kdviz.files import read_json, save_torch_atomic
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -610,12 +609,13 @@ def read_normalisation(path: Path, channels: int) -> tuple[tuple[float, ...], tu
     """``{"mean": [...], "std": [...]}`` of a folder (e.g. images dreamed by a teacher, which must be
     normalised as the teacher's training data was, not by their own statistics)."""
     try:
-        values = json.loads(Path(path).read_text())
+        values = read_json(path)
         mean, std = tuple(float(v) for v in values["mean"]), tuple(float(v) for v in values["std"])
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise DataError(f"{path}: not a normalisation file ({_reason(error)})") from None
-    if len(mean) != channels or len(std) != channels or min(std) <= 0:
-        raise DataError(f"{path}: needs {channels} mean and {channels} positive std values")
+    if len(mean) != channels or len(std) != channels or not all(math.isfinite(v) for v in mean + std) \
+            or min(std) <= 0:
+        raise DataError(f"{path}: needs {channels} finite mean and {channels} positive, finite std values")
     return mean, std
 
 

@@ -49,6 +49,8 @@ class RunConfig:
     def validate(self) -> None:
         """Every check that needs neither data nor a teacher, so a bad setting costs nothing:
         the training settings, names, hyperparameters (finite, in range), transfer-set options."""
+        if not isinstance(self.train, TrainSettings):
+            raise ValueError(f"train must be TrainSettings (kdviz.train), got {self.train!r}")
         epochs = self.train.epochs
         if isinstance(epochs, numbers.Integral) and not isinstance(epochs, bool) and epochs < 1:
             raise ValueError(f"epochs must be at least 1, got {epochs} (a run without training "
@@ -64,7 +66,7 @@ class RunConfig:
                              "needs at least two")
         if not isinstance(self.student, str) or ALIASES.get(self.student, self.student) not in MODELS:
             raise ValueError(f"unknown model {self.student!r}; choose one of: {', '.join(MODELS)}")
-        if not isinstance(self.params, dict):
+        if not isinstance(self.params, dict) or not all(isinstance(k, str) for k in self.params):
             raise ValueError(f"method parameters must be a mapping of names to values, got {self.params!r}")
         needs_teacher = check_method(self.method, self.params)
         if self.teacher is not None and (not isinstance(self.teacher, str) or not self.teacher.strip()):

@@ -43,7 +43,7 @@ from kdviz.data import ImageData
 from kdviz.dream import DreamSettings
 from kdviz.evaluation import predict_logits
 from kdviz.experiment import RunConfig
-from kdviz.files import write_json_atomic
+from kdviz.files import read_json, write_json_atomic
 from kdviz.generations import born_again
 from kdviz.runs import default_runs_dir, load_checkpoint, run_checkpoint
 from kdviz.teacher_cache import tensor_digest
@@ -297,7 +297,7 @@ def load_result(name: str, folder: Path | None = None) -> ExperimentResult:
     if not path.is_file():
         raise FileNotFoundError(f"no result file for experiment {name!r} ({path})")
     try:
-        return ExperimentResult.from_dict(json.loads(path.read_text()))
+        return ExperimentResult.from_dict(read_json(path))
     except (ValueError, TypeError) as error:
         raise ValueError(f"{path} is not a readable experiment result ({error})") from None
 

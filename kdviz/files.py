@@ -62,6 +62,17 @@ def check_file_writable(path: Path | str, what: str, hint: str = "") -> Path:
     return path
 
 
+def read_json(path: Path | str):
+    """The JSON value in the file ``path``: ``OSError`` when it cannot be read, ``ValueError`` when it
+    is not JSON in UTF-8, also when it is nested too deeply for the parser (json's own RecursionError
+    would escape every caller's ``except ValueError``)."""
+    text = Path(path).read_text()
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply to read") from None
+
+
 def write_json_atomic(path: Path | str, obj) -> Path:
     """``obj`` as indented JSON (numpy numbers written as floats), atomically."""
     return write_atomic(path, lambda f: f.write(json.dumps(obj, indent=1, default=float).encode()))

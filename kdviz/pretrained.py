@@ -31,7 +31,6 @@ training). :func:`load_student` and :func:`student_file` check the sha256 the sa
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -41,7 +40,7 @@ import numpy as np
 import torch
 
 from kdviz.data import ImageData
-from kdviz.files import file_sha256, write_json_atomic
+from kdviz.files import file_sha256, read_json, write_json_atomic
 from kdviz.runs import load_checkpoint
 from kdviz.teacher_cache import write_shipped
 
@@ -110,7 +109,7 @@ def _card(name: str, folder: Path, what: str, listed: Callable[[], list[str]]) -
         raise PretrainedError(f"no pretrained {what} {name!r} in {folder}; shipped: {', '.join(listed()) or 'none'}")
     path = card_path(name, folder)
     try:
-        info = json.loads(path.read_text())
+        info = read_json(path)
     except (OSError, ValueError) as error:
         raise PretrainedError(f"{path} is not a readable model card ({type(error).__name__}: {error})") from None
     problems = card_problems(info, STUDENT_FIELDS if what == "student" else CARD_FIELDS)

@@ -30,7 +30,7 @@ from kdviz import presets, pretrained, recording
 from kdviz.data import ImageData
 from kdviz.evaluation import evaluate, predict_logits
 from kdviz.experiment import Experiment, RunConfig
-from kdviz.files import check_folder_writable, file_sha256, save_torch_atomic, write_atomic, write_json_atomic
+from kdviz.files import check_folder_writable, file_sha256, read_json, save_torch_atomic, write_atomic, write_json_atomic
 from kdviz.losses import entropy
 from kdviz.models import MODELS, model_summary
 from kdviz.pretrained import (
@@ -386,7 +386,7 @@ def student_is_current(name: str, out_dir: Path | str | None = None) -> bool:
     folder = students_dir(Path(out_dir or pretrained_dir()))
     path = card_path(name, folder)
     try:
-        info = json.loads(path.read_text())
+        info = read_json(path)
     except (OSError, ValueError):
         return False
     r = STUDENT_RECIPES[name]

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdviz.experiment import RunConfig
-from kdviz.files import write_json_atomic
+from kdviz.files import read_json, write_json_atomic
 
 
 def reference_dir() -> Path:
@@ -102,7 +102,7 @@ def read_table(path: Path | str) -> Table:
     """One reference file; a clear ``ValueError`` when it is not one."""
     path = Path(path)
     try:
-        d = json.loads(path.read_text())
+        d = read_json(path)
         return Table(d["key"], d["title"], d["budget"], [_row(r) for r in d["rows"]], d.get("machine", ""),
                      d.get("measured", ""), d.get("source", ""), list(d.get("notes") or []), path)
     except (OSError, ValueError, KeyError, TypeError) as error:

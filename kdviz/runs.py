@@ -12,7 +12,6 @@ spec, and load with ``torch.load(..., weights_only=True)``.
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import os
 import pickle
 import platform
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy
 import torch
 
-from kdviz.files import check_folder_writable, file_sha256, pid_alive, save_torch_atomic, write_json_atomic
+from kdviz.files import check_folder_writable, file_sha256, pid_alive, read_json, save_torch_atomic, write_json_atomic
 from kdviz.models import ModelSpec, ZooModel, build_from_spec
 
 RECORD = "record.json"
@@ -134,7 +133,7 @@ def load_run(run_id: str, runs_dir: Path | None = None) -> dict:
 
 def _read_record(path: Path) -> dict:
     try:
-        record = json.loads(path.read_text())
+        record = read_json(path)
     except (OSError, ValueError) as error:  # json.JSONDecodeError is a ValueError
         raise ValueError(f"{path} is not a readable run record ({type(error).__name__}: {error})") from None
     if not isinstance(record, dict):

@@ -928,8 +928,7 @@ def job_executor(in_process: bool = False) -> Executor:
     if in_process:
         return LocalExecutor(1, cpus_per_run=None, slots=server_slots())
     if os.environ.get(RAY_ENV):
-        return RayExecutor(os.environ[RAY_ENV], cpus_per_run=1, stream=True,
-                           gpus_per_run=float(os.environ.get("KDVIZ_RAY_GPUS_PER_JOB") or 0))
+        return RayExecutor(os.environ[RAY_ENV], cpus_per_run=1, stream=True, gpus_per_run=default_ray_gpus_per_job())
     return ChildExecutor(cpus_per_run=None, slots=server_slots(), nice=default_job_nice())
 
 
@@ -1100,6 +1099,32 @@ def default_job_nice() -> int:
     return nice
 
 
+RAY_GPUS_ENV = "KDVIZ_RAY_GPUS_PER_JOB"
+
+
+def default_ray_gpus_per_job() -> float:
+    """Each app job's ``num_gpus`` on a Ray cluster: ``$KDVIZ_RAY_GPUS_PER_JOB``, else 0."""
+    value = os.environ.get(RAY_GPUS_ENV, "").strip()
+    if not value:
+        return 0.0
+    try:
+        gpus = float(value)
+    except ValueError:
+        gpus = -1.0
+    if not 0 <= gpus <= 1024:  # NaN fails this too
+        raise ValueError(f"${RAY_GPUS_ENV} must be a number >= 0 (0.25: four jobs a GPU), got {value!r}")
+    return gpus
+
+
+def check_server_settings() -> None:
+    """The app server's own ``KDVIZ_*`` settings (jobs at once, their niceness, their GPUs on
+    Ray), each checked: a ``ValueError`` with one line, shown on every page instead of the
+    first training run failing with it."""
+    default_max_jobs()
+    default_job_nice()
+    default_ray_gpus_per_job()
+
+
 class JobSlots:
     """At most ``limit`` jobs at once; the others wait in line, first come first served.
 
@@ -1164,6 +1189,7 @@ def server_slots() -> JobSlots:
 
 __all__ = ["ChildExecutor", "Executor", "Job", "LocalExecutor", "RayExecutor", "RunFailed", "RunFinished", "RunProgress",
            "RunStarted", "RunWaiting", "SweepEvent", "JobSlots", "default_max_jobs", "server_slots", "SweepFinished",
-           "SweepStarted", "check_config", "check_teachers", "default_teacher",
+           "SweepStarted", "check_config", "check_server_settings", "check_teachers", "default_teacher",
            "finished_runs", "grid", "grid_from_spec", "land", "local_workers", "make_executor", "run_key",
-           "default_job_nice", "job_executor", "run_child", "run_remote", "run_sweep", "start_child_server", "sweep_file", "sweep_records"]
+           "default_job_nice", "default_ray_gpus_per_job", "job_executor",
+           "run_child", "run_remote", "run_sweep", "start_child_server", "sweep_file", "sweep_records"]

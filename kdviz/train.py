@@ -90,6 +90,8 @@ class TrainSettings:
             raise ValueError(f"schedule must be onecycle, cosine or constant, got {self.schedule!r}")
         if self.grad_clip < 0:
             raise ValueError(f"gradient clip must be >= 0 (0 = off), got {self.grad_clip}")
+        if not isinstance(self.device, str):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         resolve_precision(self.precision, resolve_device(self.device))  # unknown names are one-line errors
         if not isinstance(self.augment, bool):
             raise ValueError(f"augment must be true or false, got {self.augment!r}")

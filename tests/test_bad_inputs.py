@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -213,7 +214,7 @@ def test_teachers_with_unusable_weights_are_refused(capsys, tmp_path, name, chan
 ])
 def test_checkpoints_of_the_wrong_form_get_one_line(tmp_path, name, payload, message):
     torch.save(payload, tmp_path / name)
-    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         runs.load_checkpoint(tmp_path / name)
 
 
@@ -237,8 +238,72 @@ def test_run_ids_are_folder_names_whatever_the_names_they_are_made_of():
     assert runs.check_run_id(run_id) == run_id and len(run_id) < 120
 
 
-def test_the_python_api_refuses_non_boolean_flags(tmp_path):
-    for config in (RunConfig("digits", "mlp-30", hide_labels="no"),
-                   RunConfig("digits", "mlp-30", train=TrainSettings(epochs=1, augment=1))):
-        with pytest.raises(ValueError, match="must be true or false"):
-            Experiment(config, runs_dir=tmp_path)
+@pytest.mark.parametrize("config,message", [
+    (RunConfig("digits", "mlp-30", hide_labels="no"), "hide_labels must be true or false"),
+    (RunConfig("digits", "mlp-30", train=TrainSettings(epochs=1, augment=1)), "augment must be true or false"),
+    (RunConfig("digits", "mlp-30", train={"epochs": 1}), "train must be TrainSettings"),
+    (RunConfig("digits", "mlp-30", train=TrainSettings(device=5)), "device must be auto, cpu, cuda or cuda:N, got 5"),
+    (RunConfig("digits", "mlp-30", "kd", {1: 2}, teacher="digits-cnn"), "method parameters must be a mapping"),
+    (RunConfig("digits", "mlp-30", "kd", {"T": True}, teacher="digits-cnn"), "T must be a number, got True"),
+    (RunConfig("digits", "mlp-30", "adversarial", {"d_steps": 2.5}, teacher="digits-cnn"),
+     "d_steps must be a whole number, got 2.5"),
+    (RunConfig("digits", "mlp-30", "adversarial", {"d_steps": True}, teacher="digits-cnn"), "d_steps must be a whole number"),
+])
+def test_the_python_api_refuses_values_of_the_wrong_kind(tmp_path, config, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Experiment(config, runs_dir=tmp_path)
+
+
+def test_a_boolean_hyperparameter_is_true_false_or_refused():
+    from kdviz.methods import method_class
+
+    hyperparam = next(h for h in method_class("adversarial").hyperparams if h.kind == "bool")
+    assert [hyperparam.validate(v) for v in ("on", "0", True, "False")] == [True, False, True, False]
+    with pytest.raises(ValueError, match="must be true or false, got 'maybe'"):
+        hyperparam.validate("maybe")  # was read as False
+
+
+# --------------------------------------------------------------------------- the app server's settings
+@pytest.mark.parametrize("name,value,message", [
+    ("KDVIZ_JOB_NICE", "abc", "$KDVIZ_JOB_NICE must be a whole number in [0, 19], got 'abc'"),
+    ("KDVIZ_MAX_JOBS", "0", "$KDVIZ_MAX_JOBS must be a whole number >= 1"),
+    ("KDVIZ_RAY_GPUS_PER_JOB", "nan", "$KDVIZ_RAY_GPUS_PER_JOB must be a number >= 0"),
+    ("KDVIZ_RAY_GPUS_PER_JOB", "lots", "$KDVIZ_RAY_GPUS_PER_JOB must be a number >= 0"),
+])
+def test_bad_server_settings_are_named(monkeypatch, name, value, message):
+    from kdviz.sweep import check_server_settings
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError) as error:
+        check_server_settings()
+    assert message in str(error.value)
+
+
+def test_every_page_says_what_is_wrong_with_the_servers_settings(monkeypatch):
+    """A bad setting was found only when a training run started, as that run's failure."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("KDVIZ_JOB_NICE", "-5")
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app" / "navigation.py"),
+                           default_timeout=120).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "This server's settings are wrong: $KDVIZ_JOB_NICE must be a whole number in [0, 19], got '-5'. "
+        "Fix it in the environment the server starts in, then restart it."]
+
+
+def test_a_record_or_card_nested_too_deeply_hides_nothing_else(capsys, tmp_path, monkeypatch):
+    """json's RecursionError escaped every ``except ValueError``: one such file broke `kdviz runs`."""
+    deep = "[" * 100_000 + "]" * 100_000
+    (tmp_path / "runs" / "deep").mkdir(parents=True)
+    (tmp_path / "runs" / "deep" / "record.json").write_text(deep)
+    (tmp_path / "runs" / "good").mkdir()
+    (tmp_path / "runs" / "good" / "record.json").write_text(json.dumps(
+        {"id": "good", "method": "kd", "test_acc": 0.5, "seed": 0}))
+    code, out, _ = kdviz(capsys, "runs", "--runs-dir", tmp_path / "runs")
+    assert code == 0 and "good" in out and "deep: unreadable record" in out and "nested too deeply" in out
+    monkeypatch.setenv("KDVIZ_PRETRAINED", str(tmp_path / "pretrained"))
+    (tmp_path / "pretrained").mkdir()
+    (tmp_path / "pretrained" / "deep.json").write_text(deep)
+    code, out, err = kdviz(capsys, "pretrained", "list")
+    assert code == 0 and "skipped deep" in err and "nested too deeply" in err

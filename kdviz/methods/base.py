@@ -49,13 +49,22 @@ class Hyperparam:
                 raise MethodError(f"{self.name} must be one of {', '.join(map(str, self.choices))}, got {value!r}")
             return value
         if self.kind == "bool":
-            if isinstance(value, str):
-                return value.lower() in ("1", "true", "yes", "on")
-            return bool(value)
+            text = str(value).strip().lower() if isinstance(value, (str, bool, int)) else None
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise MethodError(f"{self.name} must be true or false, got {value!r}")
         try:
-            value = int(value) if self.kind == "int" else float(value)
+            if isinstance(value, bool):  # True is an int to Python, not a temperature
+                raise TypeError
+            number = float(value)
+            if self.kind == "int" and number != int(number):  # 3.7 steps is refused, not cut to 3
+                raise ValueError
+            value = int(number) if self.kind == "int" else number
         except (TypeError, ValueError, OverflowError):
-            raise MethodError(f"{self.name} must be a number, got {value!r}") from None
+            kind = "a whole number" if self.kind == "int" else "a number"
+            raise MethodError(f"{self.name} must be {kind}, got {value!r}") from None
         if not math.isfinite(value):  # NaN passes every comparison, so it is refused by name
             raise MethodError(f"{self.name} must be a finite number, got {value}")
         if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
