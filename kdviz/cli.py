@@ -370,6 +370,8 @@ def _pretrained(args) -> int:
         return _pretrained_make(args)
     if args.action == "make-students":
         return _pretrained_make_students(args)
+    if args.name:
+        raise ValueError(f"list takes no names, got {' '.join(args.name)}")
     cards, broken = pretrained.cards()
     for name, reason in broken.items():  # one broken card is reported, never hides the others
         print(f"kdviz: warning: skipped {name}: {reason}", file=sys.stderr)

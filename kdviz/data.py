@@ -125,10 +125,11 @@ def channel_stats(pixels: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
 
 
 # --------------------------------------------------------------------------- raw readers
-MAX_IDX_BYTES = 1 << 31          # more than any IDX file kdviz reads (MNIST's largest: 47 MB)
+MAX_IDX_BYTES = 1 << 28          # 256 MiB, more than any IDX file kdviz reads (MNIST's largest: 47 MB); a header that
+                                 # announces more (a small gzip bomb) is refused before anything is decompressed
 MAX_IMAGE_PIXELS = 4096 * 4096   # per image in a data folder (CIFAR: 32x32)
 MAX_TRAIN_SIDE = 128             # images a data set trains on: at most this side (kdviz.models.MAX_IMAGE_SIDE,
-                                 # checked here before a folder is decoded; tests/test_data_trust.py checks they agree)
+                                 # checked here before a folder is decoded; tests/test_bad_inputs.py checks they agree)
 MAX_FOLDER_BYTES = 8 << 30       # decoded pixels of a whole image folder
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 
@@ -174,7 +175,7 @@ def read_idx(path: Path) -> np.ndarray:
             dims = [int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)] if ndim <= 4 else []
             size = int(np.prod(dims, dtype=np.int64)) if len(head) == 4 + 4 * ndim else 0
             # one byte more than announced tells a file that is too long from an exact one
-            data = head + f.read(min(size, MAX_IDX_BYTES) + 1)
+            data = head + (f.read(size + 1) if size <= MAX_IDX_BYTES else b"")  # too big: refused unread
     except (OSError, EOFError, zlib.error) as error:
         what = "gzip-compressed IDX" if gzipped else "IDX"
         raise DataError(f"{path}: not a readable {what} file ({_reason(error)})") from None

@@ -19,6 +19,7 @@ trained with are all :func:`dream` needs.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -42,6 +43,8 @@ class DreamSettings:
     def validate(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("dreaming needs steps >= 1 and batch_size >= 1")
+        if not all(math.isfinite(v) for v in (self.lr, self.bn_weight, self.tv_weight, self.l2_weight)):
+            raise ValueError("dream lr and weights must be finite numbers")
         if self.lr <= 0 or min(self.bn_weight, self.tv_weight, self.l2_weight) < 0 or self.jitter < 0:
             raise ValueError("dream lr must be > 0, the weights and the jitter >= 0")
 

@@ -44,7 +44,8 @@ from kdviz.dream import DreamSettings
 from kdviz.evaluation import predict_logits
 from kdviz.experiment import RunConfig
 from kdviz.files import read_json, write_json_atomic
-from kdviz.generations import born_again
+from kdviz.generations import MAX_GENERATIONS, born_again
+from kdviz.methods import check_method
 from kdviz.runs import default_runs_dir, load_checkpoint, run_checkpoint
 from kdviz.teacher_cache import tensor_digest
 from kdviz.train import PhaseStarted, StepDone, TrainSettings
@@ -84,6 +85,19 @@ class Budget:
             raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
         for seed in self.seeds:
             self.train(seed).validate()
+        soft = {k: getattr(self, k) for k in ("T", "alpha") if hasattr(self, k)}
+        if soft:  # Hinton's T and α, checked before any run or dreaming starts, not at the run that uses them
+            check_method("kd", soft)
+
+    def check_range(self, name: str, low, high) -> None:
+        """One setting within [low, high] (a number, not NaN; a tuple: 1 to 100 values, each within)."""
+        value = getattr(self, name)
+        values = value if isinstance(value, tuple) else (value,)
+        if isinstance(value, tuple) and not 1 <= len(value) <= 100:
+            raise ValueError(f"{name} needs 1 to 100 values, got {len(value):,}")
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not low <= v <= high:
+                raise ValueError(f"{name} must be in [{low}, {high}], got {v!r}")
 
     def train(self, seed: int, epochs: int | None = None) -> TrainSettings:
         return TrainSettings(epochs=self.epochs if epochs is None else epochs, batch_size=self.batch_size, lr=self.lr,
@@ -106,8 +120,10 @@ class MissingClassSettings(Budget):
         super().validate()
         if self.holdout < 100:
             raise ValueError(f"holdout must be >= 100 images (the bias is chosen on them), got {self.holdout}")
-        if not 0 < self.bias_step <= self.bias_max:
-            raise ValueError("bias_step must be in (0, bias_max]")
+        self.check_range("bias_max", 0.0, 1000.0)  # the bias curve is computed after every run has trained:
+        self.check_range("gallery", 0, 1000)       # a grid too large to compute is refused now
+        if not 0 < self.bias_step <= self.bias_max or self.bias_max / self.bias_step > 100_000:
+            raise ValueError(f"bias_step must be in (0, bias_max] and at least bias_max / 100000, got {self.bias_step}")
 
 
 @dataclass
@@ -131,6 +147,8 @@ class TemperatureSettings(Budget):
             raise ValueError("temperatures must be > 0")
         if any(not 0 <= a <= 1 for a in self.alphas) or not self.alphas:
             raise ValueError("alphas must be in [0, 1]")
+        self.check_range("temperatures", 0.0, 1000.0)
+        self.check_range("alphas", 0.0, 1.0)
 
 
 @dataclass
@@ -147,6 +165,8 @@ class LittleDataSettings(Budget):
         super().validate()
         if not self.fractions or any(not 0 < f <= 1 for f in self.fractions):
             raise ValueError("fractions must be in (0, 1]")
+        self.check_range("fractions", 0.0, 1.0)
+        self.check_range("max_epochs", 1, 10_000)
 
     def epochs_for(self, fraction: float) -> int:
         return int(min(max(self.epochs, self.max_epochs), max(self.epochs, round(self.epochs / fraction))))
@@ -164,6 +184,7 @@ class BornAgainSettings(Budget):
         super().validate()
         if self.generations < 1:
             raise ValueError(f"generations must be >= 1, got {self.generations}")
+        self.check_range("generations", 1, MAX_GENERATIONS)
 
 
 @dataclass
@@ -178,6 +199,7 @@ class FastOptimisationSettings(Budget):
         super().validate()
         if self.fsp_epochs < 1:
             raise ValueError(f"fsp_epochs must be >= 1, got {self.fsp_epochs}")
+        self.check_range("fsp_epochs", 1, 10_000)
 
 
 @dataclass
@@ -204,6 +226,10 @@ class DataFreeSettings(Budget):
         super().validate()
         if self.per_class < 1:
             raise ValueError(f"per_class must be >= 1, got {self.per_class}")
+        self.check_range("per_class", 1, 10_000)      # images dreamed per class
+        self.check_range("dream_steps", 1, 100_000)
+        self.check_range("dream_batch", 1, 4096)
+        self.check_range("gallery", 0, 1000)
         self.dream().validate()
 
     def dream(self) -> DreamSettings:

@@ -78,6 +78,13 @@ SWEEP = ["sweep", "--dry-run", "--quiet", "--dataset", "digits", "--student", "m
     (["sweep", "--quiet", "--dataset", "digits", "--cpus-per-run", "100000"], "cpus per run must be in [1, "),
     (["experiment", "missing-class", "--set", "seeds=" + ",".join(map(str, range(200)))], "at most 100 seeds"),
     (["experiment", "missing-class", "--set", "seeds=1,1"], "seeds must differ"),
+    (["experiment", "missing-class", "--set", "bias_max=1e308"], "bias_max must be in [0.0, 1000.0]"),
+    (["experiment", "missing-class", "--set", "bias_step=1e-9"], "at least bias_max / 100000"),
+    (["experiment", "data-free", "--set", "per_class=100000000"], "per_class must be in [1, 10000]"),
+    (["experiment", "data-free", "--set", "dream_steps=1000000000"], "dream_steps must be in [1, 100000]"),
+    (["experiment", "data-free", "--set", "T=0"], "T must be in [0.5, 50.0], got 0.0"),
+    (["experiment", "temperature", "--set", "temperatures=" + ",".join(["2"] * 1000)], "needs 1 to 100 values"),
+    (["pretrained", "list", "extra"], "list takes no names"),
 ])
 def test_bad_arguments_are_refused_before_training(capsys, argv, message):
     one_line(capsys, argv, message)
@@ -307,3 +314,14 @@ def test_a_record_or_card_nested_too_deeply_hides_nothing_else(capsys, tmp_path,
     (tmp_path / "pretrained" / "deep.json").write_text(deep)
     code, out, err = kdviz(capsys, "pretrained", "list")
     assert code == 0 and "skipped deep" in err and "nested too deeply" in err
+
+
+def test_an_idx_header_announcing_hundreds_of_megabytes_is_refused_unread(tmp_path):
+    """A gzip bomb: a small file whose header announces more than any data set kdviz reads (its body
+    would have been decompressed, up to 2 GiB, before being judged)."""
+    import gzip
+
+    with gzip.open(tmp_path / "bomb-idx3-ubyte.gz", "wb") as f:
+        f.write(bytes([0, 0, 8, 3]) + b"".join(n.to_bytes(4, "big") for n in (1000, 600, 600)) + bytes(1000))
+    with pytest.raises(DataError, match=r"header announces \[1000, 600, 600\] = 360,000,000 bytes, more than kdviz reads"):
+        data.read_idx(tmp_path / "bomb-idx3-ubyte.gz")
