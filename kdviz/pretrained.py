@@ -211,14 +211,22 @@ def verified(path: Path, expected: str) -> Path:
 def load(name: str) -> torch.nn.Module:
     """The teacher, in eval mode on the CPU, after checking its file against the card's sha256."""
     info = card(name)
-    path = verified(weights_path(name), info["sha256"])
-    return load_checkpoint(path)
+    return _matching(load_checkpoint(verified(weights_path(name), info["sha256"])), info, card_path(name))
+
+
+def _matching(model: torch.nn.Module, info: dict, card_file: Path) -> torch.nn.Module:
+    """``model``, once its spec is the one its card describes (and the app lists it by)."""
+    if model.spec.to_dict() != info["spec"]:
+        raise PretrainedError(f"{card_file} describes a {info['spec']} model, but its weights file holds a "
+                              f"{model.spec.to_dict()} one: refusing a card that does not match its file")
+    return model
 
 
 def load_student(name: str) -> torch.nn.Module:
     """A shipped student, in eval mode on the CPU, after checking its file against its card."""
     info = student_card(name)
-    return load_checkpoint(verified(weights_path(name, students_dir()), info["sha256"])).eval()
+    model = load_checkpoint(verified(weights_path(name, students_dir()), info["sha256"]))
+    return _matching(model, info, card_path(name, students_dir())).eval()
 
 
 def student_file(name: str, kind: str) -> Path | None:

@@ -52,7 +52,7 @@ class TeacherRef:
             return cls(PRETRAINED, text)
         if text and _is_run_id(text) and run_checkpoint(text, runs_dir).is_file():
             return cls(RUN, text)
-        raise ValueError(f"teacher {text!r} is neither a pretrained teacher ({', '.join(pretrained.names())}), "
+        raise ValueError(f"teacher {text!r} is neither a pretrained teacher ({', '.join(pretrained.names()) or 'none shipped'}), "
                          f"a run with a saved model, nor a checkpoint file")
 
     def __str__(self) -> str:

@@ -325,3 +325,16 @@ def test_an_idx_header_announcing_hundreds_of_megabytes_is_refused_unread(tmp_pa
         f.write(bytes([0, 0, 8, 3]) + b"".join(n.to_bytes(4, "big") for n in (1000, 600, 600)) + bytes(1000))
     with pytest.raises(DataError, match=r"header announces \[1000, 600, 600\] = 360,000,000 bytes, more than kdviz reads"):
         data.read_idx(tmp_path / "bomb-idx3-ubyte.gz")
+
+
+def test_a_card_that_does_not_describe_its_weights_is_refused(capsys, tmp_path, monkeypatch):
+    """The weights matched the card's sha256, but the card's spec (what the app lists the teacher by) was not checked."""
+    import shutil
+
+    shipped = Path(__file__).resolve().parent.parent / "pretrained"
+    shutil.copy(shipped / "digits-cnn.pt", tmp_path / "digits-cnn.pt")
+    card = json.loads((shipped / "digits-cnn.json").read_text())
+    card["spec"]["image_size"] = 9
+    (tmp_path / "digits-cnn.json").write_text(json.dumps(card))
+    monkeypatch.setenv("KDVIZ_PRETRAINED", str(tmp_path))
+    one_line(capsys, ["distill", *DIGITS, "--teacher", "digits-cnn"], "refusing a card that does not match its file")
