@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 _LOCK = threading.Lock()
+_UNWRITABLE: set[str] = set()
 
 
 def record(part: str, seconds: float, cpu: float | None = None) -> None:
@@ -37,8 +39,15 @@ def record(part: str, seconds: float, cpu: float | None = None) -> None:
     if ctx is not None:
         entry["session"] = ctx.session_id
     line = json.dumps(entry)
-    with _LOCK, open(path, "a") as f:
-        f.write(line + "\n")
+    with _LOCK:
+        try:
+            with open(path, "a") as f:
+                f.write(line + "\n")
+        except OSError as error:  # diagnostics never break a page: said once on the server's console
+            if path not in _UNWRITABLE:
+                _UNWRITABLE.add(path)
+                print(f"kdviz: warning: KDVIZ_APP_TIMINGS={path} cannot be written ({error.strerror or error}); "
+                      "no timings are recorded", file=sys.stderr, flush=True)
 
 
 @contextmanager

@@ -338,3 +338,15 @@ def test_a_card_that_does_not_describe_its_weights_is_refused(capsys, tmp_path, 
     (tmp_path / "digits-cnn.json").write_text(json.dumps(card))
     monkeypatch.setenv("KDVIZ_PRETRAINED", str(tmp_path))
     one_line(capsys, ["distill", *DIGITS, "--teacher", "digits-cnn"], "refusing a card that does not match its file")
+
+
+def test_an_unwritable_timings_file_never_breaks_a_page(capsys, tmp_path, monkeypatch):
+    """``KDVIZ_APP_TIMINGS`` naming a folder that does not exist made every page run end in a traceback."""
+    import timings
+
+    monkeypatch.setenv("KDVIZ_APP_TIMINGS", str(tmp_path / "no-such-folder" / "timings.jsonl"))
+    with timings.timed("page:test"):
+        pass
+    timings.record("again", 1.0)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot be written" in err
