@@ -331,6 +331,9 @@ class _Trainer:
                 if not math.isfinite(norm.item()):
                     self._diverge(phase.name, epoch, i, "gradient", {**logged, "grad_norm": norm.item()})
                     return
+                if is_main and i == 1 and epoch == 1 and self.train.labels_hidden and norm.item() == 0:
+                    raise ValueError("with the labels hidden the student gets no gradient: every teacher term is "
+                                     "weighted 0 (KD's alpha = 0?), so it would learn nothing")
                 optimizer.step()
                 schedule.step()
                 if is_main:

@@ -350,3 +350,13 @@ def test_an_unwritable_timings_file_never_breaks_a_page(capsys, tmp_path, monkey
     timings.record("again", 1.0)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot be written" in err
+
+
+def test_labels_hidden_and_every_teacher_term_weighted_zero_is_refused_at_the_first_step(capsys, monkeypatch):
+    """KD with alpha = 0 and the labels hidden trained on nothing and saved 10% as a finished run."""
+    from kdviz import train
+
+    monkeypatch.setattr(experiment, "fit", train.fit)  # this one trains: a single step
+    one_line(capsys, ["distill", *DIGITS, "--teacher", "digits-cnn", "--hide-labels", "--alpha", "0", "--epochs", "1"],
+             "with the labels hidden the student gets no gradient")
+    assert not list(Path(os.environ["KDVIZ_RUNS"]).glob("*/record.json"))
