@@ -127,7 +127,6 @@ class Experiment:
             raise ValueError(f"{config.dataset}: images are {width}x{size} pixels; kdviz trains on square images: "
                              "crop or resize them")
         if self.teacher is not None:
-            channels, size, _ = splits.train.shape
             spec = self.teacher.spec
             if (spec.in_channels, spec.image_size, spec.num_classes) != (channels, size, splits.train.num_classes):
                 raise ValueError(f"teacher {config.teacher!r} was made for {spec.in_channels}x{spec.image_size}"
@@ -136,7 +135,6 @@ class Experiment:
             if not torch.isfinite(predict_logits(self.teacher, probe, device="cpu")).all():
                 raise ValueError(f"teacher {config.teacher!r} gives non-finite outputs (inf or NaN logits) on "
                                  f"{config.dataset}'s images: its weights are not those of a usable teacher")
-        channels, size, _ = splits.train.shape
         torch.manual_seed(config.train.seed)
         self.student = build_model(config.student, channels, size, splits.train.num_classes)
         self.method = build_method(config.method, self.student, self.teacher, config.params)
