@@ -380,8 +380,9 @@ def _pretrained(args) -> int:
         return 0
     if not cards:
         print("no pretrained teachers shipped" if not broken else "no usable pretrained teachers shipped")
+    width = max((len(c["name"]) for c in cards), default=0)
     for c in cards:
-        print(f"{c['name']:<20} {c['dataset']:<14} {c['model']:<9} test accuracy {100 * c['test_acc']:.2f}%  "
+        print(f"{c['name']:<{width}}  {c['dataset']:<14} {c['model']:<9} test accuracy {100 * c['test_acc']:.2f}%  "
               f"({c['epochs']} epochs, {c['wall_time_s']:.0f} s)")
     students, broken = pretrained.student_cards()
     for name, reason in broken.items():
@@ -610,6 +611,9 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         print("kdviz: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`kdviz runs | head`): nothing is wrong, nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 141  # as a shell reports a command ended by SIGPIPE
     except Exception as error:  # noqa: BLE001 - one line, never a traceback (KDVIZ_DEBUG=1 shows it)
         if os.environ.get("KDVIZ_DEBUG"):
             raise

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import subprocess
 import sys
 
@@ -83,6 +84,20 @@ def test_a_bad_argument_in_a_real_process_gives_no_traceback():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.startswith("kdviz: error: unknown model 'vgg'") and result.stderr.count("\n") == 1
+
+
+def test_output_cut_short_by_its_reader_is_no_error():
+    """``kdviz pretrained list | head -1``: when the reader has gone, kdviz stops without an error
+    line (it used to print 'kdviz: error: BrokenPipeError'). Here the pipe's reading end is closed
+    before kdviz writes at all."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run([sys.executable, "-m", "kdviz", "pretrained", "list"], stdout=write_end,
+                                stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert result.stderr == "" and result.returncode == 141
 
 
 def test_train_distill_and_list_runs(capsys):
