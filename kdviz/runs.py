@@ -12,6 +12,7 @@ spec, and load with ``torch.load(..., weights_only=True)``.
 from __future__ import annotations
 
 import importlib.metadata
+import math
 import os
 import pickle
 import platform
@@ -255,10 +256,63 @@ def list_runs(runs_dir: Path | None = None) -> list[dict]:
         if path.parent.name.startswith("."):  # a save in progress (or one killed mid-way)
             continue
         try:
-            records.append(_read_record(path))
+            record = _read_record(path)
         except ValueError as error:
             records.append({"id": path.parent.name, "error": f"unreadable record: {error}"})
+            continue
+        problems = record_problems(record, path.parent.name)
+        records.append({"id": path.parent.name, "error": f"not a usable run record: {'; '.join(problems)}"}
+                       if problems else record)
     return sorted(records, key=lambda r: str(r.get("created") or ""), reverse=True)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def record_problems(record: dict, folder: str) -> list[str]:
+    """What makes a record read from ``<runs dir>/<folder>/`` unusable (empty: none): an id other
+    than its folder's name, or a field kdviz writes (and the CLI, the sweep and every page read)
+    holding something else than kdviz writes there, e.g. an accuracy as text or the config as a
+    list. Such a record is listed as broken instead of breaking whatever reads the runs."""
+    problems = [] if record.get("id") == folder else [f"its id {record.get('id')!r} is not its folder's name"]
+    kinds = {"created": str, "config": dict, "method": str, "dataset": dict, "student": dict, "history": list,
+             "confusion": list, "seed": int, "teacher": str}
+    for key, kind in kinds.items():
+        value = record.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            problems.append(f"{key} is {type(value).__name__}, not {kind.__name__}")
+    accuracy = record.get("test_acc")
+    if accuracy is not None and not (_is_number(accuracy) and 0 <= accuracy <= 1):
+        problems.append(f"test_acc {accuracy!r} is not a number in [0, 1]")
+    config = record.get("config")
+    if config is None:
+        problems.append("it has no config")
+    if isinstance(config, dict):
+        for key, kind in (("dataset", str), ("student", str), ("train", dict), ("params", dict)):
+            if not isinstance(config.get(key), kind):
+                problems.append(f"config.{key} is {type(config.get(key)).__name__}, not {kind.__name__}")
+        train = config.get("train") if isinstance(config.get("train"), dict) else {}
+        for key in ("epochs", "batch_size", "seed"):
+            if key in train and (not isinstance(train[key], int) or isinstance(train[key], bool)):
+                problems.append(f"config.train.{key} {train[key]!r} is not a whole number")
+        for key in ("lr", "weight_decay"):
+            if key in train and not _is_number(train[key]):
+                problems.append(f"config.train.{key} {train[key]!r} is not a number")
+    if isinstance(record.get("student"), dict) and not isinstance(record["student"].get("name"), str):
+        problems.append("student has no model name")
+    for key in ("params", "latency_ms", "wall_time_s", "train_time_s"):
+        if record.get(key) is not None and not _is_number(record[key]):
+            problems.append(f"{key} {record[key]!r} is not a number")
+    history = record.get("history")
+    if isinstance(history, list) and not all(isinstance(h, dict) and isinstance(h.get("epoch"), int)
+                                             and isinstance(h.get("test_acc"), (int, float)) for h in history):
+        problems.append("history is not a list of epochs (each with its epoch and test_acc)")
+    confusion = record.get("confusion")
+    if isinstance(confusion, list) and not (all(isinstance(row, list) and len(row) == len(confusion) and
+                                                all(_is_number(v) for v in row) for row in confusion)):
+        problems.append("confusion is not a square table of counts")
+    return problems
 
 
 def check_writable(runs_dir: Path | str | None = None) -> Path:

@@ -360,3 +360,48 @@ def test_labels_hidden_and_every_teacher_term_weighted_zero_is_refused_at_the_fi
     one_line(capsys, ["distill", *DIGITS, "--teacher", "digits-cnn", "--hide-labels", "--alpha", "0", "--epochs", "1"],
              "with the labels hidden the student gets no gradient")
     assert not list(Path(os.environ["KDVIZ_RUNS"]).glob("*/record.json"))
+
+
+# --------------------------------------------------------------------------- run records of the wrong form
+GOOD_RECORD = {"id": "r", "created": "2026-01-01T00:00:00", "method": "baseline", "seed": 0, "test_acc": 0.5,
+               "config": {"dataset": "digits", "student": "mlp-30", "params": {}, "train": {"epochs": 1, "lr": 0.1}},
+               "student": {"name": "mlp-30"}, "history": [{"epoch": 1, "test_acc": 0.5}], "confusion": [[1, 0], [0, 1]]}
+
+
+@pytest.mark.parametrize("change,problem", [
+    ({"test_acc": "high"}, "test_acc 'high' is not a number in [0, 1]"),
+    ({"test_acc": float("nan")}, "test_acc nan is not a number"),
+    ({"test_acc": 5.0}, "test_acc 5.0 is not a number in [0, 1]"),
+    ({"config": [1]}, "config is list, not dict"),
+    ({"config": None}, "it has no config"),
+    ({"config": {**GOOD_RECORD["config"], "train": {"epochs": [1]}}}, "config.train.epochs [1] is not a whole number"),
+    ({"id": "../../etc"}, "its id '../../etc' is not its folder's name"),
+    ({"seed": "x"}, "seed is str, not int"),
+    ({"student": "mlp-30"}, "student is str, not dict"),
+    ({"history": [{"epoch": "a"}]}, "history is not a list of epochs"),
+    ({"confusion": [[1, 2], [3]]}, "confusion is not a square table of counts"),
+    ({"method": 5}, "method is int, not str"),
+])
+def test_a_run_record_of_the_wrong_form_is_listed_as_broken_and_breaks_nothing(capsys, tmp_path, change, problem):
+    """Every page of the app, `kdviz runs` and `kdviz sweep` read the runs directory: one such record
+    (a config that is a list, an accuracy that is text) ended each of them in a traceback."""
+    runs_dir = tmp_path / "runs"
+    for name, record in (("good", GOOD_RECORD), ("r", {**GOOD_RECORD, **change})):
+        (runs_dir / name).mkdir(parents=True)
+        (runs_dir / name / "record.json").write_text(json.dumps({**record, "id": name if record is GOOD_RECORD else
+                                                                 record["id"]}))
+    listed = {r["id"]: r for r in runs.list_runs(runs_dir)}
+    assert "error" not in listed["good"] and problem in listed["r"]["error"]
+    code, out, err = kdviz(capsys, *SWEEP, "--methods", "baseline", "--runs-dir", runs_dir)
+    assert code == 0 and "todo" in out, err
+
+
+def test_the_pages_open_beside_a_broken_run_record(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "record.json").write_text(json.dumps({**GOOD_RECORD, "id": "bad", "config": [1]}))
+    monkeypatch.setenv("KDVIZ_RUNS", str(tmp_path))
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app" / "views" / "home.py"),
+                           default_timeout=120).run()
+    assert not at.exception, [e.value for e in at.exception]
