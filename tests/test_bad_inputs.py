@@ -373,7 +373,6 @@ GOOD_RECORD = {"id": "r", "created": "2026-01-01T00:00:00", "method": "baseline"
     ({"test_acc": float("nan")}, "test_acc nan is not a number"),
     ({"test_acc": 5.0}, "test_acc 5.0 is not a number in [0, 1]"),
     ({"config": [1]}, "config is list, not dict"),
-    ({"config": None}, "it has no config"),
     ({"config": {**GOOD_RECORD["config"], "train": {"epochs": [1]}}}, "config.train.epochs [1] is not a whole number"),
     ({"id": "../../etc"}, "its id '../../etc' is not its folder's name"),
     ({"seed": "x"}, "seed is str, not int"),
@@ -405,3 +404,9 @@ def test_the_pages_open_beside_a_broken_run_record(tmp_path, monkeypatch):
     at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app" / "views" / "home.py"),
                            default_timeout=120).run()
     assert not at.exception, [e.value for e in at.exception]
+
+
+def test_a_finished_record_without_its_config_is_not_compared():
+    from kdviz.probes.softening import usable_records
+
+    assert usable_records([GOOD_RECORD, {**GOOD_RECORD, "id": "x", "config": None}]) == [GOOD_RECORD]

@@ -188,9 +188,10 @@ def _fmt(v) -> str:
 
 
 def usable_records(records) -> list[dict]:
-    """Records that finished with a test accuracy: unreadable, failed, stopped and diverged runs left
+    """Records that finished with a test accuracy (and their config): unreadable, failed, stopped and diverged runs left
     out (a run ended part-way has not had its budget, so it is not compared with finished ones)."""
     return [r for r in records if "error" not in r and isinstance(r.get("test_acc"), (int, float))
+            and isinstance(r.get("config"), dict)
             and r.get("test_acc") == r.get("test_acc") and not r.get("stopped") and not r.get("diverged")]
 
 
