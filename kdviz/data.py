@@ -720,6 +720,9 @@ def transfer_set(
         generator = torch.Generator().manual_seed(seed)
         chosen = torch.randperm(len(index), generator=generator)[: max(1, round(fraction * len(index)))]
         index = index[chosen.sort().values]
+        if len(torch.unique(data.labels[index])) < 2:  # one image, or one class: nothing a classifier can learn
+            raise ValueError(f"fraction {fraction:g} of {data.name}'s training images leaves {len(index):,} image(s) "
+                             "of a single class: a classifier needs at least two classes; raise the fraction")
     if len(index) == len(data):  # every image, in order: the same tensors (a copy of MNIST costs 0.1-0.2 s)
         return replace(data, labels_hidden=hide_labels)
     return replace(data.subset(index), labels_hidden=hide_labels)

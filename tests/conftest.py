@@ -88,6 +88,14 @@ def _runs_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("KDVIZ_RUNS", str(tmp_path / "runs"))
 
 
+@pytest.fixture(autouse=True)
+def _main_module(monkeypatch):
+    """Streamlit's AppTest runs a page as ``__main__`` and leaves it in ``sys.modules``: a process the
+    live runs' fork server starts later would run that page first and die (test_live failed after an
+    app test, depending on the order). Each test gets the real ``__main__`` back."""
+    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
+
+
 @pytest.fixture(scope="session")
 def mnist():
     from kdviz import data

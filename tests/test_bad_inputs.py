@@ -410,3 +410,11 @@ def test_a_finished_record_without_its_config_is_not_compared():
     from kdviz.probes.softening import usable_records
 
     assert usable_records([GOOD_RECORD, {**GOOD_RECORD, "id": "x", "config": None}]) == [GOOD_RECORD]
+
+
+def test_a_fraction_that_leaves_one_class_is_refused():
+    """``--fraction 1e-9`` trained on a single image and saved 10% as a finished run."""
+    digits = data.load("digits").train
+    with pytest.raises(ValueError, match="leaves 1 image\\(s\\) of a single class"):
+        data.transfer_set(digits, fraction=1e-9)
+    assert len(data.transfer_set(digits, fraction=0.01)) == 14  # a few images of several classes still train
