@@ -19,8 +19,20 @@ from typing import BinaryIO, Callable
 import torch
 
 
+def _plain_file_mode() -> int:
+    """The permissions ``open()`` gives a new file under this process's umask (read once, at import:
+    reading the umask means setting it for a moment, which must not race with other threads)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+FILE_MODE = _plain_file_mode()
+
+
 def write_atomic(path: Path | str, write: Callable[[BinaryIO], object]) -> Path:
-    """Call ``write(f)`` on a temporary binary file beside ``path``, then rename it to ``path``."""
+    """Call ``write(f)`` on a temporary binary file beside ``path``, then rename it to ``path``
+    (with the permissions of a file written plainly: a temporary file is private to its owner)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_orphans(path.parent)
@@ -29,6 +41,7 @@ def write_atomic(path: Path | str, write: Callable[[BinaryIO], object]) -> Path:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
+            os.fchmod(f.fileno(), FILE_MODE)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

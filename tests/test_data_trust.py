@@ -243,6 +243,15 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_atomic_write_gives_the_permissions_of_a_plain_write(tmp_path):
+    """A result file (a reference table, a card, a record) is readable as a plainly written file
+    would be, not private like the temporary file it was written to."""
+    (tmp_path / "plain.json").write_bytes(b"{}")
+    files.write_atomic(tmp_path / "atomic.json", lambda f: f.write(b"{}"))
+    mode = lambda name: (tmp_path / name).stat().st_mode & 0o777  # noqa: E731
+    assert mode("atomic.json") == mode("plain.json") == files.FILE_MODE
+
+
 # --------------------------------------------------------------------------- image folders
 def _folder(root: Path, classes=("cat", "dog"), test_classes=None, n=3, size=(6, 5)) -> Path:
     rng = np.random.default_rng(0)
