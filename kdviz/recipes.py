@@ -93,9 +93,10 @@ RECIPES: dict[str, Recipe] = {
                         "Hinton et al. 2015's MNIST teacher: MLP 784-1200-1200-10, dropout 0.2 on inputs and 0.5 on "
                         "hidden units, inputs jittered by up to 2 pixels"),
     # The full-budget CIFAR-10 teacher of the seeds' table. fp32: on a CPU without AMX bf16 autocast is
-    # slower for ResNet-20 (BENCHMARKS.md, Speed). Made 2026-11-30 over three sittings (resumed twice):
-    # 88.08%, short of the 90% it aims at; 150-200 s an epoch on one thread of a 2-core Xeon shared
-    # with other jobs (4.9 hours in all); resumable: run the command again after a stop.
+    # slower for ResNet-20 (BENCHMARKS.md, Speed). Made 2026-11-30 over two sittings (resumed once):
+    # 88.08%, short of the 90% it aims at (its last epochs were flat: this schedule has converged);
+    # about 150 s an epoch on a free thread of a 2-core Xeon (the card's 17,540 s also count the
+    # times it was paused for other measurements); resumable: run the command again after a stop.
     "cifar10-resnet20-full": Recipe("cifar10", "resnet20", TrainSettings(epochs=50, lr=0.1, seed=0, device="cpu",
                                                                          precision="fp32", augment=True),
                                     "CIFAR-10 ResNet-20 at full budget (random crop + flip, 50 epochs; aims at >= 90%)"),
