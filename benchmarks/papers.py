@@ -154,9 +154,11 @@ SEEDS_CIFAR = "the seeds' CIFAR-10 table (5-layer CNN student, KD from a ResNet 
 
 def table_cifar_full(epochs: int = 15) -> dict:
     """The seeds' CIFAR-10 table at full budget, in two resumable steps: first
-    ``kdviz pretrained make cifar10-resnet20-full`` (50 epochs of ResNet-20, about 2.5 h on one
-    thread of a 2-core Xeon without AMX), then this table: 12 runs of ``epochs`` epochs of cnn5
-    (fp32, one thread, about 35 s an epoch there), some 1.75 h more, resumable epoch by epoch."""
+    ``kdviz pretrained make cifar10-resnet20-full`` (50 epochs of ResNet-20, about 150 s an epoch on
+    a free thread of a 2-core Xeon without AMX: some 2 h), then this table: 12 runs of ``epochs``
+    epochs of cnn5 (fp32, one thread each; with ``--workers 2`` on that machine about 9 min a
+    labels-only run and 25 min a KD run, whose teacher runs on every augmented batch): about 3 h
+    more, resumable epoch by epoch."""
     teacher = "cifar10-resnet20-full"
 
     def cfg(student, method="baseline"):
@@ -164,7 +166,7 @@ def table_cifar_full(epochs: int = 15) -> dict:
                        epochs=epochs, precision="fp32", augment=True)
 
     return {"key": "40-cifar10-full-budget", "source": "python benchmarks/papers.py --table cifar-full",
-            "title": "CIFAR-10 at full budget: ResNet-20 teacher (cifar10-resnet20-full) → 5-layer CNN, "
+            "title": "CIFAR-10 at full budget: ResNet-20 teacher (cifar10-resnet20-full, 88.08%) → 5-layer CNN, "
                      "without and with dropout 0.5",
             "budget": (f"{epochs} epochs on all 50,000 training images, random crop + flip, batch 128, SGD Nesterov 0.9, "
                        "weight decay 5e-4, one-cycle to lr 0.1, gradient norm capped at 5, fp32, 3 seeds"),
@@ -177,7 +179,20 @@ def table_cifar_full(epochs: int = 15) -> dict:
                 {"label": "cnn5 + dropout 0.5, kd (T = 4, α = 0.9)", "config": cfg("cnn5-dropout", "kd"),
                  "paper": _paper(84.49, "dropout, with KD", SEEDS_CIFAR)},
             ],
-            "notes": ["Recipe only: not yet run (see benchmarks/papers.py, table_cifar_full)."]}
+            "notes": [
+                ("The teacher reached 88.08%, short of the 90% the issue asks for (its last epochs were flat: "
+                 "87.60, 87.93, 88.04, 88.08 over epochs 47-50). Tested on the JPEG copy of CIFAR-10."),
+                ("So far (2026-11-30) the dropout labels-only row and the KD rows hold seeds 0 and 1; their seed 2 "
+                 "resumes with the same command. "
+                 "KD beats labels only in both columns: without dropout 84.84 / 85.05 against 83.55 / 83.65 "
+                 "for the same seeds (+1.3, +1.4 points); with dropout 0.5 82.28 / 82.56 against 82.27 / 81.89 "
+                 "(+0.01, +0.67): a tie at seed 0, so the dropout column's gain is small next to the seeds' "
+                 "own spread. The papers' gains: +0.95 and +0.98."),
+                ("Dropout 0.5 costs 1.3 points here at 15 epochs (82.08 against 83.43, labels only), as in the "
+                 "seeds' table (83.51 against 84.74). Our numbers are 1-2 points under the seeds' at a budget "
+                 "of 15 epochs."),
+                ("Train seconds are wall time on a shared 2-core machine (two runs at once, other jobs, and "
+                 "pauses for measurements in the labels-only rows): read them as an order of magnitude.")]}
 
 
 TABLES = {"seeds-mlp": table_seeds_mlp, "best-student": lambda: table_best_student(20),
