@@ -124,9 +124,16 @@ def settled(page, timeout: float = 240) -> None:
     assert not page.query_selector("[data-testid='stStatusWidget']"), f"{page.url} still running after {timeout} s"
 
 
-def bars(page) -> list[float]:
-    """The softmax(z/T) bars of the first Plotly chart, read from the DOM."""
-    return page.evaluate("() => Array.from(document.querySelector('.js-plotly-plot').data[1].y)")
+def bars(page, timeout: float = 30) -> list[float] | None:
+    """The softmax(z/T) bars of the first Plotly chart, read from the DOM; while a redraw has the
+    chart out of the page (a fragment's rerun replaces it), waits up to ``timeout`` s for it."""
+    deadline = time.time() + timeout
+    while True:
+        values = page.evaluate("() => { const p = document.querySelector('.js-plotly-plot');"
+                               " return p && p.data ? Array.from(p.data[1].y) : null; }")
+        if values is not None or time.time() > deadline:
+            return values
+        time.sleep(0.1)
 
 
 # Run in the page: what a lecturer would see as broken. Returns a list of short descriptions.
