@@ -62,6 +62,21 @@ def timed(part: str):
 
 _RUN = threading.local()  # the page run on this thread (Streamlit runs each session's script in its own thread)
 _ACTIVE = [0]  # full page runs in progress, all sessions
+_BUSY = [0, 0.0]  # page and fragment runs in progress, all sessions; when the last one began or ended
+
+
+@contextmanager
+def _busy():
+    """Count a script run (a page's or a fragment's) in :func:`idle_for`."""
+    with _LOCK:
+        _BUSY[0] += 1
+        _BUSY[1] = time.monotonic()
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _BUSY[0] -= 1
+            _BUSY[1] = time.monotonic()
 
 
 @contextmanager
@@ -72,7 +87,7 @@ def page_run(name: str):
     with _LOCK:
         _ACTIVE[0] += 1
     try:
-        with timed(f"page:{name}"):
+        with _busy(), timed(f"page:{name}"):
             yield
     finally:
         _RUN.name = None
@@ -83,6 +98,14 @@ def page_run(name: str):
 def pages_running() -> int:
     """How many full page runs are in progress now (the server's warm-up waits for none)."""
     return _ACTIVE[0]
+
+
+def idle_for() -> float:
+    """Seconds since the last page or fragment run of any session began or ended; 0 while one runs.
+    The warm-up's heavy steps wait for a second of it: in a busy classroom they would take the cores
+    and Python's lock from every session's answers, so a page that needs their result first computes it."""
+    with _LOCK:
+        return 0.0 if _BUSY[0] else time.monotonic() - _BUSY[1]
 
 
 def chart_sent() -> None:
@@ -99,7 +122,7 @@ def fragment(name: str, **options):
     def decorate(body):
         @functools.wraps(body)
         def run(*args, **kwargs):
-            with timed(f"fragment:{name}"):
+            with _busy(), timed(f"fragment:{name}"):
                 return body(*args, **kwargs)
         return st.fragment(run, **options)
     return decorate

@@ -15,6 +15,7 @@ from pathlib import Path
 
 APP = Path(__file__).resolve().parent
 DEFAULT = "mnist-cnn"
+IDLE_S = 1.0  # a heavy step starts after this long without a page or fragment run
 _started = threading.Event()
 
 
@@ -61,11 +62,17 @@ def _warm() -> None:
     import inside_common
     import timings
 
-    def step(name: str, work) -> None:
+    def step(name: str, work, heavy: bool = False) -> None:
         """One piece of the warm-up, timed; a failure only skips it (the page that needs it says what is wrong).
         It starts when no page is running (up to 10 s of waiting): a visitor who came early gets the cores
-        (and Python's lock) for the page, which computes itself what it needs and the warm-up has not."""
+        (and Python's lock) for the page, which computes itself what it needs and the warm-up has not.
+        A ``heavy`` step (seconds of torch work: the inside pages' views, the other teachers, the live runs'
+        process) waits, without a limit, for a second in which no session's page or fragment ran: in a
+        classroom of sessions it would otherwise slow every answer (BENCHMARKS.md, load test)."""
         waited = time.perf_counter()
+        if heavy:
+            while timings.idle_for() < IDLE_S:
+                time.sleep(0.1)
         while timings.pages_running() and time.perf_counter() - waited < 10:
             time.sleep(0.05)
         began = time.perf_counter()
@@ -87,11 +94,11 @@ def _warm() -> None:
     step("temperature teacher", lambda: teachers(first=True))
     step("figures", _figure_machinery)
     step("data sets", common.available_datasets)
-    step("teachers", lambda: teachers(first=False))
-    step("factor space", lambda: inside_common.warm_factor_space("mnist"))  # its t-SNE maps are shipped
+    step("teachers", lambda: teachers(first=False), heavy=True)
+    step("factor space", lambda: inside_common.warm_factor_space("mnist"), heavy=True)  # its t-SNE maps are shipped
     for method in ("at", "fsp", "rkd", "kd"):
-        step(f"inside view {method}", lambda method=method: inside_common.warm_default_views((method,)))
-    step("live runs' process", _live_runs_process)  # last: it imports torch and kdviz once more
+        step(f"inside view {method}", lambda method=method: inside_common.warm_default_views((method,)), heavy=True)
+    step("live runs' process", _live_runs_process, heavy=True)  # last: it imports torch and kdviz once more
     timings.record("warmup", time.perf_counter() - start)
 
 

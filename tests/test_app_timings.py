@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
+from streamlit.testing.v1 import AppTest
 
 import timings
 
@@ -62,3 +64,27 @@ def test_runs_in_other_threads_are_counted_and_their_first_charts_kept_apart(tmp
     assert timings.pages_running() == 0
     assert sorted(line["part"] for line in _lines(path) if line["part"].startswith("first-chart:")) == [
         "first-chart:attention", "first-chart:fsp"]
+
+
+def test_idle_for_is_zero_while_a_page_or_a_fragment_runs_and_counts_up_after(monkeypatch):
+    monkeypatch.delenv("KDVIZ_APP_TIMINGS", raising=False)
+    with timings.page_run("temperature"):
+        during_page = timings.idle_for()
+    after = timings.idle_for()
+    assert during_page == 0.0
+    assert 0.0 < after < 1.0  # the run just ended: the warm-up's heavy steps still wait
+    time.sleep(0.05)
+    assert timings.idle_for() > after
+
+    # a fragment's rerun counts too (run by Streamlit, as in the app)
+    script = AppTest.from_string(
+        "import streamlit as st\n"
+        "import timings\n"
+        "@timings.fragment('test.idle')\n"
+        "def part():\n"
+        "    st.write(f'idle {timings.idle_for()}')\n"
+        "part()\n")
+    script.run()
+    assert not script.exception
+    assert script.markdown[0].value == "idle 0.0"
+    assert 0.0 < timings.idle_for() < 1.0
