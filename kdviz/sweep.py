@@ -1064,19 +1064,25 @@ def grid_from_spec(spec: dict) -> list[RunConfig]:
 MAX_JOBS_ENV = "KDVIZ_MAX_JOBS"
 
 
+def _env_number(name: str, kind: type, low: float, high: float, default, wanted: str):
+    """The server setting ``$name`` read as ``kind`` in ``[low, high]``; ``default`` when unset or
+    blank; otherwise a ``ValueError`` with one line saying what it must be."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = kind(value)
+    except ValueError:
+        number = None
+    if number is None or not low <= number <= high:  # NaN fails this too
+        raise ValueError(f"${name} must be {wanted}, got {value!r}")
+    return number
+
+
 def default_max_jobs() -> int:
     """Jobs at once on a server: ``$KDVIZ_MAX_JOBS``, else one per two cores (a training job keeps
     about two threads busy), at least one."""
-    value = os.environ.get(MAX_JOBS_ENV, "").strip()
-    if value:
-        try:
-            jobs = int(value)
-        except ValueError:
-            jobs = 0
-        if jobs < 1:
-            raise ValueError(f"${MAX_JOBS_ENV} must be a whole number >= 1, got {value!r}")
-        return jobs
-    return max(1, (os.cpu_count() or 1) // 2)
+    return _env_number(MAX_JOBS_ENV, int, 1, 2**31, max(1, (os.cpu_count() or 1) // 2), "a whole number >= 1")
 
 
 JOB_NICE_ENV = "KDVIZ_JOB_NICE"
@@ -1087,16 +1093,7 @@ def default_job_nice() -> int:
     else 10. A slider answer then waits for no training: on 2 cores shared by a run and 30
     sessions, the pages' short reruns come first and training takes the CPU they leave
     (BENCHMARKS.md, load test); on an idle server a run trains as fast as at niceness 0."""
-    value = os.environ.get(JOB_NICE_ENV, "").strip()
-    if not value:
-        return 10
-    try:
-        nice = int(value)
-    except ValueError:
-        nice = -1
-    if not 0 <= nice <= 19:
-        raise ValueError(f"${JOB_NICE_ENV} must be a whole number in [0, 19], got {value!r}")
-    return nice
+    return _env_number(JOB_NICE_ENV, int, 0, 19, 10, "a whole number in [0, 19]")
 
 
 RAY_GPUS_ENV = "KDVIZ_RAY_GPUS_PER_JOB"
@@ -1104,16 +1101,7 @@ RAY_GPUS_ENV = "KDVIZ_RAY_GPUS_PER_JOB"
 
 def default_ray_gpus_per_job() -> float:
     """Each app job's ``num_gpus`` on a Ray cluster: ``$KDVIZ_RAY_GPUS_PER_JOB``, else 0."""
-    value = os.environ.get(RAY_GPUS_ENV, "").strip()
-    if not value:
-        return 0.0
-    try:
-        gpus = float(value)
-    except ValueError:
-        gpus = -1.0
-    if not 0 <= gpus <= 1024:  # NaN fails this too
-        raise ValueError(f"${RAY_GPUS_ENV} must be a number >= 0 (0.25: four jobs a GPU), got {value!r}")
-    return gpus
+    return _env_number(RAY_GPUS_ENV, float, 0, 1024, 0.0, "a number >= 0 (0.25: four jobs a GPU)")
 
 
 def check_server_settings() -> None:

@@ -34,6 +34,18 @@ REAL_MNIST = (SHARED_DATA / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").exis
 CIFAR_TAR = SHARED_DATA / "cifar10-jpg.tar.gz"
 
 
+def kdviz(capsys, *argv) -> tuple[int, str, str]:
+    """Run the CLI in this process (arguments as strings); returns (exit code, stdout, stderr)."""
+    from kdviz import cli
+
+    try:
+        code = cli.main([str(a) for a in argv])
+    except SystemExit as exit:
+        code = exit.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def write_idx(path: Path, array: np.ndarray) -> None:
     """Write a gzipped IDX file (the MNIST format) for made-up data."""
     header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)

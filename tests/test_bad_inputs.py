@@ -16,13 +16,13 @@ import pytest
 import torch
 from PIL import Image
 
-from kdviz import cli, data, experiment, models, runs
+from kdviz import data, experiment, models, runs
 from kdviz.data import DataError
 from kdviz.experiment import Experiment, RunConfig
 from kdviz.models import build_model
 from kdviz.train import TrainSettings
 
-from conftest import write_idx
+from conftest import kdviz, write_idx
 
 
 @pytest.fixture(autouse=True)
@@ -34,15 +34,6 @@ def no_training(monkeypatch, tmp_path):
 
     monkeypatch.setattr(experiment, "fit", fit)
     monkeypatch.setenv("KDVIZ_RUNS", str(tmp_path / "runs"))
-
-
-def kdviz(capsys, *argv):
-    try:
-        code = cli.main([str(a) for a in argv])
-    except SystemExit as exit:
-        code = exit.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_line(capsys, argv, message):

@@ -10,18 +10,10 @@ import sys
 import pytest
 import torchvision.datasets as tvd
 
-from kdviz import cli, data, runs
+from kdviz import data, runs
 from kdviz.models import build_model
 
-
-def kdviz(capsys, *argv):
-    """Run the CLI in this process; returns (exit code, stdout, stderr)."""
-    try:
-        code = cli.main(list(argv))
-    except SystemExit as exit:
-        code = exit.code
-    out, err = capsys.readouterr()
-    return code, out, err
+from conftest import kdviz
 
 
 @pytest.mark.parametrize("command", ["train-teacher", "distill", "runs", "methods", "pretrained"])

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from kdviz import cli, runs
+from kdviz import runs
 from kdviz.experiment import RunConfig
 from kdviz.files import file_sha256
 from kdviz.sweep import (
@@ -31,16 +31,9 @@ from kdviz.sweep import (
 )
 from kdviz.train import EpochDone, StepDone, TrainSettings
 
+from conftest import kdviz
+
 TINY = {"dataset": "digits", "student": "mlp-30", "epochs": 1, "batch_size": 64, "device": "cpu"}
-
-
-def kdviz(capsys, *argv):
-    try:
-        code = cli.main([str(a) for a in argv])
-    except SystemExit as exit:
-        code = exit.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # --------------------------------------------------------------------------- grids and keys
