@@ -10,6 +10,9 @@ RUN grep -v -E '^(torch|torchvision|pytest|pytest-timeout|playwright)' requireme
 COPY kdviz ./kdviz
 COPY app ./app
 COPY pretrained ./pretrained
+# the shipped results (the Compare page's reference tables, the Experiments page) and the server's settings
+COPY results ./results
+COPY .streamlit ./.streamlit
 RUN pip install --no-deps -e .
 EXPOSE 8501
 HEALTHCHECK CMD python -c "import urllib.request; urllib.request.urlopen('http://localhost:8501/_stcore/health')"
