@@ -244,8 +244,9 @@ def _page(results_dir, monkeypatch, **query):
     monkeypatch.setenv("KDVIZ_RESULTS", str(results_dir))
     at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app" / "views" / "experiments.py"),
                            default_timeout=60)
-    for key, value in query.items():
-        at.query_params[key] = value
+    for key, value in {"exp": "all", **query}.items():  # every experiment, unless the test picks one
+        if value is not None:
+            at.query_params[key] = value
     return at.run()
 
 
@@ -357,7 +358,9 @@ def test_the_experiments_page_shows_every_shipped_result_without_training(tmp_pa
     monkeypatch.setenv("KDVIZ_RUNS", str(tmp_path / "runs"))
     files = sorted((Path(__file__).resolve().parent.parent / "results" / "experiments").glob("*.json"))
     assert len(files) >= len(experiments.EXPERIMENTS)  # every experiment has at least one
-    at = AppTest.from_file(str(APP / "views" / "experiments.py"), default_timeout=120).run()
+    at = AppTest.from_file(str(APP / "views" / "experiments.py"), default_timeout=120)
+    at.query_params["exp"] = "all"
+    at = at.run()
     assert not at.exception, [e.message for e in at.exception]
     shipped = [c.value for c in at.caption if c.value.startswith("Shipped result")]
     assert len(shipped) == len(files)
@@ -365,3 +368,18 @@ def test_the_experiments_page_shows_every_shipped_result_without_training(tmp_pa
     assert [h.value for h in at.header] == [e.title for e in experiments.EXPERIMENTS.values()]
     assert len(at.get("plotly_chart")) >= len(experiments.EXPERIMENTS)
     assert not list(tmp_path.glob("runs/*"))  # nothing trained
+
+
+def test_the_page_shows_one_experiment_at_a_time_chosen_in_the_link(monkeypatch):
+    """By default only the first experiment is drawn (its charts arrive at once on a projector); the link's
+    ``exp`` picks another, ``all`` lists every one, and a name that is no experiment is refused with a warning."""
+    names = list(experiments.EXPERIMENTS)
+    first = _page(experiments.results_dir(), monkeypatch, exp=None)
+    assert not first.exception
+    assert [h.value for h in first.header] == [experiments.EXPERIMENTS[names[0]].title]
+    picked = _page(experiments.results_dir(), monkeypatch, exp=names[1])
+    assert [h.value for h in picked.header] == [experiments.EXPERIMENTS[names[1]].title]
+    assert picked.query_params["exp"] == names[1]
+    bad = _page(experiments.results_dir(), monkeypatch, exp="banana")
+    assert [h.value for h in bad.header] == [experiments.EXPERIMENTS[names[0]].title]
+    assert any("exp='banana'" in w.value for w in bad.warning)

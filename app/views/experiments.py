@@ -9,7 +9,9 @@ import figures
 from common import Param
 
 # Controls of the shipped (full) results are kept in the link; a quick result's controls stay off it.
+ALL = "all"  # the picker's choice that shows every experiment, one below the other
 URL = common.UrlState(
+    Param("exp", str, next(iter(ex.EXPERIMENTS))),                          # the experiment shown (or "all")
     Param("mc_seed", int, 0, low=0),                                        # missing class: the seed's bias curve
     Param("mc_bias", float),                                                # missing class: the bias tried (default: chosen)
     Param("t_alpha", float),                                                # temperature: α of the curve (default: the result's)
@@ -21,7 +23,7 @@ st.title("Experiments: what dark knowledge can do")
 st.markdown(
     "The papers' most memorable claims are experiments, not single runs: a student that learns a digit it never "
     "saw, a student that never sees a label, students taught with little data, by their own earlier generations, "
-    "or by a teacher that dreams its data. Each section below shows the **full** result shipped with kdviz (made "
+    "or by a teacher that dreams its data. Each experiment (pick one below) shows the **full** result shipped with kdviz (made "
     "by the command written under it; nothing is trained when you open this page) and lets you run a **quick** "
     "version live (under a minute on a 2-core laptop; its runs also appear on the Compare page).")
 presenter = URL.presenter_mode()
@@ -346,7 +348,13 @@ def shipped(name: str, preset: str, several: bool) -> None:
         common.error_box(error, f"draw the shipped result of {stem}")
 
 
+# One experiment at a time (a projector's worth, and its charts drawn at once); "all" lists every one.
+shown = URL.widget(st.segmented_control, "Experiment", "exp", key="experiment_shown",
+                   options=[*ex.EXPERIMENTS, ALL], required=True,
+                   format_func=lambda n: "All, one below the other" if n == ALL else ex.EXPERIMENTS[n].title)
 for name, entry in ex.EXPERIMENTS.items():
+    if shown not in (name, ALL):
+        continue
     st.header(entry.title)
     st.caption(f"{entry.paper} · `kdviz experiment {name}`")
     presets = ex.shipped_presets(name)
