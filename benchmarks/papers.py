@@ -188,13 +188,12 @@ def table_cifar_full(epochs: int = 15) -> dict:
             "notes": [
                 ("The teacher reached 88.08%, short of the 90% the issue asks for (its last epochs were flat: "
                  "87.60, 87.93, 88.04, 88.08 over epochs 47-50). Tested on the JPEG copy of CIFAR-10."),
-                ("So far (2026-11-30) the dropout labels-only row and the KD rows hold seeds 0 and 1; their seed 2 "
-                 "resumes with the same command. "
-                 "KD beats labels only in both columns: without dropout 84.84 / 85.05 against 83.55 / 83.65 "
-                 "for the same seeds (+1.3, +1.4 points); with dropout 0.5 82.28 / 82.56 against 82.27 / 81.89 "
-                 "(+0.01, +0.67): a tie at seed 0, so the dropout column's gain is small next to the seeds' "
-                 "own spread. The papers' gains: +0.95 and +0.98."),
-                ("Dropout 0.5 costs 1.3 points here at 15 epochs (82.08 against 83.43, labels only), as in the "
+                ("KD beats labels only in both columns, mean of 3 seeds: without dropout 84.93 against 83.43 "
+                 "(+1.50; seed for seed +1.29, +1.40, +1.83), with dropout 0.5 82.57 against 81.87 (+0.70; seed for "
+                 "seed +0.01, +0.67, +1.43: a tie at seed 0). The papers' gains: +0.95 and +0.98."),
+                ("The other methods' rows run one seed first (seed 0, about 25-40 min of one core each here); a row "
+                 "shows '–' until its first run has finished (`--row LABEL --seeds 0` resumes it)."),
+                ("Dropout 0.5 costs 1.6 points here at 15 epochs (81.87 against 83.43, labels only), as in the "
                  "seeds' table (83.51 against 84.74). Our numbers are 1-2 points under the seeds' at a budget "
                  "of 15 epochs."),
                 ("Train seconds are wall time on a shared 2-core machine (two runs at once, other jobs, and "
