@@ -68,7 +68,8 @@ def _warm() -> None:
         (and Python's lock) for the page, which computes itself what it needs and the warm-up has not.
         A ``heavy`` step (seconds of torch work: the inside pages' views, the other teachers, the live runs'
         process) waits, without a limit, for a second in which no session's page or fragment ran: in a
-        classroom of sessions it would otherwise slow every answer (BENCHMARKS.md, load test)."""
+        classroom of sessions it would compete with every answer for the cores and Python's lock (in the
+        load test of BENCHMARKS.md such steps took 8-13 s each among the sessions, 0.2-3.3 s after them)."""
         waited = time.perf_counter()
         if heavy:
             while timings.idle_for() < IDLE_S:

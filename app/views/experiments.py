@@ -23,9 +23,9 @@ st.title("Experiments: what dark knowledge can do")
 st.markdown(
     "The papers' most memorable claims are experiments, not single runs: a student that learns a digit it never "
     "saw, a student that never sees a label, students taught with little data, by their own earlier generations, "
-    "or by a teacher that dreams its data. Each experiment (pick one below) shows the **full** result shipped with kdviz (made "
-    "by the command written under it; nothing is trained when you open this page) and lets you run a **quick** "
-    "version live (under a minute on a 2-core laptop; its runs also appear on the Compare page).")
+    "or by a teacher that dreams its data. Each experiment (pick one below) shows the **full** result shipped with "
+    "kdviz (made by the command written under it; nothing is trained when you open this page) and lets you run a "
+    "**quick** version live (under a minute on a 2-core laptop; its runs also appear on the Compare page).")
 presenter = URL.presenter_mode()
 DRAWN: dict = {}  # controls drawn once per page run and shared by several results (little data: both data sets)
 
