@@ -370,8 +370,6 @@ def _make(name: str, r: Recipe, out: Path, on_event: Callable | None = None) -> 
     }
     write_json_atomic(card_path(name, out), info)
     resume_path(name, out).unlink(missing_ok=True)
-    for written in (path, probe_path(name, out), card_path(name, out)):
-        written.chmod(0o644)  # temporary files are created private; shipped files are for everyone
     return info
 
 
@@ -502,6 +500,4 @@ def _make_student(name: str, r: StudentRecipe, out: Path, on_event: Callable | N
         raise RuntimeError(f"the card made for {name} is not usable: {'; '.join(problems)}")
     write_json_atomic(card_path(name, out), info)
     resume_path(name, out).unlink(missing_ok=True)
-    for written in (path, *extra.values(), card_path(name, out)):
-        written.chmod(0o644)  # temporary files are created private; shipped files are for everyone
     return info
