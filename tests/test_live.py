@@ -232,6 +232,13 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
+def _cpu_used(pid: int, seconds: float) -> float:
+    """CPU seconds process ``pid`` used over the next ``seconds`` of wall time."""
+    before = _cpu_seconds(pid)
+    time.sleep(seconds)
+    return _cpu_seconds(pid) - before
+
+
 def test_a_live_run_trains_in_a_process_of_its_own(live_runs):
     run = LiveRun(config(epochs=2), executor=ChildExecutor(nice=3)).start()
     live_runs.append(run)
@@ -254,10 +261,12 @@ def test_a_paused_child_does_not_train(live_runs):
     wait_for(lambda: run.progress.snapshot()["steps_done"] >= 5, "the first steps")
     child = _children()[0]
     run.pause()
-    time.sleep(0.5)  # the command reaches the child at its next hand-over (every 0.1 s)
-    before = _cpu_seconds(child.pid)
-    time.sleep(1.0)
-    assert _cpu_seconds(child.pid) - before < 0.3  # a running child spends about 1 CPU second a second
+    # the command reaches the child at its next hand-over (every 0.1 s; later on a loaded machine), then it
+    # rests: a running child spends about 1 CPU second a second, a paused one next to nothing
+    wait_for(lambda: _cpu_used(child.pid, 0.5) < 0.15, "the paused child to rest", timeout=60)
+    held = run.progress.snapshot()["steps_done"]
+    assert _cpu_used(child.pid, 1.0) < 0.3
+    assert run.progress.snapshot()["steps_done"] == held  # and no step was taken meanwhile
     run.resume()
     held = run.progress.snapshot()["steps_done"]
     wait_for(lambda: run.progress.snapshot()["steps_done"] > held + 5, "training to go on")
