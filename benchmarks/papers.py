@@ -194,7 +194,8 @@ def table_cifar_full(epochs: int = 15) -> dict:
                 ("The other methods' rows run one seed first (seed 0, about 25-40 min of one core each here); a row "
                  "shows '–' until its first run has finished (`--row LABEL --seeds 0` resumes it). So far, at seed 0 "
                  "(labels only 83.55, KD 84.84): FitNets (2-stage) 84.60 (+1.05), logits matching (Ba & Caruana) "
-                 "83.75 (+0.20), RKD 83.91 (+0.36)."),
+                 "83.75 (+0.20), RKD 83.91 (+0.36), "
+                 "AT + KD 83.57 (+0.02: the attention term took away what KD alone gave, 1.27 under KD)."),
                 ("Dropout 0.5 costs 1.6 points here at 15 epochs (81.87 against 83.43, labels only), as in the "
                  "seeds' table (83.51 against 84.74). Our numbers are 1-2 points under the seeds' at a budget "
                  "of 15 epochs."),
