@@ -21,7 +21,7 @@ SHIPPED = pretrained.names()
 def test_teachers_are_shipped_within_the_size_budget():
     assert {"mnist-cnn", "mnist-mlp", "digits-cnn", "fashion-mnist-cnn"} <= set(SHIPPED)
     total = sum(p.stat().st_size for p in pretrained.pretrained_dir().iterdir() if p.is_file())
-    assert total < 20 * 2**20
+    assert total < 32 * 2**20  # the students' folder has its own budget (tests/test_shipped_students.py)
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -72,7 +72,7 @@ def test_teacher_scores_its_card_accuracy_on_its_test_set(name, request, one_thr
     measured = evaluate(teacher, test, device="cpu", precision="fp32")["accuracy"]
     assert abs(100 * measured - 100 * info["test_acc"]) <= 0.1
     minimum = {"mnist-cnn": 0.994, "mnist-mlp": 0.991, "digits-cnn": 0.97, "fashion-mnist-cnn": 0.90,
-               "cifar10-resnet20": 0.80, "cifar10-resnet20-full": 0.88}
+               "cifar10-resnet20": 0.80, "cifar10-resnet20-full": 0.88, "cifar10-wrn-16-2-full": 0.88}
     assert info["test_acc"] >= minimum.get(name, 0.0)
 
 
