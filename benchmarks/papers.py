@@ -201,8 +201,7 @@ def table_cifar_full(epochs: int = 15) -> dict:
                  "attention term took away what KD alone gave, 1.27 under KD). Every method is over labels only at "
                  "that seed; none over KD alone. One seed each: differences under about 0.5 point are within the "
                  "seed-to-seed spread of the labels-only row (83.08-83.65). FitNets over 3 seeds: 84.60 / 84.85 / 84.94, "
-                 "mean 84.80 (+1.37 over labels only, 0.13 under KD: level with it within the seeds' spread). Recast (KD) "
-                 "seed 1: 84.52; logits matching seed 1: 84.13."),
+                 "mean 84.80 (+1.37 over labels only, 0.13 under KD: level with it within the seeds' spread)."),
                 ("Dropout 0.5 costs 1.6 points here at 15 epochs (81.87 against 83.43, labels only), as in the "
                  "seeds' table (83.51 against 84.74). Our numbers are 1-2 points under the seeds' at a budget "
                  "of 15 epochs."),
