@@ -42,8 +42,8 @@ XU = "Xu, Hsu & Huang 2017 (arXiv 1709.00513) via the KDGAN slides: a different 
 
 
 def _config(dataset, student, method="baseline", teacher=None, params=None, epochs=10, lr=0.1, hide_labels=False,
-            precision="fp32", fraction=1.0, **train) -> dict:
-    settings = TrainSettings(epochs=epochs, lr=lr, seed=0, device="cpu", precision=precision, **train)
+            precision="fp32", fraction=1.0, device="cpu", **train) -> dict:
+    settings = TrainSettings(epochs=epochs, lr=lr, seed=0, device=device, precision=precision, **train)
     return RunConfig(dataset=dataset, student=student, method=method, teacher=teacher if method != "baseline" else None,
                      params=dict(params or {}), train=settings, hide_labels=hide_labels, fraction=fraction,
                      save_model=False).to_dict()
@@ -209,7 +209,36 @@ def table_cifar_full(epochs: int = 15) -> dict:
                  "pauses for measurements in the labels-only rows): read them as an order of magnitude.")]}
 
 
-TABLES = {"seeds-mlp": table_seeds_mlp, "best-student": lambda: table_best_student(20),
+def table_cifar_full_gpu(epochs: int = 15, teacher: str = "cifar10-wrn-16-4-gpu") -> dict:
+    """The seeds' CIFAR-10 table again, its four rows on the same budget as :func:`table_cifar_full`
+    (15 epochs, all the data, crop + flip), from the >= 90% teacher trained on a GPU, and run there
+    (bf16 autocast, channels-last, the data resident on the GPU; the 12 runs side by side on one GPU,
+    ``--workers 12``). Needs ``kdviz pretrained make {teacher}`` first (on that GPU)."""
+
+    def cfg(student, method="baseline"):
+        return _config("cifar10", student, method, teacher, {"T": 4.0, "alpha": 0.9} if method == "kd" else None,
+                       epochs=epochs, precision="bf16", device="cuda", augment=True)
+
+    return {"key": "41-cifar10-full-budget-gpu", "source": "python benchmarks/papers.py --table cifar-full-gpu",
+            "title": f"CIFAR-10 at full budget on a GPU: Wide ResNet teacher ({teacher}) → 5-layer CNN, "
+                     "without and with dropout 0.5",
+            "budget": (f"{epochs} epochs on all 50,000 training images, random crop + flip, batch 128, SGD Nesterov 0.9, "
+                       "weight decay 5e-4, one-cycle to lr 0.1, gradient norm capped at 5, bf16 autocast on a GPU, "
+                       "3 seeds"),
+            "machine_note": "one GPU, the 12 runs side by side",
+            "rows": [
+                {"label": "cnn5, labels only", "config": cfg("cnn5"), "paper": _paper(84.74, "labels only", SEEDS_CIFAR)},
+                {"label": "cnn5, kd (T = 4, α = 0.9)", "config": cfg("cnn5", "kd"),
+                 "paper": _paper(85.69, "with KD", SEEDS_CIFAR)},
+                {"label": "cnn5 + dropout 0.5, labels only", "config": cfg("cnn5-dropout"),
+                 "paper": _paper(83.51, "dropout, labels only", SEEDS_CIFAR)},
+                {"label": "cnn5 + dropout 0.5, kd (T = 4, α = 0.9)", "config": cfg("cnn5-dropout", "kd"),
+                 "paper": _paper(84.49, "dropout, with KD", SEEDS_CIFAR)},
+            ],
+            "notes": []}
+
+
+TABLES = {"seeds-mlp": table_seeds_mlp, "cifar-full-gpu": table_cifar_full_gpu, "best-student": lambda: table_best_student(20),
           "adversarial": table_adversarial, "adversarial-cifar": table_adversarial_cifar, "cifar-full": table_cifar_full}
 
 
@@ -339,7 +368,10 @@ def write_reference(spec: dict, seeds: list[int], runs_dir: Path) -> Path:
         table["rows"].append({"label": label, "config": row["config"], "seeds": seeds,
                               "command": reference.command_for(row["config"]), "runs": runs,
                               "paper": row.get("paper")})
-    table["machine"] = f"{recipes.cpu_description()}, 1 torch thread per run, shared with other jobs"
+    table.pop("machine_note", None)
+    gpus = sorted({r.get("gpu", "") for r in done.values() if r.get("gpu")})
+    table["machine"] = (f"{recipes.cpu_description()}, 1 torch thread per run, shared with other jobs"
+                        if not spec.get("machine_note") else f"{', '.join(gpus) or 'a GPU'}, {spec['machine_note']}")
     table["measured"] = max(times)[:10] if times else "not yet"
     table["torch"] = torch.__version__
     return reference.write_table(table)

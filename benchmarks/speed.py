@@ -203,7 +203,8 @@ def steps_table(best: dict) -> list[str]:
 def measure_loop(device, repeats, splits) -> dict:
     """img/s through fit() against the bare step on the same batches, same settings (1 epoch of 40 batches)."""
 
-    train = data.transfer_set(splits.train, fraction=128 * 40 / len(splits.train), seed=1)
+    # on a GPU both paths read the images from the GPU's memory (fit() puts them there itself)
+    train = data.on_device(data.transfer_set(splits.train, fraction=128 * 40 / len(splits.train), seed=1), device)
     test = splits.test.subset(torch.arange(256))
     precision = resolve_precision("auto", device)
     out: dict[str, dict[str, float]] = {}
@@ -595,6 +596,12 @@ def part_marker(part: str, which: str) -> str:
     return f"<!-- speed-{part}:{which} -->"
 
 
+def block_keys() -> list[str]:
+    """Every block's key in the section's order: each part on the CPU, then each part on a GPU
+    (``--device cuda`` writes ``PART-gpu`` blocks beside the CPU's, not over them)."""
+    return [*PARTS, *(f"{part}-gpu" for part in PARTS)]
+
+
 def write_parts(blocks: dict[str, str], path: Path) -> None:
     """Each measured part's block in place of its old one (other parts keep theirs, in the order
     of :data:`PARTS`); text after the last block (a reading of the figures) stays; the section is
@@ -602,7 +609,7 @@ def write_parts(blocks: dict[str, str], path: Path) -> None:
     old = path.read_text() if path.exists() else ""
     body = old.split(START, 1)[1].split(END, 1)[0] if START in old and END in old else ""
     kept, notes = {}, ""
-    for part in PARTS:
+    for part in block_keys():
         start, end = part_marker(part, "start"), part_marker(part, "end")
         if start in body and end in body:
             kept[part] = start + body.split(start, 1)[1].split(end, 1)[0] + end
@@ -650,15 +657,20 @@ def main(argv=None) -> int:
         measured["kd-cache"] = kd_cache_table(measure_kd_cache(device, args.repeats, splits, args.fraction))
     if "live-page" in args.parts:
         measured["live-page"] = live_page_table(measure_live_page(args.threads, args.repeats))
-    command = "python benchmarks/speed.py" + (f" --parts {' '.join(args.parts)}" if args.parts != list(PARTS) else "") + \
+    command = "python benchmarks/speed.py" + (f" --device {args.device}" if args.device != "auto" else "") + \
+        (f" --parts {' '.join(args.parts)}" if args.parts != list(PARTS) else "") + \
         (f" --threads {args.threads}" if args.threads else "") + (f" --repeats {args.repeats}" if args.repeats != 2 else "")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     clock = ("CPU time of the process (one torch thread)" if CLOCK is time.process_time else
              f"wall time ({torch.get_num_threads()} torch threads)")
     stamp = (f"Measured by `{command}` on {time.strftime('%Y-%m-%d')}, device {device}: {about}; load average "
              f"{load:.1f} when it ended. Times are {clock} unless the table says otherwise.")
-    blocks = {part: "\n".join([part_marker(part, "start"), *lines[:2], stamp, "", *lines[2:], part_marker(part, "end")])
-              for part, lines in measured.items()}
+    gpu = device.type == "cuda"
+    blocks = {}
+    for part, lines in measured.items():
+        key, title = (f"{part}-gpu", f"{lines[0]} (GPU, data resident there)") if gpu else (part, lines[0])
+        blocks[key] = "\n".join([part_marker(key, "start"), title, lines[1], stamp, "", *lines[2:],
+                                  part_marker(key, "end")])
     text = "\n\n".join(blocks.values())
     print(text)
     if not args.no_write:

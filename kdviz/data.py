@@ -736,31 +736,54 @@ class Batch(NamedTuple):
 
 
 def random_crop_flip(x: torch.Tensor, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
-    """The usual CIFAR augmentation: random crop from a zero-padded image, random horizontal flip."""
+    """The usual CIFAR augmentation: random crop from a zero-padded image, random horizontal flip.
+    The draws come from ``generator`` (a CPU one) whatever device ``x`` is on, so a seeded run
+    sees the same crops on the CPU and on a GPU."""
     n, _, h, w = x.shape
     padded = torch.nn.functional.pad(x, (padding,) * 4)
-    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
-    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
-    rows = (dy.view(n, 1) + torch.arange(h)).view(n, 1, h, 1).expand(n, x.shape[1], h, w)
-    cols = (dx.view(n, 1) + torch.arange(w)).view(n, 1, 1, w).expand(n, x.shape[1], h, w)
-    flip = torch.rand(n, generator=generator) < 0.5
+    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(x.device)
+    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(x.device)
+    rows, cols = _windows(dy, dx, x.shape)
+    flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
     cols = torch.where(flip.view(n, 1, 1, 1), cols.flip(-1), cols)
-    # advanced indexing picks, per sample, the shifted (and maybe mirrored) window
-    return padded[torch.arange(n).view(n, 1, 1, 1), torch.arange(x.shape[1]).view(1, -1, 1, 1), rows, cols]
+    return _pick(padded, rows, cols)
+
+
+def _windows(dy: torch.Tensor, dx: torch.Tensor, shape) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column indices, per sample, of an h x w window at offset (dy, dx) in a padded image."""
+    n, c, h, w = shape
+    rows = (dy.view(n, 1) + torch.arange(h, device=dy.device)).view(n, 1, h, 1).expand(n, c, h, w)
+    cols = (dx.view(n, 1) + torch.arange(w, device=dx.device)).view(n, 1, 1, w).expand(n, c, h, w)
+    return rows, cols
+
+
+def _pick(padded: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """Advanced indexing: per sample and channel, the window that ``rows`` and ``cols`` name."""
+    n, c = rows.shape[:2]
+    return padded[torch.arange(n, device=padded.device).view(n, 1, 1, 1),
+                  torch.arange(c, device=padded.device).view(1, c, 1, 1), rows, cols]
 
 
 def random_shift(pixels: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
     """Hinton et al. (2015, §3) jitter: each image moved by a random whole number of pixels in
     [−max_shift, max_shift] along each axis independently; the border it uncovers is filled with
-    0 (MNIST's black background). Works on raw (uint8) pixels, before normalising."""
-    n, c, h, w = pixels.shape
+    0 (MNIST's black background). Works on raw (uint8) pixels, before normalising, on any device
+    (the draws come from the CPU ``generator``)."""
     k = max_shift
     padded = torch.nn.functional.pad(pixels, (k, k, k, k))
-    dy = torch.randint(0, 2 * k + 1, (n,), generator=generator)
-    dx = torch.randint(0, 2 * k + 1, (n,), generator=generator)
-    rows = (dy.view(n, 1) + torch.arange(h)).view(n, 1, h, 1).expand(n, c, h, w)
-    cols = (dx.view(n, 1) + torch.arange(w)).view(n, 1, 1, w).expand(n, c, h, w)
-    return padded[torch.arange(n).view(n, 1, 1, 1), torch.arange(c).view(1, c, 1, 1), rows, cols]
+    dy = torch.randint(0, 2 * k + 1, (len(pixels),), generator=generator).to(pixels.device)
+    dx = torch.randint(0, 2 * k + 1, (len(pixels),), generator=generator).to(pixels.device)
+    return _pick(padded, *_windows(dy, dx, pixels.shape))
+
+
+def on_device(data: ImageData, device: torch.device | str) -> ImageData:
+    """``data`` with its pixels and labels resident on ``device`` (uint8: CIFAR-10's training set
+    is 154 MB), so that a GPU run gathers, augments and normalises its batches there instead of
+    copying each one from the host. The CPU keeps ``data`` as it is."""
+    device = torch.device(device)
+    if device.type == "cpu" or data.pixels.device == device:
+        return data
+    return replace(data, pixels=data.pixels.to(device), labels=data.labels.to(device))
 
 
 def batches(
@@ -779,10 +802,12 @@ def batches(
     for start in range(0, n, batch_size):
         index = order[start: start + batch_size]
         if jitter:
-            pixels = random_shift(data.pixels[index], jitter, generator or torch.Generator().manual_seed(0))
+            pixels = random_shift(data.pixels[index.to(data.pixels.device)], jitter,
+                                  generator or torch.Generator().manual_seed(0))
             x = normalise(pixels, data.mean, data.std)
         else:
-            x = data.images(index)
+            x = data.images(index.to(data.pixels.device))
         if augment:
             x = random_crop_flip(x, generator or torch.Generator().manual_seed(0))
-        yield Batch(x.to(device, non_blocking=True), data.labels[index].to(device, non_blocking=True), index)
+        labels = data.labels[index.to(data.labels.device)]
+        yield Batch(x.to(device, non_blocking=True), labels.to(device, non_blocking=True), index)

@@ -189,6 +189,8 @@ class Experiment:
             "latency_ms": summary["latency_ms"],
             "seed": cfg.train.seed,
             "device": str(resolve_device(cfg.train.device)),
+            **({"gpu": torch.cuda.get_device_name(resolve_device(cfg.train.device))}
+               if resolve_device(cfg.train.device).type == "cuda" else {}),
             "precision": self.precision,
             "wall_time_s": round(time.time() - started, 3),
             "prepare_time_s": round(started - self._made, 3),

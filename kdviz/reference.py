@@ -150,7 +150,7 @@ def overview(table: Table) -> list[dict]:
 def slim_record(record: dict) -> dict:
     """A run record as shipped: no checkpoint path, no per-step data; history per epoch kept."""
     keep = ("id", "created", "config", "method", "method_params", "dataset", "student", "teacher", "history",
-            "test_acc", "confusion", "params", "seed", "device", "precision", "train_time_s", "versions", "runner")
+            "test_acc", "confusion", "params", "seed", "device", "gpu", "precision", "train_time_s", "versions", "runner")
     slim = {k: record[k] for k in keep if k in record}
     slim["history"] = [{k: v for k, v in epoch.items() if k in ("epoch", "phase", "losses", "train_acc", "test_acc",
                                                                 "images_per_s")}

@@ -29,7 +29,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
-from kdviz.data import ImageData, batches
+from kdviz.data import ImageData, batches, on_device
 from kdviz.evaluation import as_layout, autocast, evaluate, fast_layout, predict_logits, resolve_device, resolve_precision
 from kdviz.files import save_torch_atomic
 from kdviz.methods import Method, Phase, Step
@@ -226,9 +226,10 @@ class _Trainer:
         self.student, self.method, self.teacher = student, method, teacher
         self.resume_path = None if resume is None else Path(resume)
         self.resumed = load_resume_state(self.resume_path, settings) if self.resume_path else None
-        self.train, self.test, self.settings = train, test, settings
         self.stop = stop or threading.Event()
         self.device = resolve_device(settings.device)
+        # on a GPU the images live there: batches are gathered, augmented and normalised on the chip
+        self.train, self.test, self.settings = on_device(train, self.device), on_device(test, self.device), settings
         # conv nets in channels-last layout where it is faster (CPU; CUDA with bf16): weights here, inputs per batch
         self.channels_last = fast_layout(student, self.device, settings.precision)
         for module in (teacher, method):
@@ -241,10 +242,10 @@ class _Trainer:
         self.good_label = "before training"
         self.history: list[dict] = list(self.resumed["history"]) if self.resumed else []
         self.scores: dict | None = None  # the last end-of-epoch test scores of the main phase
-        self.teacher_logits = teacher_logits
         needs_live_teacher = method.needs_features or settings.random_inputs
         if teacher is not None and method.needs_teacher and not needs_live_teacher and teacher_logits is None:
-            self.teacher_logits = predict_logits(teacher, train, device=self.device, precision=settings.precision)
+            teacher_logits = predict_logits(teacher, self.train, device=self.device, precision=settings.precision)
+        self.teacher_logits = None if teacher_logits is None else teacher_logits.to(self.device)
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
@@ -275,7 +276,7 @@ class _Trainer:
             teacher_logits = teacher_features = None
             if self.teacher is not None and self.method.needs_teacher:
                 if self.teacher_logits is not None and not needs_features:
-                    teacher_logits = self.teacher_logits[batch.index].to(self.device)
+                    teacher_logits = self.teacher_logits[batch.index.to(self.device)]
                 else:
                     with torch.no_grad():
                         teacher_logits, teacher_features = self.teacher(x, with_features=True)
