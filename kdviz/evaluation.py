@@ -125,9 +125,10 @@ def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, num_classe
 def evaluate(model, data: ImageData, device="auto", precision="fp32") -> dict:
     """Test accuracy and confusion matrix of ``model`` on ``data``."""
     logits = predict_logits(model, data, device=device, precision=precision)
+    labels = data.labels.cpu()  # (the logits come back to the CPU; the data may live on a GPU)
     return {
-        "accuracy": accuracy(logits, data.labels),
-        "confusion": confusion_matrix(data.labels, logits.argmax(1), data.num_classes).tolist(),
+        "accuracy": accuracy(logits, labels),
+        "confusion": confusion_matrix(labels, logits.argmax(1), data.num_classes).tolist(),
     }
 
 
