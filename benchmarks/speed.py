@@ -291,7 +291,7 @@ def rkd_table(best: dict) -> list[str]:
              "| term | Gram matrix (now) ms | difference tensor (before) ms | speed-up |", "|---|---:|---:|---:|"]
     for term in ("distance", "angle"):
         now, before = best[(term, "Gram matrix (now)")], best[(term, "difference tensor (before)")]
-        lines.append(f"| {term} | {now:.1f} | {before:.0f} | {before / now:.0f}× |")
+        lines.append(f"| {term} | {now:.2f} | {before:.2f} | {before / now:.1f}× |")
     return lines + [""]
 
 

@@ -41,14 +41,16 @@ def _cpu_flags() -> frozenset[str]:
 
 
 def fast_bf16(device: torch.device) -> bool:
-    """Whether bf16 autocast is faster than fp32 on ``device``: a CUDA GPU that supports it, or a
-    CPU with AMX tiles for bf16. Elsewhere it is slower: emulated on AVX2-only CPUs (an AMD EPYC,
-    one thread: mlp-800 training steps 8,600 img/s in fp32 against 920 in bf16), and even with
-    AVX-512 BF16 but no AMX (a 2-core Xeon VM that hides AMX, one thread: a 512x784x800 matmul
-    4.3 ms in fp32 against 7.8 ms in bf16, mlp-800 steps 11,000 img/s against 7,300, cnn5 1,030
-    against 930). With AMX bf16 was 1.5-2x faster than fp32 (see DESIGN.md)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+    """Whether bf16 autocast is faster than fp32 for kdviz's nets on ``device``: a CPU with AMX
+    tiles for bf16 (1.5-2x faster than fp32 there, see DESIGN.md). Elsewhere it is slower: emulated
+    on AVX2-only CPUs (an AMD EPYC, one thread: mlp-800 training steps 8,600 img/s in fp32 against
+    920 in bf16), and even with AVX-512 BF16 but no AMX (a 2-core Xeon VM that hides AMX, one
+    thread: a 512x784x800 matmul 4.3 ms in fp32 against 7.8 ms in bf16, mlp-800 steps 11,000 img/s
+    against 7,300, cnn5 1,030 against 930). On a GPU too: an H200 at batch 128 trained cnn5 at
+    58,489 img/s in fp32 (TF32 convolutions) and channels-last against 47,144 in bf16, resnet20
+    20,804 against 19,590, mlp-800 99,377 against 78,032 (BENCHMARKS.md, Speed, GPU): these nets
+    are too small for the tensor cores to repay autocast's casts. Ask for bf16 by name on a GPU
+    for a bigger net (the WRN-16-4 teacher's recipe does)."""
     return device.type == "cpu" and "amx_bf16" in _cpu_flags()
 
 
@@ -73,11 +75,11 @@ def prefers_channels_last(model: torch.nn.Module, device: str | torch.device = "
     """Whether ``model`` runs faster with its weights and activations in the channels-last (NHWC)
     layout: conv nets on the CPU (oneDNN's native layout; training steps at batch 128, one thread,
     fp32: cnn5 1.48x, cnn5-small 1.40x, resnet20 1.34x, mobilenet 1.55x; see benchmarks/speed.py),
-    and on CUDA with bf16 (tensor cores read NHWC). Nets without 2-D convs (MLPs) stay as they are."""
+    and on CUDA in fp32 (an H200 at batch 128: cnn5 1.05x, resnet20 1.16x) and bf16 (tensor cores
+    read NHWC; the WRN-16-4 teacher trained so). Nets without 2-D convs (MLPs) stay as they are."""
     if not any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
         return False
-    device = resolve_device(device)
-    return device.type == "cpu" or (device.type == "cuda" and resolve_precision(precision, device) == "bf16")
+    return resolve_device(device).type in ("cpu", "cuda")
 
 
 def fast_layout(model: torch.nn.Module, device: str | torch.device = "auto", precision: str = "fp32") -> bool:

@@ -21,7 +21,7 @@ SHIPPED = pretrained.names()
 def test_teachers_are_shipped_within_the_size_budget():
     assert {"mnist-cnn", "mnist-mlp", "digits-cnn", "fashion-mnist-cnn"} <= set(SHIPPED)
     total = sum(p.stat().st_size for p in pretrained.pretrained_dir().iterdir() if p.is_file())
-    assert total < 32 * 2**20  # the students' folder has its own budget (tests/test_shipped_students.py)
+    assert total < 40 * 2**20  # the students' folder has its own budget (tests/test_shipped_students.py)
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -69,10 +69,16 @@ def test_teacher_scores_its_card_accuracy_on_its_test_set(name, request, one_thr
     teacher = pretrained.load(name)
     info = pretrained.card(name)
     assert tuple(info["mean"]) == test.mean and tuple(info["std"]) == test.std
-    measured = evaluate(teacher, test, device="cpu", precision="fp32")["accuracy"]
+    if info["params"] < 1_000_000:
+        measured = evaluate(teacher, test, device="cpu", precision="fp32")["accuracy"]
+    else:  # a whole pass of the 2.7 M-weight WRN-16-4 costs CI a minute: its shipped test logits, which
+        # tests/test_shipped_logits.py holds equal to the weights' own on 300 images spread over the split
+        logits = teacher_cache.read_shipped(pretrained.test_logits_file(name), teacher, test)
+        measured = (logits.argmax(1) == test.labels).float().mean().item()
     assert abs(100 * measured - 100 * info["test_acc"]) <= 0.1
     minimum = {"mnist-cnn": 0.994, "mnist-mlp": 0.991, "digits-cnn": 0.97, "fashion-mnist-cnn": 0.90,
-               "cifar10-resnet20": 0.80, "cifar10-resnet20-full": 0.88, "cifar10-wrn-16-2-full": 0.88}
+               "cifar10-resnet20": 0.80, "cifar10-resnet20-full": 0.88, "cifar10-wrn-16-2-full": 0.88,
+               "cifar10-wrn-16-4-gpu": 0.90}
     assert info["test_acc"] >= minimum.get(name, 0.0)
 
 
