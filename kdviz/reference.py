@@ -22,6 +22,8 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from kdviz.experiment import RunConfig
 from kdviz.files import read_json, write_json_atomic
 
@@ -137,6 +139,17 @@ def row_configs(row: Row | dict, seeds: list[int] | None = None, save_model: boo
         d["save_model"] = save_model
         out.append(RunConfig.from_dict(d))
     return out
+
+
+def cannot_run(row: Row, shipped: set[str] | frozenset[str]) -> str | None:
+    """Why ``row`` cannot be re-run on this machine, in one line, or None: its teacher is not
+    among the ``shipped`` ones here, or it trains on a CUDA GPU and this machine has none."""
+    teacher = row.config.get("teacher")
+    if teacher and teacher not in shipped:
+        return f"needs the teacher {teacher}: kdviz pretrained make {teacher}"
+    if str((row.config.get("train") or {}).get("device", "cpu")).startswith("cuda") and not torch.cuda.is_available():
+        return "trains on a CUDA GPU, and this machine has none (its command runs where one is)"
+    return None
 
 
 def overview(table: Table) -> list[dict]:

@@ -5,8 +5,9 @@ import json
 import shlex
 
 import pytest
+import torch
 
-from kdviz import cli, reference
+from kdviz import cli, pretrained, reference
 from kdviz.experiment import RunConfig
 from kdviz.sweep import run_key
 
@@ -67,3 +68,19 @@ def test_a_broken_file_is_one_clear_error(tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ValueError, match="bad.json is not a reference result file"):
         reference.tables(tmp_path)
+
+
+def test_a_row_says_why_it_cannot_be_re_run_here(monkeypatch):
+    """The Compare page disables Re-run with this line: a teacher not shipped here, or a GPU row without a GPU."""
+    gpu_table = next(t for t in reference.tables() if t.key == "41-cifar10-full-budget-gpu")
+    kd = next(r for r in gpu_table.rows if r.config.get("teacher"))
+    shipped = set(pretrained.names())
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert reference.cannot_run(kd, shipped).startswith("trains on a CUDA GPU")
+    assert reference.cannot_run(kd, shipped - {kd.config["teacher"]}) == (
+        f"needs the teacher {kd.config['teacher']}: kdviz pretrained make {kd.config['teacher']}")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert reference.cannot_run(kd, shipped) is None
+    cpu_row = next(t for t in reference.tables() if t.key == "40-cifar10-full-budget").rows[0]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert reference.cannot_run(cpu_row, shipped) is None

@@ -169,14 +169,14 @@ def reference_results() -> None:
             labels = [row.label for row in table.rows]
             label = a.selectbox("Row to re-run", labels, key=f"ref_row_{table.key}")
             row = table.rows[labels.index(label)]
-            teacher = row.config.get("teacher")
-            missing = bool(teacher) and teacher not in shipped
-            why = (f"needs the teacher {teacher}: kdviz pretrained make {teacher}" if missing else
-                   f"{len(row.seeds)} runs (seeds {', '.join(map(str, row.seeds))}): {row.command}")
-            if b.button("Re-run", key=f"ref_run_{table.key}", icon=":material/replay:", disabled=busy or missing,
+            blocked = reference.cannot_run(row, shipped)
+            why = blocked or f"{len(row.seeds)} runs (seeds {', '.join(map(str, row.seeds))}): {row.command}"
+            if b.button("Re-run", key=f"ref_run_{table.key}", icon=":material/replay:", disabled=busy or bool(blocked),
                         help=why):
                 start(reference.row_configs(row, save_model=True))
                 st.rerun()
+            if blocked:
+                st.caption(f"This row cannot be re-run here: it {blocked}.")
 
 
 reference_results()
