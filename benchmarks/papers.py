@@ -17,10 +17,12 @@ app's Compare page are drawn from those files.
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -152,6 +154,25 @@ def table_adversarial_cifar(epochs: int = 5, fraction: float = 0.2) -> dict:
 SEEDS_CIFAR = "the seeds' CIFAR-10 table (5-layer CNN student, KD from a ResNet teacher)"
 
 
+def _cifar_config(teacher: str, epochs: int, student: str, method: str = "baseline", **train) -> dict:
+    """One run of the seeds' CIFAR-10 table: all the data with random crop + flip, KD at T = 4, α = 0.9."""
+    return _config("cifar10", student, method, teacher, {"T": 4.0, "alpha": 0.9} if method == "kd" else None,
+                   epochs=epochs, augment=True, **train)
+
+
+def _cifar_seed_rows(cfg: Callable[..., dict]) -> list[dict]:
+    """The seeds' four CIFAR-10 rows (cnn5 without and with dropout 0.5, labels only and KD), each
+    beside the seeds' figure; ``cfg(student, method)`` gives a row's config."""
+    return [
+        {"label": "cnn5, labels only", "config": cfg("cnn5"), "paper": _paper(84.74, "labels only", SEEDS_CIFAR)},
+        {"label": "cnn5, kd (T = 4, α = 0.9)", "config": cfg("cnn5", "kd"), "paper": _paper(85.69, "with KD", SEEDS_CIFAR)},
+        {"label": "cnn5 + dropout 0.5, labels only", "config": cfg("cnn5-dropout"),
+         "paper": _paper(83.51, "dropout, labels only", SEEDS_CIFAR)},
+        {"label": "cnn5 + dropout 0.5, kd (T = 4, α = 0.9)", "config": cfg("cnn5-dropout", "kd"),
+         "paper": _paper(84.49, "dropout, with KD", SEEDS_CIFAR)},
+    ]
+
+
 def table_cifar_full(epochs: int = 15) -> dict:
     """The seeds' CIFAR-10 table at full budget, in two resumable steps: first
     ``kdviz pretrained make cifar10-resnet20-full`` (50 epochs of ResNet-20, about 150 s an epoch on
@@ -159,11 +180,7 @@ def table_cifar_full(epochs: int = 15) -> dict:
     epochs of cnn5 (fp32, one thread each; with ``--workers 2`` on that machine about 9 min a
     labels-only run and 25 min a KD run, whose teacher runs on every augmented batch): about 3 h
     more, resumable epoch by epoch."""
-    teacher = "cifar10-resnet20-full"
-
-    def cfg(student, method="baseline"):
-        return _config("cifar10", student, method, teacher, {"T": 4.0, "alpha": 0.9} if method == "kd" else None,
-                       epochs=epochs, precision="fp32", augment=True)
+    cfg = functools.partial(_cifar_config, "cifar10-resnet20-full", epochs, precision="fp32")
 
     # the other methods on the same budget, after the seeds' four rows (their defaults, as in the
     # 20%-of-the-data method table 54): each run about 25-40 min of one core here, so seed 0 first
@@ -176,15 +193,7 @@ def table_cifar_full(epochs: int = 15) -> dict:
                      "without and with dropout 0.5",
             "budget": (f"{epochs} epochs on all 50,000 training images, random crop + flip, batch 128, SGD Nesterov 0.9, "
                        "weight decay 5e-4, one-cycle to lr 0.1, gradient norm capped at 5, fp32, 3 seeds"),
-            "rows": [
-                {"label": "cnn5, labels only", "config": cfg("cnn5"), "paper": _paper(84.74, "labels only", SEEDS_CIFAR)},
-                {"label": "cnn5, kd (T = 4, α = 0.9)", "config": cfg("cnn5", "kd"),
-                 "paper": _paper(85.69, "with KD", SEEDS_CIFAR)},
-                {"label": "cnn5 + dropout 0.5, labels only", "config": cfg("cnn5-dropout"),
-                 "paper": _paper(83.51, "dropout, labels only", SEEDS_CIFAR)},
-                {"label": "cnn5 + dropout 0.5, kd (T = 4, α = 0.9)", "config": cfg("cnn5-dropout", "kd"),
-                 "paper": _paper(84.49, "dropout, with KD", SEEDS_CIFAR)},
-            ] + others,
+            "rows": _cifar_seed_rows(cfg) + others,
             "notes": [
                 ("This table's teacher reached 88.08% (its last epochs were flat: 87.60, 87.93, 88.04, 88.08 over "
                  "epochs 47-50; tested on the JPEG copy of CIFAR-10). A Wide ResNet 16-2 on the CPU "
@@ -214,10 +223,7 @@ def table_cifar_full_gpu(epochs: int = 15, teacher: str = "cifar10-wrn-16-4-gpu"
     (15 epochs, all the data, crop + flip), from the >= 90% teacher trained on a GPU, and run there
     (bf16 autocast, channels-last, the data resident on the GPU; several runs side by side on one GPU,
     ``--workers 6``, as ``benchmarks/gpu_run.sh`` does). Needs ``kdviz pretrained make {teacher}`` first."""
-
-    def cfg(student, method="baseline"):
-        return _config("cifar10", student, method, teacher, {"T": 4.0, "alpha": 0.9} if method == "kd" else None,
-                       epochs=epochs, precision="bf16", device="cuda", augment=True)
+    cfg = functools.partial(_cifar_config, teacher, epochs, precision="bf16", device="cuda")
 
     return {"key": "41-cifar10-full-budget-gpu", "source": "python benchmarks/papers.py --table cifar-full-gpu",
             "title": f"CIFAR-10 at full budget on a GPU: Wide ResNet teacher ({teacher}) → 5-layer CNN, "
@@ -226,15 +232,7 @@ def table_cifar_full_gpu(epochs: int = 15, teacher: str = "cifar10-wrn-16-4-gpu"
                        "weight decay 5e-4, one-cycle to lr 0.1, gradient norm capped at 5, bf16 autocast on a GPU, "
                        "3 seeds"),
             "machine_note": "one GPU, 6 to 8 runs side by side",
-            "rows": [
-                {"label": "cnn5, labels only", "config": cfg("cnn5"), "paper": _paper(84.74, "labels only", SEEDS_CIFAR)},
-                {"label": "cnn5, kd (T = 4, α = 0.9)", "config": cfg("cnn5", "kd"),
-                 "paper": _paper(85.69, "with KD", SEEDS_CIFAR)},
-                {"label": "cnn5 + dropout 0.5, labels only", "config": cfg("cnn5-dropout"),
-                 "paper": _paper(83.51, "dropout, labels only", SEEDS_CIFAR)},
-                {"label": "cnn5 + dropout 0.5, kd (T = 4, α = 0.9)", "config": cfg("cnn5-dropout", "kd"),
-                 "paper": _paper(84.49, "dropout, with KD", SEEDS_CIFAR)},
-            ],
+            "rows": _cifar_seed_rows(cfg),
             "notes": [
                 ("The teacher is the >= 90% one: cifar10-wrn-16-4-gpu, 91.32% (Wide ResNet 16-4, 60 epochs, crop + "
                  "flip, 269 s of training on an NVIDIA H200; `kdviz pretrained make cifar10-wrn-16-4-gpu`)."),
