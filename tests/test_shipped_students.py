@@ -40,7 +40,9 @@ def test_every_student_recipe_is_shipped_and_pretrained_stays_small():
     assert set(pretrained.student_names()) == set(STUDENTS)
     assert not set(pretrained.names()) & set(STUDENTS)  # students are never offered as teachers
     total = sum(p.stat().st_size for p in pretrained.pretrained_dir().rglob("*") if p.is_file())
-    assert total < 50 * 2**20
+    # teachers and students together (54 MB since the 11 MB WRN-16-4 teacher); with results/ (3 MB)
+    # well under the project's 100 MB for shipped files
+    assert total < 60 * 2**20
 
 
 @pytest.mark.parametrize("name", STUDENTS)
