@@ -363,6 +363,12 @@ def _pretrained_make_logits(args) -> int:
     return 0
 
 
+
+def _gpu_of(card: dict) -> str:
+    """" on <GPU>" for a network a card says was trained on a GPU (its seconds are a GPU's), else ""."""
+    machine = card.get("machine", "")
+    return f" on {machine.split('; GPU ', 1)[1]}" if "; GPU " in machine else ""
+
 def _pretrained(args) -> int:
     if args.action == "make-logits":
         return _pretrained_make_logits(args)
@@ -383,7 +389,7 @@ def _pretrained(args) -> int:
     width = max((len(c["name"]) for c in cards), default=0)
     for c in cards:
         print(f"{c['name']:<{width}}  {c['dataset']:<14} {c['model']:<9} test accuracy {100 * c['test_acc']:.2f}%  "
-              f"({c['epochs']} epochs, {c['wall_time_s']:.0f} s)")
+              f"({c['epochs']} epochs, {c['wall_time_s']:.0f} s{_gpu_of(c)})")
     students, broken = pretrained.student_cards()
     for name, reason in broken.items():
         print(f"kdviz: warning: skipped student {name}: {reason}", file=sys.stderr)

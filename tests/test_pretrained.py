@@ -232,6 +232,9 @@ def test_cli_lists_shipped_teachers_with_accuracy(capsys):
     for name in SHIPPED:
         assert name in out
         assert f"{100 * pretrained.card(name)['test_acc']:.2f}%" in out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    assert lines["cifar10-wrn-16-4-gpu"].endswith(" s on NVIDIA H200)")  # its seconds are a GPU's
+    assert lines["mnist-cnn"].endswith(" s)")
 
 
 def test_cli_make_needs_a_known_name(capsys):
