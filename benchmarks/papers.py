@@ -203,14 +203,13 @@ def table_cifar_full(epochs: int = 15) -> dict:
                 ("KD beats labels only in both columns, mean of 3 seeds: without dropout 84.93 against 83.43 "
                  "(+1.50; seed for seed +1.29, +1.40, +1.83), with dropout 0.5 82.57 against 81.87 (+0.70; seed for "
                  "seed +0.01, +0.67, +1.43: a tie at seed 0). The papers' gains: +0.95 and +0.98."),
-                ("The other methods' rows ran one seed first (seed 0, about 26 min of one core each here; seeds 1 "
-                 "and 2 follow with `--row LABEL --seeds 1 2`, and a row's mean is over the seeds finished). At "
-                 "seed 0 (labels only 83.55, KD 84.84): FitNets (2-stage) 84.60 (+1.05), recast (KD) 84.42 (+0.87), "
-                 "RKD 83.91 (+0.36), logits matching (Ba & Caruana) 83.75 (+0.20), AT + KD 83.57 (+0.02: the "
-                 "attention term took away what KD alone gave, 1.27 under KD). Every method is over labels only at "
-                 "that seed; none over KD alone. One seed each: differences under about 0.5 point are within the "
-                 "seed-to-seed spread of the labels-only row (83.08-83.65). FitNets over 3 seeds: 84.60 / 84.85 / 84.94, "
-                 "mean 84.80 (+1.37 over labels only, 0.13 under KD: level with it within the seeds' spread)."),
+                ("Every other method on the same budget, 3 seeds each (about 23-27 min of one core a run here; "
+                 "the table ran seed 0 of each first): FitNets (2-stage) 84.80 (+1.37 over labels only's 83.43), "
+                 "recast (KD) 84.62 (+1.19), logits matching (Ba & Caruana) 83.96 (+0.53), RKD 83.78 (+0.35), AT + "
+                 "KD 83.70 (+0.27, and 1.23 under KD alone: the attention term takes away most of what KD gives). "
+                 "Every method beats labels only on the mean and at every seed; none beats KD alone (84.93): "
+                 "FitNets and recast come within 0.13 and 0.31, about the seeds' spread (standard deviations "
+                 "0.1-0.3)."),
                 ("Dropout 0.5 costs 1.6 points here at 15 epochs (81.87 against 83.43, labels only), as in the "
                  "seeds' table (83.51 against 84.74). Our numbers are 1-2 points under the seeds' at a budget "
                  "of 15 epochs."),
