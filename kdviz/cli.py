@@ -363,11 +363,11 @@ def _pretrained_make_logits(args) -> int:
     return 0
 
 
-
 def _gpu_of(card: dict) -> str:
     """" on <GPU>" for a network a card says was trained on a GPU (its seconds are a GPU's), else ""."""
     machine = card.get("machine", "")
     return f" on {machine.split('; GPU ', 1)[1]}" if "; GPU " in machine else ""
+
 
 def _pretrained(args) -> int:
     if args.action == "make-logits":

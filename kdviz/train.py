@@ -230,7 +230,7 @@ class _Trainer:
         self.device = resolve_device(settings.device)
         # on a GPU the images live there: batches are gathered, augmented and normalised on the chip
         self.train, self.test, self.settings = on_device(train, self.device), on_device(test, self.device), settings
-        # conv nets in channels-last layout where it is faster (CPU; CUDA with bf16): weights here, inputs per batch
+        # conv nets in channels-last layout where it is faster (the CPU, a GPU): weights here, inputs per batch
         self.channels_last = fast_layout(student, self.device, settings.precision)
         for module in (teacher, method):
             if module is not None:
