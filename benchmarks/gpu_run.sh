@@ -11,8 +11,9 @@
 #      until the deadline (finished runs are kept; rerunning skips them).
 #
 # Data: DATA_IN (default .gpu) holds cifar10-jpg.tar.gz (CIFAR-10 as JPEG folders) and MNIST/raw/*.gz.
-# Results: OUT (default /tmp/kdviz-gpu) gets at most 8 files (what a lent machine's call brings back): the logs, speed.md (the GPU blocks of BENCHMARKS.md's
-# speed section) and results.tgz (the teachers' files and cards, the table's run records).
+# Results: OUT (default /tmp/kdviz-gpu) gets at most 8 files (what a lent machine's call brings back):
+# the logs, BENCHMARKS.md (a copy with the GPU blocks of its speed section written in) and results.tgz
+# (the teacher's files and card, the table's run records).
 #
 #   OUT=/tmp/x bash benchmarks/gpu_run.sh            # on the GPU machine, from the repository root
 #   SECONDS_BUDGET=60 TEACHER_SECONDS=20 ...         # shorter deadlines (a dry run on a CPU machine)
