@@ -8,7 +8,9 @@
 #   3. the >= 90% CIFAR-10 teacher (kdviz pretrained make cifar10-wrn-16-4-gpu: 60 epochs, about 270 s
 #      of an H200);
 #   4. the seeds' CIFAR-10 table from the 16-4 teacher (benchmarks/papers.py --table cifar-full-gpu),
-#      until the deadline (finished runs are kept; rerunning skips them).
+#      until the deadline: on 2026-12-01 three of its 12 runs finished there; the other nine took a
+#      second call of about 2 minutes (papers.py alone, --workers 8, the teacher's files carried in
+#      and KDVIZ_PRETRAINED pointing at them; the sweep skipped the finished runs).
 #
 # Data: DATA_IN (default .gpu) holds cifar10-jpg.tar.gz (CIFAR-10 as JPEG folders) and MNIST/raw/*.gz.
 # Results: OUT (default /tmp/kdviz-gpu) gets at most 8 files (what a lent machine's call brings back):
@@ -26,12 +28,13 @@ DATA_IN=${DATA_IN:-.gpu}
 OUT=${OUT:-/tmp/kdviz-gpu}
 WORK=${WORK:-/tmp/kdviz-gpu-work}
 PY=${PY:-python3}
+TEACHER=cifar10-wrn-16-4-gpu
 mkdir -p "$OUT" "$WORK/data" "$WORK/cache" "$WORK/runs"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 KDVIZ_DATA=$WORK/data KDVIZ_CACHE=$WORK/cache
 left() { echo $((START + BUDGET - $(date +%s))); }
 say() { echo "[gpu_run +$(($(date +%s) - START)) s] $*"; }
 pack() {  # what exists so far, in one file (the call brings back at most 8 files)
-  tar czf "$OUT/results.tgz.part" pretrained/cifar10-wrn-16-4-gpu* pretrained/.cifar10-wrn-16-4-gpu.resume.pt \
+  tar czf "$OUT/results.tgz.part" pretrained/$TEACHER.* pretrained/.$TEACHER.resume.pt \
     -C "$WORK" runs 2>/dev/null
   mv "$OUT/results.tgz.part" "$OUT/results.tgz"
 }
@@ -54,14 +57,10 @@ wait $DECODE; say "decode: $(tail -1 "$WORK/decode.log")"
 say "2, 3. CUDA tests beside the teacher"
 timeout 300 $PY -m pytest -q -p no:cacheprovider tests/test_cuda.py > "$OUT/test_cuda.log" 2>&1 &
 TESTS=$!
-for name in cifar10-wrn-16-4-gpu; do
-  timeout "$TEACHER_SECONDS" $PY -m kdviz pretrained make "$name" > "$OUT/$name.log" 2>&1 &
-done
+timeout "$TEACHER_SECONDS" $PY -m kdviz pretrained make $TEACHER > "$OUT/$TEACHER.log" 2>&1 &
 wait $TESTS; say "tests: $(tail -1 "$OUT/test_cuda.log")"
 wait
-for name in cifar10-wrn-16-4-gpu; do
-  say "$name: $($PY -c "import json; c = json.load(open('pretrained/$name.json')); print(f\"{100 * c['test_acc']:.2f}% in {c['train_time_s']} s\")" 2>&1 | tail -1)"
-done
+say "$TEACHER: $($PY -c "import json; c = json.load(open('pretrained/$TEACHER.json')); print(f\"{100 * c['test_acc']:.2f}% in {c['train_time_s']} s\")" 2>&1 | tail -1)"
 pack
 
 say "4. the seeds' CIFAR-10 table from the 16-4 teacher, $(left) s left"

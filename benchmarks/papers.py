@@ -360,7 +360,7 @@ def write_reference(spec: dict, seeds: list[int], runs_dir: Path) -> Path:
     done = finished_runs(runs_dir)
     table = {k: v for k, v in spec.items() if k != "rows"}
     table["rows"] = []
-    times, torches = [], set()
+    times, torches, gpus = [], set(), set()
     for row in spec["rows"]:
         runs = []
         for config in configs_of(row, seeds):
@@ -369,6 +369,7 @@ def write_reference(spec: dict, seeds: list[int], runs_dir: Path) -> Path:
                 runs.append(reference.run_summary(record))
                 times.append(record.get("created", ""))
                 torches.add((record.get("versions") or {}).get("torch") or torch.__version__)
+                gpus.update([record["gpu"]] if record.get("gpu") else [])
         label = row["label"]
         if len(runs) < len(seeds) and row.get("published_in"):
             # not (all) measured here: the published runs of the very same config, marked as such
@@ -381,9 +382,8 @@ def write_reference(spec: dict, seeds: list[int], runs_dir: Path) -> Path:
                               "command": reference.command_for(row["config"]), "runs": runs,
                               "paper": row.get("paper")})
     table.pop("machine_note", None)
-    gpus = sorted({r.get("gpu", "") for r in done.values() if r.get("gpu")})
     table["machine"] = (f"{recipes.cpu_description()}, 1 torch thread per run, shared with other jobs"
-                        if not spec.get("machine_note") else f"{', '.join(gpus) or 'a GPU'}, {spec['machine_note']}")
+                        if not spec.get("machine_note") else f"{', '.join(sorted(gpus)) or 'a GPU'}, {spec['machine_note']}")
     table["measured"] = max(times)[:10] if times else "not yet"
     table["torch"] = ", ".join(sorted(torches)) or torch.__version__  # the runs' own (a GPU machine has its own)
     return reference.write_table(table)

@@ -185,7 +185,7 @@ def steps_table(best: dict) -> list[str]:
     lines = ["### Training steps", "",
              "Batch 128, images per second (median step of 12 after 3 warm-up steps, best of the repeats). "
              f"kdviz's default here: precision auto = {auto}, channels-last for conv nets "
-             f"{'on' if prefers_channels_last(build_model('cnn5'), device, 'auto') else 'off'}, fused optimizer. "
+             f"{'on' if prefers_channels_last(build_model('cnn5'), device) else 'off'}, fused optimizer. "
              "The first column is what kdviz did before (`precision=auto` took bf16 on any CPU with AVX-512 BF16, "
              "NCHW layout, SGD op by op).", "",
              "| model | " + " | ".join(label for label, *_ in SETUPS) + " | default now / before |",
@@ -221,7 +221,7 @@ def measure_loop(device, repeats, splits) -> dict:
             loop = 128 * (len(stamps) - 6) / (stamps[-1] - stamps[5])
             torch.manual_seed(0)
             net = build_model(name).to(device).train()
-            channels_last = fast_layout(net, device, precision)
+            channels_last = fast_layout(net, device)
             optimizer = make_optimizer(net.parameters(), TrainSettings(), 0.01)
             batches = [(as_layout(b.x, channels_last), b.y) for b in
                        data.batches(train, 128, True, torch.Generator().manual_seed(0), device=device)]

@@ -70,8 +70,7 @@ def autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
-def prefers_channels_last(model: torch.nn.Module, device: str | torch.device = "auto",
-                           precision: str = "fp32") -> bool:
+def prefers_channels_last(model: torch.nn.Module, device: str | torch.device = "auto") -> bool:
     """Whether ``model`` runs faster with its weights and activations in the channels-last (NHWC)
     layout: conv nets on the CPU (oneDNN's native layout; training steps at batch 128, one thread,
     fp32: cnn5 1.48x, cnn5-small 1.40x, resnet20 1.34x, mobilenet 1.55x; see benchmarks/speed.py),
@@ -82,11 +81,11 @@ def prefers_channels_last(model: torch.nn.Module, device: str | torch.device = "
     return resolve_device(device).type in ("cpu", "cuda")
 
 
-def fast_layout(model: torch.nn.Module, device: str | torch.device = "auto", precision: str = "fp32") -> bool:
+def fast_layout(model: torch.nn.Module, device: str | torch.device = "auto") -> bool:
     """Put ``model``'s conv weights in channels-last layout where that is faster
     (:func:`prefers_channels_last`), in place; returns whether it did. Values do not change:
     only the order of numbers in memory (a saved state dict loads into either layout)."""
-    if not prefers_channels_last(model, device, precision):
+    if not prefers_channels_last(model, device):
         return False
     model.to(memory_format=torch.channels_last)
     return True
@@ -105,7 +104,7 @@ def predict_logits(model: torch.nn.Module, data: ImageData, batch_size: int = 12
     device = resolve_device(device)
     was_training = model.training
     model.eval().to(device)
-    channels_last = fast_layout(model, device, precision)
+    channels_last = fast_layout(model, device)
     out = []
     for batch in batches(data, batch_size, device=device):
         with autocast(device, precision):

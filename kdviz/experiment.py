@@ -168,6 +168,7 @@ class Experiment:
         cfg = self.config
         summary = model_summary(self.student.cpu())
         self.student.to(resolve_device(cfg.train.device))
+        device = resolve_device(cfg.train.device)
         record = {
             "id": self.id,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -188,9 +189,8 @@ class Experiment:
             "params": summary["params"],
             "latency_ms": summary["latency_ms"],
             "seed": cfg.train.seed,
-            "device": str(resolve_device(cfg.train.device)),
-            **({"gpu": torch.cuda.get_device_name(resolve_device(cfg.train.device))}
-               if resolve_device(cfg.train.device).type == "cuda" else {}),
+            "device": str(device),
+            **({"gpu": torch.cuda.get_device_name(device)} if device.type == "cuda" else {}),
             "precision": self.precision,
             "wall_time_s": round(time.time() - started, 3),
             "prepare_time_s": round(started - self._made, 3),

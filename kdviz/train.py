@@ -231,10 +231,10 @@ class _Trainer:
         # on a GPU the images live there: batches are gathered, augmented and normalised on the chip
         self.train, self.test, self.settings = on_device(train, self.device), on_device(test, self.device), settings
         # conv nets in channels-last layout where it is faster (the CPU, a GPU): weights here, inputs per batch
-        self.channels_last = fast_layout(student, self.device, settings.precision)
+        self.channels_last = fast_layout(student, self.device)
         for module in (teacher, method):
             if module is not None:
-                fast_layout(module, self.device, settings.precision)
+                fast_layout(module, self.device)
         self.start = time.perf_counter() - (self.resumed["elapsed"] if self.resumed else 0.0)
         self.stopped = False
         self.diverged: Divergence | None = None

@@ -24,7 +24,7 @@ def test_on_device_keeps_cpu_data_as_it_is():
     assert on_device(images, "cpu") is images
 
 
-def test_crop_flip_and_shift_keep_their_meaning_after_the_rewrite():
+def test_crop_flip_and_shift_pick_windows_of_the_padded_image():
     """Each augmented image is a window of the padded original: a crop or its mirror image."""
     images = _images(n=40)
     x = images.images()
