@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -22,6 +23,7 @@ from kdviz import data as datasets
 from kdviz import pretrained
 from kdviz.evaluation import resolve_device
 from kdviz.methods import Hyperparam
+from kdviz.probes import softening
 from kdviz.probes.softening import log_grid, nearest
 from kdviz.runs import default_runs_dir
 from kdviz.teacher_cache import teacher_logits
@@ -366,6 +368,16 @@ def shipped_test_logits(ref: TeacherRef):
         return None  # a changed or missing file: the teacher runs over the test set instead
 
 
+def gradient_scale(link: str) -> dict:
+    """The Temperature page's T² figure for a teacher: the soft term's gradient size at every T of the
+    grid, measured on its first 256 probe images (:func:`kdviz.probes.softening.kd_gradient_scale`),
+    once per teacher for the server. The warm-up computes the default teacher's: 6 ms in a quiet process,
+    it took 0.4-0.8 s of the page's first run on a fresh server while the browser loaded the app (py-spy:
+    waiting for Python's lock between its many small autograd calls)."""
+    return shared("kd_gradient_scale", (link,), lambda: softening.kd_gradient_scale(
+        teacher_outputs(link)["gallery_logits"][:256], softening.T_GRID))
+
+
 @st.cache_resource(show_spinner="Running the teacher over the test set (once; then cached on disk)…")
 def teacher_test_outputs(link: str) -> dict:
     """The teacher's logits on the whole test split when the data set is here (cached on disk by
@@ -400,6 +412,10 @@ def shared(kind: str, key: tuple, _build: Callable[[], object]):
     return _build()
 
 
+# A background build starts once no session's page or fragment has run for this long: begun at once,
+# the Temperature page's 80 figures (3.5 s of CPU) competed with the browser drawing that very page
+# on a 2-core machine. A move before then builds its own charts (tens of milliseconds each).
+PREBUILD_IDLE_S = 1.5
 _PREBUILDS: dict[tuple, threading.Thread] = {}
 _PREBUILDS_LOCK = threading.Lock()
 
@@ -414,6 +430,8 @@ def prebuild(job: tuple, charts: list[tuple[str, tuple, Callable[[], object]]], 
             return
 
         def work() -> None:
+            while timings.idle_for() < PREBUILD_IDLE_S:  # the page that asked is drawn first
+                time.sleep(0.1)
             for kind, key, build in charts:
                 try:
                     shared(f"figure:{kind}", (*key, presenter), lambda build=build: style(build(), presenter))

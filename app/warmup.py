@@ -89,6 +89,7 @@ def _warm() -> None:
                 common.teacher_outputs(name)
                 if name == DEFAULT:
                     common.teacher_test_outputs(name)  # the dark-knowledge matrix (teacher logits cached on disk)
+                    common.gradient_scale(name)  # the T² figure
 
     # in the order of need: the Temperature page's teacher, what every first chart needs, Home's list of
     # data sets, the other teachers, then the inside pages' default views

@@ -86,3 +86,25 @@ def test_scripts_and_other_requests_pass_unchanged(tmp_path):
 def test_add_to_head_leaves_a_page_without_a_head_alone():
     assert preload.add_to_head(b"<p>hi</p>", b"<x>") == b"<p>hi</p>"
     assert preload.add_to_head(b"<head></head>", b"<x>") == b"<head><x></head>"
+
+
+def test_the_chunks_own_imports_are_preloaded_too_each_once_and_only_those_that_exist(tmp_path):
+    """Chrome's modulepreload fetches the named module, not what it imports: the chunk's static imports
+    (``import{..}from"./x.js"``, ``import"./y.js"``) get their own preloads, in order and once each."""
+    folder = _folder(tmp_path, "a.1.js", "b.2.js")
+    (folder / "PlotlyChart.t.js").write_text('import{o as e}from"./a.1.js";import"./b.2.js";'
+                                             'import{x}from"./a.1.js";import{y}from"./gone.3.js";var z=1;')
+    assert preload.chunk_imports("PlotlyChart.t.js", folder) == ["a.1.js", "b.2.js"]
+    assert preload.chunk_imports("missing.js", folder) == []
+    extra = preload.snippet("PlotlyChart.t.js", ["a.1.js", "b.2.js"]).decode()
+    links = [f'<link rel="modulepreload" crossorigin href="./static/js/{n}">' for n in ("PlotlyChart.t.js", "a.1.js", "b.2.js")]
+    assert extra.startswith("".join(links))
+    _, body = _serve(preload.PreloadPlotly(_static([]), folder), "/", [(b"accept", b"text/html")])
+    assert b"".join(link.encode() for link in links) in body
+
+
+def test_the_installed_plotly_chunk_imports_only_files_that_are_there():
+    chunk = preload.plotly_chunk()
+    imports = preload.chunk_imports(chunk)
+    assert imports and all((preload.STATIC_JS / name).is_file() for name in imports)
+    assert len(imports) == len(set(imports))

@@ -88,3 +88,27 @@ def test_idle_for_is_zero_while_a_page_or_a_fragment_runs_and_counts_up_after(mo
     assert not script.exception
     assert script.markdown[0].value == "idle 0.0"
     assert 0.0 < timings.idle_for() < 1.0
+
+
+def test_a_background_build_waits_until_no_page_has_run_for_a_while(monkeypatch):
+    """common.prebuild's figures are built once the server has been idle for PREBUILD_IDLE_S, not while
+    the page that asked for them (or any other) still runs and its browser draws it."""
+    import plotly.graph_objects as go
+
+    import common
+
+    monkeypatch.delenv("KDVIZ_APP_TIMINGS", raising=False)
+    monkeypatch.setattr(common, "PREBUILD_IDLE_S", 0.3)
+    built: list[float] = []
+
+    def build():
+        built.append(time.monotonic())
+        return go.Figure()
+
+    with timings.page_run("temperature"):
+        common.prebuild(("test-idle", time.time()), [("test-idle", (time.time(),), build)], presenter=False)
+        time.sleep(0.5)
+        assert built == []  # a page is running: nothing built yet
+    ended = time.monotonic()
+    common.wait_for_prebuilds(timeout=10)
+    assert len(built) == 1 and built[0] - ended >= 0.3

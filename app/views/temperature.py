@@ -172,8 +172,7 @@ def temperature_part() -> None:
                            "falls toward 1/C: at very high T the answer carries no information at all, so useful T sit in "
                            "between.", chart_key="entropy")
     with c2:
-        scale = common.shared("kd_gradient_scale", (teacher,),
-                              lambda: softening.kd_gradient_scale(logits_all[:256], softening.T_GRID))
+        scale = common.gradient_scale(teacher)
         common.show_shared("t2", (teacher, T), lambda: figures.t_squared_figure(scale, T), presenter,
                     "Without T² (grey), the soft term's gradient shrinks about like 1/T², so at a high T distillation "
                     "would silently fade next to the label term (which does not depend on T, and is not drawn); with "
