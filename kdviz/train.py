@@ -7,7 +7,9 @@ stops pulling pauses it; setting the ``stop`` event ends it between two steps.
 A divergence guard checks every step: a non-finite loss or gradient (or weights
 at the end of an epoch) ends the run, puts the last good weights back (those of
 the last finite epoch, or the starting ones) and says where in
-``Finished.diverged``.
+``Finished.diverged``. A step's logged values (its loss terms, right answers and
+gradient norm) reach the host in one read; on a GPU that read comes after the next
+step is queued (:func:`read_lag`), so the chip does not wait for the host.
 Teacher training is distillation with the ``baseline`` method and no teacher.
 
 When the method needs only the teacher's logits and the data is not augmented,
@@ -22,7 +24,7 @@ import math
 import numbers
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -175,6 +177,25 @@ class Divergence:
 Event = PhaseStarted | StepDone | EpochDone | Finished
 
 
+@dataclass
+class _Reading:
+    """A step taken, with what it logs still where it was computed (on a GPU: not yet read)."""
+    step: int
+    names: list[str]
+    values: torch.Tensor          # the named terms, the total, the right answers, the gradient norm
+    auxiliary: dict[str, float]   # a second player's losses (read at once)
+    images: int
+    rate: float
+
+
+def read_lag(device: torch.device) -> int:
+    """Steps between taking a step and reading its logged values on the host. On a GPU one: the step
+    after is queued first, so the chip is never idle while the host waits for the values (the read
+    cost 19% of a cnn5 step and 36% of an mlp-800 step on an H200 when every step waited for its own,
+    BENCHMARKS.md). On the CPU none: the values are there when the step returns."""
+    return 1 if device.type == "cuda" else 0
+
+
 # --------------------------------------------------------------------------- optimisation
 def make_optimizer(parameters, settings: TrainSettings, lr: float) -> torch.optim.Optimizer:
     """SGD (Nesterov) or Adam, fused into one kernel per parameter where torch has one (CPU and
@@ -296,16 +317,42 @@ class _Trainer:
         first = 1
         if is_main and self.resumed:
             first = self.restore(self.resumed, optimizer, schedule, generator) + 1
+        lag = read_lag(self.device)
         for epoch in range(first, phase.epochs + 1):
             self.student.train(phase.train_student)
             self.method.train()
             sums: dict[str, float] = {}
-            correct = seen = 0
+            counts = {"correct": 0, "seen": 0}
             epoch_start = time.perf_counter()
+            pending: list[_Reading] = []  # steps taken whose logged values are not read yet (at most ``lag``)
+
+            def settle(reading: _Reading, epoch: int = epoch) -> StepDone | None:
+                """One step's logged values read on the host: its event, or None when the loss or the
+                gradient was not finite (the run has diverged: the last good weights are back)."""
+                *values, total_value, hit_count, norm = reading.values.tolist()
+                logged = dict(zip(reading.names, values))
+                logged["total"] = total_value
+                if not math.isfinite(total_value):
+                    self._diverge(phase.name, epoch, reading.step, "loss", logged)
+                    return None
+                if not math.isfinite(norm):
+                    self._diverge(phase.name, epoch, reading.step, "gradient", {**logged, "grad_norm": norm})
+                    return None
+                logged.update(reading.auxiliary)
+                for name, value in logged.items():
+                    sums[name] = sums.get(name, 0.0) + value
+                counts["correct"] += int(hit_count)
+                counts["seen"] += reading.images
+                return StepDone(phase.name, epoch, reading.step, steps_per_epoch, logged, reading.rate, self.elapsed())
+
             for i, batch in enumerate(batches(self.train, s.batch_size, True, generator, s.augment, self.device,
                                               s.jitter), 1):
                 if self.stop.is_set():
                     self.stopped = True
+                    for reading in pending:  # the steps already taken are reported
+                        if (done := settle(reading)) is None:
+                            return
+                        yield done
                     return
                 step_start = time.perf_counter()
                 step = self.forward(batch, phase.needs_features)
@@ -313,42 +360,47 @@ class _Trainer:
                 if not terms:
                     raise ValueError(f"phase {phase.name!r} has no loss term (labels hidden and no teacher term?)")
                 total = sum(terms.values())
-                # one host sync for everything logged (each .item() would be one)
-                hits = (step.student_logits.argmax(1) == batch.y).sum()
-                *values, total_value, hit_count = torch.stack([*(v.detach().float() for v in terms.values()),
-                                                               total.detach().float(), hits.float()]).tolist()
-                logged = dict(zip(terms, values))
-                logged["total"] = total_value
-                if not math.isfinite(logged["total"]):
-                    self._diverge(phase.name, epoch, i, "loss", logged)
-                    return
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()
                 grads = [p.grad for p in phase.parameters if p.grad is not None]
                 if s.grad_clip > 0:
                     norm = torch.nn.utils.clip_grad_norm_(phase.parameters, s.grad_clip)
                 else:
-                    norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
-                if not math.isfinite(norm.item()):
-                    self._diverge(phase.name, epoch, i, "gradient", {**logged, "grad_norm": norm.item()})
-                    return
+                    norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=total.device)
                 if is_main and i == 1 and epoch == 1 and self.train.labels_hidden and norm.item() == 0:
                     raise ValueError("with the labels hidden the student gets no gradient: every teacher term is "
                                      "weighted 0 (KD's alpha = 0?), so it would learn nothing")
+                # Taken before its loss and gradient are known to be finite: a step that was not is found
+                # when its values are read (below), and then the last good weights are put back anyway.
                 optimizer.step()
                 schedule.step()
-                if is_main:
-                    auxiliary = self.method.auxiliary_step(step)
-                    if not all(math.isfinite(v) for v in auxiliary.values()):
-                        self._diverge(phase.name, epoch, i, "auxiliary loss", {**logged, **auxiliary})
+                hits = (step.student_logits.argmax(1) == batch.y).sum()
+                # everything logged in one tensor: one host sync a step (each .item() would be one)
+                values = torch.stack([*(v.detach().float() for v in terms.values()), total.detach().float(),
+                                      hits.float(), norm.detach().float().to(total.device)])
+                auxiliary = self.method.auxiliary_step(step) if is_main else {}
+                reading = _Reading(i, list(terms), values, auxiliary, len(batch.y),
+                                   len(batch.y) / max(time.perf_counter() - step_start, 1e-9))
+                if not all(math.isfinite(v) for v in auxiliary.values()):
+                    # the steps before this one, then this step's own loss and gradient, are named first
+                    *earlier, last = [*pending, replace(reading, auxiliary={})]
+                    for r in earlier:
+                        if (done := settle(r)) is None:
+                            return
+                        yield done
+                    if (done := settle(last)) is not None:
+                        self._diverge(phase.name, epoch, i, "auxiliary loss", {**done.losses, **auxiliary})
+                    return
+                pending.append(reading)
+                while len(pending) > lag:
+                    if (done := settle(pending.pop(0))) is None:
                         return
-                    logged.update(auxiliary)
-                for name, value in logged.items():
-                    sums[name] = sums.get(name, 0.0) + value
-                correct += int(hit_count)
-                seen += len(batch.y)
-                rate = len(batch.y) / max(time.perf_counter() - step_start, 1e-9)
-                yield StepDone(phase.name, epoch, i, steps_per_epoch, logged, rate, self.elapsed())
+                    yield done
+            for reading in pending:
+                if (done := settle(reading)) is None:
+                    return
+                yield done
+            correct, seen = counts["correct"], counts["seen"]
             if not self._weights_finite():
                 self._diverge(phase.name, epoch, steps_per_epoch, "weights", {k: v / steps_per_epoch for k, v in sums.items()})
                 return

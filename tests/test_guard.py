@@ -83,6 +83,22 @@ def test_a_non_finite_value_stops_the_run_and_keeps_the_last_good_weights(digits
     assert done.test_acc == pytest.approx(done.history[0]["test_acc"])
 
 
+@pytest.mark.parametrize("kind", ["loss", "gradient"])
+def test_the_guard_names_the_same_step_when_steps_are_read_one_late(digits, kind, monkeypatch):
+    """On a GPU a step's values are read after the next step is queued (kdviz.train.read_lag): the
+    step after the fault has been taken by then, yet the record names the faulty step, no event
+    follows it, and the weights are the last good ones."""
+    import kdviz.train as loop
+
+    monkeypatch.setattr(loop, "read_lag", lambda device: 1)
+    net, events, snapshots = _train(digits, kind, epoch=2, step=5)
+    d = events[-1].diverged
+    assert (d["phase"], d["epoch"], d["step"], d["what"]) == ("train", 2, 5, kind)
+    steps = [e for e in events if isinstance(e, StepDone)]
+    assert (steps[-1].epoch, steps[-1].step) == (2, 4)
+    assert all(torch.equal(v, snapshots[1][k]) for k, v in net.state_dict().items())
+
+
 def test_a_fault_in_the_first_epoch_keeps_the_starting_weights(digits):
     torch.manual_seed(0)
     start = build_model("mlp-30", 1, 8).state_dict()

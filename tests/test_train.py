@@ -83,6 +83,37 @@ def test_one_seed_gives_identical_runs(small):
     assert first != other
 
 
+def test_reading_each_step_one_step_late_changes_nothing_but_when_it_is_read(small, monkeypatch):
+    """On a GPU a step's logged values are read after the next step is queued (kdviz.train.read_lag):
+    forced here on the CPU, the same events in the same order, the same weights."""
+    import kdviz.train as loop
+
+    train, test = data.transfer_set(small[0], fraction=0.2, seed=0), small[1].subset(torch.arange(300))
+    runs = []
+    for lag in (0, 1):
+        monkeypatch.setattr(loop, "read_lag", lambda device, lag=lag: lag)
+        net = student("cnn5-small")
+        runs.append((_without_timings(run(net, build_method("baseline", net), train, test, epochs=2)), net.state_dict()))
+    (now, w_now), (late, w_late) = runs
+    assert now == late and sum(name == "StepDone" for name, _ in late) > 4
+    assert all(torch.equal(w_now[k], w_late[k]) for k in w_now)
+
+
+def test_a_stop_reports_every_step_taken_when_steps_are_read_late(small, monkeypatch):
+    import kdviz.train as loop
+
+    monkeypatch.setattr(loop, "read_lag", lambda device: 1)
+    stop = threading.Event()
+    net = student()
+    events = []
+    for event in fit(net, build_method("baseline", net), *small, TrainSettings(epochs=3, device="cpu"), stop=stop):
+        events.append(event)
+        if isinstance(event, StepDone) and event.step == 3:
+            stop.set()  # step 4 was already taken when step 3 was read
+    assert [e.step for e in events if isinstance(e, StepDone)] == [1, 2, 3, 4]
+    assert events[-1].stopped and not any(isinstance(e, EpochDone) for e in events)
+
+
 def test_stopping_between_steps(small):
     stop = threading.Event()
     net = student()
