@@ -79,11 +79,13 @@ class Fresh:
         folder = tmp / name
         folder.mkdir(parents=True)
         self.timings = folder / "timings.jsonl"
+        self.started = time.perf_counter()
         self.server = Server(folder / "runs", folder / "streamlit.log",
                              env={"KDVIZ_CACHE": str(cache), "KDVIZ_APP_TIMINGS": str(self.timings)})
 
     def __enter__(self) -> Fresh:
         self.server.wait_ready()
+        self.ready_s = time.perf_counter() - self.started  # from the process's start until it answers
         return self
 
     def __exit__(self, *exc) -> None:
@@ -175,7 +177,7 @@ def measure_pages(browser, tmp: Path, pages: dict[str, str], timeout: float, kin
             with Fresh(tmp, cache, f"{kind.replace(' ', '-')}-{path or 'home'}") as fresh:
                 warm_s = warmed_up(fresh.timings, fresh.server.process.pid, 300) if kind == "warmed up" else None
                 row = first_chart(browser, f"{fresh.server.url}/{path}", fresh.timings, timeout)
-                row["warmup_s"] = warm_s
+                row["warmup_s"], row["ready_s"] = warm_s, fresh.ready_s
             rows[kind] = row
             print(f"{title:28s} {kind}: first chart {row['first_chart_s']} s, page run {row.get('server_run_s')} s"
                   f"{'  ' + row['error'] if row.get('error') else ''}  "

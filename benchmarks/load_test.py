@@ -166,7 +166,7 @@ class Server:
                 pass
             if self.process.poll() is not None:
                 break
-            time.sleep(0.3)
+            time.sleep(0.1)
         self.log.seek(0)
         raise RuntimeError(f"streamlit did not start:\n{self.log.read()[-3000:]}")
 

@@ -30,6 +30,7 @@ import os
 import warnings
 import zlib
 from dataclasses import dataclass, replace
+from importlib import metadata
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
 
@@ -223,7 +224,9 @@ class Source:
     whose identity keys the decoded cache, and how to decode them."""
 
     description: str
-    files: tuple[Path, ...]
+    # the files, or how to list them: a folder of 60,000 images takes most of a second to list, and
+    # only the cache's identity needs the list (knowing where a data set is does not)
+    files: tuple[Path, ...] | Callable[[], tuple[Path, ...]]
     decode: Callable[[], tuple]  # -> (x_train, y_train, x_test, y_test[, classes])
     extra: str = ""              # anything else the decoded tensors depend on (a library version)
 
@@ -232,7 +235,7 @@ def source_identity(source: Source) -> str:
     """sha256 over the source's description and each file's resolved path, size and mtime:
     a changed, added, removed or replaced file gives another identity (another cache entry)."""
     digest = hashlib.sha256(f"{source.description}|{source.extra}".encode())
-    for path in source.files:
+    for path in source.files() if callable(source.files) else source.files:
         stat = path.stat()
         digest.update(f"|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
     return digest.hexdigest()
@@ -429,7 +432,7 @@ def _cifar10_source() -> Source:
     root = data_dir()
     folder = root / "cifar10"
     if (folder / "train").is_dir() and (folder / "test").is_dir():
-        return Source(str(folder), _folder_files(folder), lambda: read_image_splits(folder)[:4])
+        return Source(str(folder), lambda: _folder_files(folder), lambda: read_image_splits(folder)[:4])
     import torchvision.datasets as tvd  # late: only torchvision's own CIFAR copy needs it
 
     tried = [str(folder) + "/{train,test}", str(root / "cifar-10-batches-py")]
@@ -470,9 +473,9 @@ def _load_digits() -> tuple:
 
 
 def _digits_source() -> Source:
-    import sklearn  # late: scikit-learn takes seconds to import
-
-    return Source("scikit-learn load_digits", (), _load_digits, extra=f"sklearn {sklearn.__version__}")
+    """Always here; scikit-learn's version (read from its installed metadata, not by importing it: that
+    takes a second) names the decoded copy."""
+    return Source("scikit-learn load_digits", (), _load_digits, extra=f"sklearn {metadata.version('scikit-learn')}")
 
 
 @dataclass(frozen=True)
@@ -561,7 +564,7 @@ _MEMORY: dict[tuple[str, str], Splits] = {}
 
 def _folder_source(folder: Path) -> Source:
     # extra: 16-bit images are scaled, no longer clipped (entries decoded before are not reused)
-    return Source(str(folder), _folder_files(folder), lambda: read_image_splits(folder), extra="16-bit scaled")
+    return Source(str(folder), lambda: _folder_files(folder), lambda: read_image_splits(folder), extra="16-bit scaled")
 
 
 def load(name: str) -> Splits:
