@@ -110,3 +110,18 @@ def test_after_the_warm_up_the_factor_page_runs_no_network_and_no_tsne(default_v
     assert not at.exception, [e.message for e in at.exception]
     assert [c for c in at.get("plotly_chart") if "ft_tsne" in c.proto.id]
     assert len(at.dataframe) == 1  # the distances to the teacher, from the warmed-up numbers
+
+
+def test_the_factor_page_sends_the_shipped_maps_before_computing_its_numbers(default_view, monkeypatch):
+    """With shipped maps the chart needs no network: it goes out first, and the points behind the numbers
+    table (forward passes of three networks, seconds on a fresh server) are computed after it."""
+    import common
+    import inside_common
+
+    order = []
+    real_show, real_space = common.show, inside_common.factor_space
+    monkeypatch.setattr(common, "show", lambda *a, **k: order.append("chart") or real_show(*a, **k))
+    monkeypatch.setattr(inside_common, "factor_space", lambda *a, **k: order.append("points") or real_space(*a, **k))
+    at = AppTest.from_file(str(APP / "views" / "factors.py"), default_timeout=180).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert order == ["chart", "points"] and len(at.dataframe) == 1

@@ -49,17 +49,22 @@ def view() -> None:
     labels = test.labels[list(index)].numpy()
     model_refs = ic.refs(preset, base, run, METHOD)
     method_run = run["id"] if run is not None and ic.has_method_state(run) else None
-    space = ic.factor_space(model_refs, method_run, preset.teacher, preset.dataset, index)
     if run is not None and method_run is None:
         st.warning("This FT run did not save its paraphraser and translator (it was trained elsewhere), so only the "
                    "penultimate features can be shown. Train the students here to see the factors.")
 
-    shown = [name for name in PANELS if name in space["points"]] or ["teacher: penultimate features"]
-    # the shipped students at these settings: their maps were made and shipped with them (kdviz.probes.maps)
+    # the shipped students at these settings: their maps were made and shipped with them (kdviz.probes.maps),
+    # so the chart is drawn from them at once and the points (for the numbers below) are computed after it;
+    # a run without its paraphraser and translator has no factor panels to draw
     maps = shipped_maps(preset.dataset, base, run, test, index, perplexity, seed) if have_students else None
-    if maps is None or list(maps) != shown:
-        maps = dict(zip(shown, ic.tsne_maps(tuple(shown), [space["points"][name] for name in shown],
-                                            float(perplexity), int(seed))))
+    space = None
+    if maps is None or (method_run is None and PANELS[0] in maps):
+        space = ic.factor_space(model_refs, method_run, preset.teacher, preset.dataset, index)
+        shown = [name for name in PANELS if name in space["points"]] or ["teacher: penultimate features"]
+        if maps is None or list(maps) != shown:
+            maps = dict(zip(shown, ic.tsne_maps(tuple(shown), [space["points"][name] for name in shown],
+                                                float(perplexity), int(seed))))
+    shown = list(maps)
 
     # --------------------------------------------------------------------------- figures
     st.subheader(f"t-SNE of {len(index)} test images (perplexity {perplexity}, seed {seed})")
@@ -78,6 +83,8 @@ def view() -> None:
             "of a cluster, the gap between two clusters and where a cluster sits mean little, and another seed or "
             "perplexity moves them. Compare which classes form their own group, which are mixed, and which images "
             "stray into another class's group.")
+    if space is None:
+        space = ic.factor_space(model_refs, method_run, preset.teacher, preset.dataset, index)
     if space["numbers"]:
         st.markdown("**How close each student is to the teacher, measured on the original points (not on the maps):**")
         table = pd.DataFrame(space["numbers"]).T.astype(float)
