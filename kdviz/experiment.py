@@ -167,8 +167,8 @@ class Experiment:
     def _save(self, done: Finished, started: float) -> dict:
         cfg = self.config
         summary = model_summary(self.student.cpu())
-        self.student.to(resolve_device(cfg.train.device))
         device = resolve_device(cfg.train.device)
+        self.student.to(device)
         record = {
             "id": self.id,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),

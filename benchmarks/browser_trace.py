@@ -1,0 +1,121 @@
+"""Where a page's first view spends the browser's time (not part of the test suite).
+
+    KDVIZ_DATA=... .venv/bin/python benchmarks/browser_trace.py temperature            # long main-thread tasks
+    KDVIZ_DATA=... .venv/bin/python benchmarks/browser_trace.py relations --charts     # and each chart's draw
+
+A fresh server is started the README's way and left to finish its start-up warm-up (as the *warmed
+up* column of ``app_speed.py``); then chromium opens the page in a fresh profile with its tracing on,
+until the first chart is on screen and a second after. Printed: the renderer's main-thread tasks over
+25 ms, on the page's clock (ms since navigation), each with its largest parts (a module evaluated,
+React's work, Plotly's drawing in microtasks, layout), and how busy that thread was in all. With
+``--charts``, once the page has settled, every Plotly chart on it is drawn again into a new element
+of the same width, five times, and the times are printed: what each chart costs the browser once
+Plotly is loaded, and, for a Scattergl trace, the same data drawn as plain SVG.
+
+Server and browser run on the same cores, as in ``app_speed.py``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from app_speed import FIRST_CHART_JS, Fresh, page_paths, warmed_up
+
+from load_test import CHROMIUM, CHROMIUM_ARGS
+
+CATEGORIES = ["devtools.timeline", "v8.execute", "disabled-by-default-devtools.timeline", "loading"]
+# every chart redrawn five times into a new element of its width; a Scattergl chart also as SVG
+CHART_COSTS_JS = """async () => {
+  const out = [];
+  for (const [chart, p] of [...document.querySelectorAll('.js-plotly-plot')].entries()) {
+    const variants = {drawn: p.data};
+    if (p.data.some(t => t.type === 'scattergl')) variants.svg = p.data.map(t => t.type === 'scattergl' ? {...t, type: 'scatter'} : t);
+    for (const [kind, data] of Object.entries(variants)) {
+      const d = document.createElement('div'); d.style.width = p.clientWidth + 'px'; document.body.appendChild(d);
+      const ms = [];
+      for (let i = 0; i < 5; i++) {
+        const t = performance.now(); await window.Plotly.newPlot(d, data, p.layout); ms.push(performance.now() - t);
+        window.Plotly.purge(d);
+      }
+      d.remove();
+      out.push({chart, kind, traces: data.map(t => t.type), ms: ms.map(Math.round)});
+    }
+  }
+  return out; }"""
+
+
+def main_thread_tasks(trace: dict, longer_than_ms: float = 25.0) -> tuple[list[dict], float]:
+    """The busiest renderer main thread's tasks over ``longer_than_ms``: start (ms since navigation),
+    duration and largest parts; and that thread's busy time in all (ms)."""
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    names = {(e["pid"], e["tid"]): e["args"]["name"] for e in events
+             if e.get("ph") == "M" and e.get("name") == "thread_name"}
+    complete = [e for e in events if e.get("ph") == "X"]
+    tasks_of = {k: [e for e in complete if (e["pid"], e["tid"]) == k and e["name"] == "RunTask"]
+                for k, name in names.items() if name == "CrRendererMain"}
+    key = max(tasks_of, key=lambda k: sum(e["dur"] for e in tasks_of[k]))
+    starts = [e["ts"] for e in events if e.get("name") == "navigationStart"]
+    origin = min(starts) if starts else min(e["ts"] for e in tasks_of[key])
+    inner = [e for e in complete if (e["pid"], e["tid"]) == key and e["name"] != "RunTask"]
+    out = []
+    for task in sorted(tasks_of[key], key=lambda e: e["ts"]):
+        if task["dur"] < longer_than_ms * 1000:
+            continue
+        end = task["ts"] + task["dur"]
+        parts = sorted((e for e in inner if task["ts"] <= e["ts"] and e["ts"] + e.get("dur", 0) <= end
+                        and e.get("dur", 0) > 5000), key=lambda e: -e["dur"])
+        out.append({"at_ms": round((task["ts"] - origin) / 1000), "ms": round(task["dur"] / 1000),
+                    "parts": [f"{e['name']} {e['dur'] / 1000:.0f}" for e in parts[:4]]})
+    return out, sum(e["dur"] for e in tasks_of[key]) / 1000
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("page", help="a page's url path ('' is Home)")
+    parser.add_argument("--charts", action="store_true", help="also time each chart's draw once the page settled")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds for the page (default 60)")
+    args = parser.parse_args(argv)
+    if args.page not in page_paths():
+        parser.error(f"unknown page {args.page!r}; pages: {list(page_paths())}")
+    if not Path(CHROMIUM).exists():
+        print(f"browser_trace: {CHROMIUM} not found (apt-get install chromium)", file=sys.stderr)
+        return 2
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory(prefix="kdviz-trace-") as tmp, sync_playwright() as pw:
+        tmp = Path(tmp)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        cache = Path(os.environ.get("KDVIZ_CACHE") or Path.home() / ".cache" / "kdviz")  # as app_speed's warm runs
+        try:
+            with Fresh(tmp, cache, "trace") as fresh:
+                warm = warmed_up(fresh.timings, fresh.server.process.pid, 300)
+                page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+                browser.start_tracing(page=page, path=str(tmp / "trace.json"), categories=CATEGORIES)
+                page.goto(f"{fresh.server.url}/{args.page}", wait_until="commit", timeout=args.timeout * 1000)
+                page.wait_for_function(FIRST_CHART_JS, timeout=args.timeout * 1000, polling=20)
+                first = page.evaluate(FIRST_CHART_JS)
+                time.sleep(1.0)
+                browser.stop_tracing()
+                costs = None
+                if args.charts:
+                    time.sleep(2.0)  # the rest of the page settles
+                    costs = page.evaluate(CHART_COSTS_JS)
+        finally:
+            browser.close()
+        tasks, busy = main_thread_tasks(json.loads((tmp / "trace.json").read_text()))
+    print(f"page /{args.page}: warm-up took {warm} s; first chart on screen at {first:.0f} ms; "
+          f"renderer main thread busy {busy:.0f} ms in the trace")
+    for t in tasks:
+        print(f"  at {t['at_ms']:6d} ms  {t['ms']:5d} ms  " + " | ".join(t["parts"]))
+    for c in costs or []:
+        print(f"  chart {c['chart']} ({c['kind']}, {'/'.join(c['traces'])}): newPlot ms {c['ms']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
