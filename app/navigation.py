@@ -16,7 +16,7 @@ for _folder in (Path(__file__).resolve().parent, Path(__file__).resolve().parent
 
 import streamlit as st  # noqa: E402
 
-from kdviz.sweep import check_server_settings  # noqa: E402
+from kdviz.settings import check_server_settings  # noqa: E402
 
 import timings  # noqa: E402
 

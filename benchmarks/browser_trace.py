@@ -78,6 +78,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("page", help="a page's url path ('' is Home)")
     parser.add_argument("--charts", action="store_true", help="also time each chart's draw once the page settled")
+    parser.add_argument("--at-once", action="store_true", help="open the page as soon as the server answers, "
+                        "during its warm-up (app_speed.py's *warm* case)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds for the page (default 60)")
     args = parser.parse_args(argv)
     if args.page not in page_paths():
@@ -93,7 +95,7 @@ def main(argv=None) -> int:
         cache = Path(os.environ.get("KDVIZ_CACHE") or Path.home() / ".cache" / "kdviz")  # as app_speed's warm runs
         try:
             with Fresh(tmp, cache, "trace") as fresh:
-                warm = warmed_up(fresh.timings, fresh.server.process.pid, 300)
+                warm = None if args.at_once else warmed_up(fresh.timings, fresh.server.process.pid, 300)
                 page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
                 browser.start_tracing(page=page, path=str(tmp / "trace.json"), categories=CATEGORIES)
                 page.goto(f"{fresh.server.url}/{args.page}", wait_until="commit", timeout=args.timeout * 1000)
@@ -108,7 +110,8 @@ def main(argv=None) -> int:
         finally:
             browser.close()
         tasks, busy = main_thread_tasks(json.loads((tmp / "trace.json").read_text()))
-    print(f"page /{args.page}: warm-up took {warm} s; first chart on screen at {first:.0f} ms; "
+    opened = "as soon as the server answered" if args.at_once else f"after the warm-up ({warm} s)"
+    print(f"page /{args.page}: opened {opened}; first chart on screen at {first:.0f} ms; "
           f"renderer main thread busy {busy:.0f} ms in the trace")
     for t in tasks:
         print(f"  at {t['at_ms']:6d} ms  {t['ms']:5d} ms  " + " | ".join(t["parts"]))

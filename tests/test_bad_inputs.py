@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,7 @@ from kdviz.experiment import Experiment, RunConfig
 from kdviz.models import build_model
 from kdviz.train import TrainSettings
 
-from conftest import kdviz, write_idx
+from conftest import REPO, kdviz, write_idx
 
 
 @pytest.fixture(autouse=True)
@@ -269,12 +271,22 @@ def test_a_boolean_hyperparameter_is_true_false_or_refused():
     ("KDVIZ_RAY_GPUS_PER_JOB", "lots", "$KDVIZ_RAY_GPUS_PER_JOB must be a number >= 0"),
 ])
 def test_bad_server_settings_are_named(monkeypatch, name, value, message):
-    from kdviz.sweep import check_server_settings
+    from kdviz.settings import check_server_settings
 
     monkeypatch.setenv(name, value)
     with pytest.raises(ValueError) as error:
         check_server_settings()
     assert message in str(error.value)
+
+
+def test_the_settings_check_imports_no_torch():
+    """The entry script checks the settings before a page runs; on a fresh server the warm-up is
+    importing torch then, and a check that imported it too would hold back the page's menu."""
+    script = "import sys, kdviz.settings, timings; print('torch' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "app")])}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
 
 
 def test_every_page_says_what_is_wrong_with_the_servers_settings(monkeypatch):

@@ -11,6 +11,7 @@ import pytest
 from kdviz import runs
 from kdviz.experiment import RunConfig
 from kdviz.files import file_sha256
+from kdviz.settings import default_max_jobs
 from kdviz.sweep import (
     JobSlots,
     LocalExecutor,
@@ -21,7 +22,6 @@ from kdviz.sweep import (
     SweepFinished,
     SweepStarted,
     check_config,
-    default_max_jobs,
     finished_runs,
     grid,
     grid_from_spec,
