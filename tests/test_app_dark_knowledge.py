@@ -223,12 +223,13 @@ def test_train_live_run_survives_reruns_pauses_and_saves(env):
     at = ok(page("train", dataset="digits", student="mlp-30", teacher=env["teacher"], method="kd",
                  epochs="20", batch="32"))
     assert at.selectbox(key="batch").value == 32
+    at.number_input(key="seed").set_value(3)  # changed and Start clicked in one request: the run takes seed 3
     ok(button(at, "Start").click().run())
     run = at.session_state["train_run"]
-    assert button(at, "Start").disabled
+    assert button(at, "Start").disabled and not button(at, "Stop").disabled and run.config.train.seed == 3
     # a widget change (and the rerun it causes) neither restarts nor loses the run
     at.number_input(key="seed").set_value(7).run()
-    assert at.session_state["train_run"] is run and run.config.train.seed == 0
+    assert at.session_state["train_run"] is run and run.config.train.seed == 3
     ok(button(at, "Pause").click().run())
     assert run.progress.state in ("paused", "starting")
     steps = run.progress.snapshot()["steps_done"]

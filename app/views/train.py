@@ -33,6 +33,7 @@ URL = common.UrlState(
 )  # and the chosen method's hyperparameters (URL.hyperparam declares them from the method's table)
 LIVE_REDRAW_S = 2.0  # seconds between two redraws of a run in progress
 RUN = "train_run"  # the session's LiveRun: survives reruns and page switches
+START = "train_start"  # set by the Start button's callback; the page run it causes starts the run
 
 st.title("Train a student, live")
 st.markdown("Pick a teacher, a student and a method, press **Start**, and watch every loss term and the accuracy "
@@ -139,11 +140,23 @@ def expected_wait() -> str:
             f"{common.device_label()}).")
 
 
+def can_start() -> bool:
+    return not busy and (mode == "teacher" or teacher_key is not None or not REGISTRY[method].needs_teacher)
+
+
+def request_start() -> None:
+    st.session_state[START] = True
+
+
+# Start is taken here, before the buttons are drawn, in the one page run its click causes: that run's
+# settings are the ones on screen, and the page is drawn once, already running (a second run of the
+# whole page for a button is a second render in the browser, on the cores the run trains on)
+if st.session_state.pop(START, False) and can_start():
+    run = st.session_state[RUN] = LiveRun(make_config(), default_runs_dir()).start()
+    busy = True
 b1, b2, b3, b4 = st.columns([2, 1, 1, 1])
-can_start = not busy and (mode == "teacher" or teacher_key is not None or not REGISTRY[method].needs_teacher)
-if b1.button("Start", icon=":material/play_arrow:", type="primary", disabled=not can_start, width="stretch"):
-    st.session_state[RUN] = LiveRun(make_config(), default_runs_dir()).start()
-    st.rerun()
+b1.button("Start", icon=":material/play_arrow:", type="primary", disabled=not can_start(), width="stretch",
+          on_click=request_start)
 paused = busy and run.progress.state == "paused"
 if b2.button("Pause", icon=":material/pause:", disabled=not busy or paused, width="stretch"):
     run.pause()
