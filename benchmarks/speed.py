@@ -330,10 +330,10 @@ def preset_run(config, checkpoints: int = 12) -> dict:
     return {"seconds": seconds, "test_acc": final, "curve": curve, "to_98": to_98}
 
 
-def measure_preset(seeds) -> dict:
+def measure_preset(seeds, precision: str = DEMO["precision"]) -> dict:
 
-    out = {"demo": dict(DEMO), "runs": {}}
-    for config in demo_configs(seeds=tuple(seeds)):
+    out = {"demo": {**DEMO, "precision": precision}, "runs": {}}
+    for config in demo_configs(seeds=tuple(seeds), precision=precision):
         out["runs"][(config.method, config.train.seed)] = preset_run(config)
         run = out["runs"][(config.method, config.train.seed)]
         print(f"preset {config.method} seed {config.train.seed}: {run['test_acc']:.2f}% in {run['seconds']:.2f} s "
@@ -353,7 +353,8 @@ def preset_table(out: dict) -> list[str]:
     methods = sorted({method for method, _ in runs}, key=lambda m: m != "baseline")
     lines = ["### The classroom preset", "",
              f"`kdviz.presets.DEMO`: {demo['student']} on all of MNIST, {demo['epochs']} epoch(s), batch "
-             f"{demo['batch_size']}, one-cycle to lr {demo['lr']}, precision {demo['precision']}; KD "
+             f"{demo['batch_size']}, one-cycle to lr {demo['lr']}, precision {demo['precision']}"
+             f"{' = ' + resolve_precision('auto') if demo['precision'] == 'auto' else ''}; KD "
              f"(T = {demo['params'].get('T')}, α = {demo['params'].get('alpha')}) from `{demo['teacher']}` with its logits "
              f"cached, against the same student on labels only. Seeds {', '.join(map(str, seeds))}. Seconds of "
              "training include the loop's own scoring after each epoch; the extra test evaluations that draw the "
@@ -625,6 +626,9 @@ def main(argv=None) -> int:
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="for the preset (default 0 1 2)")
+    parser.add_argument("--precision", default=DEMO["precision"], choices=["auto", "fp32", "bf16"],
+                        help="for the preset (default: the preset's own, auto); bf16 here checks the accuracy a CPU "
+                             "with native bf16 gets from auto")
     parser.add_argument("--fraction", type=float, default=0.25, help="of MNIST for the kd-cache epochs (default 0.25)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -650,7 +654,7 @@ def main(argv=None) -> int:
     if "rkd" in args.parts:
         measured["rkd"] = rkd_table(measure_rkd(device, args.repeats))
     if "preset" in args.parts:
-        measured["preset"] = preset_table(measure_preset(args.seeds))
+        measured["preset"] = preset_table(measure_preset(args.seeds, args.precision))
     if "startup" in args.parts:
         measured["startup"] = startup_table(measure_startup(args.threads, args.repeats))
     if "kd-cache" in args.parts:
@@ -659,7 +663,8 @@ def main(argv=None) -> int:
         measured["live-page"] = live_page_table(measure_live_page(args.threads, args.repeats))
     command = "python benchmarks/speed.py" + (f" --device {args.device}" if args.device != "auto" else "") + \
         (f" --parts {' '.join(args.parts)}" if args.parts != list(PARTS) else "") + \
-        (f" --threads {args.threads}" if args.threads else "") + (f" --repeats {args.repeats}" if args.repeats != 2 else "")
+        (f" --threads {args.threads}" if args.threads else "") + (f" --repeats {args.repeats}" if args.repeats != 2 else "") + \
+        (f" --precision {args.precision}" if args.precision != DEMO["precision"] else "")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     clock = ("CPU time of the process (one torch thread)" if CLOCK is time.process_time else
              f"wall time ({torch.get_num_threads()} torch threads)")
