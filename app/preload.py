@@ -25,9 +25,8 @@ three chunks only Plotly needs, fetched after the page's run had started).
 Once the chunk is loaded, a small chart is drawn off screen in the browser's idle time and removed
 (:data:`WARM_JS`): Plotly's first chart in a page costs 60-110 ms more than the next, and on the Train
 page, whose first view has no chart, that first chart is a live run's first redraw, on the cores the
-run trains on. Measured (2026-12-01, six loads of the Train page each way, alternating, then the same
-3-trace log-axis figure drawn): Plotly's first chart 38-57 ms (median 44) after the warm-up, 85-114 ms
-(median 104) without.
+run trains on. Measured (2026-12-01, ``benchmarks/browser_trace.py train --first-draw 6``): Plotly's
+first chart in the page 38-58 ms (median 40) after the warm-up, 82-120 ms (median 102) without.
 
 The chunk's name is read from the installed Streamlit's static folder; when it is not there
 (another Streamlit build), the page is served unchanged.

@@ -12,6 +12,11 @@ React's work, Plotly's drawing in microtasks, layout), and how busy that thread 
 of the same width, five times, and the times are printed: what each chart costs the browser once
 Plotly is loaded, and, for a Scattergl trace, the same data drawn as plain SVG.
 
+With ``--first-draw N`` (a page without a chart in its first view: ``train``): what app/preload.py's
+off-screen warm-up saves. N times each way, alternately, in a fresh browser profile, the page opened
+and let settle, with its warm-up run or kept from running (the browser's idle callbacks hidden from
+the page); then one 3-trace figure on a log axis drawn in it, timed: Plotly's first chart in that page.
+
 Server and browser run on the same cores, as in ``app_speed.py``.
 """
 from __future__ import annotations
@@ -48,6 +53,35 @@ CHART_COSTS_JS = """async () => {
   }
   return out; }"""
 
+# one figure like the Train page's live curves (three lines of 235 steps on a log axis), drawn once
+FIRST_DRAW_JS = """async () => { const xs = [...Array(235).keys()];
+  const data = [0, 1, 2].map(i => ({type: 'scatter', mode: 'lines', x: xs, y: xs.map(x => Math.exp(-x / 50) + 0.01 * i + 0.1)}));
+  const d = document.createElement('div'); document.body.appendChild(d);
+  const t = performance.now(); await window.Plotly.newPlot(d, data, {yaxis: {type: 'log'}, width: 1000, height: 380});
+  const ms = performance.now() - t; window.Plotly.purge(d); d.remove(); return ms; }"""
+
+
+def first_draws(browser, url: str, times: int, timeout: float) -> dict[str, list[float]]:
+    """Plotly's first chart in the page at ``url`` (one without a chart of its own), ms: after the
+    page's off-screen warm-up, and with the warm-up kept from running (the browser's idle callbacks
+    hidden from the page), ``times`` each, alternately."""
+    out: dict[str, list[float]] = {"after the warm-up": [], "without": []}
+    for i in range(times):
+        for kind in (list(out) if i % 2 == 0 else list(out)[::-1]):
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            page = context.new_page()
+            if kind == "without":  # the warm-up waits for an idle callback: without one it never runs
+                page.add_init_script("window.requestIdleCallback = undefined;")
+            page.goto(url, timeout=timeout * 1000)
+            page.wait_for_function("() => window.Plotly && window.Plotly.newPlot", timeout=timeout * 1000)
+            if kind != "without":
+                page.wait_for_function("() => document.documentElement.dataset.plotlyWarm === 'done'",
+                                       timeout=timeout * 1000)
+            page.wait_for_timeout(1500)  # the page settles
+            out[kind].append(page.evaluate(FIRST_DRAW_JS))
+            context.close()
+    return out
+
 
 def main_thread_tasks(trace: dict, longer_than_ms: float = 25.0) -> tuple[list[dict], float]:
     """The busiest renderer main thread's tasks over ``longer_than_ms``: start (ms since navigation),
@@ -80,6 +114,8 @@ def main(argv=None) -> int:
     parser.add_argument("--charts", action="store_true", help="also time each chart's draw once the page settled")
     parser.add_argument("--at-once", action="store_true", help="open the page as soon as the server answers, "
                         "during its warm-up (app_speed.py's *warm* case)")
+    parser.add_argument("--first-draw", type=int, metavar="N", default=0,
+                        help="instead: Plotly's first chart in the page after its warm-up against none, N times each")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds for the page (default 60)")
     args = parser.parse_args(argv)
     if args.page not in page_paths():
@@ -95,6 +131,12 @@ def main(argv=None) -> int:
         cache = Path(os.environ.get("KDVIZ_CACHE") or Path.home() / ".cache" / "kdviz")  # as app_speed's warm runs
         try:
             with Fresh(tmp, cache, "trace") as fresh:
+                if args.first_draw:
+                    draws = first_draws(browser, f"{fresh.server.url}/{args.page}", args.first_draw, args.timeout)
+                    for kind, ms in draws.items():
+                        print(f"Plotly's first chart, {kind}: median {sorted(ms)[len(ms) // 2]:.0f} ms "
+                              f"(" + ", ".join(f"{m:.0f}" for m in ms) + ")")
+                    return 0
                 warm = None if args.at_once else warmed_up(fresh.timings, fresh.server.process.pid, 300)
                 page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
                 browser.start_tracing(page=page, path=str(tmp / "trace.json"), categories=CATEGORIES)
