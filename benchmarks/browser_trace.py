@@ -17,6 +17,10 @@ off-screen warm-up saves. N times each way, alternately, in a fresh browser prof
 and let settle, with its warm-up run or kept from running (the browser's idle callbacks hidden from
 the page); then one 3-trace figure on a log axis drawn in it, timed: Plotly's first chart in that page.
 
+With ``--live`` (the ``train`` page): a live run of the classroom preset instead of a first visit: the
+page opened, the demo's settings loaded, then traced from the click on Start until the browser shows
+"finished": the renderer's main-thread tasks on the click's clock, and the run's seconds of training.
+
 Server and browser run on the same cores, as in ``app_speed.py``.
 """
 from __future__ import annotations
@@ -83,6 +87,29 @@ def first_draws(browser, url: str, times: int, timeout: float) -> dict[str, list
     return out
 
 
+def live_run(browser, fresh, tmp: Path, timeout: float) -> int:
+    """Trace the preset's live run on the Train page from the click on Start to "finished"."""
+    import re
+
+    from kdviz.runs import list_runs
+
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page.goto(f"{fresh.server.url}/train", timeout=timeout * 1000)
+    page.get_by_role("button", name="Load the 5-minute demo settings").click(timeout=timeout * 1000)
+    page.wait_for_timeout(4000)  # the rerun with the demo's settings, Plotly loaded and warmed up
+    browser.start_tracing(page=page, path=str(tmp / "live.json"), categories=CATEGORIES)
+    page.get_by_role("button", name="Start").click(timeout=timeout * 1000)
+    page.get_by_text(re.compile(r"finished: test accuracy")).wait_for(timeout=300_000)
+    browser.stop_tracing()
+    record = max(list_runs(tmp / "trace" / "runs"), key=lambda r: r["created"])  # Fresh's runs folder
+    tasks, busy = main_thread_tasks(json.loads((tmp / "live.json").read_text()), 15.0)
+    print(f"live run of the preset: {record['train_time_s']:.2f} s of training; renderer main thread busy "
+          f"{busy:.0f} ms from the click on Start until \"finished\" (the trace's clock starts near the click)")
+    for t in tasks:
+        print(f"  at {t['at_ms']:6d} ms  {t['ms']:5d} ms  " + " | ".join(t["parts"]))
+    return 0
+
+
 def main_thread_tasks(trace: dict, longer_than_ms: float = 25.0) -> tuple[list[dict], float]:
     """The busiest renderer main thread's tasks over ``longer_than_ms``: start (ms since navigation),
     duration and largest parts; and that thread's busy time in all (ms)."""
@@ -116,8 +143,12 @@ def main(argv=None) -> int:
                         "during its warm-up (app_speed.py's *warm* case)")
     parser.add_argument("--first-draw", type=int, metavar="N", default=0,
                         help="instead: Plotly's first chart in the page after its warm-up against none, N times each")
+    parser.add_argument("--live", action="store_true", help="instead: trace a live run of the preset, from Start "
+                        "to finished (the train page)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds for the page (default 60)")
     args = parser.parse_args(argv)
+    if args.live and args.page != "train":
+        parser.error("--live traces the Train page's live run: give the page 'train'")
     if args.page not in page_paths():
         parser.error(f"unknown page {args.page!r}; pages: {list(page_paths())}")
     if not Path(CHROMIUM).exists():
@@ -137,6 +168,8 @@ def main(argv=None) -> int:
                         print(f"Plotly's first chart, {kind}: median {sorted(ms)[len(ms) // 2]:.0f} ms "
                               f"(" + ", ".join(f"{m:.0f}" for m in ms) + ")")
                     return 0
+                if args.live:
+                    return live_run(browser, fresh, tmp, args.timeout)
                 warm = None if args.at_once else warmed_up(fresh.timings, fresh.server.process.pid, 300)
                 page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
                 browser.start_tracing(page=page, path=str(tmp / "trace.json"), categories=CATEGORIES)
