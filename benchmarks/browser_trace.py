@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -89,10 +90,6 @@ def first_draws(browser, url: str, times: int, timeout: float) -> dict[str, list
 
 def live_run(browser, fresh, tmp: Path, timeout: float) -> int:
     """Trace the preset's live run on the Train page from the click on Start to "finished"."""
-    import re
-
-    from kdviz.runs import list_runs
-
     page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
     page.goto(f"{fresh.server.url}/train", timeout=timeout * 1000)
     page.get_by_role("button", name="Load the 5-minute demo settings").click(timeout=timeout * 1000)
@@ -101,7 +98,8 @@ def live_run(browser, fresh, tmp: Path, timeout: float) -> int:
     page.get_by_role("button", name="Start").click(timeout=timeout * 1000)
     page.get_by_text(re.compile(r"finished: test accuracy")).wait_for(timeout=300_000)
     browser.stop_tracing()
-    record = max(list_runs(tmp / "trace" / "runs"), key=lambda r: r["created"])  # Fresh's runs folder
+    records = [json.loads(p.read_text()) for p in (tmp / "trace" / "runs").glob("*/record.json")]  # Fresh's folder
+    record = max(records, key=lambda r: r["created"])
     tasks, busy = main_thread_tasks(json.loads((tmp / "live.json").read_text()), 15.0)
     print(f"live run of the preset: {record['train_time_s']:.2f} s of training; renderer main thread busy "
           f"{busy:.0f} ms from the click on Start until \"finished\" (the trace's clock starts near the click)")
