@@ -345,14 +345,19 @@ class _Trainer:
                 counts["seen"] += reading.images
                 return StepDone(phase.name, epoch, reading.step, steps_per_epoch, logged, reading.rate, self.elapsed())
 
+            def report(readings: list[_Reading]) -> Iterator[StepDone]:
+                """The events of ``readings``, in order; returns False at the first that diverged."""
+                for reading in readings:
+                    if (done := settle(reading)) is None:
+                        return False
+                    yield done
+                return True
+
             for i, batch in enumerate(batches(self.train, s.batch_size, True, generator, s.augment, self.device,
                                               s.jitter), 1):
                 if self.stop.is_set():
                     self.stopped = True
-                    for reading in pending:  # the steps already taken are reported
-                        if (done := settle(reading)) is None:
-                            return
-                        yield done
+                    yield from report(pending)  # the steps already taken are reported
                     return
                 step_start = time.perf_counter()
                 step = self.forward(batch, phase.needs_features)
@@ -383,23 +388,17 @@ class _Trainer:
                                    len(batch.y) / max(time.perf_counter() - step_start, 1e-9))
                 if not all(math.isfinite(v) for v in auxiliary.values()):
                     # the steps before this one, then this step's own loss and gradient, are named first
-                    *earlier, last = [*pending, replace(reading, auxiliary={})]
-                    for r in earlier:
-                        if (done := settle(r)) is None:
-                            return
-                        yield done
-                    if (done := settle(last)) is not None:
+                    if not (yield from report(pending)):
+                        return
+                    if (done := settle(replace(reading, auxiliary={}))) is not None:
                         self._diverge(phase.name, epoch, i, "auxiliary loss", {**done.losses, **auxiliary})
                     return
                 pending.append(reading)
-                while len(pending) > lag:
-                    if (done := settle(pending.pop(0))) is None:
-                        return
-                    yield done
-            for reading in pending:
-                if (done := settle(reading)) is None:
+                ready, pending = pending[:len(pending) - lag], pending[len(pending) - lag:]
+                if not (yield from report(ready)):
                     return
-                yield done
+            if not (yield from report(pending)):
+                return
             correct, seen = counts["correct"], counts["seen"]
             if not self._weights_finite():
                 self._diverge(phase.name, epoch, steps_per_epoch, "weights", {k: v / steps_per_epoch for k, v in sums.items()})

@@ -28,7 +28,8 @@ def digits():
 
 
 class Faulty(Method):
-    """Labels only, until a chosen step of a chosen epoch turns the loss or its gradient into NaN."""
+    """Labels only, until a chosen step of a chosen epoch turns the loss, its gradient or a second
+    player's loss (``auxiliary_step``, as adversarial distillation's discriminator) into NaN."""
 
     name = "faulty"
     needs_teacher = False
@@ -39,13 +40,16 @@ class Faulty(Method):
 
     def losses(self, step):
         self.step += 1
-        if (self.epoch, self.step) != self.at:
+        if (self.epoch, self.step) != self.at or self.kind == "auxiliary loss":
             return {}
         z = step.student_logits
         if self.kind == "loss":
             return {"boom": z.sum() * float("nan")}
         # value 0, gradient inf * 0 = NaN: the loss is finite, its gradient is not
         return {"boom": ((z - z.detach()).pow(2).sum()).sqrt()}
+
+    def auxiliary_step(self, step):
+        return {"second player": float("nan")} if (self.epoch, self.step) == self.at and self.kind == "auxiliary loss" else {}
 
     def next_epoch(self):
         self.epoch, self.step = self.epoch + 1, 0
@@ -65,7 +69,7 @@ def _train(digits, kind, epoch, step, epochs=3):
     return net, events, snapshots
 
 
-@pytest.mark.parametrize("kind", ["loss", "gradient"])
+@pytest.mark.parametrize("kind", ["loss", "gradient", "auxiliary loss"])
 def test_a_non_finite_value_stops_the_run_and_keeps_the_last_good_weights(digits, kind):
     net, events, snapshots = _train(digits, kind, epoch=2, step=5)
     done = events[-1]
@@ -83,7 +87,7 @@ def test_a_non_finite_value_stops_the_run_and_keeps_the_last_good_weights(digits
     assert done.test_acc == pytest.approx(done.history[0]["test_acc"])
 
 
-@pytest.mark.parametrize("kind", ["loss", "gradient"])
+@pytest.mark.parametrize("kind", ["loss", "gradient", "auxiliary loss"])
 def test_the_guard_names_the_same_step_when_steps_are_read_one_late(digits, kind, monkeypatch):
     """On a GPU a step's values are read after the next step is queued (kdviz.train.read_lag): the
     step after the fault has been taken by then, yet the record names the faulty step, no event
