@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from kdviz import pretrained, recipes, reference  # noqa: E402
 from kdviz.experiment import RunConfig  # noqa: E402
-from kdviz.sweep import LocalExecutor, RunFailed, RunFinished, run_key, run_sweep  # noqa: E402
+from kdviz.sweep import LocalExecutor, RunFailed, RunFinished, finished_runs, run_key, run_sweep  # noqa: E402
 from kdviz.train import TrainSettings  # noqa: E402
 
 from sections import replace_section  # noqa: E402
@@ -259,17 +259,31 @@ METHODS_MACHINE = "x86_64 CPU (an AMD EPYC, AVX2 only: fp32), 1 torch thread per
 MD_ROW = re.compile(r"^\| (?P<label>[^|]+) \| (?P<mean>[0-9.]+) ± [0-9.]+ \| (?P<seeds>[^|]+) \| (?P<time>[^|]+) \|$")
 
 
-def import_methods_tables(markdown: Path = ROOT / "BENCHMARKS.md") -> list[Path]:
+def import_methods_tables(markdown: Path = ROOT / "BENCHMARKS.md", runs_dir: Path | None = None,
+                          run_missing: bool = False, workers: int = 1) -> list[Path]:
     """The method tables of ``benchmarks/methods.py`` as reference files. Their runs were measured
     before run records were kept, so a row holds the per-seed accuracies and times as that
     benchmark published them in BENCHMARKS.md (no records); configs and commands come from the
-    benchmark's own block definitions."""
+    benchmark's own block definitions. A row of a block that BENCHMARKS.md does not publish (RKD
+    for the MLP students, possible since its losses come from the Gram matrix) is taken from the
+    finished runs in ``runs_dir`` (records kept), when all three seeds are there; with
+    ``run_missing`` those runs are trained first (one sweep, ``workers`` at once, resumable)."""
     import benchmarks.methods as methods  # the block definitions (teachers, students, budgets, rows)
 
     text = markdown.read_text()
     section = text.split(methods.START, 1)[1].split(methods.END, 1)[0]
     blocks = methods.mnist_blocks(10, 2, 0.25)
     blocks.append(methods.cifar_block("cifar10-resnet20", "ResNet-20 teacher (pretrained cifar10-resnet20)", 0.2, 3))
+    published = {block.key: _published_rows(section, block) for block in blocks}
+    missing = {(block.key, row.label): _config(block.dataset, block.student, row.method, block.teacher, row.params,
+                                               epochs=block.epochs, fraction=block.fraction, augment=block.augment)
+               for block in blocks if block.key in published and published[block.key] is not None
+               for row in block.rows if row.label not in published[block.key]}
+    if run_missing and missing and runs_dir is not None:
+        run_table({"key": "methods", "rows": [{"label": f"{key}: {label}", "config": config}
+                                              for (key, label), config in missing.items()]},
+                  SEEDS, runs_dir, workers, None)
+    done = finished_runs(runs_dir) if runs_dir is not None and runs_dir.exists() else {}
     papers = {("mnist-cnn-mlp800", "baseline"): _paper(98.54, "146 errors, Hinton's unregularised MLP-800", HINTON),
               ("mnist-cnn-mlp800", "kd"): _paper(99.26, "74 errors, T = 20 from Hinton's MLP teacher", HINTON),
               ("mnist-mlp1200-mlp800", "baseline"): _paper(98.10, "labels only", SEEDS_POSTER),
@@ -278,11 +292,10 @@ def import_methods_tables(markdown: Path = ROOT / "BENCHMARKS.md") -> list[Path]
               ("cifar10-cnn5", "kd"): _paper(85.69, "with KD, full training set", SEEDS_CIFAR)}
     written = []
     for number, block in enumerate(blocks, start=1):
-        part = section.split(f"### {block.title}", 1)
-        if len(part) < 2:
+        by_label = published[block.key]
+        if by_label is None:
             continue
-        body = part[1].split("### ", 1)[0]
-        by_label = {m["label"].strip(): m for m in map(MD_ROW.match, body.splitlines()) if m}
+        measured_here = []  # notes on the rows measured here rather than published
         row_specs = [("baseline (labels only)" if not block.baseline_of else
                       "baseline (labels only; the runs of the table above)", "baseline", {})]
         if not block.baseline_of:
@@ -292,6 +305,10 @@ def import_methods_tables(markdown: Path = ROOT / "BENCHMARKS.md") -> list[Path]
         for label, method, params in row_specs:
             found = by_label.get(label)
             if not found:
+                row = _measured_row(block, label, done, missing.get((block.key, label)))
+                if row:
+                    rows.append(row)
+                    measured_here.append(row.pop("note"))
                 continue
             accs = [float(a) for a in re.findall(r"[0-9]+\.[0-9]+", found["seeds"])]
             seconds = float(found["time"]) if found["time"].strip().replace(".", "").isdigit() else None
@@ -305,8 +322,8 @@ def import_methods_tables(markdown: Path = ROOT / "BENCHMARKS.md") -> list[Path]
             if method == "ban":
                 row["command"] = reference.command_for(config).replace("--method ban", "--method ban --generations 1")
             rows.append(row)
-        teacher_note = ("measured with the previous mnist-mlp teacher (98.53%, 12 epochs without jitter), since "
-                        "replaced by Hinton's recipe" if block.teacher == "mnist-mlp" else "")
+        teacher_note = ("the published rows were measured with the previous mnist-mlp teacher (98.53%, 12 epochs "
+                        "without jitter), since replaced by Hinton's recipe" if block.teacher == "mnist-mlp" else "")
         table = {"key": f"5{number}-methods-{block.key}", "title": block.title,
                  "source": "python benchmarks/methods.py (published in BENCHMARKS.md, imported by "
                            "benchmarks/papers.py --import-methods)",
@@ -316,10 +333,39 @@ def import_methods_tables(markdown: Path = ROOT / "BENCHMARKS.md") -> list[Path]
                               "3 seeds, method defaults"),
                  "machine": METHODS_MACHINE, "measured": METHODS_MEASURED, "rows": rows,
                  "notes": [n for n in (teacher_note, block.not_applicable,
-                                       "Per-seed accuracies as published; run records were not kept for these runs.")
+                                       "Per-seed accuracies as published; run records were not kept for these runs"
+                                       + (" (except the rows below)." if measured_here else "."), *measured_here)
                            if n]}
         written.append(reference.write_table(table))
     return written
+
+
+def _published_rows(section: str, block) -> dict[str, re.Match] | None:
+    """The rows BENCHMARKS.md's methods section publishes for ``block``, by label (None: no such table)."""
+    part = section.split(f"### {block.title}", 1)
+    if len(part) < 2:
+        return None
+    body = part[1].split("### ", 1)[0]
+    return {m["label"].strip(): m for m in map(MD_ROW.match, body.splitlines()) if m}
+
+
+def _measured_row(block, label: str, done: dict[str, dict], config: dict | None) -> dict | None:
+    """A row of ``block`` from finished runs of ``config`` (every seed, else None), records kept, with a
+    note saying where and when it was measured and with which teacher (the published rows' teacher
+    may since have been replaced)."""
+    if config is None:
+        return None
+    records = [done.get(run_key(c)) for c in reference.row_configs({"config": config}, SEEDS)]
+    if not all(records):
+        return None
+    when = max(r.get("created", "") for r in records)[:10]
+    teacher = config.get("teacher")
+    card = pretrained.card(teacher) if teacher in pretrained.names() else None
+    note = (f"{label}: measured {when} on {recipes.cpu_description()}, 1 torch thread per run, fp32, run records kept "
+            f"(`python benchmarks/papers.py --import-methods --run-missing`)"
+            + (f"; teacher `{teacher}` as shipped then ({100 * card['test_acc']:.2f}%)" if card else "") + ".")
+    return {"label": label, "config": config, "seeds": SEEDS, "command": reference.command_for(config),
+            "runs": [reference.run_summary(r) for r in records], "paper": None, "note": note}
 
 
 def configs_of(row: dict, seeds: list[int]) -> list[RunConfig]:
@@ -355,8 +401,6 @@ def run_table(spec: dict, seeds: list[int], runs_dir: Path, workers: int, only_r
 
 def write_reference(spec: dict, seeds: list[int], runs_dir: Path) -> Path:
     """The table file from every finished run in ``runs_dir`` (rows without runs stay, empty)."""
-    from kdviz.sweep import finished_runs
-
     done = finished_runs(runs_dir)
     table = {k: v for k, v in spec.items() if k != "rows"}
     table["rows"] = []
@@ -410,7 +454,10 @@ def main(argv=None) -> int:
     parser.add_argument("--no-run", action="store_true", help="only rewrite the reference files from finished runs")
     parser.add_argument("--markdown", action="store_true", help="redraw BENCHMARKS.md's reference section")
     parser.add_argument("--import-methods", action="store_true",
-                        help="write the method tables published in BENCHMARKS.md as reference files")
+                        help="write the method tables published in BENCHMARKS.md as reference files (rows it does "
+                             "not publish from finished runs in --runs-dir)")
+    parser.add_argument("--run-missing", action="store_true",
+                        help="with --import-methods: first train the rows BENCHMARKS.md does not publish (3 seeds each)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     runs_dir = Path(args.runs_dir)
@@ -429,7 +476,7 @@ def main(argv=None) -> int:
         path = write_reference(spec, SEEDS, runs_dir)
         print(f"wrote {path} ({time.time() - started:.0f} s)", flush=True)
     if args.import_methods:
-        for path in import_methods_tables():
+        for path in import_methods_tables(runs_dir=runs_dir, run_missing=args.run_missing, workers=args.workers):
             print(f"wrote {path}")
     if args.markdown:
         write_markdown()

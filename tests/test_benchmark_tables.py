@@ -1,0 +1,78 @@
+"""benchmarks/papers.py --import-methods: the method tables published in BENCHMARKS.md become reference
+files, and a row the markdown does not publish (RKD for the MLP students) comes from finished runs."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from kdviz import reference
+from kdviz.runs import save_record
+from kdviz.sweep import run_key
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+import methods  # noqa: E402
+import papers  # noqa: E402
+
+RKD = "rkd (distance 25, angle 50)"
+
+
+def _markdown(path: Path) -> Path:
+    """A methods section with the MNIST CNN → MLP-800 table: two published rows, no RKD row."""
+    block = methods.mnist_blocks(10, 2, 0.25)[0]
+    path.write_text("\n".join([
+        "# Benchmarks", methods.START, f"### {block.title}", "",
+        "| method | test accuracy % (mean ± std) | per seed | train s / run |", "|---|---|---|---|",
+        "| baseline (labels only) | 98.58 ± 0.05 | 98.62 / 98.53 / 98.59 | 101 |",
+        "| kd (T=4, α=0.9) | 99.15 ± 0.03 | 99.15 / 99.18 / 99.12 | 88 |", "", methods.END, ""]))
+    return path
+
+
+def _finished(runs_dir: Path, config: dict, seed: int, acc: float) -> None:
+    """A finished run's record of ``config`` at ``seed``, as the sweep keeps it."""
+    config = json.loads(json.dumps(config))
+    config["train"]["seed"] = seed
+    save_record({"id": f"run-{run_key(config)[:8]}-{seed}", "created": f"2026-12-01T07:0{seed}:00", "config": config, "method": "rkd",
+                 "seed": seed, "test_acc": acc, "train_time_s": 250.0 + seed, "dataset": {"test_size": 10000},
+                 "student": {"name": "mlp-800"}, "history": [{"epoch": 10, "test_acc": acc}]}, runs_dir)
+
+
+def _rkd_config() -> dict:
+    block = methods.mnist_blocks(10, 2, 0.25)[0]
+    row = next(r for r in block.rows if r.label == RKD)
+    return papers._config(block.dataset, block.student, row.method, block.teacher, row.params, epochs=block.epochs,
+                          fraction=block.fraction, augment=block.augment)
+
+
+def test_a_row_not_published_comes_from_its_finished_runs_with_records_and_a_note(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDVIZ_REFERENCE", str(tmp_path / "reference"))
+    runs = tmp_path / "runs"
+    for seed, acc in zip(papers.SEEDS, (0.9871, 0.9880, 0.9866)):
+        _finished(runs, _rkd_config(), seed, acc)
+    _finished(runs, {**_rkd_config(), "params": {"angle_weight": 0}}, 0, 0.5)  # another config: not this row's
+    written = papers.import_methods_tables(_markdown(tmp_path / "B.md"), runs_dir=runs)
+    assert [p.name for p in written] == ["51-methods-mnist-cnn-mlp800.json"]
+    table = reference.read_table(written[0])
+    labels = [r.label for r in table.rows]
+    assert labels == ["baseline (labels only)", "kd (T=4, α=0.9)", RKD]  # published rows first, as the block lists them
+    rkd = table.rows[-1]
+    assert [round(100 * r["test_acc"], 2) for r in rkd.runs] == [98.71, 98.80, 98.66]
+    assert all(r["record"]["config"]["method"] == "rkd" for r in rkd.runs)  # records kept, unlike the published rows
+    assert run_key(reference.row_configs(rkd, [0])[0]) == run_key(reference.row_configs({"config": _rkd_config()}, [0])[0])
+    assert "--method rkd" in rkd.command and "--teacher mnist-cnn" in rkd.command
+    note = next(n for n in table.notes if n.startswith(RKD))
+    assert "measured 2026-12-01" in note and "run records kept" in note and "mnist-cnn" in note
+    assert table.rows[1].runs[0]["test_acc"] == 0.9915 and "record" not in table.rows[1].runs[0]
+
+
+def test_a_row_with_a_seed_missing_is_left_out(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDVIZ_REFERENCE", str(tmp_path / "reference"))
+    runs = tmp_path / "runs"
+    for seed in papers.SEEDS[:2]:
+        _finished(runs, _rkd_config(), seed, 0.987)
+    table = reference.read_table(papers.import_methods_tables(_markdown(tmp_path / "B.md"), runs_dir=runs)[0])
+    assert RKD not in [r.label for r in table.rows]
+    assert not any(n.startswith(RKD) for n in table.notes)
