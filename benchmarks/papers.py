@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import functools
 import re
+import socket
 import sys
 import time
 from pathlib import Path
@@ -277,7 +278,7 @@ def import_methods_tables(markdown: Path = ROOT / "BENCHMARKS.md", runs_dir: Pat
     published = {block.key: _published_rows(section, block) for block in blocks}
     missing = {(block.key, row.label): _config(block.dataset, block.student, row.method, block.teacher, row.params,
                                                epochs=block.epochs, fraction=block.fraction, augment=block.augment)
-               for block in blocks if block.key in published and published[block.key] is not None
+               for block in blocks if published[block.key] is not None
                for row in block.rows if row.label not in published[block.key]}
     if run_missing and missing and runs_dir is not None:
         run_table({"key": "methods", "rows": [{"label": f"{key}: {label}", "config": config}
@@ -359,10 +360,14 @@ def _measured_row(block, label: str, done: dict[str, dict], config: dict | None)
     if not all(records):
         return None
     when = max(r.get("created", "") for r in records)[:10]
+    hosts = sorted({(r.get("runner") or {}).get("host", "?") for r in records})
+    # a record names its host, not its CPU: the CPU is named when the runs' host is this one
+    machine = recipes.cpu_description() if hosts == [socket.gethostname()] else f"host {', '.join(hosts)}"
+    threads = sorted({(r.get("runner") or {}).get("threads", "?") for r in records}, key=str)
     teacher = config.get("teacher")
     card = pretrained.card(teacher) if teacher in pretrained.names() else None
-    note = (f"{label}: measured {when} on {recipes.cpu_description()}, 1 torch thread per run, fp32, run records kept "
-            f"(`python benchmarks/papers.py --import-methods --run-missing`)"
+    note = (f"{label}: measured {when} on {machine}, {'/'.join(map(str, threads))} torch thread(s) per run, "
+            f"{config['train']['precision']}, run records kept (`python benchmarks/papers.py --import-methods --run-missing`)"
             + (f"; teacher `{teacher}` as shipped then ({100 * card['test_acc']:.2f}%)" if card else "") + ".")
     return {"label": label, "config": config, "seeds": SEEDS, "command": reference.command_for(config),
             "runs": [reference.run_summary(r) for r in records], "paper": None, "note": note}
@@ -459,6 +464,8 @@ def main(argv=None) -> int:
     parser.add_argument("--run-missing", action="store_true",
                         help="with --import-methods: first train the rows BENCHMARKS.md does not publish (3 seeds each)")
     args = parser.parse_args(argv)
+    if args.run_missing and not args.import_methods:
+        parser.error("--run-missing goes with --import-methods")
     torch.set_num_threads(1)
     runs_dir = Path(args.runs_dir)
     for name in args.table:

@@ -3,6 +3,7 @@ files, and a row the markdown does not publish (RKD for the MLP students) comes 
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from pathlib import Path
 
@@ -31,13 +32,14 @@ def _markdown(path: Path) -> Path:
     return path
 
 
-def _finished(runs_dir: Path, config: dict, seed: int, acc: float) -> None:
-    """A finished run's record of ``config`` at ``seed``, as the sweep keeps it."""
+def _finished(runs_dir: Path, config: dict, seed: int, acc: float, host: str | None = None) -> None:
+    """A finished run's record of ``config`` at ``seed``, as the sweep keeps it (on this host unless given)."""
     config = json.loads(json.dumps(config))
     config["train"]["seed"] = seed
     save_record({"id": f"run-{run_key(config)[:8]}-{seed}", "created": f"2026-12-01T07:0{seed}:00", "config": config, "method": "rkd",
                  "seed": seed, "test_acc": acc, "train_time_s": 250.0 + seed, "dataset": {"test_size": 10000},
-                 "student": {"name": "mlp-800"}, "history": [{"epoch": 10, "test_acc": acc}]}, runs_dir)
+                 "student": {"name": "mlp-800"}, "history": [{"epoch": 10, "test_acc": acc}],
+                 "runner": {"executor": "local", "host": host or socket.gethostname(), "threads": 1}}, runs_dir)
 
 
 def _rkd_config() -> dict:
@@ -65,6 +67,7 @@ def test_a_row_not_published_comes_from_its_finished_runs_with_records_and_a_not
     assert "--method rkd" in rkd.command and "--teacher mnist-cnn" in rkd.command
     note = next(n for n in table.notes if n.startswith(RKD))
     assert "measured 2026-12-01" in note and "run records kept" in note and "mnist-cnn" in note
+    assert papers.recipes.cpu_description() in note and "1 torch thread(s) per run, fp32" in note
     assert table.rows[1].runs[0]["test_acc"] == 0.9915 and "record" not in table.rows[1].runs[0]
 
 
@@ -76,3 +79,14 @@ def test_a_row_with_a_seed_missing_is_left_out(tmp_path, monkeypatch):
     table = reference.read_table(papers.import_methods_tables(_markdown(tmp_path / "B.md"), runs_dir=runs)[0])
     assert RKD not in [r.label for r in table.rows]
     assert not any(n.startswith(RKD) for n in table.notes)
+
+
+def test_runs_from_another_host_are_not_given_this_machines_cpu(tmp_path, monkeypatch):
+    """A record names its host, not its CPU: runs made elsewhere are credited to their host."""
+    monkeypatch.setenv("KDVIZ_REFERENCE", str(tmp_path / "reference"))
+    runs = tmp_path / "runs"
+    for seed in papers.SEEDS:
+        _finished(runs, _rkd_config(), seed, 0.987, host="gpu-box")
+    table = reference.read_table(papers.import_methods_tables(_markdown(tmp_path / "B.md"), runs_dir=runs)[0])
+    note = next(n for n in table.notes if n.startswith(RKD))
+    assert "on host gpu-box," in note and papers.recipes.cpu_description() not in note
