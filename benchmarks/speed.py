@@ -542,6 +542,7 @@ def measure_live_page(threads, repeats) -> dict:
         try:
             server.wait_ready()
             for i in range(repeats):
+                _server_idle(server)  # the server's start-up warm-up (and the last page's teardown) done first
                 _, _, stdout = _child(preset_cli_args(str(tmp / f"cli{i}")), env)
                 record = json.loads(stdout.strip().splitlines()[-1])
                 out["cli"].append({"train": record["train_time_s"], "acc": 100 * record["test_acc"]})
@@ -584,7 +585,9 @@ def live_page_table(out: dict) -> list[str]:
             f"logits), {page['wall']:.2f} s from the run's start to its record, {page['seen']:.2f} s from the click on "
             "Start until the browser showed \"finished\". Every run (s of training): CLI "
             + " / ".join(f"{r['train']:.2f}" for r in out["cli"]) + ", page "
-            + " / ".join(f"{r['train']:.2f}" for r in out["page"]) + ".", ""]
+            + " / ".join(f"{r['train']:.2f}" for r in out["page"]) + "; each pair's ratio (page / the CLI run just "
+            "before it) " + " / ".join(f"{p['train'] / c['train']:.2f}" for c, p in zip(out["cli"], out["page"]))
+            + f", median {statistics.median(p['train'] / c['train'] for c, p in zip(out['cli'], out['page'])):.2f}.", ""]
     return rows
 
 
