@@ -28,11 +28,17 @@ page, whose first view has no chart, that first chart is a live run's first redr
 run trains on. Measured (2026-12-01, ``benchmarks/browser_trace.py train --first-draw 6``): Plotly's
 first chart in the page 38-58 ms (median 40) after the warm-up, 82-120 ms (median 102) without.
 
-The chunk's name is read from the installed Streamlit's static folder; when it is not there
+After that, in idle time again, the page imports the chunks of the elements a live run on the Train page
+brings (:data:`LATER_ELEMENTS`: progress bar, metrics, its style, the download button), which no page's
+first view loads: Streamlit had fetched and evaluated them in the run's first second, beside training
+(tests/test_browser_fragments.py checks that no script is fetched once a run starts).
+
+The chunks' names are read from the installed Streamlit's static folder; when Plotly's is not there
 (another Streamlit build), the page is served unchanged.
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -41,10 +47,29 @@ import streamlit
 STATIC_JS = Path(streamlit.__file__).resolve().parent / "static" / "static" / "js"
 
 
+def element_chunk(element: str, folder: Path = STATIC_JS) -> str | None:
+    """The file name of Streamlit's chunk for ``element`` (``PlotlyChart``, ``Metric``, ...) in
+    ``folder``: ``<element>.<hash>.js``, None when there is not exactly one."""
+    pattern = re.compile(re.escape(element) + r"\.[\w-]+\.js")
+    found = sorted(p.name for p in folder.glob(f"{element}.*.js") if pattern.fullmatch(p.name)) if folder.is_dir() else []
+    return found[0] if len(found) == 1 else None
+
+
 def plotly_chunk(folder: Path = STATIC_JS) -> str | None:
     """The file name of Streamlit's Plotly chunk in ``folder`` (None when there is not exactly one)."""
-    found = sorted(p.name for p in folder.glob("PlotlyChart.*.js")) if folder.is_dir() else []
-    return found[0] if len(found) == 1 else None
+    return element_chunk("PlotlyChart", folder)
+
+
+# The elements a click on the Train page's Start brings that no page's first view loads: the live view's
+# progress bar and figures (st.progress, st.metric), its style (st.html) and the finished run's download
+# button. Streamlit fetched and evaluated their chunks (and their imports) in the first second of the
+# run, beside training. Imported in the browser's idle time once Plotly's warm-up is done (:data:`WARM_JS`).
+LATER_ELEMENTS = ("Progress", "Metric", "Html", "DownloadButton")
+
+
+def later_chunks(folder: Path = STATIC_JS) -> list[str]:
+    """The chunks of :data:`LATER_ELEMENTS` found in ``folder`` (a missing one is left out)."""
+    return [c for c in (element_chunk(e, folder) for e in LATER_ELEMENTS) if c]
 
 
 STATIC_IMPORT = re.compile(rb'(?:\bfrom|\bimport)\s*"\./([\w.-]+\.js)"')
@@ -82,10 +107,13 @@ WARM_JS = ('const warm = () => window.requestIdleCallback && requestIdleCallback
            ' P.newPlot(d, [{type: "scatter", mode: "lines+markers", x: [1, 2, 3], y: [1, 10, 100]},'
            ' {type: "bar", x: [1, 2, 3], y: [3, 2, 1], xaxis: "x2", yaxis: "y2"}],'
            ' {yaxis: {type: "log"}, xaxis: {domain: [0, 0.45]}, xaxis2: {domain: [0.55, 1], anchor: "y2"},'
-           ' yaxis2: {anchor: "x2"}}).then(() => { end(); document.documentElement.dataset.plotlyWarm = "done"; }, end); });')
+           ' yaxis2: {anchor: "x2"}}).then(() => { end(); document.documentElement.dataset.plotlyWarm = "done"; later(); },'
+           ' end); });'
+           'const later = () => window.requestIdleCallback && requestIdleCallback(() => Promise.all(LATER.map(n =>'
+           ' import("./static/js/" + n).catch(() => {}))).then(() => { document.documentElement.dataset.chunksWarm = "done"; }));')
 
 
-def snippet(chunk: str, imports: list[str] = ()) -> bytes:
+def snippet(chunk: str, imports: list[str] = (), later: list[str] = ()) -> bytes:
     """What goes into the page's <head>: preloads of the chunk and its imports, and a script that
     imports the chunk as soon as the browser has asked the server to run the page (its first websocket
     message), so Plotly is evaluated while the server works toward the first chart. Importing it at
@@ -98,6 +126,7 @@ def snippet(chunk: str, imports: list[str] = ()) -> bytes:
     links = "".join(f'<link rel="modulepreload" crossorigin href="./static/js/{name}">' for name in [chunk, *imports])
     return (links + '<script>(() => {'
             'const title = document.title; let done = false;'
+            f'const LATER = {json.dumps(list(later))};'
             + WARM_JS +
             'const send = WebSocket.prototype.send;'
             'const plotly = () => { if (done) return; done = true; watch.disconnect();'
@@ -124,7 +153,7 @@ class PreloadPlotly:
     def __init__(self, app, folder: Path = STATIC_JS):
         self.app = app
         chunk = plotly_chunk(folder)
-        self.extra = snippet(chunk, chunk_imports(chunk, folder)) if chunk else None
+        self.extra = snippet(chunk, chunk_imports(chunk, folder), later_chunks(folder)) if chunk else None
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or self.extra is None or scope.get("method") not in ("GET", "HEAD"):

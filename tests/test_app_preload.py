@@ -6,6 +6,7 @@ Streamlit's static files: the page in two body parts with its length and validat
 from __future__ import annotations
 
 import asyncio
+import json
 
 import preload
 
@@ -108,3 +109,21 @@ def test_the_installed_plotly_chunk_imports_only_files_that_are_there():
     imports = preload.chunk_imports(chunk)
     assert imports and all((preload.STATIC_JS / name).is_file() for name in imports)
     assert len(imports) == len(set(imports))
+
+
+def test_an_elements_chunk_is_its_own_name_only_and_the_live_views_chunks_are_found():
+    """``Progress`` is not ``ProgressBar``; two candidates or none give None. The installed Streamlit has a
+    chunk for each element a Start click brings, and the page imports them by name in idle time."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = _folder(Path(tmp), "Progress.a1.js", "ProgressBar.b2.js", "ProgressBar.c3.js", "Metric.d4.js")
+        assert preload.element_chunk("Progress", folder) == "Progress.a1.js"
+        assert preload.element_chunk("ProgressBar", folder) is None  # two of them
+        assert preload.element_chunk("Html", folder) is None
+        assert preload.later_chunks(folder) == ["Progress.a1.js", "Metric.d4.js"]  # the missing ones left out
+    found = preload.later_chunks()
+    assert [name.split(".")[0] for name in found] == list(preload.LATER_ELEMENTS)
+    extra = preload.snippet(preload.plotly_chunk(), [], found).decode()
+    assert f"const LATER = {json.dumps(found)};" in extra and "chunksWarm" in extra

@@ -81,3 +81,44 @@ def test_the_slider_reruns_only_its_fragment_and_play_moves_it(app, browser):  #
     assert played.count("page:temperature") == 2  # play and pause: the timer starts and stops with the page
     assert played.count("fragment:temperature.T") >= 2 + 2  # the two full runs draw it, and at least two ticks
     page.close()
+
+
+# every animation (CSS transition or animation) on an element inside the live view, sampled every 50 ms; not
+# the placeholder an element shows while it mounts for the first time (the curves, once there are losses)
+LIVE_ANIMATIONS_JS = """() => { window.__liveAnimations = []; const tick = () => {
+  for (const a of document.getAnimations()) { const t = a.effect && a.effect.target;
+    if (t && t.closest && t.closest('.st-key-live_view') && t.dataset.testid !== 'stSkeleton')
+      window.__liveAnimations.push((a.transitionProperty || a.animationName) + ' on ' + (t.dataset.testid || t.tagName)); }
+  window.__liveTick = setTimeout(tick, 50); }; tick(); }"""
+
+
+def test_a_live_runs_redraws_leave_the_browser_idle_between_them(app, browser):  # noqa: F811
+    """While a run trains, the browser should spend nothing beyond drawing the new numbers: the live view's
+    element code was loaded in idle time before Start (no script fetched once the run starts), and its
+    redraws start no fade or slide (Streamlit's stale fade and the progress bar's slide are off there).
+    Without either change this fails: the Progress and Metric chunks are fetched at Start, and every
+    redraw starts an opacity transition on each element of the view and a transform on the bar."""
+    url, timings = app
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{url}/train?mode=teacher&dataset=digits&student=mlp-30&epochs=200&batch=32")
+    page.get_by_role("button", name="Start").wait_for(timeout=120_000)
+    page.wait_for_function("() => document.documentElement.dataset.chunksWarm === 'done'", timeout=60_000)
+    scripts = []
+    page.on("request", lambda r: scripts.append(r.url) if "/static/js/" in r.url else None)
+    redraws = runs(timings).count("fragment:train.live")
+    page.get_by_role("button", name="Start").click()
+    page.locator(".st-key-live_view [data-testid='stProgress']").wait_for(timeout=60_000)
+    wait_until(lambda: runs(timings).count("fragment:train.live") >= redraws + 1, timeout=120,
+               what="the live view's first redraw")
+    page.evaluate(LIVE_ANIMATIONS_JS)  # from here on: redraws only (its first view mounts behind placeholders)
+    wait_until(lambda: runs(timings).count("fragment:train.live") >= redraws + 4, timeout=120,
+               what="three more redraws of the live view")
+    time.sleep(0.5)
+    animations = page.evaluate("() => { clearTimeout(window.__liveTick); return window.__liveAnimations; }")
+    curves = page.locator(".st-key-live_view .js-plotly-plot").count()
+    page.get_by_role("button", name="Stop").click()
+    page.get_by_text("stopped early").wait_for(timeout=60_000)
+    assert curves == 1  # the curves were drawn, and redrawn, in the live view
+    assert scripts == [], scripts  # Progress, Metric, Html, DownloadButton came before Start
+    assert animations == [], sorted(set(animations))
+    page.close()

@@ -32,6 +32,12 @@ URL = common.UrlState(
     Param("fraction", float, 1.0, 0.001, 1.0),
 )  # and the chosen method's hyperparameters (URL.hyperparam declares them from the method's table)
 LIVE_REDRAW_S = 2.0  # seconds between two redraws of a run in progress
+# Streamlit marks every element of a rerunning fragment stale, which starts a fade (a 1 s opacity
+# transition after 0.5 s) that the fresh element then cancels, and slides the progress bar: every
+# 2 s, browser work on the cores the run trains on, for nothing a viewer would see. Off in the live view.
+LIVE_KEY = "live_view"
+LIVE_CSS = (f"<style>.st-key-{LIVE_KEY} [data-stale='true'] {{opacity: 1 !important; transition: none !important;}} "
+            f".st-key-{LIVE_KEY} [data-testid='stProgress'] * {{transition: none !important;}}</style>")
 RUN = "train_run"  # the session's LiveRun: survives reruns and page switches
 START = "train_start"  # set by the Start button's callback; the page run it causes starts the run
 
@@ -243,6 +249,9 @@ if run is None:
 elif busy:
     # every 2 s: each redraw costs the browser a re-render on the same cores as training; redrawn every
     # second, the preset trained 1.79x slower than from the CLI, every 2 s 1.25x (BENCHMARKS.md, Speed)
-    timings.fragment("train.live", run_every=LIVE_REDRAW_S)(live_view)()
+    st.html(LIVE_CSS)
+    with st.container(key=LIVE_KEY):
+        timings.fragment("train.live", run_every=LIVE_REDRAW_S)(live_view)()
 else:
-    draw(run)
+    with st.container(key=LIVE_KEY):
+        draw(run)
