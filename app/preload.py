@@ -120,8 +120,9 @@ def snippet(chunk: str, imports: list[str] = (), later: list[str] = ()) -> bytes
     page load instead held up the app's own start (the websocket's first message) by a second on a
     busy 2-core machine. As a fallback it is imported when the server's first message changes the
     document's title, or after five seconds. A classic script, so it runs while the page is parsed,
-    before the app's module opens its websocket. Paths are relative like Streamlit's own script tags
-    (``./static/js/...``), so they hold under a base URL."""
+    before the app's module opens its websocket. Once Plotly is loaded it warms it up off screen
+    (:data:`WARM_JS`), then imports the ``later`` chunks, both in idle time. Paths are relative like
+    Streamlit's own script tags (``./static/js/...``), so they hold under a base URL."""
     href = f"./static/js/{chunk}"
     links = "".join(f'<link rel="modulepreload" crossorigin href="./static/js/{name}">' for name in [chunk, *imports])
     return (links + '<script>(() => {'
