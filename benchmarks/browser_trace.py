@@ -20,6 +20,7 @@ the page); then one 3-trace figure on a log axis drawn in it, timed: Plotly's fi
 With ``--live`` (the ``train`` page): a live run of the classroom preset instead of a first visit: the
 page opened, the demo's settings loaded, then traced from the click on Start until the browser shows
 "finished": the renderer's main-thread tasks on the click's clock, and the run's seconds of training.
+With ``--live-cpu N``: N such runs untraced, chromium's CPU seconds over the same span, by process kind.
 
 Server and browser run on the same cores, as in ``app_speed.py``.
 """
@@ -29,6 +30,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import sys
 import tempfile
 import time
@@ -36,7 +38,7 @@ from pathlib import Path
 
 from app_speed import FIRST_CHART_JS, Fresh, page_paths, warmed_up
 
-from load_test import CHROMIUM, CHROMIUM_ARGS
+from load_test import CHROMIUM, CHROMIUM_ARGS, cpu_seconds, descendants
 
 CATEGORIES = ["devtools.timeline", "v8.execute", "disabled-by-default-devtools.timeline", "loading"]
 # every chart redrawn five times into a new element of its width; a Scattergl chart also as SVG
@@ -88,18 +90,63 @@ def first_draws(browser, url: str, times: int, timeout: float) -> dict[str, list
     return out
 
 
-def live_run(browser, fresh, tmp: Path, timeout: float) -> int:
-    """Trace the preset's live run on the Train page from the click on Start to "finished"."""
+def demo_page(browser, fresh, timeout: float):
+    """The Train page with the preset's settings loaded, Plotly loaded and warmed up: ready for Start."""
     page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
     page.goto(f"{fresh.server.url}/train", timeout=timeout * 1000)
     page.get_by_role("button", name="Load the 5-minute demo settings").click(timeout=timeout * 1000)
     page.wait_for_timeout(4000)  # the rerun with the demo's settings, Plotly loaded and warmed up
-    browser.start_tracing(page=page, path=str(tmp / "live.json"), categories=CATEGORIES)
+    return page
+
+
+def start_and_finish(page, tmp: Path, timeout: float) -> dict:
+    """Press Start, wait until the page shows "finished"; the run's record."""
     page.get_by_role("button", name="Start").click(timeout=timeout * 1000)
     page.get_by_text(re.compile(r"finished: test accuracy")).wait_for(timeout=300_000)
-    browser.stop_tracing()
     records = [json.loads(p.read_text()) for p in (tmp / "trace" / "runs").glob("*/record.json")]  # Fresh's folder
-    record = max(records, key=lambda r: r["created"])
+    return max(records, key=lambda r: r["created"])
+
+
+def chromium_cpu() -> dict[str, float]:
+    """CPU seconds so far of this process's chromium processes, by kind (browser, renderer, gpu-process,
+    utility, ...; a process that has ended is no longer counted)."""
+    out: dict[str, float] = {}
+    for pid in descendants(os.getpid()):
+        try:
+            if "chrom" not in Path(f"/proc/{pid}/comm").read_text():
+                continue
+            args = Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ").split()
+        except OSError:
+            continue
+        kind = next((a.split("=", 1)[1] for a in args if a.startswith("--type=")), "browser")
+        out[kind] = out.get(kind, 0.0) + cpu_seconds([pid])
+    return out
+
+
+def live_cpu(browser, fresh, tmp: Path, runs: int, timeout: float) -> int:
+    """The preset live on the Train page ``runs`` times: chromium's CPU from the click on Start until
+    the page shows "finished", by process kind, and each run's seconds of training."""
+    totals = []
+    for i in range(runs):
+        page = demo_page(browser, fresh, timeout)
+        before = chromium_cpu()
+        record = start_and_finish(page, tmp, timeout)
+        used = {k: v - before.get(k, 0.0) for k, v in chromium_cpu().items()}
+        totals.append(sum(used.values()))
+        print(f"live run {i}: {record['train_time_s']:.2f} s of training; chromium CPU {totals[-1]:.2f} s ("
+              + ", ".join(f"{k} {v:.2f}" for k, v in sorted(used.items(), key=lambda x: -x[1]) if v >= 0.005) + ")")
+        page.context.close()
+    print(f"chromium CPU per live run, Start to finished: median {statistics.median(totals):.2f} s "
+          f"({', '.join(f'{t:.2f}' for t in totals)})")
+    return 0
+
+
+def live_run(browser, fresh, tmp: Path, timeout: float) -> int:
+    """Trace the preset's live run on the Train page from the click on Start to "finished"."""
+    page = demo_page(browser, fresh, timeout)
+    browser.start_tracing(page=page, path=str(tmp / "live.json"), categories=CATEGORIES)
+    record = start_and_finish(page, tmp, timeout)
+    browser.stop_tracing()
     tasks, busy = main_thread_tasks(json.loads((tmp / "live.json").read_text()), 15.0)
     print(f"live run of the preset: {record['train_time_s']:.2f} s of training; renderer main thread busy "
           f"{busy:.0f} ms from the click on Start until \"finished\" (the trace's clock starts near the click)")
@@ -143,10 +190,12 @@ def main(argv=None) -> int:
                         help="instead: Plotly's first chart in the page after its warm-up against none, N times each")
     parser.add_argument("--live", action="store_true", help="instead: trace a live run of the preset, from Start "
                         "to finished (the train page)")
+    parser.add_argument("--live-cpu", type=int, metavar="N", default=0,
+                        help="instead: N live runs of the preset, chromium's CPU from Start to finished (the train page)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds for the page (default 60)")
     args = parser.parse_args(argv)
-    if args.live and args.page != "train":
-        parser.error("--live traces the Train page's live run: give the page 'train'")
+    if (args.live or args.live_cpu) and args.page != "train":
+        parser.error("--live and --live-cpu are about the Train page's live run: give the page 'train'")
     if args.page not in page_paths():
         parser.error(f"unknown page {args.page!r}; pages: {list(page_paths())}")
     if not Path(CHROMIUM).exists():
@@ -168,6 +217,8 @@ def main(argv=None) -> int:
                     return 0
                 if args.live:
                     return live_run(browser, fresh, tmp, args.timeout)
+                if args.live_cpu:
+                    return live_cpu(browser, fresh, tmp, args.live_cpu, args.timeout)
                 warm = None if args.at_once else warmed_up(fresh.timings, fresh.server.process.pid, 300)
                 page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
                 browser.start_tracing(page=page, path=str(tmp / "trace.json"), categories=CATEGORIES)

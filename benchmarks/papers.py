@@ -353,7 +353,7 @@ def _published_rows(section: str, block) -> dict[str, re.Match] | None:
 def _measured_row(block, label: str, done: dict[str, dict], config: dict | None) -> dict | None:
     """A row of ``block`` from finished runs of ``config`` (every seed, else None), records kept, with a
     note saying where and when it was measured and with which teacher (the published rows' teacher
-    may since have been replaced)."""
+    may since have been replaced; a record names its teacher, not the teacher's accuracy)."""
     if config is None:
         return None
     records = [done.get(run_key(c)) for c in reference.row_configs({"config": config}, SEEDS)]
@@ -368,7 +368,8 @@ def _measured_row(block, label: str, done: dict[str, dict], config: dict | None)
     card = pretrained.card(teacher) if teacher in pretrained.names() else None
     note = (f"{label}: measured {when} on {machine}, {'/'.join(map(str, threads))} torch thread(s) per run, "
             f"{config['train']['precision']}, run records kept (`python benchmarks/papers.py --import-methods --run-missing`)"
-            + (f"; teacher `{teacher}` as shipped then ({100 * card['test_acc']:.2f}%)" if card else "") + ".")
+            + (f"; teacher `{teacher}`, {100 * card['test_acc']:.2f}% by its card when this file was written" if card else "")
+            + ".")
     return {"label": label, "config": config, "seeds": SEEDS, "command": reference.command_for(config),
             "runs": [reference.run_summary(r) for r in records], "paper": None, "note": note}
 

@@ -569,6 +569,7 @@ def measure_live_page(threads, repeats) -> dict:
 
 
 def live_page_table(out: dict) -> list[str]:
+    ratios = [p["train"] / c["train"] for c, p in zip(out["cli"], out["page"])]  # each page run / the CLI run before it
     cli = min(out["cli"], key=lambda r: r["train"])
     page = min(out["page"], key=lambda r: r["train"])
     demo = {k: out["page"][0]["config"][k] for k in ("dataset", "student", "method", "teacher")}
@@ -586,8 +587,7 @@ def live_page_table(out: dict) -> list[str]:
             "Start until the browser showed \"finished\". Every run (s of training): CLI "
             + " / ".join(f"{r['train']:.2f}" for r in out["cli"]) + ", page "
             + " / ".join(f"{r['train']:.2f}" for r in out["page"]) + "; each pair's ratio (page / the CLI run just "
-            "before it) " + " / ".join(f"{p['train'] / c['train']:.2f}" for c, p in zip(out["cli"], out["page"]))
-            + f", median {statistics.median(p['train'] / c['train'] for c, p in zip(out['cli'], out['page'])):.2f}.", ""]
+            "before it) " + " / ".join(f"{r:.2f}" for r in ratios) + f", median {statistics.median(ratios):.2f}.", ""]
     return rows
 
 
