@@ -33,10 +33,9 @@ import torch
 
 from load_test import CHROMIUM, CHROMIUM_ARGS, Server, cpu_seconds, descendants
 from sections import replace_section
-from speed import machine
+from speed import MACHINE_KINDS, machine, machine_kind
 
 REPO = Path(__file__).resolve().parent.parent
-START, END = "<!-- app-speed:start -->", "<!-- app-speed:end -->"
 # The first chart on screen: a Plotly plot drawn with a height. Returns the page clock (ms since navigation).
 FIRST_CHART_JS = ("() => { for (const p of document.querySelectorAll('.js-plotly-plot .main-svg')) "
                   "{ if (p.getBoundingClientRect().height > 0) return performance.now(); } return false; }")
@@ -242,10 +241,17 @@ def ms(seconds) -> str:
     return "—" if seconds is None else f"{1000 * seconds:.0f} ms"
 
 
-def markdown(pages: dict, slider: dict, about: str, command: str, load_after: float) -> str:
+def markers(kind: str) -> tuple[str, str]:
+    """The section's markers on a kind of machine (:func:`speed.machine_kind`): each kind keeps its own
+    block, a CPU without native bf16's right after the main one."""
+    return f"<!-- app-speed{kind}:start -->", f"<!-- app-speed{kind}:end -->"
+
+
+def markdown(pages: dict, slider: dict, about: str, command: str, load_after: float, kind: str = "") -> str:
     ups = [r["warmed up"]["warmup_s"] for r in pages.values() if r.get("warmed up", {}).get("warmup_s")]
     warmup = f"it took a median {statistics.median(ups):.1f} s" if ups else "not measured"
-    lines = [START, "## App speed in a browser (`benchmarks/app_speed.py`)", "",
+    start, end = markers(kind)
+    lines = [start, f"## App speed in a browser (`benchmarks/app_speed.py`){MACHINE_KINDS[kind]}", "",
              f"Command: `{command}` ({time.strftime('%Y-%m-%d')}). Machine: {about}; {load_after:.1f} when it ended. "
              "Server and headless chromium on the same cores.", "",
              "First chart on a fresh server: a new `streamlit run app/streamlit_app.py` per page and case, the page "
@@ -289,7 +295,7 @@ def markdown(pages: dict, slider: dict, about: str, command: str, load_after: fl
               f"(medians); {slider['moves'] - slider['new_moves']} to one already drawn: browser "
               f"{ms(slider['seen_T_median_s'])}, fragment {ms(slider['fragment_seen_T_median_s'])}.", "",
               f"Full page runs during the moves: {slider['page_runs']} (fragment runs: {slider['fragment_runs']}); "
-              "only the part of the page that depends on T reruns.", END]
+              "only the part of the page that depends on T reruns.", end]
     return "\n".join(lines)
 
 
@@ -329,11 +335,12 @@ def main(argv=None) -> int:
     env = " ".join(f"{k}={os.environ[k]}" for k in ("KDVIZ_DATA",) if os.environ.get(k)).replace(f"{REPO}/", "")
     command = (f"{env + ' ' if env else ''}.venv/bin/python benchmarks/app_speed.py --moves {args.moves}"
                f"{' --no-cold' if args.no_cold else ''}{' --write' if args.write else ''}")
-    text = markdown(first, slider, about, command, os.getloadavg()[0])
+    kind = machine_kind(torch.device("cpu"))
+    text = markdown(first, slider, about, command, os.getloadavg()[0], kind)
     print(text)
     if args.write:
-        replace_section(REPO / "BENCHMARKS.md", START, END, text)
-        print("wrote the app-speed section of BENCHMARKS.md", file=sys.stderr)
+        replace_section(REPO / "BENCHMARKS.md", *markers(kind), text, after=markers("")[1])
+        print(f"wrote the app-speed{kind} section of BENCHMARKS.md", file=sys.stderr)
     return 0
 
 

@@ -6,13 +6,17 @@ import os
 from pathlib import Path
 
 
-def replace_section(path: Path, start: str, end: str, block: str) -> None:
+def replace_section(path: Path, start: str, end: str, block: str, after: str | None = None) -> None:
     """Put ``block`` (which begins with ``start`` and ends with ``end``) in place of the old one,
-    written through a temporary file so a killed script never leaves half a file."""
+    written through a temporary file so a killed script never leaves half a file. A new block goes
+    right after the marker ``after`` where the file has it, else at the end."""
     old = path.read_text() if path.exists() else "# kdviz benchmarks\n"
     if start in old and end in old:
         head, rest = old.split(start, 1)
         new = head + block + rest.split(end, 1)[1]
+    elif after and after in old:
+        head, rest = old.split(after, 1)
+        new = head + after + "\n\n" + block + rest
     else:
         new = old.rstrip("\n") + "\n\n" + block + "\n"
     tmp = path.with_suffix(f".tmp{os.getpid()}")

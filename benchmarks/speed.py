@@ -30,7 +30,10 @@ Parts (each a table in the speed section of BENCHMARKS.md):
   preparation (data, teacher, logits) before its first step.
 
 Each part writes its own block inside the speed section (with its command, the machine and how
-busy it was), so parts measured at different times keep their own lines.
+busy it was), so parts measured at different times keep their own lines. A block is kept per kind of
+machine (:func:`machine_kind`): a CPU with native bf16 (AVX-512 BF16 or AMX), a CPU without it (an
+AVX2-only CPU, where bf16 is emulated and fp32 is kdviz's choice), a GPU; a run writes over its own
+kind's blocks only.
 
 With ``--threads 1`` times are CPU time of the process (other work on a shared machine barely
 disturbs them); with more threads, wall time. Every number of one run comes from one process,
@@ -94,6 +97,19 @@ def cpu_flags() -> set[str]:
             return set(next(line for line in f if line.startswith("flags")).partition(":")[2].split())
     except (OSError, StopIteration):
         return set()
+
+
+# a block's key is PART + the suffix of the kind of machine that measured it, its title gets the words
+MACHINE_KINDS = {"": "", "-no-bf16": " (a CPU without native bf16)", "-gpu": " (GPU, data resident there)"}
+
+
+def machine_kind(device: torch.device, flags: set[str] | None = None) -> str:
+    """The key suffix (:data:`MACHINE_KINDS`) for blocks measured on ``device``: ``-gpu`` on CUDA, ``""`` on
+    a CPU with native bf16 (AVX-512 BF16 or AMX: the issue's reference machine), ``-no-bf16`` on one
+    without (AVX2 only, say, where bf16 is emulated at a tenth of fp32's speed)."""
+    if device.type == "cuda":
+        return "-gpu"
+    return "" if {"avx512_bf16", "amx_bf16"} & (cpu_flags() if flags is None else flags) else "-no-bf16"
 
 
 def machine(device: torch.device) -> str:
@@ -601,9 +617,9 @@ def part_marker(part: str, which: str) -> str:
 
 
 def block_keys() -> list[str]:
-    """Every block's key in the section's order: each part on the CPU, then each part on a GPU
-    (``--device cuda`` writes ``PART-gpu`` blocks beside the CPU's, not over them)."""
-    return [*PARTS, *(f"{part}-gpu" for part in PARTS)]
+    """Every block's key in the section's order: each part on a CPU with native bf16, then on a CPU
+    without, then on a GPU (a run writes its own kind's blocks beside the others, not over them)."""
+    return [f"{part}{kind}" for kind in MACHINE_KINDS for part in PARTS]
 
 
 def write_parts(blocks: dict[str, str], path: Path) -> None:
@@ -673,10 +689,10 @@ def main(argv=None) -> int:
              f"wall time ({torch.get_num_threads()} torch threads)")
     stamp = (f"Measured by `{command}` on {time.strftime('%Y-%m-%d')}, device {device}: {about}; load average "
              f"{load:.1f} when it ended. Times are {clock} unless the table says otherwise.")
-    gpu = device.type == "cuda"
+    kind = machine_kind(device)
     blocks = {}
     for part, lines in measured.items():
-        key, title = (f"{part}-gpu", f"{lines[0]} (GPU, data resident there)") if gpu else (part, lines[0])
+        key, title = f"{part}{kind}", f"{lines[0]}{MACHINE_KINDS[kind]}"
         blocks[key] = "\n".join([part_marker(key, "start"), title, lines[1], stamp, "", *lines[2:],
                                   part_marker(key, "end")])
     text = "\n\n".join(blocks.values())

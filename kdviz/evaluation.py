@@ -73,7 +73,8 @@ def autocast(device: torch.device, precision: str):
 def prefers_channels_last(model: torch.nn.Module, device: str | torch.device = "auto") -> bool:
     """Whether ``model`` runs faster with its weights and activations in the channels-last (NHWC)
     layout: conv nets on the CPU (oneDNN's native layout; training steps at batch 128, one thread,
-    fp32: cnn5 1.48x, cnn5-small 1.40x, resnet20 1.34x, mobilenet 1.55x; see benchmarks/speed.py),
+    fp32, on a Xeon with AVX-512: cnn5 1.48x, cnn5-small 1.40x, resnet20 1.34x, mobilenet 1.55x; on an
+    AVX2-only AMD EPYC: 1.41x, 1.67x, 1.27x, 1.70x; see benchmarks/speed.py),
     and on CUDA in fp32 (an H200 at batch 128: cnn5 1.05x, resnet20 1.16x) and bf16 (tensor cores
     read NHWC; the WRN-16-4 teacher trained so). Nets without 2-D convs (MLPs) stay as they are."""
     if not any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):

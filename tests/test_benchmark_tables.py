@@ -1,5 +1,6 @@
 """benchmarks/papers.py --import-methods: the method tables published in BENCHMARKS.md become reference
-files, and a row the markdown does not publish (RKD for the MLP students) comes from finished runs."""
+files, and a row the markdown does not publish (RKD for the MLP students) comes from finished runs.
+benchmarks/speed.py: a run writes its own kind of machine's blocks, beside another kind's."""
 from __future__ import annotations
 
 import json
@@ -15,8 +16,13 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
+import app_speed  # noqa: E402
 import methods  # noqa: E402
 import papers  # noqa: E402
+import torch  # noqa: E402
+
+import sections  # noqa: E402
+import speed  # noqa: E402
 
 RKD = "rkd (distance 25, angle 50)"
 
@@ -90,3 +96,40 @@ def test_runs_from_another_host_are_not_given_this_machines_cpu(tmp_path, monkey
     table = reference.read_table(papers.import_methods_tables(_markdown(tmp_path / "B.md"), runs_dir=runs)[0])
     note = next(n for n in table.notes if n.startswith(RKD))
     assert "on host gpu-box," in note and papers.recipes.cpu_description() not in note
+
+
+def test_speed_blocks_are_kept_per_kind_of_machine(tmp_path):
+    cpu = torch.device("cpu")
+    assert speed.machine_kind(cpu, {"avx2", "avx512f", "avx512_bf16"}) == ""  # a Xeon with AVX-512 BF16
+    assert speed.machine_kind(cpu, {"avx2", "amx_tile", "amx_bf16"}) == ""
+    assert speed.machine_kind(cpu, {"avx2", "fma"}) == "-no-bf16"  # an AVX2-only EPYC: bf16 emulated
+    assert speed.machine_kind(torch.device("cuda"), {"avx2", "avx512_bf16"}) == "-gpu"
+
+    def blocks(kind: str, text: str, parts=("steps", "rkd")) -> dict[str, str]:
+        return {f"{part}{kind}": "\n".join([speed.part_marker(f"{part}{kind}", "start"), f"{part} {text}",
+                                            speed.part_marker(f"{part}{kind}", "end")]) for part in parts}
+
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text("# Benchmarks\n\n## Elsewhere\nkept\n")
+    speed.write_parts({**blocks("", "on the Xeon"), **blocks("-gpu", "on the H200")}, path)
+    speed.write_parts(blocks("-no-bf16", "on the EPYC"), path)
+    text = path.read_text()
+    assert text.index("steps on the Xeon") < text.index("rkd on the Xeon") < text.index("steps on the EPYC") \
+        < text.index("rkd on the EPYC") < text.index("steps on the H200")
+    speed.write_parts(blocks("-no-bf16", "on the EPYC again", parts=("steps",)), path)
+    text = path.read_text()
+    assert "steps on the EPYC again" in text and "steps on the EPYC\n" not in text
+    for kept in ("rkd on the EPYC", "steps on the Xeon", "rkd on the Xeon", "steps on the H200", "## Elsewhere\nkept"):
+        assert kept in text
+
+
+def test_app_speed_block_of_another_kind_goes_after_the_main_one(tmp_path):
+    path = tmp_path / "BENCHMARKS.md"
+    main_start, main_end = app_speed.markers("")
+    path.write_text(f"# Benchmarks\n\n{main_start}\nthe Xeon's\n{main_end}\n\nits notes\n\n## Next section\n")
+    epyc_start, epyc_end = app_speed.markers("-no-bf16")
+    for text in ("the EPYC's", "the EPYC's again"):
+        sections.replace_section(path, epyc_start, epyc_end, f"{epyc_start}\n{text}\n{epyc_end}", after=main_end)
+    text = path.read_text()
+    assert text.index("the Xeon's") < text.index("the EPYC's again") < text.index("its notes") < text.index("## Next")
+    assert text.count(epyc_start) == 1 and "the EPYC's\n" not in text
