@@ -6,7 +6,13 @@ as soon as it starts, a background thread imports the heavy libraries (torch, kd
 the shipped teachers' shared outputs (:mod:`warmup`), so the first visitor's page does not wait
 for them. Its middleware (:mod:`preload`) has the browser load Plotly's JavaScript with the page
 rather than after the first chart arrives. This file imports nothing heavy itself.
+
+``kill -USR1 <server pid>`` prints every thread's stack to the server's console (Python's
+:mod:`faulthandler`): what a page that seems stuck is waiting for (tests/test_browser.py asks for it
+when a page never finishes).
 """
+import faulthandler
+import signal
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -17,6 +23,8 @@ import preload
 import warmup
 
 HERE = Path(__file__).resolve().parent
+if hasattr(signal, "SIGUSR1"):
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 @asynccontextmanager

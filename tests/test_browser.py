@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -50,6 +51,21 @@ def page_paths() -> dict[str, str]:
     return pages
 
 
+SERVERS: dict[str, tuple[subprocess.Popen, Path]] = {}  # url -> the server's process and its log
+
+
+def server_threads(url: str) -> str:
+    """The end of the server's log after asking it for every thread's stack (app/streamlit_app.py
+    registers faulthandler on SIGUSR1): what a page that never finishes is waiting for."""
+    origin = "/".join(url.split("/", 3)[:3])  # http://127.0.0.1:PORT
+    process, log = SERVERS.get(origin, (None, None))
+    if process is None or process.poll() is not None:
+        return "(the server is not running)"
+    process.send_signal(signal.SIGUSR1)
+    time.sleep(1.0)
+    return log.read_text(errors="replace")[-6000:]
+
+
 @contextmanager
 def running_app(folder: Path, **env):
     """`python -m streamlit run app/streamlit_app.py --server.headless true --server.port N`, as in the
@@ -64,6 +80,7 @@ def running_app(folder: Path, **env):
     process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "KDVIZ_RUNS": str(folder / "runs"), **env},
                                stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+    SERVERS[url] = (process, folder / "streamlit.log")
     try:
         deadline = time.time() + 60
         while True:
@@ -79,6 +96,7 @@ def running_app(folder: Path, **env):
             time.sleep(0.3)
         yield url
     finally:
+        SERVERS.pop(url, None)
         process.terminate()
         try:
             process.wait(10)
@@ -121,7 +139,10 @@ def settled(page, timeout: float = 240) -> None:
     deadline = time.time() + timeout
     while page.query_selector("[data-testid='stStatusWidget']") and time.time() < deadline:
         time.sleep(0.5)
-    assert not page.query_selector("[data-testid='stStatusWidget']"), f"{page.url} still running after {timeout} s"
+    if page.query_selector("[data-testid='stStatusWidget']"):
+        status = page.locator("[data-testid='stStatusWidget']").first.inner_text(timeout=2000)
+        raise AssertionError(f"{page.url} still running after {timeout} s (status: {status!r}); the server's "
+                             f"threads and log:\n{server_threads(page.url)}")
 
 
 def bars(page, timeout: float = 30) -> list[float] | None:

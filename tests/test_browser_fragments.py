@@ -71,15 +71,21 @@ def test_the_slider_reruns_only_its_fragment_and_play_moves_it(app, browser):  #
     # play: one full run to start the timer, then fragment runs, each one grid step
     page.get_by_role("button", name="play T").click()
     wait_until(lambda: shown_T(page) >= 1.8, timeout=90, what="play to move the slider two steps")
-    at_pause = len(runs(timings))
     page.get_by_role("button", name="pause").click()
     wait_until(lambda: page.get_by_role("button", name="play T").count() > 0, what="pause")
-    # the pause's full run is recorded when it ends, after its button is drawn (later on a busy machine)
-    wait_until(lambda: "page:temperature" in runs(timings)[at_pause:], what="the pause's page run to be recorded")
+    # a run is recorded when it ends, after what it drew reached the browser (later on a busy machine): so the
+    # play segment is read once the pause's full run is recorded, as what ran between the two full runs
+    def since_move() -> list[str]:
+        return runs(timings)[len(first) + len(moved):]
+
+    wait_until(lambda: since_move().count("page:temperature") >= 2, what="the pause's page run to be recorded")
     time.sleep(1.0)  # anything else the pause caused would be recorded by now
-    played = runs(timings)[len(first) + len(moved):at_pause]
-    assert played.count("page:temperature") == 1, played  # play's one full run starts the timer
-    assert played.count("fragment:temperature.T") >= 1 + 2, played  # the click's run and at least two ticks
+    after = since_move()
+    full = [i for i, part in enumerate(after) if part == "page:temperature"]
+    assert after[:full[0]] == ["fragment:temperature.T"], after  # the play click's own run, then one full run
+    ticks = after[full[0] + 1:full[1]]
+    # the two steps to 1.8 were fragment runs of the timer (the pause click's own run is one more)
+    assert ticks.count("fragment:temperature.T") == len(ticks) >= 2 + 1, after
     # pause stops the timer: no run at all for three of its 0.9 s periods (a tick that raced the click
     # on a busy machine may have made the pause's page run twice, which draws the same)
     settled = len(runs(timings))
