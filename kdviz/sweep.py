@@ -51,13 +51,16 @@ import multiprocessing
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import threading
 import time
 import tomllib
+import types
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
+from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from itertools import product
 from pathlib import Path
@@ -628,8 +631,9 @@ class LocalExecutor(Executor):
                 while pending and len(running) < self.workers and not stop.is_set():
                     job = pending.pop(0)
                     resume = self.resume_file(job)
-                    running[pool.submit(run_remote, job.config.to_dict(), job.key, threads, self.name,
-                                        resume=str(resume) if resume else None)] = job
+                    with main_module_hidden():  # the pool starts its processes as jobs come
+                        running[pool.submit(run_remote, job.config.to_dict(), job.key, threads, self.name,
+                                            resume=str(resume) if resume else None)] = job
                     yield RunStarted(job.index, job.key, job.config)
                 if not running:
                     return
@@ -639,6 +643,30 @@ class LocalExecutor(Executor):
                     yield _outcome(future.result(), job, runs_dir)
         finally:
             pool.shutdown(wait=not running, cancel_futures=True)
+
+
+_MAIN_LOCK = threading.Lock()
+
+
+@contextmanager
+def main_module_hidden():
+    """While a run's process starts, ``__main__`` is an empty module of no file.
+
+    A child that multiprocessing starts (fork server or spawn) first re-runs its parent's
+    ``__main__`` from its file, so that functions defined there unpickle. In the app that is a page
+    script: Streamlit installs each script run as ``__main__`` (``app/navigation.py``, or the page
+    itself under ``AppTest``), so every live run re-ran a page without a session before it trained
+    (the Home page: 0.4 s of a run's start; the Compare page under AppTest: the run crashed in it).
+    A run's child needs nothing from ``__main__``: what it runs lives in kdviz's modules. The swap
+    is serialised, and a ``__main__`` that another thread installed meanwhile is left in place."""
+    with _MAIN_LOCK:
+        saved, hidden = sys.modules.get("__main__"), types.ModuleType("__main__")
+        sys.modules["__main__"] = hidden
+        try:
+            yield
+        finally:
+            if sys.modules.get("__main__") is hidden and saved is not None:
+                sys.modules["__main__"] = saved
 
 
 def child_context():
@@ -730,7 +758,8 @@ class ChildExecutor(LocalExecutor):
                                         self.nice))
         result, stopping = None, False
         try:
-            process.start()
+            with main_module_hidden():
+                process.start()
             child_end.close()
             self._conn = conn
             while result is None:

@@ -254,6 +254,26 @@ def test_a_live_run_trains_in_a_process_of_its_own(live_runs):
     assert _children() == []  # the process is gone with its run
 
 
+def test_a_runs_process_does_not_rerun_the_parents_main_script(live_runs, tmp_path, monkeypatch):
+    """In the app ``__main__`` is the page script Streamlit ran last; a child that multiprocessing starts
+    re-runs its parent's ``__main__`` from its file unless kdviz hides it (it had re-run a page, without
+    a session, before every live run trained). Here ``__main__`` is a script that leaves a mark when run."""
+    import types
+
+    mark = tmp_path / "main-was-run"
+    script = tmp_path / "page.py"
+    script.write_text(f"open({str(mark)!r}, 'w').write('ran')\n")
+    page = types.ModuleType("__main__")
+    page.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", page)
+    run = LiveRun(config(epochs=1), executor=ChildExecutor()).start()
+    live_runs.append(run)
+    run.join(120)
+    assert run.progress.snapshot()["state"] == "finished"
+    assert not mark.exists()
+    assert sys.modules["__main__"] is page  # the parent's own __main__ is back
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads a process's CPU time from /proc")
 def test_a_paused_child_does_not_train(live_runs):
     run = LiveRun(config(epochs=200, batch_size=16)).start()
