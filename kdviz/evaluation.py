@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import time
 
 import numpy as np
 import torch
@@ -40,18 +41,55 @@ def _cpu_flags() -> frozenset[str]:
     return frozenset(line.partition(":")[2].split())
 
 
+# bf16 autocast is taken on a CPU with AVX-512 BF16 but no AMX when a matmul measured there runs at least
+# this many times faster in bf16 than in fp32 (the two CPUs measured so far: 0.55x and 2.3x).
+BF16_PAYS = 1.3
+
+
 def fast_bf16(device: torch.device) -> bool:
-    """Whether bf16 autocast is faster than fp32 for kdviz's nets on ``device``: a CPU with AMX
-    tiles for bf16 (1.5-2x faster than fp32 there, see DESIGN.md). Elsewhere it is slower: emulated
-    on AVX2-only CPUs (an AMD EPYC, one thread: mlp-800 training steps 8,600 img/s in fp32 against
-    920 in bf16), and even with AVX-512 BF16 but no AMX (a 2-core Xeon VM that hides AMX, one
-    thread: a 512x784x800 matmul 4.3 ms in fp32 against 7.8 ms in bf16, mlp-800 steps 11,000 img/s
-    against 7,300, cnn5 1,030 against 930). On a GPU too: an H200 at batch 128 trained cnn5 at
-    58,489 img/s in fp32 (TF32 convolutions) and channels-last against 47,144 in bf16, resnet20
-    20,804 against 19,590, mlp-800 99,377 against 78,032 (BENCHMARKS.md, Speed, GPU): these nets
-    are too small for the tensor cores to repay autocast's casts. Ask for bf16 by name on a GPU
-    for a bigger net (the WRN-16-4 teacher's recipe does)."""
-    return device.type == "cpu" and "amx_bf16" in _cpu_flags()
+    """Whether bf16 autocast is faster than fp32 for kdviz's nets on ``device``.
+
+    - A CPU with AMX tiles for bf16: yes (1.5-2x faster than fp32 there, see DESIGN.md).
+    - A CPU with AVX-512 BF16 but no AMX: the flags do not tell, so it is measured once per process
+      (:func:`bf16_matmul_speedup`, about 30 ms). The same flags went both ways: a 2-core Xeon VM that
+      hides AMX ran a 512x784x800 matmul in 4.3 ms in fp32 against 7.8 ms in bf16 (one thread; mlp-800
+      training steps 11,000 img/s against 7,300, cnn5 1,030 against 930), while a 2-core AMD EPYC
+      (Zen 4) ran it in 7.8 ms in fp32 against 3.5 ms in bf16, and trained cnn5 at 2,249 img/s in bf16
+      with channels-last against 1,487 in fp32, resnet20 527 against 295, mlp-800 16,171 against
+      10,017 (one thread, ``benchmarks/speed.py --parts steps --threads 1``, 2026-12-02).
+    - A CPU without either (AVX2 only): no, bf16 is emulated there (an AMD EPYC, one thread: mlp-800
+      training steps 8,600 img/s in fp32 against 920 in bf16).
+    - A GPU: no. An H200 at batch 128 trained cnn5 at 58,489 img/s in fp32 (TF32 convolutions) and
+      channels-last against 47,144 in bf16, resnet20 20,804 against 19,590, mlp-800 99,377 against
+      78,032 (BENCHMARKS.md, Speed, GPU): these nets are too small for the tensor cores to repay
+      autocast's casts. Ask for bf16 by name on a GPU for a bigger net (the WRN-16-4 teacher's recipe does).
+    """
+    if device.type != "cpu":
+        return False
+    flags = _cpu_flags()
+    if "amx_bf16" in flags:
+        return True
+    return "avx512_bf16" in flags and bf16_matmul_speedup() >= BF16_PAYS
+
+
+@functools.cache
+def bf16_matmul_speedup(repeats: int = 5) -> float:
+    """How many times faster a matmul of an MLP-800 layer's shape (batch 256: 256x784 by 784x800)
+    runs in bf16 than in fp32 on this CPU, with torch's threads as they are when first asked: the
+    best of ``repeats`` timings each, after one untimed call that lets oneDNN build its kernel."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(256, 784, generator=g), torch.randn(784, 800, generator=g)
+
+    def best(x: torch.Tensor, y: torch.Tensor) -> float:
+        x @ y
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            x @ y
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    return best(a, b) / best(a.bfloat16(), b.bfloat16())
 
 
 def resolve_precision(precision: str, device: str | torch.device = "auto") -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+import time
 from dataclasses import asdict
 
 import pytest
@@ -241,17 +242,44 @@ def test_experiment_records_are_identical_for_one_seed(tmp_path):
     assert a["test_acc"] > 0.5 and a["teacher"] == f"run:{teacher_run['id']}"
 
 
-@pytest.mark.parametrize("flags, expected", [({"avx2"}, "fp32"), ({"avx2", "avx512_bf16"}, "fp32"),
-                                             ({"amx_bf16", "amx_tile"}, "bf16"), (set(), "fp32")])
-def test_auto_precision_is_bf16_only_on_native_hardware(monkeypatch, flags, expected):
+@pytest.mark.parametrize("flags, speedup, expected", [
+    ({"avx2"}, None, "fp32"),                          # bf16 emulated: never measured, never taken
+    ({"avx2", "avx512_bf16"}, 0.55, "fp32"),           # AVX-512 BF16 measured slower (a Xeon VM hiding AMX)
+    ({"avx2", "avx512_bf16"}, 2.3, "bf16"),            # ... and measured faster (an AMD EPYC, Zen 4)
+    ({"amx_bf16", "amx_tile", "avx512_bf16"}, None, "bf16"),  # AMX: taken without measuring
+    (set(), None, "fp32")])
+def test_auto_precision_is_bf16_only_where_it_is_faster(monkeypatch, flags, speedup, expected):
     from kdviz import evaluation
 
+    def measured() -> float:
+        assert speedup is not None, "the bf16 matmul was measured on a CPU whose flags already decide"
+        return speedup
+
     monkeypatch.setattr(evaluation, "_cpu_flags", lambda: frozenset(flags))
+    monkeypatch.setattr(evaluation, "bf16_matmul_speedup", measured)
     assert evaluation.resolve_precision("auto", "cpu") == expected
     assert evaluation.resolve_precision("fp32", "cpu") == "fp32"
     assert evaluation.resolve_precision("bf16", "cpu") == "bf16"  # asked for explicitly: honoured
     with pytest.raises(ValueError, match="precision must be one of"):
         evaluation.resolve_precision("fp16", "cpu")
+
+
+def test_the_bf16_probe_times_both_precisions_of_a_real_matmul(monkeypatch):
+    """The probe's ratio is fp32 time over bf16 time: slowing every bf16 matmul down by a known
+    amount lowers it by about that much (so it does time the two, the right way round)."""
+    from kdviz import evaluation
+
+    plain = evaluation.bf16_matmul_speedup.__wrapped__(repeats=3)
+    matmul = torch.Tensor.__matmul__
+
+    def slow_bf16(x, y):
+        if x.dtype == torch.bfloat16:
+            time.sleep(0.2)  # far longer than the matmul itself (a few ms; emulated bf16, tens of ms)
+        return matmul(x, y)
+
+    monkeypatch.setattr(torch.Tensor, "__matmul__", slow_bf16)
+    slowed = evaluation.bf16_matmul_speedup.__wrapped__(repeats=3)
+    assert 0 < slowed < plain / 2, (plain, slowed)
 
 
 def test_records_say_which_precision_ran(tmp_path, monkeypatch):
