@@ -186,12 +186,17 @@ def draw(live: LiveRun) -> None:
     who = f"{cfg.student} on {cfg.dataset}" + (f" from {cfg.teacher}" if cfg.teacher else "")
     st.markdown(f"**Run:** {cfg.method} · {who} · {cfg.train.epochs} epochs · seed {cfg.train.seed} · "
                 f"state **{snap['state']}**")
+    # Elements shown only at times sit in placeholders that are always there: every redraw then puts each
+    # element at the place it had, and Streamlit updates it there. An element that moved (the curves, once
+    # the "preparing" line went) was drawn anew at its new place while the stale copy stayed at the old one
+    # until the redraw ended: two charts for a moment.
+    waiting = st.empty()
     if snap["state"] == "queued" and snap["queue_position"]:
-        st.info(f"Waiting for a free training slot: **{snap['queue_position']} in line**. This server trains at most "
-                f"{server_slots().limit} run(s) at once (KDVIZ_MAX_JOBS); yours starts as soon as one ends.",
-                icon=":material/hourglass_top:")
+        waiting.info(f"Waiting for a free training slot: **{snap['queue_position']} in line**. This server trains at "
+                     f"most {server_slots().limit} run(s) at once (KDVIZ_MAX_JOBS); yours starts as soon as one ends.",
+                     icon=":material/hourglass_top:")
     elif snap["where"].startswith("ray"):
-        st.caption(f"Training on the cluster ({snap['where']}); this server only draws.")
+        waiting.caption(f"Training on the cluster ({snap['where']}); this server only draws.")
     left = f" · about {snap['seconds_left']:.0f} s left" if snap["seconds_left"] is not None and not live.done else ""
     st.progress(min(snap["fraction"], 1.0), text=f"{snap['phase'] or 'starting'} · epoch {snap['epoch']}/{snap['epochs']}"
                 f" · step {snap['steps_done']}/{snap['steps_total']}{left}")
@@ -205,8 +210,9 @@ def draw(live: LiveRun) -> None:
     elapsed = record["train_time_s"] if record else snap["elapsed"]
     m3.metric("training time", f"{elapsed:.1f} s")
     m4.metric("loss (last step)", f"{snap['step_losses'][-1]['total']:.4f}" if snap["step_losses"] else "–")
+    preparing = st.empty()
     if snap["phase"] == "preparing" and not live.done:
-        st.caption("Preparing: loading the data and the teacher, and running the teacher once over the training set "
+        preparing.caption("Preparing: loading the data and the teacher, and running the teacher once over the training set "
                    "(its logits are then cached on disk, so the next run with this teacher starts at once).")
     if snap["step_losses"]:
         terms = [k for k in snap["step_losses"][-1] if k not in ("step", "phase", "total")]
