@@ -42,7 +42,7 @@ def _cpu_flags() -> frozenset[str]:
 
 
 # bf16 autocast is taken on a CPU with AVX-512 BF16 but no AMX when a matmul measured there runs at least
-# this many times faster in bf16 than in fp32 (the two CPUs measured so far: 0.55x and 2.3x).
+# this many times faster in bf16 than in fp32 (the two such CPUs measured so far: 0.55x and 2.2-2.4x).
 BF16_PAYS = 1.3
 
 

@@ -11,6 +11,7 @@ import socket
 import sys
 import threading
 import time
+import types
 
 import pytest
 
@@ -258,8 +259,6 @@ def test_a_runs_process_does_not_rerun_the_parents_main_script(live_runs, tmp_pa
     """In the app ``__main__`` is the page script Streamlit ran last; a child that multiprocessing starts
     re-runs its parent's ``__main__`` from its file unless kdviz hides it (it had re-run a page, without
     a session, before every live run trained). Here ``__main__`` is a script that leaves a mark when run."""
-    import types
-
     mark = tmp_path / "main-was-run"
     script = tmp_path / "page.py"
     script.write_text(f"open({str(mark)!r}, 'w').write('ran')\n")

@@ -187,9 +187,9 @@ def draw(live: LiveRun) -> None:
     st.markdown(f"**Run:** {cfg.method} · {who} · {cfg.train.epochs} epochs · seed {cfg.train.seed} · "
                 f"state **{snap['state']}**")
     # Elements shown only at times sit in placeholders that are always there: every redraw then puts each
-    # element at the place it had, and Streamlit updates it there. An element that moved (the curves, once
-    # the "preparing" line went) was drawn anew at its new place while the stale copy stayed at the old one
-    # until the redraw ended: two charts for a moment.
+    # element at the place it had, and Streamlit updates it there. Without them, the elements after a note
+    # that went (the progress bar and figures once "waiting for a slot" ended) each moved up one place and
+    # were drawn anew, their stale copies left below until the redraw ended.
     waiting = st.empty()
     if snap["state"] == "queued" and snap["queue_position"]:
         waiting.info(f"Waiting for a free training slot: **{snap['queue_position']} in line**. This server trains at "
