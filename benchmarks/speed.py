@@ -624,19 +624,25 @@ def block_keys() -> list[str]:
 
 def write_parts(blocks: dict[str, str], path: Path) -> None:
     """Each measured part's block in place of its old one (other parts keep theirs, in the order
-    of :data:`PARTS`); text after the last block (a reading of the figures) stays; the section is
-    made if missing, and one written before blocks existed is replaced whole."""
+    of :data:`PARTS`); a reading written after a block (up to the next block) stays after it, whether
+    or not the block is measured again, so that nothing written by hand is lost; the section is made
+    if missing, and one written before blocks existed is replaced whole."""
     old = path.read_text() if path.exists() else ""
     body = old.split(START, 1)[1].split(END, 1)[0] if START in old and END in old else ""
-    kept, notes = {}, ""
+    starts = [part_marker(part, "start") for part in block_keys()]
+    kept = {}
     for part in block_keys():
         start, end = part_marker(part, "start"), part_marker(part, "end")
+        reading = ""
         if start in body and end in body:
             kept[part] = start + body.split(start, 1)[1].split(end, 1)[0] + end
-            notes = body.split(end, 1)[1].strip()
+            after = body.split(end, 1)[1]
+            reading = after[:min([after.index(s) for s in starts if s in after], default=len(after))].strip()
         if part in blocks:
             kept[part] = blocks[part]
-    text = "\n\n".join([INTRO, *kept.values(), *([notes] if notes else [])])
+        if reading:
+            kept[part] += "\n\n" + reading
+    text = "\n\n".join([INTRO, *kept.values()])
     replace_section(path, START, END, f"{START}\n{text}\n{END}")
 
 

@@ -114,6 +114,13 @@ def test_speed_blocks_are_kept_per_kind_of_machine(tmp_path):
     speed.write_parts({**blocks("", "on the Xeon"), **blocks("-gpu", "on the H200")}, path)
     speed.write_parts(blocks("-no-bf16", "on the EPYC"), path)
     text = path.read_text()
+    # a reading written by hand after a block, before the next kind's blocks, stays where it is
+    path.write_text(text.replace(speed.part_marker("rkd-no-bf16", "end"),
+                                 speed.part_marker("rkd-no-bf16", "end") + "\n\nReading the EPYC's figures.\n"))
+    speed.write_parts(blocks("", "on the Xeon again"), path)
+    text = path.read_text()
+    assert text.index("rkd on the EPYC") < text.index("Reading the EPYC's figures.") < text.index("steps on the H200")
+    assert "steps on the Xeon again" in text and text.count("Reading the EPYC's figures.") == 1
     assert text.index("steps on the Xeon") < text.index("rkd on the Xeon") < text.index("steps on the EPYC") \
         < text.index("rkd on the EPYC") < text.index("steps on the H200")
     speed.write_parts(blocks("-no-bf16", "on the EPYC again", parts=("steps",)), path)
