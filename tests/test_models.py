@@ -1,6 +1,8 @@
 """kdviz.models: every net of the zoo, its (logits, Features) convention, sizes and summary."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -151,3 +153,28 @@ def test_model_summary():
     assert summary["params"] == 23_860
     assert summary["latency_ms"] > 0
     assert model.training  # measuring leaves the mode as it was
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_cnn5_logits_alone_pool_before_the_relu_with_the_same_values_and_gradients(precision, layout):
+    torch.manual_seed(0)
+    net = build_model("cnn5").train().to(memory_format=layout)
+    twin = copy.deepcopy(net)
+    x = torch.randn(16, 1, 28, 28)
+    x[:, :, :6] = 0.0  # flat rows: equal values in many pooling windows
+    x = x.contiguous(memory_format=layout)
+    seen = []
+    net.blocks[0][2].register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape)))
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        fast = net(x)
+        full, features = twin(x, with_features=True)
+    assert seen == [(16, 32, 14, 14)]  # the first ReLU saw the pooled map, not the 28x28 one
+    assert torch.equal(fast, full)
+    weights = torch.randn(fast.shape)
+    (fast.float() * weights).sum().backward()
+    (full.float() * weights).sum().backward()
+    for (name, p), q in zip(net.named_parameters(), twin.parameters()):
+        assert torch.equal(p.grad, q.grad), name
+    for (name, a), b in zip(net.named_buffers(), twin.buffers()):  # batch norm's running statistics
+        assert torch.equal(a, b), name
