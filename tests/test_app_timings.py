@@ -112,3 +112,33 @@ def test_a_background_build_waits_until_no_page_has_run_for_a_while(monkeypatch)
     ended = time.monotonic()
     common.wait_for_prebuilds(timeout=10)
     assert len(built) == 1 and built[0] - ended >= 0.3
+
+
+def test_paint_first_pauses_in_a_fragments_rerun_only(monkeypatch):
+    """common.paint_first holds the rest of a fragment back in the fragment's own reruns (a slider
+    inside it moved), so the browser draws what came before on its own; a page's run goes on at once.
+    (AppTest reruns a whole script for a widget inside a fragment, so the fragment's case is set by hand.)"""
+    import types
+
+    import common
+
+    slept: list[float] = []
+    fake_time = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time) if not k.startswith("_")})
+    fake_time.sleep = slept.append
+    monkeypatch.setattr(common, "time", fake_time)
+    script = AppTest.from_string(
+        "import streamlit as st\n"
+        "import common\n"
+        "@st.fragment\n"
+        "def part():\n"
+        "    st.slider('T', 1, 10, key='T')\n"
+        "    common.paint_first()\n"
+        "    st.write('after')\n"
+        "part()\n")
+    script.run()
+    script.slider(key="T").set_value(3).run()  # AppTest reruns the whole script
+    assert not script.exception and script.markdown[0].value == "after"
+    assert slept == []  # runs of the whole page go on at once
+    monkeypatch.setattr(common, "fragment_rerun", lambda: True)  # as in the browser: the fragment alone
+    common.paint_first()
+    assert slept == [common.PAINT_FIRST_S]

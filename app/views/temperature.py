@@ -164,6 +164,7 @@ def temperature_part() -> None:
                     "not the winner's, are the dark knowledge. The logits on the left never change; only how sharply "
                     "the softmax reads them. The page has one temperature: *play* moves the slider, so every chart "
                     "below follows it.", chart_key="bars")
+    common.paint_first()  # the bars on their own, then the charts below them
 
     c1, c2 = st.columns(2)
     with c1:
