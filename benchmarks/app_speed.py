@@ -47,8 +47,9 @@ BREAKDOWN_JS = """() => { const r = performance.getEntriesByType('resource');
 RUNNING_JS = "() => !!document.querySelector('[data-testid=\"stStatusWidget\"]')"
 BARS_JS = "() => { const p = document.querySelector('.js-plotly-plot'); return p && p.data ? JSON.stringify(p.data[1].y) : null; }"
 # Watches the page's charts from the page itself (every animation frame), so the time of a redraw is not
-# the poll's: when the bars (the first chart) change, and when each chart last changed in the 1.5 s after
-# that (those that follow T: the bars, the entropy and T² curves, the matrix); then ``__kd_settled``.
+# the poll's: when the bars (the first chart) change, and when the last of the charts whose data, shapes,
+# annotations or title changed did so, within 1.5 s of the bars (how many: ``__kd_changed``); then
+# ``__kd_settled``.
 CHART_SIGNATURE = ("(p) => p && p.data ? JSON.stringify([p.data, p.layout && p.layout.shapes, "
                    "p.layout && p.layout.annotations, p.layout && p.layout.title]) : null")
 WATCH_JS = """(before) => { window.__kd_redrawn = null; window.__kd_pressed = null; window.__kd_settled = false;
