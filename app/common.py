@@ -220,7 +220,7 @@ def paint_first() -> None:
     """In a fragment's rerun, wait :data:`PAINT_FIRST_S` before the elements that follow, so that the
     browser draws the elements before them on their own first. Temperature slider, 20 moves on a warmed-up
     server (``benchmarks/app_speed.py``, 2-core Xeon with AMX, two alternating runs each way): the bars
-    130 / 130 ms after a key press against 198 / 224 ms without the pause; every chart that follows T
+    130 / 130 ms after a key press against 198 / 224 ms with ``PAINT_FIRST_S = 0``; every chart that follows T
     306 / 308 ms against 259 / 259 ms (drawn in two goes, the browser's work is a little more). A
     page's first run, and any run of the whole page, go on at once."""
     if fragment_rerun():

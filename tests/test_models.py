@@ -168,7 +168,7 @@ def test_cnn5_logits_alone_pool_before_the_relu_with_the_same_values_and_gradien
     net.blocks[0][2].register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape)))
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
         fast = net(x)
-        full, features = twin(x, with_features=True)
+        full, _ = twin(x, with_features=True)
     assert seen == [(16, 32, 14, 14)]  # the first ReLU saw the pooled map, not the 28x28 one
     assert torch.equal(fast, full)
     weights = torch.randn(fast.shape)
