@@ -17,7 +17,7 @@ from kdviz import students as student_runs
 from kdviz.evaluation import confusion_matrix
 from kdviz.losses import soften
 from kdviz.models import forward_features
-from kdviz.probes import inside, maps
+from kdviz.probes import inside, maps, views
 from kdviz.runs import default_runs_dir
 from kdviz.students import StudentPair, available, load_method, load_soft_targets, load_student, record_of, shipped_name
 from kdviz.teacher_cache import teacher_logits
@@ -33,7 +33,7 @@ URL_PARAMS = (
     Param("run", str),    # the method student's run id (or shipped:NAME); default: likewise
 )
 
-METHOD_NAMES = {"at": "AT student", "fsp": "FSP student", "ft": "FT student", "rkd": "RKD student", "kd": "KD student"}
+METHOD_NAMES = views.METHOD_NAMES
 
 
 # --------------------------------------------------------------------------- preset and students
@@ -262,26 +262,37 @@ def _images(dataset: str, split: str, index) -> torch.Tensor:
     return data.images(torch.as_tensor(list(index), dtype=torch.int64))
 
 
-def _features(model_refs, dataset: str, split: str, index) -> dict:
+def _stages(model_refs, dataset: str, split: str, index) -> dict:
     x = _images(dataset, split, index)
-    return {name: forward_features(_net(ref), x)[1] for name, ref in model_refs}
+    return {name: forward_features(_net(ref), x)[1].stages for name, ref in model_refs}
 
 
+def _shipped(view: str, model_refs, dataset: str, split: str, index, settings: dict):
+    """The shipped default ``view`` (:mod:`kdviz.probes.views`) when the models are the data set's shipped
+    teacher and two shipped students and the images and settings are the ones it was made for, else None."""
+    preset = presets.PRESETS[dataset]
+    ids = [ref.partition(":")[2] for _, ref in model_refs[1:]]
+    if len(ids) != 2 or model_refs[0][1] != f"teacher:{preset.teacher}" or any(shipped_name(i) is None for i in ids):
+        return None
+    base, run = (record_of(i) for i in ids)
+    images = probe_images(preset) if split == "probe" else test_split(preset)
+    return views.shipped_view(view, preset.teacher, base, run, images, index, settings)
+
+
+# The four functions below first look for the view shipped with the shipped students (their default
+# view: no network is loaded or run), then compute it from the networks.
 @st.cache_data(show_spinner=False, max_entries=256)
 def attention(model_refs: tuple, dataset: str, index: tuple[int, ...], p: float) -> dict:
     """Per model: attention maps per stage (RMS-scaled, (n, H, W)) and AT distances to the teacher (stages, n)."""
-    feats = _features(model_refs, dataset, "probe", index)
-    teacher = feats["teacher"].stages
-    return {name: {"maps": [m.numpy() for m in inside.rms_scaled(inside.stage_attention(f.stages, p))],
-                   "distance": inside.at_distances(f.stages, teacher, p)} for name, f in feats.items()}
+    shipped = _shipped("attention", model_refs, dataset, "probe", index, {"p": float(p)})
+    return shipped if shipped is not None else views.attention_view(_stages(model_refs, dataset, "probe", index), p)
 
 
 @st.cache_data(show_spinner="Measuring AT distances over the probe images…", max_entries=64)
 def at_summary(model_refs: tuple, dataset: str, p: float, n: int) -> dict[str, list[float]]:
     """Mean AT distance to the teacher per stage, over the first ``n`` probe images, per student."""
-    feats = _features(model_refs, dataset, "probe", range(n))
-    teacher = feats["teacher"].stages
-    return {name: inside.at_distances(f.stages, teacher, p).mean(1).tolist() for name, f in feats.items() if name != "teacher"}
+    shipped = _shipped("at_summary", model_refs, dataset, "probe", range(n), {"p": float(p)})
+    return shipped if shipped is not None else views.at_summary(_stages(model_refs, dataset, "probe", range(n)), p)
 
 
 @st.cache_data(show_spinner="Computing FSP matrices…", max_entries=64)
@@ -289,22 +300,14 @@ def fsp(model_refs: tuple, dataset: str, n: int, method_run: str | None, teacher
     """Per model: its FSP matrices per consecutive stage pair (batch mean over ``n`` probe images) and its
     per-pair FSP distance to the teacher. The FSP student's matrices go through its method's 1×1
     adapters when it has any (``method_run``)."""
-    feats = _features(model_refs, dataset, "probe", range(n))
-    adapters = None
+    shipped = _shipped("fsp", model_refs, dataset, "probe", range(n), {})
+    if shipped is not None:
+        return shipped
+    adapters = {}
     if method_run is not None:
         method = method_modules(method_run, str(default_runs_dir()), teacher_name)
-        adapters = getattr(method, "adapters", None)
-    teacher = feats["teacher"].stages
-    teacher_matrices = inside.fsp_matrices(teacher)
-    out = {}
-    for name, ref in model_refs:
-        a = adapters if method_run is not None and ref == f"run:{method_run}" else None
-        matrices = inside.fsp_matrices(feats[name].stages, a)
-        out[name] = {"matrices": [g.numpy() for g in matrices],
-                     "distance": inside.fsp_distances(feats[name].stages, teacher, a),
-                     "pattern": [inside.matrix_correlation(g, t) for g, t in zip(matrices, teacher_matrices)],
-                     "shapes": [tuple(s.shape[1:]) for s in feats[name].stages]}
-    return out
+        adapters = {name: getattr(method, "adapters", None) for name, ref in model_refs if ref == f"run:{method_run}"}
+    return views.fsp_view(_stages(model_refs, dataset, "probe", range(n)), adapters)
 
 
 @st.cache_data(show_spinner="Computing embeddings…", max_entries=64)
@@ -409,16 +412,10 @@ def teacher_soft_targets(teacher_name: str, dataset: str, index: tuple[int, ...]
 def relations(model_refs: tuple, dataset: str, index: tuple[int, ...]) -> dict:
     """Per model on a class-sorted batch: normalised distance matrix, angle histogram, and for the
     students the correlation of their distances and angles with the teacher's."""
-    emb = {name: torch.from_numpy(e) for name, e in embeddings(model_refs, dataset, "test", index).items()}
-    step = max(1, len(index) // 100)  # angles over at most ~100 images: N³ triplets
-    teacher = emb["teacher"]
-    out = {}
-    for name, e in emb.items():
-        out[name] = {"distances": inside.normalised_distances(e).numpy(), "angles": inside.angle_histogram(e[::step])}
-        if name != "teacher":
-            out[name]["distance_corr"] = inside.distance_correlation(e, teacher)
-            out[name]["angle_corr"] = inside.angle_correlation(e[::step], teacher[::step])
-    return out
+    shipped = _shipped("relations", model_refs, dataset, "test", index, {})
+    if shipped is not None:
+        return shipped
+    return views.relations_view({name: torch.from_numpy(e) for name, e in embeddings(model_refs, dataset, "test", index).items()})
 
 
 def soft_target_recording(preset: presets.Preset):

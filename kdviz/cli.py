@@ -24,7 +24,7 @@ from kdviz.files import check_file_writable
 from kdviz.generations import born_again
 from kdviz.methods import REGISTRY, method_names
 from kdviz.models import MODELS
-from kdviz.probes import maps
+from kdviz.probes import maps, views
 from kdviz.runs import default_runs_dir, list_runs
 from kdviz.sweep import (
     SYNONYMS,
@@ -335,11 +335,15 @@ def _pretrained_make_students(args) -> int:
                   f"{name}: already made from this recipe and teacher, skipped", file=sys.stderr, flush=True)
 
     written = recipes.make_students(args.name, args.out, on_event=report, on_student=announce)
-    if args.out is None:  # the Factor space page's default t-SNE maps of the shipped students, beside them
+    if args.out is None:  # the inside pages' default views of the shipped students, beside them
         for made in maps.make_all(args.name):
             if not args.json:
                 print(f"{made['dataset']}: {'wrote' if made['made'] else 'kept (current)'} the factor page's "
                       f"t-SNE maps, {made['file']}", file=sys.stderr, flush=True)
+        for made in views.make_all(args.name):
+            if not args.json:
+                print(f"{made['dataset']}: {'wrote' if made['made'] else 'kept (current)'} the {made['method']} page's "
+                      f"default view ({', '.join(made['views'])}), {made['file']}", file=sys.stderr, flush=True)
     if args.json:
         print(json.dumps(written))
     for info in [] if args.json else written:

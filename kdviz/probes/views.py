@@ -1,0 +1,288 @@
+"""What the Attention maps, FSP matrices and Relations pages draw, and their default views of the
+shipped networks, made once and shipped.
+
+Each page compares the teacher, a baseline student and a method student on the same images; the
+numbers come from the functions below (pure, from the networks' stage maps or embeddings):
+
+- :func:`attention_view`: attention maps per stage (Zagoruyko & Komodakis 2017, Q = mean_c |A_c|^p,
+  RMS-scaled for drawing) and each network's AT distance to the teacher, per stage and image;
+- :func:`at_summary`: those distances averaged over the images, per student;
+- :func:`fsp_view`: FSP matrices per consecutive stage pair (Yim et al. 2017), batch-mean, with each
+  network's FSP distance to the teacher and how well its mean matrix's pattern matches the teacher's;
+- :func:`relations_view`: the normalised distance matrix and angle histogram of each network's
+  embeddings (Park et al. 2019, RKD), and for the students how they correlate with the teacher's.
+
+On a fresh server a page's first chart waited for three networks to be loaded and run over the
+probe or test images: the FSP page's took 2.7 s of the server's run beside the browser on a 2-core
+AMD EPYC, ahead of the first chart (BENCHMARKS.md). For the shipped teacher and shipped students at a
+page's default settings (:data:`DEFAULTS`), ``kdviz pretrained make-students`` computes the view
+once and ships it beside the method student (``pretrained/students/<student>.views.npz``, an extra
+file of its card, sha256 checked), as :mod:`kdviz.probes.maps` does for the Factor space page's
+t-SNE maps. Each view in the file holds the key of what it was made from (the sha256 of the
+teacher's and both students' files and of the method's modules, a digest of the exact images and
+their normalisation, the view's settings); a page uses a view only when its own key is the same,
+and computes everything else live (the user's own students, any other image or setting).
+tests/test_views.py checks that every shipped view equals what the networks give now.
+
+The file is plain arrays (``np.load(allow_pickle=False)``) and one JSON text for their nesting:
+nothing in it runs as code.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kdviz import data as datasets
+from kdviz import presets, pretrained
+from kdviz.data import ImageData
+from kdviz.files import file_sha256, write_atomic, write_json_atomic
+from kdviz.models import forward_features
+from kdviz.probes import inside
+from kdviz.students import load_method, load_student, shipped_name, shipped_students
+from kdviz.teacher_cache import tensor_digest
+
+KIND = "views"  # the extra file's kind in the method student's card
+# how the pages name each method's student (the key of its numbers in a view)
+METHOD_NAMES = {"at": "AT student", "fsp": "FSP student", "ft": "FT student", "rkd": "RKD student", "kd": "KD student"}
+VIEW_METHODS = ("at", "fsp", "rkd")  # the methods whose page's default view is shipped
+RELATIONS_PER_CLASS = 10  # the Relations page's default batch: 10 test images per class (seed 0)
+ANGLE_IMAGES = 100  # angles over at most about this many images: N³ triplets
+
+
+# --------------------------------------------------------------------------- the pages' numbers
+def attention_view(stages: dict[str, list[torch.Tensor]], p: float) -> dict:
+    """Per network (``stages[name]``: its stage maps, the teacher's under ``"teacher"``): its attention
+    maps per stage (RMS-scaled, (n, H, W) each) and its AT distance to the teacher (stages, n)."""
+    teacher = stages["teacher"]
+    return {name: {"maps": [m.numpy() for m in inside.rms_scaled(inside.stage_attention(s, p))],
+                   "distance": inside.at_distances(s, teacher, p)} for name, s in stages.items()}
+
+
+def at_summary(stages: dict[str, list[torch.Tensor]], p: float) -> dict[str, list[float]]:
+    """Per student: its AT distance to the teacher per stage, averaged over the images."""
+    teacher = stages["teacher"]
+    return {name: inside.at_distances(s, teacher, p).mean(1).tolist() for name, s in stages.items() if name != "teacher"}
+
+
+def fsp_view(stages: dict[str, list[torch.Tensor]], adapters: dict | None = None) -> dict:
+    """Per network: its FSP matrices per consecutive stage pair (mean over the images), its FSP
+    distance to the teacher per pair, the Pearson correlation of each mean matrix with the teacher's
+    ("pattern") and its stage shapes. ``adapters[name]``: a student's 1×1 adapters (FSP with other
+    channel counts than the teacher's), applied to its maps first."""
+    adapters = adapters or {}
+    teacher = stages["teacher"]
+    teacher_matrices = inside.fsp_matrices(teacher)
+    out = {}
+    for name, s in stages.items():
+        a = adapters.get(name)
+        matrices = inside.fsp_matrices(s, a)
+        out[name] = {"matrices": [g.numpy() for g in matrices], "distance": inside.fsp_distances(s, teacher, a),
+                     "pattern": [inside.matrix_correlation(g, t) for g, t in zip(matrices, teacher_matrices)],
+                     "shapes": [tuple(m.shape[1:]) for m in s]}
+    return out
+
+
+def relations_view(embeddings: dict[str, torch.Tensor]) -> dict:
+    """Per network, on a class-sorted batch: its normalised distance matrix and angle histogram (angles
+    over every ``len // ANGLE_IMAGES``-th image), and for the students the correlation of their distances
+    and angles with the teacher's."""
+    teacher = embeddings["teacher"]
+    step = max(1, len(teacher) // ANGLE_IMAGES)
+    out = {}
+    for name, e in embeddings.items():
+        out[name] = {"distances": inside.normalised_distances(e).numpy(), "angles": inside.angle_histogram(e[::step])}
+        if name != "teacher":
+            out[name]["distance_corr"] = inside.distance_correlation(e, teacher)
+            out[name]["angle_corr"] = inside.angle_correlation(e[::step], teacher[::step])
+    return out
+
+
+# --------------------------------------------------------------------------- a view as arrays and JSON
+def pack(value) -> tuple[str, dict[str, np.ndarray]]:
+    """A nested view (dicts with string keys, lists, tuples, arrays, numbers, strings, None) as one JSON
+    text and the arrays it refers to (``{"__array__": i}`` names array ``a<i>``; tuples are marked)."""
+    arrays: dict[str, np.ndarray] = {}
+
+    def encode(v):
+        if isinstance(v, np.ndarray):
+            arrays[f"a{len(arrays)}"] = v
+            return {"__array__": len(arrays) - 1}
+        if isinstance(v, dict):
+            if not all(isinstance(k, str) and not k.startswith("__") for k in v):
+                raise TypeError("a view's dict keys must be strings not starting with '__'")
+            return {k: encode(x) for k, x in v.items()}
+        if isinstance(v, tuple):
+            return {"__tuple__": [encode(x) for x in v]}
+        if isinstance(v, list):
+            return [encode(x) for x in v]
+        if isinstance(v, np.generic):
+            return v.item()
+        if v is None or isinstance(v, (bool, int, float, str)):
+            return v
+        raise TypeError(f"a view cannot hold {type(v).__name__}")
+
+    return json.dumps(encode(value)), arrays
+
+
+def unpack(text: str, arrays) -> object:
+    """The inverse of :func:`pack` (``arrays``: a mapping of the array names, such as an open npz)."""
+    def decode(v):
+        if isinstance(v, dict):
+            if set(v) == {"__array__"}:
+                return np.asarray(arrays[f"a{int(v['__array__'])}"])
+            if set(v) == {"__tuple__"}:
+                return tuple(decode(x) for x in v["__tuple__"])
+            return {k: decode(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [decode(x) for x in v]
+        return v
+
+    return decode(json.loads(text))
+
+
+# --------------------------------------------------------------------------- the shipped default views
+def view_key(view: str, teacher: str, baseline: dict, student: dict, images: ImageData, index,
+             settings: dict) -> str | None:
+    """The key of ``view`` ("attention", "at_summary", "fsp", "relations") for the shipped ``teacher``
+    and two shipped students (records) on ``images[index]`` with ``settings``; None when either student
+    is not a shipped one (then the view is computed live)."""
+    if shipped_name(baseline) is None or shipped_name(student) is None:
+        return None
+    method = student["card"]["extra_files"].get("method")
+    index = torch.as_tensor(list(index), dtype=torch.int64)
+    parts = {"view": view, "teacher": pretrained.card(teacher)["sha256"], "baseline": baseline["card"]["sha256"],
+             "student": student["card"]["sha256"], "method": method and method["sha256"],
+             "images": tensor_digest([images.pixels[index], images.labels[index]]),
+             "normalisation": [list(images.mean), list(images.std)], "n": len(index),
+             "settings": {k: settings[k] for k in sorted(settings)}}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def read_view(path: Path | None, key: str | None):
+    """The view stored under ``key`` in a file written by :func:`make_views`, else None (a missing,
+    foreign or broken file is never trusted)."""
+    if path is None or key is None:
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            keys = [str(k) for k in npz["keys"]]
+            if key not in keys:
+                return None
+            i = keys.index(key)
+            prefix = f"v{i}_"
+            arrays = {name[len(prefix):]: npz[name] for name in npz.files if name.startswith(prefix)}
+            return unpack(str(npz[f"v{i}"]), arrays)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def shipped_view(view: str, teacher: str, baseline: dict, student: dict, images: ImageData, index,
+                 settings: dict):
+    """The shipped ``view`` for exactly these networks, images and settings (the file checked against the
+    method student's card), or None: then the caller computes it."""
+    name = shipped_name(student)
+    if name is None or student["card"].get("teacher") != teacher:
+        return None
+    try:
+        path = pretrained.student_file(name, KIND)
+    except pretrained.PretrainedError:
+        return None
+    return read_view(path, view_key(view, teacher, baseline, student, images, index, settings))
+
+
+def default_views(method: str, probe: ImageData, test: ImageData | None) -> list[tuple[str, ImageData, list[int], dict]]:
+    """The views a method's page draws first, in its default settings: (view, images, index, settings).
+    Attention maps: probe image 0 at p = 2, and the mean AT distances over every probe image; FSP: every
+    probe image; Relations: 10 test images per class (seed 0) of ``test`` (only Relations needs it)."""
+    every = list(range(len(probe)))
+    if method == "at":
+        return [("attention", probe, [0], {"p": 2.0}), ("at_summary", probe, every, {"p": 2.0})]
+    if method == "fsp":
+        return [("fsp", probe, every, {})]
+    if method == "rkd":
+        return [("relations", test, inside.class_sorted_index(test.labels, RELATIONS_PER_CLASS, 0).tolist(), {})]
+    return []
+
+
+def compute(view: str, nets: dict, images: ImageData, index, settings: dict, adapters: dict | None = None):
+    """``view`` of the networks ``nets`` (``{"teacher": ..., "baseline": ..., <method student>: ...}``) on
+    ``images[index]``: what the pages compute live."""
+    x = images.images(torch.as_tensor(list(index), dtype=torch.int64))
+    if view == "relations":
+        return relations_view({name: inside.embeddings(net, x) for name, net in nets.items()})
+    stages = {name: forward_features(net, x)[1].stages for name, net in nets.items()}
+    if view == "attention":
+        return attention_view(stages, settings["p"])
+    if view == "at_summary":
+        return at_summary(stages, settings["p"])
+    if view == "fsp":
+        return fsp_view(stages, adapters)
+    raise ValueError(f"unknown view {view!r}")
+
+
+def shipped_pair(dataset: str, method: str) -> tuple[presets.Preset, dict, dict] | None:
+    """The data set's preset and its shipped baseline and ``method`` students (records), or None."""
+    preset = presets.PRESETS.get(dataset)
+    if preset is None or not preset.offers(method) or method not in VIEW_METHODS:
+        return None
+    student = preset.student_for(method)
+    base = shipped_students(dataset, student, "baseline", preset.teacher)
+    run = shipped_students(dataset, student, method, preset.teacher)
+    return (preset, base[0], run[0]) if base and run else None
+
+
+def make_views(dataset: str, method: str, test: ImageData | None) -> dict | None:
+    """Compute the page's default views (:func:`default_views`) for the data set's shipped teacher and
+    students and ship them beside the method student (its card gets the file and sha256). None when the
+    data set has no shipped pair for ``method``. Skips the work when the shipped file already holds
+    every view's key."""
+    found = shipped_pair(dataset, method)
+    if found is None:
+        return None
+    preset, base, run = found
+    views = default_views(method, pretrained.probe_set(preset.teacher), test)
+    keys = [view_key(v, preset.teacher, base, run, images, index, settings) for v, images, index, settings in views]
+    name = shipped_name(run)
+    path = pretrained.students_dir() / f"{name}.{KIND}.npz"
+    if all(shipped_view(v, preset.teacher, base, run, images, index, settings) is not None
+           for v, images, index, settings in views):
+        return {"file": path.name, "views": [v[0] for v in views], "made": False}
+    teacher = pretrained.load(preset.teacher)
+    student = load_student(run)
+    method_modules = load_method(run, student, teacher)
+    nets = {"teacher": teacher, "baseline": load_student(base), METHOD_NAMES[method]: student}
+    adapters = {METHOD_NAMES[method]: getattr(method_modules, "adapters", None)}
+    arrays: dict[str, np.ndarray] = {"keys": np.array(keys)}
+    for i, (view, images, index, settings) in enumerate(views):
+        text, parts = pack(compute(view, nets, images, index, settings, adapters))
+        arrays[f"v{i}"] = np.array(text)
+        arrays.update({f"v{i}_{k}": a for k, a in parts.items()})
+    write_atomic(path, lambda f: np.savez_compressed(f, **arrays))
+    card_file = pretrained.card_path(name, pretrained.students_dir())
+    info = json.loads(card_file.read_text())
+    info["extra_files"][KIND] = {"file": path.name, "sha256": file_sha256(path), "keys": keys,
+                                 "note": f"the {METHOD_NAMES[method]}'s page's default view "
+                                         f"({', '.join(v[0] for v in views)}) with the shipped teacher and students, "
+                                         f"made by `kdviz pretrained make-students {dataset}`"}
+    write_json_atomic(card_file, info)
+    return {"file": path.name, "views": [v[0] for v in views], "made": True}
+
+
+def make_all(names: list[str] | None = None) -> list[dict]:
+    """:func:`make_views` for every method with a page (at, fsp, rkd) and the data sets ``names`` (all
+    with a shipped pair when empty)."""
+    made = []
+    for dataset in names or list(presets.PRESETS):
+        methods = [m for m in VIEW_METHODS if shipped_pair(dataset, m) is not None]
+        if not methods:
+            continue
+        test = datasets.load(dataset).test if "rkd" in methods else None  # only Relations draws test images
+        for method in methods:
+            result = make_views(dataset, method, test)
+            if result is not None:
+                made.append({"dataset": dataset, "method": method, **result})
+    return made
