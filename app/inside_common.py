@@ -364,8 +364,10 @@ def warm_default_views(methods=("at", "fsp", "rkd", "kd")) -> None:
     """For the server's warm-up: what the Attention maps, FSP matrices, Relations and Confusion pages
     compute before their first chart, in their default view (their first data set, the students they
     show first, and their URL tables' defaults: image 0 and p = 2; every probe image; 10 images per
-    class, seed 0), through the pages' own cached functions, so that a first visit finds it ready.
-    ``methods``: the pages' methods (at, fsp, rkd, kd) to warm."""
+    class, seed 0), through the pages' own cached functions, so that a first visit finds it ready. For the
+    shipped students those functions read the shipped views (no network runs); for the user's own students,
+    the first choice once there are any, they compute them. ``methods``: the pages' methods (at, fsp, rkd,
+    kd) to warm."""
     for method in methods:
         options = datasets_for(method)
         if not options:

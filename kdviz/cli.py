@@ -342,7 +342,7 @@ def _pretrained_make_students(args) -> int:
                       f"t-SNE maps, {made['file']}", file=sys.stderr, flush=True)
         for made in views.make_all(args.name):
             if not args.json:
-                print(f"{made['dataset']}: {'wrote' if made['made'] else 'kept (current)'} the {made['method']} page's "
+                print(f"{made['dataset']}: {'wrote' if made['made'] else 'kept (current)'} the {made['page']} page's "
                       f"default view ({', '.join(made['views'])}), {made['file']}", file=sys.stderr, flush=True)
     if args.json:
         print(json.dumps(written))

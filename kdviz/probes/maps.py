@@ -24,12 +24,11 @@ from kdviz import data as datasets
 from kdviz import presets, pretrained
 from kdviz.data import ImageData
 from kdviz.files import file_sha256, write_atomic, write_json_atomic
-from kdviz.probes import inside
-from kdviz.students import load_method, load_student, shipped_name, shipped_students
-from kdviz.teacher_cache import tensor_digest
+from kdviz.probes import inside, views
+from kdviz.students import load_method, load_student, shipped_name
 
 METHOD = "ft"
-STUDENT_NAME = "FT student"  # the page's name for the method student (its panels are named after it)
+STUDENT_NAME = views.METHOD_NAMES[METHOD]  # the page's name for the method student (its panels are named after it)
 PANELS = ("teacher factor (paraphraser)", "FT student factor (translator)",
           "baseline: penultimate features", "FT student: penultimate features")
 DEFAULTS = {"per_class": 40, "perplexity": 30.0, "seed": 0}  # the page's default view
@@ -40,16 +39,10 @@ def maps_key(teacher: str, baseline: dict, student: dict, test: ImageData, index
              seed: int) -> str | None:
     """The key of the factor page's maps for a shipped teacher and two shipped students (records),
     on ``test[index]``; None when either student is not a shipped one (then maps are computed live)."""
-    if shipped_name(baseline) is None or shipped_name(student) is None:
+    parts = views.shipped_parts(teacher, baseline, student, test, index)
+    if parts is None:
         return None
-    card = student["card"]
-    method = card["extra_files"].get("method")
-    index = torch.as_tensor(list(index), dtype=torch.int64)
-    parts = {"teacher": pretrained.card(teacher)["sha256"], "baseline": baseline["card"]["sha256"],
-             "student": card["sha256"], "method": method and method["sha256"],
-             "images": tensor_digest([test.pixels[index], test.labels[index]]),
-             "normalisation": [list(test.mean), list(test.std)], "n": len(index),
-             "perplexity": float(perplexity), "seed": int(seed), "panels": list(PANELS)}
+    parts |= {"perplexity": float(perplexity), "seed": int(seed), "panels": list(PANELS)}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -83,13 +76,7 @@ def read_maps(path: Path | None, key: str | None) -> dict[str, np.ndarray] | Non
 
 def shipped_pair(dataset: str) -> tuple[presets.Preset, dict, dict] | None:
     """The data set's preset and its shipped baseline and FT students (records), or None."""
-    preset = presets.PRESETS.get(dataset)
-    if preset is None or not preset.offers(METHOD):
-        return None
-    student = preset.student_for(METHOD)
-    base = shipped_students(dataset, student, "baseline", preset.teacher)
-    run = shipped_students(dataset, student, METHOD, preset.teacher)
-    return (preset, base[0], run[0]) if base and run else None
+    return views.shipped_pair(dataset, METHOD)
 
 
 def shipped_maps(dataset: str, baseline: dict, student: dict, test: ImageData, index, perplexity: float,

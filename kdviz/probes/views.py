@@ -42,13 +42,15 @@ from kdviz.data import ImageData
 from kdviz.files import file_sha256, write_atomic, write_json_atomic
 from kdviz.models import forward_features
 from kdviz.probes import inside
+from kdviz.recipes import machine_description
 from kdviz.students import load_method, load_student, shipped_name, shipped_students
 from kdviz.teacher_cache import tensor_digest
 
 KIND = "views"  # the extra file's kind in the method student's card
 # how the pages name each method's student (the key of its numbers in a view)
 METHOD_NAMES = {"at": "AT student", "fsp": "FSP student", "ft": "FT student", "rkd": "RKD student", "kd": "KD student"}
-VIEW_METHODS = ("at", "fsp", "rkd")  # the methods whose page's default view is shipped
+VIEW_PAGES = {"at": "Attention maps", "fsp": "FSP matrices", "rkd": "Relations (RKD)"}  # pages whose default view is shipped
+VIEW_METHODS = tuple(VIEW_PAGES)
 RELATIONS_PER_CLASS = 10  # the Relations page's default batch: 10 test images per class (seed 0)
 ANGLE_IMAGES = 100  # angles over at most about this many images: N³ triplets
 
@@ -145,20 +147,29 @@ def unpack(text: str, arrays) -> object:
 
 
 # --------------------------------------------------------------------------- the shipped default views
-def view_key(view: str, teacher: str, baseline: dict, student: dict, images: ImageData, index,
-             settings: dict) -> str | None:
-    """The key of ``view`` ("attention", "at_summary", "fsp", "relations") for the shipped ``teacher``
-    and two shipped students (records) on ``images[index]`` with ``settings``; None when either student
-    is not a shipped one (then the view is computed live)."""
+def shipped_parts(teacher: str, baseline: dict, student: dict, images: ImageData, index) -> dict | None:
+    """What a view of the shipped ``teacher`` and two shipped students (records) on ``images[index]`` is
+    made from: the sha256 of the three networks' files and of the method's modules, a digest of the exact
+    images and their normalisation. None when either student is not a shipped one (then the view is
+    computed live)."""
     if shipped_name(baseline) is None or shipped_name(student) is None:
         return None
     method = student["card"]["extra_files"].get("method")
     index = torch.as_tensor(list(index), dtype=torch.int64)
-    parts = {"view": view, "teacher": pretrained.card(teacher)["sha256"], "baseline": baseline["card"]["sha256"],
-             "student": student["card"]["sha256"], "method": method and method["sha256"],
-             "images": tensor_digest([images.pixels[index], images.labels[index]]),
-             "normalisation": [list(images.mean), list(images.std)], "n": len(index),
-             "settings": {k: settings[k] for k in sorted(settings)}}
+    return {"teacher": pretrained.card(teacher)["sha256"], "baseline": baseline["card"]["sha256"],
+            "student": student["card"]["sha256"], "method": method and method["sha256"],
+            "images": tensor_digest([images.pixels[index], images.labels[index]]),
+            "normalisation": [list(images.mean), list(images.std)], "n": len(index)}
+
+
+def view_key(view: str, teacher: str, baseline: dict, student: dict, images: ImageData, index,
+             settings: dict) -> str | None:
+    """The key of ``view`` ("attention", "at_summary", "fsp", "relations") with ``settings``: a sha256 of
+    :func:`shipped_parts`, the view's name and its settings (None when a student is not a shipped one)."""
+    parts = shipped_parts(teacher, baseline, student, images, index)
+    if parts is None:
+        return None
+    parts |= {"view": view, "settings": {k: settings[k] for k in sorted(settings)}}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -227,7 +238,7 @@ def compute(view: str, nets: dict, images: ImageData, index, settings: dict, ada
 def shipped_pair(dataset: str, method: str) -> tuple[presets.Preset, dict, dict] | None:
     """The data set's preset and its shipped baseline and ``method`` students (records), or None."""
     preset = presets.PRESETS.get(dataset)
-    if preset is None or not preset.offers(method) or method not in VIEW_METHODS:
+    if preset is None or not preset.offers(method):
         return None
     student = preset.student_for(method)
     base = shipped_students(dataset, student, "baseline", preset.teacher)
@@ -240,7 +251,7 @@ def make_views(dataset: str, method: str, test: ImageData | None) -> dict | None
     students and ship them beside the method student (its card gets the file and sha256). None when the
     data set has no shipped pair for ``method``. Skips the work when the shipped file already holds
     every view's key."""
-    found = shipped_pair(dataset, method)
+    found = shipped_pair(dataset, method) if method in VIEW_METHODS else None
     if found is None:
         return None
     preset, base, run = found
@@ -250,7 +261,7 @@ def make_views(dataset: str, method: str, test: ImageData | None) -> dict | None
     path = pretrained.students_dir() / f"{name}.{KIND}.npz"
     if all(shipped_view(v, preset.teacher, base, run, images, index, settings) is not None
            for v, images, index, settings in views):
-        return {"file": path.name, "views": [v[0] for v in views], "made": False}
+        return {"file": path.name, "page": VIEW_PAGES[method], "views": [v[0] for v in views], "made": False}
     teacher = pretrained.load(preset.teacher)
     student = load_student(run)
     method_modules = load_method(run, student, teacher)
@@ -265,11 +276,12 @@ def make_views(dataset: str, method: str, test: ImageData | None) -> dict | None
     card_file = pretrained.card_path(name, pretrained.students_dir())
     info = json.loads(card_file.read_text())
     info["extra_files"][KIND] = {"file": path.name, "sha256": file_sha256(path), "keys": keys,
-                                 "note": f"the {METHOD_NAMES[method]}'s page's default view "
-                                         f"({', '.join(v[0] for v in views)}) with the shipped teacher and students, "
+                                 "machine": machine_description("cpu"),
+                                 "note": f"the {VIEW_PAGES[method]} page's default view "
+                                         f"({', '.join(v[0] for v in views)}) of the shipped teacher and students, "
                                          f"made by `kdviz pretrained make-students {dataset}`"}
     write_json_atomic(card_file, info)
-    return {"file": path.name, "views": [v[0] for v in views], "made": True}
+    return {"file": path.name, "page": VIEW_PAGES[method], "views": [v[0] for v in views], "made": True}
 
 
 def make_all(names: list[str] | None = None) -> list[dict]:
