@@ -13,9 +13,9 @@ numbers come from the functions below (pure, from the networks' stage maps or em
   embeddings (Park et al. 2019, RKD), and for the students how they correlate with the teacher's.
 
 On a fresh server a page's first chart waited for three networks to be loaded and run over the
-probe or test images: the FSP page's took 2.7 s of the server's run beside the browser on a 2-core
+probe or test images: on the FSP page, 2.5-2.7 s of the server's run beside the browser on a 2-core
 AMD EPYC, ahead of the first chart (BENCHMARKS.md). For the shipped teacher and shipped students at a
-page's default settings (:data:`DEFAULTS`), ``kdviz pretrained make-students`` computes the view
+page's default settings (:func:`default_views`), ``kdviz pretrained make-students`` computes the view
 once and ships it beside the method student (``pretrained/students/<student>.views.npz``, an extra
 file of its card, sha256 checked), as :mod:`kdviz.probes.maps` does for the Factor space page's
 t-SNE maps. Each view in the file holds the key of what it was made from (the sha256 of the
