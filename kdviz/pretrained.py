@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from kdviz.data import ImageData
-from kdviz.files import file_sha256, read_json, write_json_atomic
+from kdviz.files import file_sha256, read_json, write_atomic, write_json_atomic
 from kdviz.runs import load_checkpoint
 from kdviz.teacher_cache import write_shipped
 
@@ -227,6 +227,23 @@ def load_student(name: str) -> torch.nn.Module:
     info = student_card(name)
     model = load_checkpoint(verified(weights_path(name, students_dir()), info["sha256"]))
     return _matching(model, info, card_path(name, students_dir())).eval()
+
+
+def shipped_file_path(name: str, kind: str) -> Path:
+    """Where the shipped student ``name``'s extra file of ``kind`` made here goes: ``students/<name>.<kind>.npz``."""
+    return students_dir() / f"{name}.{kind}.npz"
+
+
+def ship_student_file(name: str, kind: str, write: Callable, **fields) -> Path:
+    """Write the shipped student ``name``'s extra file of ``kind`` (:func:`shipped_file_path`, written
+    atomically by ``write(file)``) and record it in its card: file name, sha256 and ``fields``."""
+    path = shipped_file_path(name, kind)
+    write_atomic(path, write)
+    card_file = card_path(name, students_dir())
+    info = read_json(card_file)
+    info["extra_files"][kind] = {"file": path.name, "sha256": file_sha256(path), **fields}
+    write_json_atomic(card_file, info)
+    return path
 
 
 def student_file(name: str, kind: str) -> Path | None:

@@ -23,7 +23,6 @@ import torch
 from kdviz import data as datasets
 from kdviz import presets, pretrained
 from kdviz.data import ImageData
-from kdviz.files import file_sha256, write_atomic, write_json_atomic
 from kdviz.probes import inside, views
 from kdviz.students import load_method, load_student, shipped_name
 
@@ -105,7 +104,7 @@ def make_factor_maps(dataset: str, test: ImageData, per_class: int = DEFAULTS["p
     index = inside.class_sorted_index(test.labels, per_class, 0).tolist()
     key = maps_key(preset.teacher, base, run, test, index, perplexity, seed)
     name = shipped_name(run)
-    path = pretrained.students_dir() / f"{name}.{KIND}.npz"
+    path = pretrained.shipped_file_path(name, KIND)
     if shipped_maps(dataset, base, run, test, index, perplexity, seed) is not None:
         return {"file": path.name, "key": key, "made": False}
     teacher = pretrained.load(preset.teacher)
@@ -115,14 +114,10 @@ def make_factor_maps(dataset: str, test: ImageData, per_class: int = DEFAULTS["p
     shown = [p for p in PANELS if p in points]
     maps = inside.tsne_many([points[p] for p in shown], perplexity, seed)
     arrays = {f"map{PANELS.index(p)}": m.astype(np.float32) for p, m in zip(shown, maps)}
-    write_atomic(path, lambda f: np.savez_compressed(f, key=np.array(key), **arrays))
-    card_file = pretrained.card_path(name, pretrained.students_dir())
-    info = json.loads(card_file.read_text())
-    info["extra_files"][KIND] = {"file": path.name, "sha256": file_sha256(path), "key": key,
-                                 "note": f"t-SNE maps of the Factor space page's default view ({per_class} test images "
-                                         f"per class, perplexity {perplexity:g}, seed {seed}) with the shipped "
-                                         f"teacher and students, made by `kdviz pretrained make-students {dataset}`"}
-    write_json_atomic(card_file, info)
+    pretrained.ship_student_file(name, KIND, lambda f: np.savez_compressed(f, key=np.array(key), **arrays), key=key,
+                                 note=f"t-SNE maps of the Factor space page's default view ({per_class} test images "
+                                      f"per class, perplexity {perplexity:g}, seed {seed}) with the shipped "
+                                      f"teacher and students, made by `kdviz pretrained make-students {dataset}`")
     return {"file": path.name, "key": key, "made": True}
 
 

@@ -39,7 +39,6 @@ import torch
 from kdviz import data as datasets
 from kdviz import presets, pretrained
 from kdviz.data import ImageData
-from kdviz.files import file_sha256, write_atomic, write_json_atomic
 from kdviz.models import forward_features
 from kdviz.probes import inside
 from kdviz.recipes import machine_description
@@ -258,7 +257,7 @@ def make_views(dataset: str, method: str, test: ImageData | None) -> dict | None
     views = default_views(method, pretrained.probe_set(preset.teacher), test)
     keys = [view_key(v, preset.teacher, base, run, images, index, settings) for v, images, index, settings in views]
     name = shipped_name(run)
-    path = pretrained.students_dir() / f"{name}.{KIND}.npz"
+    path = pretrained.shipped_file_path(name, KIND)
     if all(shipped_view(v, preset.teacher, base, run, images, index, settings) is not None
            for v, images, index, settings in views):
         return {"file": path.name, "page": VIEW_PAGES[method], "views": [v[0] for v in views], "made": False}
@@ -272,15 +271,11 @@ def make_views(dataset: str, method: str, test: ImageData | None) -> dict | None
         text, parts = pack(compute(view, nets, images, index, settings, adapters))
         arrays[f"v{i}"] = np.array(text)
         arrays.update({f"v{i}_{k}": a for k, a in parts.items()})
-    write_atomic(path, lambda f: np.savez_compressed(f, **arrays))
-    card_file = pretrained.card_path(name, pretrained.students_dir())
-    info = json.loads(card_file.read_text())
-    info["extra_files"][KIND] = {"file": path.name, "sha256": file_sha256(path), "keys": keys,
-                                 "machine": machine_description("cpu"),
-                                 "note": f"the {VIEW_PAGES[method]} page's default view "
-                                         f"({', '.join(v[0] for v in views)}) of the shipped teacher and students, "
-                                         f"made by `kdviz pretrained make-students {dataset}`"}
-    write_json_atomic(card_file, info)
+    pretrained.ship_student_file(name, KIND, lambda f: np.savez_compressed(f, **arrays), keys=keys,
+                                 machine=machine_description("cpu"),
+                                 note=f"the {VIEW_PAGES[method]} page's default view "
+                                      f"({', '.join(v[0] for v in views)}) of the shipped teacher and students, "
+                                      f"made by `kdviz pretrained make-students {dataset}`")
     return {"file": path.name, "page": VIEW_PAGES[method], "views": [v[0] for v in views], "made": True}
 
 
