@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import inspect
 import threading
-import time
 from dataclasses import asdict
 
 import pytest
@@ -265,21 +264,30 @@ def test_auto_precision_is_bf16_only_where_it_is_faster(monkeypatch, flags, spee
 
 
 def test_the_bf16_probe_times_both_precisions_of_a_real_matmul(monkeypatch):
-    """The probe's ratio is fp32 time over bf16 time: slowing every bf16 matmul down by a known
-    amount lowers it by about that much (so it does time the two, the right way round)."""
+    """The probe's ratio is the best fp32 time over the best bf16 time of a real matmul. The clock
+    it reads is replaced by one that each matmul moves on by a set cost per dtype (and the first,
+    untimed call of each by far more), so the ratio is exact and no busy machine can blur it."""
+    import types
+
     from kdviz import evaluation
 
-    plain = evaluation.bf16_matmul_speedup.__wrapped__(repeats=3)
+    cost = {torch.float32: 6.0, torch.bfloat16: 2.0}
+    clock = {"now": 0.0, "calls": {}}
     matmul = torch.Tensor.__matmul__
 
-    def slow_bf16(x, y):
-        if x.dtype == torch.bfloat16:
-            time.sleep(0.2)  # far longer than the matmul itself (a few ms; emulated bf16, tens of ms)
+    def timed_matmul(x, y):
+        seen = clock["calls"].setdefault(x.dtype, 0)
+        clock["calls"][x.dtype] = seen + 1
+        clock["now"] += cost[x.dtype] * (100 if seen == 0 else 1 + seen % 2)  # a slow warm-up, then jitter
         return matmul(x, y)
 
-    monkeypatch.setattr(torch.Tensor, "__matmul__", slow_bf16)
-    slowed = evaluation.bf16_matmul_speedup.__wrapped__(repeats=3)
-    assert 0 < slowed < plain / 2, (plain, slowed)
+    monkeypatch.setattr(torch.Tensor, "__matmul__", timed_matmul)
+    monkeypatch.setattr(evaluation, "time", types.SimpleNamespace(perf_counter=lambda: clock["now"]))
+    assert evaluation.bf16_matmul_speedup.__wrapped__(repeats=3) == pytest.approx(3.0)
+    assert clock["calls"] == {torch.float32: 4, torch.bfloat16: 4}  # one warm-up and 3 timings each
+
+    cost[torch.bfloat16] = 12.0  # bf16 now twice as slow as fp32
+    assert evaluation.bf16_matmul_speedup.__wrapped__(repeats=3) == pytest.approx(0.5)
 
 
 def test_records_say_which_precision_ran(tmp_path, monkeypatch):
