@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+import types
 from dataclasses import asdict
 
 import pytest
@@ -267,8 +268,6 @@ def test_the_bf16_probe_times_both_precisions_of_a_real_matmul(monkeypatch):
     """The probe's ratio is the best fp32 time over the best bf16 time of a real matmul. The clock
     it reads is replaced by one that each matmul moves on by a set cost per dtype (and the first,
     untimed call of each by far more), so the ratio is exact and no busy machine can blur it."""
-    import types
-
     from kdviz import evaluation
 
     cost = {torch.float32: 6.0, torch.bfloat16: 2.0}
