@@ -431,8 +431,9 @@ def shared(kind: str, key: tuple, _build: Callable[[], object]):
 
 
 # A background build starts once no session's page or fragment has run for this long: begun at once,
-# the Temperature page's 80 figures (3.5 s of CPU) competed with the browser drawing that very page
-# on a 2-core machine. A move before then builds its own charts (tens of milliseconds each).
+# the Temperature page's 84 figures (3.5 s of CPU then; about a third of that since app/figures.py sets
+# the template once, benchmarks/figure_speed.py) competed with the browser drawing that very page on a
+# 2-core machine. A move before then builds its own charts (tens of milliseconds each).
 PREBUILD_IDLE_S = 1.5
 _PREBUILDS: dict[tuple, threading.Thread] = {}
 _PREBUILDS_LOCK = threading.Lock()

@@ -8,12 +8,19 @@ from __future__ import annotations
 import numpy as np
 import pandas  # noqa: F401 - complete before any figure: see below
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.subplots import make_subplots
 
 # Plotly checks array arguments against pandas' types when pandas is in sys.modules, without importing
 # it: while another thread (the server's warm-up, another session's page) is still importing pandas, a
 # figure built here met a half-imported module and failed ("partially initialized module 'pandas'").
 # Importing it with this module means it is complete before any figure is built.
+
+# The look of every figure of the app (these builders and figures_inside's): Plotly's plotly_white, set
+# once as Plotly's default template rather than given to each figure. A template given to a figure is
+# validated again for every figure (about 28 ms a figure on a 2-core AMD EPYC, most of a figure's build);
+# the default is applied as it is (1.5 ms for the whole figure), and the figure's JSON is the same.
+pio.templates.default = "plotly_white"
 
 TEACHER = "#1f77b4"
 HIGHLIGHT = "#d62728"
@@ -26,7 +33,6 @@ def _layout(fig: go.Figure, title: str | None = None, height: int = 380) -> go.F
     Plotly reserves room for it under the axis title instead of drawing it over the axis."""
     lines = title.count("<br>") + 1 if title else 0
     fig.update_layout(title=title, height=height, margin=dict(l=50, r=20, t=30 + 30 * lines, b=40),
-                      template="plotly_white",
                       legend=dict(orientation="h", yref="container", yanchor="bottom", y=0, x=0, xanchor="left"))
     return fig
 

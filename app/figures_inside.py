@@ -11,6 +11,8 @@ import pandas  # noqa: F401 - complete before any figure: see below
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+import figures  # noqa: F401 - the figures' look: Plotly's default template, set there
+
 # Plotly checks array arguments against pandas' types when pandas is in sys.modules, without importing
 # it: while another thread (the server's warm-up, another session's page) is still importing pandas, a
 # figure built here met a half-imported module and failed ("partially initialized module 'pandas'").
@@ -34,7 +36,7 @@ def _layout(fig: go.Figure, height: int, title: str | None = None) -> go.Figure:
     keeps room for it under the axis titles), never over a panel's title; a figure title sits at
     the top of the figure, above the panels' own titles."""
     fig.update_layout(title=dict(text=title, y=0.99, yref="container", yanchor="top") if title else None,
-                      height=height, template="plotly_white",
+                      height=height,
                       margin=dict(l=40, r=20, t=90 if title else 40, b=50),
                       legend=dict(orientation="h", yref="container", yanchor="bottom", y=0, x=0))
     return fig

@@ -21,8 +21,9 @@ _started = threading.Event()
 
 def _figure_machinery() -> None:
     """What a page's first chart or table would otherwise load: Plotly's validators for every trace kind
-    the pages draw, its subplot grid and the ``plotly_white`` template (together 0.4-1 s the first time
-    on a busy 2-core machine), and pandas' table styling and its Arrow conversion (``st.dataframe``)."""
+    the pages draw, its subplot grid and the ``plotly_white`` template (Plotly's default, which ``figures``
+    sets; together 0.4-1 s the first time on a busy 2-core machine), and pandas' table styling and its Arrow
+    conversion (``st.dataframe``)."""
     import pandas as pd
     import plotly.graph_objects as go
     import pyarrow as pa
@@ -33,7 +34,7 @@ def _figure_machinery() -> None:
                   go.Heatmap(z=[[0.0]], text=[["0"]], texttemplate="%{text}"), go.Image(z=[[[0, 0, 0]]])):
         fig.add_trace(trace, row=1, col=1)
     fig.add_shape(type="rect", x0=0, x1=1, y0=0, y1=1, row=1, col=2)
-    fig.update_layout(template="plotly_white", height=300, coloraxis=dict(colorscale="Blues"))
+    fig.update_layout(height=300, coloraxis=dict(colorscale="Blues"))  # the template: figures' default
     fig.update_xaxes(type="category")
     fig.to_json()
     table = pd.DataFrame({"a": [0.0]})

@@ -15,6 +15,8 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
@@ -348,3 +350,20 @@ def test_every_page_shows_the_teacher_before_any_student_exists(env, tmp_path, m
     assert len(figures(at)) == charts
     assert any("Until both students exist" in i.value for i in at.info)
     assert at.button(key=f"{name}_train").label == "Train the students now"
+
+
+def plotly_white() -> dict:
+    """Plotly's plotly_white template as a figure's JSON carries it."""
+    return json.loads(pio.to_json(go.Figure(layout={"template": "plotly_white"})))["layout"]["template"]
+
+
+@pytest.mark.parametrize("name", ["soft_targets", "attention"])
+def test_every_chart_is_drawn_in_the_apps_look(env, name):
+    """app/figures.py sets plotly_white once, as Plotly's default template, instead of giving it to each
+    figure (validated again for every figure, it was most of a figure's build): every chart still has it,
+    the soft-targets page's image included, which its builder never styled."""
+    figs = figures(page(name))
+    assert len(figs) >= 2
+    white = plotly_white()
+    assert white["layout"]["plot_bgcolor"] == "white"
+    assert [f["layout"]["template"] == white for f in figs] == [True] * len(figs)
