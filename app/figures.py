@@ -18,8 +18,8 @@ from plotly.subplots import make_subplots
 
 # The look of every figure of the app (these builders and figures_inside's): Plotly's plotly_white, set
 # once as Plotly's default template rather than given to each figure. A template given to a figure is
-# validated again for every figure (about 28 ms a figure on a 2-core AMD EPYC, most of a figure's build);
-# the default is applied as it is (1.5 ms for the whole figure), and the figure's JSON is the same.
+# validated again for every figure: 60-80 ms of a Temperature chart's 90-120 ms on a 2-core AMD EPYC
+# (benchmarks/figure_speed.py). The default is applied as it is, and the figure's JSON is the same.
 pio.templates.default = "plotly_white"
 
 TEACHER = "#1f77b4"
