@@ -317,3 +317,33 @@ def test_temperature_slider_moves_the_bars_and_every_page_renders(server, browse
     assert not failures, failures
     assert not layout, json.dumps(layout, indent=1, ensure_ascii=False)
     page.close()
+
+
+# The page's frame count when each chart first appears (Plotly marks a chart's element ``js-plotly-plot``
+# as its first draw begins), counted from the page's first script on.
+CHART_FRAMES_JS = """
+window.__kdFrame = 0; window.__kdChartFrames = [];
+const tick = () => { window.__kdFrame += 1; requestAnimationFrame(tick); }; requestAnimationFrame(tick);
+const seen = new WeakSet();
+new MutationObserver(() => { for (const chart of document.querySelectorAll('.js-plotly-plot')) {
+  if (!seen.has(chart)) { seen.add(chart); window.__kdChartFrames.push(window.__kdFrame); } } })
+  .observe(document, {childList: true, subtree: true, attributes: true, attributeFilter: ['class']});
+"""
+
+
+def test_a_pages_charts_are_first_drawn_one_frame_apart(server, browser):
+    """app/preload.py: a page's charts reach the browser together, and each chart's first draw waits for
+    the one before it and a frame, so the first is on screen before the others are drawn (without it,
+    Plotly drew all of them in one task, the first shown only with the last)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.add_init_script(CHART_FRAMES_JS)
+    page = context.new_page()
+    try:
+        page.goto(f"{server}/fsp")
+        settled(page)
+        page.wait_for_function("() => window.__kdChartFrames.length >= 3", timeout=60_000)
+        frames = page.evaluate("() => window.__kdChartFrames")
+        assert len(frames) == page.locator(".js-plotly-plot").count() >= 3
+        assert frames == sorted(set(frames)), f"charts first drawn in frames {frames}: some in the same one"
+    finally:
+        context.close()
