@@ -8,7 +8,11 @@
    port of 127.0.0.1, an empty runs folder), chromium (headless, Debian's, through Playwright) opens
    that page first, and the time from navigation start until the first Plotly chart is on screen is
    read from the page's own clock. *Cold*: ``KDVIZ_CACHE`` is a new empty folder (data sets decoded,
-   teacher logits computed); *warm*: the same folder a second time, on another fresh server.
+   teacher logits computed); *warm*: the same folder a second time, on another fresh server;
+   *returning*: warm, in a browser that has opened the page twice before, on an earlier server at the
+   same address (its HTTP cache holds Streamlit's JavaScript, which Streamlit marks immutable for a year,
+   and chromium's code cache the scripts compiled): what a lecturer sees who restarts the server and
+   opens the link again, where the others are a first visit ever.
 2. **Temperature slider**: on a fresh server (warm cache) the Temperature page is opened and the T
    slider moved ``--moves`` times with the keyboard (one grid step each); each move is timed in the
    browser from the key press until the bars chart shows the new numbers. The server's part is read
@@ -31,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from load_test import CHROMIUM, CHROMIUM_ARGS, Server, cpu_seconds, descendants
+from load_test import CHROMIUM, CHROMIUM_ARGS, Server, cpu_seconds, descendants, free_port
 from sections import replace_section
 from speed import MACHINE_KINDS, machine, machine_kind
 
@@ -88,13 +92,13 @@ def read_timings(path: Path) -> list[dict]:
 class Fresh:
     """A fresh server with its own runs folder and timings file, and the cache folder given."""
 
-    def __init__(self, tmp: Path, cache: Path, name: str):
+    def __init__(self, tmp: Path, cache: Path, name: str, port: int | None = None):
         folder = tmp / name
         folder.mkdir(parents=True)
         self.timings = folder / "timings.jsonl"
         self.started = time.perf_counter()
         self.server = Server(folder / "runs", folder / "streamlit.log",
-                             env={"KDVIZ_CACHE": str(cache), "KDVIZ_APP_TIMINGS": str(self.timings)})
+                             env={"KDVIZ_CACHE": str(cache), "KDVIZ_APP_TIMINGS": str(self.timings)}, port=port)
 
     def __enter__(self) -> Fresh:
         self.server.wait_ready()
@@ -105,11 +109,12 @@ class Fresh:
         self.server.close()
 
 
-def first_chart(browser, url: str, timings: Path, timeout: float) -> dict:
-    """Open ``url`` in a new tab (a fresh browser profile: nothing cached); seconds from navigation
-    until the first chart is on screen, and the server's full run of the page. A page whose first
-    view has no chart (e.g. Train before a run) says so once its run has ended."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+def first_chart(browser, url: str, timings: Path, timeout: float, context=None) -> dict:
+    """Open ``url`` in a new tab (a fresh browser profile: nothing cached; or a tab of ``context``, left
+    open); seconds from navigation until the first chart is on screen, and the server's full run of the
+    page. A page whose first view has no chart (e.g. Train before a run) says so once its run has ended."""
+    own = context is None
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}) if own else context
     page = context.new_page()
     row: dict = {"first_chart_s": None}
     try:
@@ -142,7 +147,7 @@ def first_chart(browser, url: str, timings: Path, timeout: float) -> dict:
     except Exception as error:  # noqa: BLE001 - a page that fails to load is a result
         row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:120]}"
     finally:
-        context.close()
+        (context if own else page).close()
     return row
 
 
@@ -179,7 +184,25 @@ def warmed_up(timings: Path, server_pid: int, timeout: float) -> float | None:
     return done[0]
 
 
-KINDS = ("cold", "warm", "warmed up")  # empty cache / cache filled / cache filled and the warm-up finished
+# empty cache / cache filled / cache filled and the warm-up finished / cache filled, a browser that has been there
+KINDS = ("cold", "warm", "warmed up", "returning")
+
+
+def returning(browser, tmp: Path, cache: Path, path: str, timeout: float) -> dict:
+    """The page opened the moment a fresh server answers (warm cache), in a browser that opened it twice
+    on an earlier server at the same address: its HTTP cache and code cache hold Streamlit's JavaScript."""
+    port = free_port()
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        with Fresh(tmp, cache, f"earlier-{path or 'home'}", port=port) as earlier:
+            for _ in range(2):
+                first_chart(browser, f"{earlier.server.url}/{path}", earlier.timings, timeout, context)
+        with Fresh(tmp, cache, f"returning-{path or 'home'}", port=port) as fresh:
+            row = first_chart(browser, f"{fresh.server.url}/{path}", fresh.timings, timeout, context)
+            row["ready_s"] = fresh.ready_s
+    finally:
+        context.close()
+    return row
 
 
 def measure_pages(browser, tmp: Path, pages: dict[str, str], timeout: float, kinds: tuple[str, ...]) -> dict[str, dict]:
@@ -190,11 +213,14 @@ def measure_pages(browser, tmp: Path, pages: dict[str, str], timeout: float, kin
         for kind in kinds:
             if "cold" not in kinds:  # the cache folder given (already filled)
                 cache = Path(os.environ.get("KDVIZ_CACHE") or Path.home() / ".cache" / "kdviz")
-            with Fresh(tmp, cache, f"{kind.replace(' ', '-')}-{path or 'home'}") as fresh:
-                warm_s = warmed_up(fresh.timings, fresh.server.process.pid, 300) if kind == "warmed up" else None
-                row = first_chart(browser, f"{fresh.server.url}/{path}", fresh.timings, timeout)
-                row["warmup_s"], row["ready_s"] = warm_s, fresh.ready_s
-            rows[kind] = row
+            if kind == "returning":
+                rows[kind] = row = returning(browser, tmp, cache, path, timeout)
+            else:
+                with Fresh(tmp, cache, f"{kind.replace(' ', '-')}-{path or 'home'}") as fresh:
+                    warm_s = warmed_up(fresh.timings, fresh.server.process.pid, 300) if kind == "warmed up" else None
+                    row = first_chart(browser, f"{fresh.server.url}/{path}", fresh.timings, timeout)
+                    row["warmup_s"], row["ready_s"] = warm_s, fresh.ready_s
+                rows[kind] = row
             print(f"{title:28s} {kind}: first chart {row['first_chart_s']} s, page run {row.get('server_run_s')} s"
                   f"{'  ' + row['error'] if row.get('error') else ''}  "
                   + json.dumps({k: v for k, v in row.items() if k.endswith('_s') and k != 'first_chart_s'}),
@@ -282,8 +308,11 @@ def markdown(pages: dict, slider: dict, about: str, command: str, load_after: fl
              "*warm*: the same cache folder again; *warmed up*: warm, and the page opened once the server's start-up "
              "warm-up (app/warmup.py: torch, kdviz, the shipped teachers' outputs, Plotly's machinery and the inside "
              "pages' default views loaded in a background thread, then the live runs' fork server started) has "
-             f"finished and the server's processes are quiet ({warmup}).", "",
-             "| page | cold (s) | warm (s) | warmed up (s) |", "|---|---:|---:|---:|"]
+             f"finished and the server's processes are quiet ({warmup}); *returning*: warm, opened as soon as the "
+             "server answers, in a browser profile that opened the page twice before on an earlier server at the same "
+             "address (its HTTP cache holds Streamlit's JavaScript, marked immutable, and chromium's code cache the "
+             "scripts compiled): a lecturer who restarts the server and opens the link again.", "",
+             "| page | cold (s) | warm (s) | warmed up (s) | returning (s) |", "|---|---:|---:|---:|---:|"]
     for title, rows in pages.items():
         cells = []
         for kind in KINDS:
@@ -292,7 +321,8 @@ def markdown(pages: dict, slider: dict, about: str, command: str, load_after: fl
                                                  if r.get("first_chart_s") is not None
                                                  else f"no chart ({fmt(r.get('server_run_s'))})"))
         lines.append(f"| {title} | {' | '.join(cells)} |")
-    lines += ["", "Where the first chart's time goes, warm (opened the moment the server answers) and warmed up, in "
+    lines += ["", "Where the first chart's time goes, warm (opened the moment the server answers), warmed up and "
+              "returning, in "
               "seconds on the page's clock (from navigation start): the app's JavaScript loaded (its index chunk), the "
               "server's page run started (the browser connected and asked for it) and sent its first chart "
               "(app/timings.py), Plotly's chunk fetched (from – to; app/preload.py starts it with the page), and the "
@@ -301,7 +331,7 @@ def markdown(pages: dict, slider: dict, about: str, command: str, load_after: fl
               "| page | case | app JS | run started | first chart sent | Plotly chunk | on screen | server answered |",
               "|---|---|---:|---:|---:|---:|---:|---:|"]
     for title, rows in pages.items():
-        for case in ("warm", "warmed up"):
+        for case in ("warm", "warmed up", "returning"):
             r = rows.get(case) or {}
             if r.get("first_chart_s") is None:
                 continue
@@ -355,7 +385,7 @@ def main(argv=None) -> int:
         try:
             slider = measure_slider(browser, Path(tmp), args.moves, args.timeout)
             print(f"slider: {json.dumps(slider)}", file=sys.stderr, flush=True)
-            kinds = KINDS[2:] if args.only_warmed_up else KINDS[1:] if args.no_cold else KINDS
+            kinds = ("warmed up",) if args.only_warmed_up else KINDS[1:] if args.no_cold else KINDS
             first = measure_pages(browser, Path(tmp), pages, args.timeout, kinds)
         finally:
             browser.close()

@@ -140,8 +140,8 @@ class Server:
     """The app in a subprocess on 127.0.0.1, with a sampler of its memory (every 0.2 s) and of the
     number of sessions it holds (Streamlit's ``/_stcore/metrics``, every second)."""
 
-    def __init__(self, runs_dir: Path, log: Path, env: dict | None = None):
-        self.port = free_port()
+    def __init__(self, runs_dir: Path, log: Path, env: dict | None = None, port: int | None = None):
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         python = REPO / ".venv" / "bin" / "python"
         self.command = [str(python if python.exists() else sys.executable), "-m", "streamlit", "run",
