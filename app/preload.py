@@ -43,6 +43,8 @@ first chart, scratch A/B through the browser's init script): first chart on scre
 against 7.37 s, FSP 6.18 against 6.82 s, Confusion 5.84 against 6.92 s, each visit sooner; Temperature,
 whose first chart waits longest for the rest of the page (its widgets, images), 8.66 against 7.68 s within
 this VM's spread of visits (±1.5 s), its first chart on screen 1.2 s after its first draw began against 2.0 s.
+A second A/B on a quicker day of the same VM (2026-12-03, three rounds, BENCHMARKS.md): sooner on all five pages
+tried, warmed up and opened the moment a fresh server answers (Temperature 2.90 against 3.50 s warmed up).
 
 The chunks' names are read from the installed Streamlit's static folder; when Plotly's is not there
 (another Streamlit build), the page is served unchanged.
