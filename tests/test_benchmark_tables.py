@@ -140,3 +140,31 @@ def test_app_speed_block_of_another_kind_goes_after_the_main_one(tmp_path):
     text = path.read_text()
     assert text.index("the Xeon's") < text.index("the EPYC's again") < text.index("its notes") < text.index("## Next")
     assert text.count(epyc_start) == 1 and "the EPYC's\n" not in text
+
+
+def test_app_speed_tables_have_a_column_per_case_and_a_breakdown_row_for_each_case_at_once():
+    """A page measured in all four cases fills its row; a case not measured is a dash; a page with no chart
+    says so; the breakdown lists warm, warmed up and returning for each page with a chart, none for the rest."""
+    row = {"app_js_s": 0.2, "run_start_s": 1.3, "chart_sent_s": 3.4, "plotly_fetch_s": (0.1, 0.45), "ready_s": 0.72}
+    pages = {
+        "Temperature": {"cold": {"first_chart_s": 4.21, "server_run_s": 2.85},
+                        "warm": {**row, "first_chart_s": 4.34, "server_run_s": 2.46},
+                        "warmed up": {**row, "first_chart_s": 3.26, "server_run_s": 0.32, "warmup_s": 9.6},
+                        "returning": {**row, "first_chart_s": 4.22, "server_run_s": 3.02}},
+        "Train (live)": {"warm": {"first_chart_s": None, "server_run_s": 3.05}},
+    }
+    slider = {"moves": 2, "median_s": 0.145, "max_s": 0.4, "all_median_s": 0.43, "all_max_s": 0.73, "charts_changed": 5,
+              "fragment_median_s": 0.063, "fragment_max_s": 0.2, "server_cpu_median_s": 0.04, "new_moves": 1,
+              "new_T_median_s": 0.148, "fragment_new_T_median_s": 0.065, "seen_T_median_s": 0.14,
+              "fragment_seen_T_median_s": 0.06, "page_runs": 0, "fragment_runs": 2}
+    text = app_speed.markdown(pages, slider, "a CPU", "the command", 1.0, "-no-bf16")
+    lines = text.splitlines()
+    assert lines[0] == app_speed.markers("-no-bf16")[0] and lines[-1] == app_speed.markers("-no-bf16")[1]
+    assert "| page | cold (s) | warm (s) | warmed up (s) | returning (s) |" in lines
+    assert "| Temperature | 4.21 (2.85) | 4.34 (2.46) | 3.26 (0.32) | 4.22 (3.02) |" in lines
+    assert "| Train (live) | — | no chart (3.05) | — | — |" in lines
+    cases = [line.split(" | ")[1] for line in lines if line.startswith("| Temperature | ") and line.count("|") == 9]
+    assert cases == ["warm", "warmed up", "returning"]
+    assert "| Temperature | returning | 0.20 | 1.30 | 3.40 | 0.10–0.45 | 4.22 | 0.72 |" in lines
+    assert not any(line.startswith("| Train (live) | warm") for line in lines)
+    assert "it took a median 9.6 s" in text
