@@ -19,6 +19,11 @@
    from the app's own timings (``KDVIZ_APP_TIMINGS``, :mod:`app.timings`): the run time of the
    fragment that redraws the charts, and whether a full page run happened at all.
 
+With ``--ab-one-by-one ROUNDS`` (instead of the above): app/preload.py's one-by-one first draws against
+the same page with them switched off in the browser (an init script marks Plotly's object as done before
+the page's own script can wrap it), ROUNDS rounds in alternating order, each page on fresh servers with a
+warm cache, opened the moment the server answers and once warmed up; printed: medians, new / old.
+
 Every server and the browser run on the same cores; the machine line says which and how busy.
 """
 from __future__ import annotations
@@ -356,6 +361,42 @@ def markdown(pages: dict, slider: dict, about: str, command: str, load_after: fl
     return "\n".join(lines)
 
 
+# Switches app/preload.py's one-by-one first draws off: the guard it checks is then true on every object.
+ONE_BY_ONE_OFF_JS = 'Object.defineProperty(Object.prototype, "kdOneByOne", {value: true, configurable: true});'
+
+
+class WithoutOneByOne:
+    """A browser whose new contexts open pages with the one-by-one first draws switched off."""
+
+    def __init__(self, browser):
+        self.browser = browser
+
+    def new_context(self, **options):
+        context = self.browser.new_context(**options)
+        context.add_init_script(ONE_BY_ONE_OFF_JS)
+        return context
+
+
+def ab_one_by_one(browser, tmp: Path, pages: dict[str, str], rounds: int, timeout: float) -> str:
+    """First chart with the one-by-one first draws (new) and without (old), ``rounds`` rounds alternating
+    which goes first; a markdown table of the medians per page and case, new / old."""
+    kinds = ("warm", "warmed up")
+    seen: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for r in range(rounds):
+        for variant in (("new", "old") if r % 2 == 0 else ("old", "new")):
+            way = browser if variant == "new" else WithoutOneByOne(browser)
+            for title, rows in measure_pages(way, tmp / f"ab-{r}-{variant}", pages, timeout, kinds).items():
+                for kind, row in rows.items():
+                    if row.get("first_chart_s") is not None:
+                        seen.setdefault((title, kind), {"new": [], "old": []})[variant].append(row["first_chart_s"])
+    lines = ["| page | case | new (s) | old (s) | each visit, new / old |", "|---|---|---:|---:|---|"]
+    for (title, kind), got in seen.items():
+        if got["new"] and got["old"]:
+            lines.append(f"| {title} | {kind} | {statistics.median(got['new']):.2f} | {statistics.median(got['old']):.2f} | "
+                         f"{' '.join(f'{v:.2f}' for v in got['new'])} / {' '.join(f'{v:.2f}' for v in got['old'])} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--moves", type=int, default=20, help="slider moves (default 20)")
@@ -364,9 +405,15 @@ def main(argv=None) -> int:
     parser.add_argument("--only-warmed-up", action="store_true", help="only the warmed-up case (a quicker look)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per page (default 60)")
     parser.add_argument("--write", action="store_true", help="replace the app-speed section of BENCHMARKS.md")
+    parser.add_argument("--ab-one-by-one", type=int, metavar="ROUNDS",
+                        help="instead: first charts with and without app/preload.py's one-by-one first draws")
     args = parser.parse_args(argv)
     if not 1 <= args.moves <= 200:
         parser.error("--moves must be in [1, 200]")
+    if args.ab_one_by_one is not None and not 1 <= args.ab_one_by_one <= 10:
+        parser.error("--ab-one-by-one must be in [1, 10] rounds")
+    if args.ab_one_by_one is not None and args.write:
+        parser.error("--ab-one-by-one prints its table; it writes no section of BENCHMARKS.md")
     if not Path(CHROMIUM).exists():
         print(f"app_speed: {CHROMIUM} not found (apt-get install chromium)", file=sys.stderr)
         return 2
@@ -382,6 +429,12 @@ def main(argv=None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="kdviz-app-speed-") as tmp, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        if args.ab_one_by_one is not None:
+            try:
+                print(ab_one_by_one(browser, Path(tmp), pages, args.ab_one_by_one, args.timeout))
+            finally:
+                browser.close()
+            return 0
         try:
             slider = measure_slider(browser, Path(tmp), args.moves, args.timeout)
             print(f"slider: {json.dumps(slider)}", file=sys.stderr, flush=True)
