@@ -35,6 +35,11 @@ try:
 except ImportError:
     pytest.skip("the playwright pip package is not installed", allow_module_level=True)
 
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+import app_speed  # noqa: E402 - benchmarks/app_speed.py: its A/B's switch is tested below
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -347,3 +352,21 @@ def test_a_pages_charts_are_first_drawn_one_frame_apart(server, browser):
         assert frames == sorted(set(frames)), f"charts first drawn in frames {frames}: some in the same one"
     finally:
         context.close()
+
+
+def test_the_one_by_one_ab_switches_the_first_draws_off_in_the_old_arm(server, browser):
+    """``benchmarks/app_speed.py --ab-one-by-one``: its "old" arm (a browser whose pages get
+    ``ONE_BY_ONE_OFF_JS``) must draw with Plotly's own ``react``, and its "new" arm with app/preload.py's
+    wrapper; an A/B whose switch did nothing would compare the patch with itself."""
+    wrapped = {}
+    for arm, way in (("new", browser), ("old", app_speed.WithoutOneByOne(browser))):
+        context = way.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        try:
+            page.goto(f"{server}/fsp")
+            settled(page)
+            page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 3", timeout=60_000)
+            wrapped[arm] = page.evaluate("() => window.Plotly.react.toString().includes('last.then(frame)')")
+        finally:
+            context.close()
+    assert wrapped == {"new": True, "old": False}
