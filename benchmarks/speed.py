@@ -29,6 +29,9 @@ Parts (each a table in the speed section of BENCHMARKS.md):
   the same number of torch threads: seconds of training from each run's record, and the page's
   preparation (data, teacher, logits) before its first step.
 
+Last it prints the issue's checks (issue 13, :data:`TARGETS`): each measured figure beside its target,
+met or MISSED.
+
 Each part writes its own block inside the speed section (with its command, the machine and how
 busy it was), so parts measured at different times keep their own lines. A block is kept per kind of
 machine (:func:`machine_kind`): a CPU with native bf16 (AVX-512 BF16 or AMX), a CPU without it (an
@@ -211,11 +214,17 @@ def steps_table(best: dict) -> list[str]:
              "|---|" + "---:|" * (len(SETUPS) + 1)]
     for name, _ in STEP_MODELS:
         cells = [f"{best[(name, label)]:,.0f}" if (name, label) in best else "–" for label, *_ in SETUPS]
-        default = f"{auto}, {'NCHW' if name.startswith('mlp') else 'channels-last'}"
-        now = best.get((name, default))
-        ratio = f"{now / best[(name, SETUPS[0][0])]:.2f}×" if now else "–"
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {ratio} |")
+        ratio = default_over_before(best, name, auto)
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {'–' if ratio is None else f'{ratio:.2f}×'} |")
     return lines + [""]
+
+
+def default_over_before(best: dict, name: str, auto: str) -> float | None:
+    """A model's step rate with kdviz's default now (precision ``auto``, channels-last for a conv net) over
+    what kdviz did before (the first column of :data:`SETUPS`); None where either was not measured."""
+    now = best.get((name, f"{auto}, {'NCHW' if name.startswith('mlp') else 'channels-last'}"))
+    before = best.get((name, SETUPS[0][0]))
+    return now / before if now and before else None
 
 
 # --------------------------------------------------------------------------- the loop's overhead
@@ -610,6 +619,57 @@ def live_page_table(out: dict) -> list[str]:
     return rows
 
 
+# --------------------------------------------------------------------------- the issue's checks
+# Issue 13's targets ("What I will check"): the training step's speed-up on a CPU with native bf16, the preset
+# past 98% in so many seconds of training for every seed, a warm CLI run's start-up beyond training, the RKD
+# terms' forward + backward at N = 128, D = 800, and a live run on the Train page against the CLI.
+TARGETS = {"cnn5_speedup": 1.8, "preset_to_98_s": 3.0, "startup_s": 3.0, "rkd_distance_ms": 10.0,
+           "rkd_angle_ms": 40.0, "live_page_ratio": 1.2}
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def issue_checks(raw: dict, kind: str, auto: str) -> list[str]:
+    """One line per target of :data:`TARGETS` whose part this run measured (``raw``: each part's
+    measurements, as its ``measure_*`` returned them): the figure, the target and whether it is met.
+    The step's speed-up is the issue's target on a CPU with native bf16 only (``kind`` ""); elsewhere
+    the line says so and judges nothing."""
+    lines = []
+    if "steps" in raw:
+        ratio = default_over_before(raw["steps"], "cnn5", auto)
+        if ratio is None:
+            lines.append("- cnn5 step, default over before: not measured")
+        elif kind == "":
+            lines.append(f"- cnn5 step, default over before: {ratio:.2f}× (target ≥ {TARGETS['cnn5_speedup']}×): "
+                         + _verdict(ratio >= TARGETS["cnn5_speedup"]))
+        else:
+            lines.append(f"- cnn5 step, default over before: {ratio:.2f}× (the {TARGETS['cnn5_speedup']}× target "
+                         "is for a CPU with native bf16: not judged here)")
+    if "preset" in raw:
+        runs = {seed: run for (method, seed), run in raw["preset"]["runs"].items() if method != "baseline"}
+        to_98 = [runs[seed]["to_98"] for seed in sorted(runs)]
+        shown = " / ".join("never" if t is None else f"{t:.2f}" for t in to_98)
+        lines.append(f"- the preset's KD past 98%, seconds of training per seed: {shown} (target ≤ "
+                     f"{TARGETS['preset_to_98_s']:g} s, every seed): "
+                     + _verdict(bool(to_98) and all(t is not None and t <= TARGETS["preset_to_98_s"] for t in to_98)))
+    if "startup" in raw:
+        median = statistics.median(r["wall"] - r["train"] for r in raw["startup"]["runs"])
+        lines.append(f"- a warm CLI run's start-up beyond training, median: {median:.2f} s (target ≤ "
+                     f"{TARGETS['startup_s']:g} s): " + _verdict(median <= TARGETS["startup_s"]))
+    if "rkd" in raw:
+        for term in ("distance", "angle"):
+            ms, target = raw["rkd"][(term, "Gram matrix (now)")], TARGETS[f"rkd_{term}_ms"]
+            lines.append(f"- RKD {term}, forward + backward: {ms:.2f} ms (target ≤ {target:g} ms): " + _verdict(ms <= target))
+    if "live-page" in raw:
+        ratios = [p["train"] / c["train"] for c, p in zip(raw["live-page"]["cli"], raw["live-page"]["page"])]
+        median = statistics.median(ratios)
+        lines.append(f"- a live run on the Train page over the CLI, median: {median:.2f}× (target ≤ "
+                     f"{TARGETS['live_page_ratio']}×): " + _verdict(median <= TARGETS["live_page_ratio"]))
+    return lines
+
+
 INTRO = ("## Speed\n\nEach block below says the command that measured it, the machine, how busy it was and its "
          "clock. Every number of one block comes from one process, measurements interleaved and repeated (the best "
          "repeat counts), so ratios hold on a busy machine; absolute times do not.")
@@ -674,21 +734,17 @@ def main(argv=None) -> int:
     print(about, file=sys.stderr)
     needs_mnist = {"loop", "kd-cache"} & set(args.parts)
     splits = data.load("mnist") if needs_mnist else None
-    measured: dict[str, list[str]] = {}
-    if "steps" in args.parts:
-        measured["steps"] = steps_table(measure_steps(device, args.repeats))
-    if "loop" in args.parts:
-        measured["loop"] = loop_table(measure_loop(device, args.repeats, splits))
-    if "rkd" in args.parts:
-        measured["rkd"] = rkd_table(measure_rkd(device, args.repeats))
-    if "preset" in args.parts:
-        measured["preset"] = preset_table(measure_preset(args.seeds, args.precision))
-    if "startup" in args.parts:
-        measured["startup"] = startup_table(measure_startup(args.threads, args.repeats))
-    if "kd-cache" in args.parts:
-        measured["kd-cache"] = kd_cache_table(measure_kd_cache(device, args.repeats, splits, args.fraction))
-    if "live-page" in args.parts:
-        measured["live-page"] = live_page_table(measure_live_page(args.threads, args.repeats))
+    measures = {"steps": lambda: measure_steps(device, args.repeats),
+                "loop": lambda: measure_loop(device, args.repeats, splits),
+                "rkd": lambda: measure_rkd(device, args.repeats),
+                "preset": lambda: measure_preset(args.seeds, args.precision),
+                "startup": lambda: measure_startup(args.threads, args.repeats),
+                "kd-cache": lambda: measure_kd_cache(device, args.repeats, splits, args.fraction),
+                "live-page": lambda: measure_live_page(args.threads, args.repeats)}
+    tables = {"steps": steps_table, "loop": loop_table, "rkd": rkd_table, "preset": preset_table,
+              "startup": startup_table, "kd-cache": kd_cache_table, "live-page": live_page_table}
+    raw = {part: measures[part]() for part in PARTS if part in args.parts}
+    measured: dict[str, list[str]] = {part: tables[part](out) for part, out in raw.items()}
     command = "python benchmarks/speed.py" + (f" --device {args.device}" if args.device != "auto" else "") + \
         (f" --parts {' '.join(args.parts)}" if args.parts != list(PARTS) else "") + \
         (f" --threads {args.threads}" if args.threads else "") + (f" --repeats {args.repeats}" if args.repeats != 2 else "") + \
@@ -706,6 +762,9 @@ def main(argv=None) -> int:
                                   part_marker(key, "end")])
     text = "\n\n".join(blocks.values())
     print(text)
+    checks = issue_checks(raw, kind, resolve_precision("auto", device))
+    if checks:
+        print("\nThe issue's checks on this machine (issue 13):\n" + "\n".join(checks))
     if not args.no_write:
         write_parts(blocks, args.output)
         print(f"wrote {', '.join(blocks)} in the speed section of {args.output}", file=sys.stderr)

@@ -168,3 +168,49 @@ def test_app_speed_tables_have_a_column_per_case_and_a_breakdown_row_for_each_ca
     assert "| Temperature | returning | 0.20 | 1.30 | 3.40 | 0.10–0.45 | 4.22 | 0.72 |" in lines
     assert not any(line.startswith("| Train (live) | warm") for line in lines)
     assert "it took a median 9.6 s" in text
+
+
+def test_app_speed_checks_name_the_pages_over_the_target_and_leave_out_pages_without_a_chart():
+    """issue_checks: every case of a page's first chart against its target (3 s with a warm cache, 5 s cold),
+    a page over it named with its time, a page that failed to show a chart named too, a page whose first view
+    has no chart by design left out; the slider's median against 250 ms and its fragment against 100 ms."""
+    pages = {"Home": {"cold": {"first_chart_s": 4.9}, "warm": {"first_chart_s": 2.8}, "warmed up": {"first_chart_s": 2.1}},
+             "FSP matrices": {"cold": {"first_chart_s": 5.2}, "warm": {"first_chart_s": 3.4}, "warmed up": {"first_chart_s": 2.9}},
+             "Attention maps": {"warm": {"first_chart_s": None, "error": "no chart within 60 s"}},
+             "Train (live)": {"warm": {"first_chart_s": None, "error": app_speed.NO_CHART}}}
+    slider = {"median_s": 0.145, "fragment_median_s": 0.12}
+    lines = app_speed.issue_checks(pages, slider)
+    assert lines[0] == "- slider, key press to bars redrawn, median: 145.0 ms (target ≤ 250 ms): met"
+    assert lines[1] == "- slider, the server's fragment rerun, median: 120.0 ms (target ≤ 100 ms): MISSED"
+    by_case = {line.split(":")[0]: line for line in lines[2:]}
+    assert by_case["- first chart, cold"].endswith("4.90-5.20 s on 2 pages (target ≤ 5 s on every page): MISSED (FSP matrices 5.20 s)")
+    assert by_case["- first chart, warm"].endswith("MISSED (FSP matrices 3.40 s; Attention maps: no chart within 60 s)")
+    assert by_case["- first chart, warmed up"].endswith("2.10-2.90 s on 2 pages (target ≤ 3 s on every page): met")
+    assert "- first chart, returning" not in by_case and "Train" not in "".join(lines)
+    one = app_speed.issue_checks({"Home": {"returning": {"first_chart_s": 2.5}}}, None)
+    assert one == ["- first chart, returning: 2.50 s on 1 page (target ≤ 3 s on every page): met"]
+
+
+def test_speed_checks_judge_each_target_and_the_step_speed_up_only_on_a_cpu_with_native_bf16():
+    """speed.issue_checks: the cnn5 speed-up from the steps' measurements (default now over before), the
+    preset's seconds to 98% for every seed (a seed that never got there misses), the median start-up and
+    live-page ratio, the RKD terms; on a CPU without native bf16 the speed-up is shown but not judged."""
+    before = speed.SETUPS[0][0]
+    raw = {"steps": {("cnn5", before): 3000.0, ("cnn5", "bf16, channels-last"): 6000.0},
+           "preset": {"runs": {("baseline", 0): {"to_98": None}, ("kd", 0): {"to_98": 1.2}, ("kd", 1): {"to_98": 2.9}}},
+           "startup": {"runs": [{"wall": 2.6, "train": 1.3}, {"wall": 6.0, "train": 1.4}, {"wall": 2.7, "train": 1.3}]},
+           "rkd": {("distance", "Gram matrix (now)"): 2.6, ("angle", "Gram matrix (now)"): 41.0},
+           "live-page": {"cli": [{"train": 1.4}, {"train": 1.5}], "page": [{"train": 1.6}, {"train": 2.0}]}}
+    lines = speed.issue_checks(raw, "", "bf16")
+    assert lines == [
+        "- cnn5 step, default over before: 2.00× (target ≥ 1.8×): met",
+        "- the preset's KD past 98%, seconds of training per seed: 1.20 / 2.90 (target ≤ 3 s, every seed): met",
+        "- a warm CLI run's start-up beyond training, median: 1.40 s (target ≤ 3 s): met",
+        "- RKD distance, forward + backward: 2.60 ms (target ≤ 10 ms): met",
+        "- RKD angle, forward + backward: 41.00 ms (target ≤ 40 ms): MISSED",
+        "- a live run on the Train page over the CLI, median: 1.24× (target ≤ 1.2×): MISSED"]
+    raw["preset"]["runs"][("kd", 2)] = {"to_98": None}
+    raw["steps"] = {("cnn5", before): 3000.0, ("cnn5", "fp32, channels-last"): 4000.0}
+    lines = speed.issue_checks(raw, "-no-bf16", "fp32")
+    assert lines[0] == "- cnn5 step, default over before: 1.33× (the 1.8× target is for a CPU with native bf16: not judged here)"
+    assert lines[1].endswith("1.20 / 2.90 / never (target ≤ 3 s, every seed): MISSED")
