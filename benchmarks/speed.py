@@ -627,7 +627,8 @@ TARGETS = {"cnn5_speedup": 1.8, "preset_to_98_s": 3.0, "startup_s": 3.0, "rkd_di
            "rkd_angle_ms": 40.0, "live_page_ratio": 1.2}
 
 
-def _verdict(ok: bool) -> str:
+def verdict(ok: bool) -> str:
+    """A check's word: met, or MISSED in capitals so that it stands out."""
     return "met" if ok else "MISSED"
 
 
@@ -643,7 +644,7 @@ def issue_checks(raw: dict, kind: str, auto: str) -> list[str]:
             lines.append("- cnn5 step, default over before: not measured")
         elif kind == "":
             lines.append(f"- cnn5 step, default over before: {ratio:.2f}× (target ≥ {TARGETS['cnn5_speedup']}×): "
-                         + _verdict(ratio >= TARGETS["cnn5_speedup"]))
+                         + verdict(ratio >= TARGETS["cnn5_speedup"]))
         else:
             lines.append(f"- cnn5 step, default over before: {ratio:.2f}× (the {TARGETS['cnn5_speedup']}× target "
                          "is for a CPU with native bf16: not judged here)")
@@ -653,20 +654,20 @@ def issue_checks(raw: dict, kind: str, auto: str) -> list[str]:
         shown = " / ".join("never" if t is None else f"{t:.2f}" for t in to_98)
         lines.append(f"- the preset's KD past 98%, seconds of training per seed: {shown} (target ≤ "
                      f"{TARGETS['preset_to_98_s']:g} s, every seed): "
-                     + _verdict(bool(to_98) and all(t is not None and t <= TARGETS["preset_to_98_s"] for t in to_98)))
+                     + verdict(bool(to_98) and all(t is not None and t <= TARGETS["preset_to_98_s"] for t in to_98)))
     if "startup" in raw:
         median = statistics.median(r["wall"] - r["train"] for r in raw["startup"]["runs"])
         lines.append(f"- a warm CLI run's start-up beyond training, median: {median:.2f} s (target ≤ "
-                     f"{TARGETS['startup_s']:g} s): " + _verdict(median <= TARGETS["startup_s"]))
+                     f"{TARGETS['startup_s']:g} s): " + verdict(median <= TARGETS["startup_s"]))
     if "rkd" in raw:
         for term in ("distance", "angle"):
             ms, target = raw["rkd"][(term, "Gram matrix (now)")], TARGETS[f"rkd_{term}_ms"]
-            lines.append(f"- RKD {term}, forward + backward: {ms:.2f} ms (target ≤ {target:g} ms): " + _verdict(ms <= target))
+            lines.append(f"- RKD {term}, forward + backward: {ms:.2f} ms (target ≤ {target:g} ms): " + verdict(ms <= target))
     if "live-page" in raw:
         ratios = [p["train"] / c["train"] for c, p in zip(raw["live-page"]["cli"], raw["live-page"]["page"])]
         median = statistics.median(ratios)
         lines.append(f"- a live run on the Train page over the CLI, median: {median:.2f}× (target ≤ "
-                     f"{TARGETS['live_page_ratio']}×): " + _verdict(median <= TARGETS["live_page_ratio"]))
+                     f"{TARGETS['live_page_ratio']}×): " + verdict(median <= TARGETS["live_page_ratio"]))
     return lines
 
 
