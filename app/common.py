@@ -1,11 +1,15 @@
-"""What every page shares: declared URL state, presenter mode, cached teachers and data.
+"""What every page shares: declared URL state, presenter mode, drawing figures, results shared by all sessions.
 
 Each page starts with a small table of its URL parameters (:class:`Param`: name, type,
 default, range), as TensorFlow Playground's ``state.ts`` does, and one :class:`UrlState`
 reads the link once; its widget helpers start from the link's value (a bad one is refused
 with a warning), mirror the control back into the URL (a value equal to its default is left
 out), and keep it for the session. Frozen teachers and data sets are shared by all sessions
-through ``st.cache_resource`` (read-only).
+through ``st.cache_resource`` (read-only), in :mod:`resources`.
+
+This module imports no torch, nor anything that does (a test checks): a page's first view drawn from
+shipped numbers (:mod:`kdviz.shipped`) can then be sent before torch is imported, which on a fresh
+server is most of a first view's wait (BENCHMARKS.md, app speed).
 """
 from __future__ import annotations
 
@@ -13,23 +17,17 @@ import math
 import threading
 import time
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import streamlit as st
-import torch
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from kdviz import data as datasets
-from kdviz import pretrained
-from kdviz.evaluation import resolve_device
-from kdviz.methods import Hyperparam
-from kdviz.probes import softening
-from kdviz.probes.softening import log_grid, nearest
-from kdviz.runs import default_runs_dir
-from kdviz.teacher_cache import teacher_logits
-from kdviz.teachers import PRETRAINED, RUN, TeacherRef, choices
+from kdviz.probes.temperatures import log_grid, nearest
 
 import timings
+
+if TYPE_CHECKING:  # a type only: kdviz.methods imports torch, which this module must not (see above)
+    from kdviz.methods import Hyperparam
 
 
 # --------------------------------------------------------------------------- URL state
@@ -280,142 +278,6 @@ def show(fig, presenter: bool, caption: str | None = None, key: str | None = Non
     timings.chart_sent()
     if caption:
         st.caption(caption)
-
-
-# --------------------------------------------------------------------------- shared resources
-@st.cache_resource(show_spinner="Loading the teacher…")
-def teacher(name: str):
-    return pretrained.load(name)
-
-
-@st.cache_resource(show_spinner=False)
-def probe_set(name: str):
-    return pretrained.probe_set(name)
-
-
-@st.cache_resource(show_spinner="Loading the data set…")
-def dataset(name: str):
-    return datasets.load(name)
-
-
-def available_datasets() -> dict[str, str]:
-    """Data sets whose files are on this machine, with where they are, for the controls that offer them.
-    Found by locating their files, not by decoding them: decoding every data set (CIFAR-10's 60,000
-    JPEG files among them) took 15-45 s of a fresh server's CPU before Home, Train or Compare could
-    finish. Shared by the whole server and looked at again after a minute. A data set whose files
-    turn out to be broken is still offered; the page that loads it says what is wrong."""
-    return dict(_available_datasets(str(datasets.data_dir())))
-
-
-@st.cache_resource(show_spinner=False, ttl=60)
-def _available_datasets(data_dir: str) -> tuple[tuple[str, str], ...]:
-    found = []
-    for name in datasets.dataset_names():
-        try:
-            found.append((name, datasets.DATASETS[name].locate().description))
-        except Exception:  # noqa: BLE001 - absent data is simply not offered
-            continue
-    return tuple(found)
-
-
-def device_label() -> str:
-    device = resolve_device("auto")
-    if device.type == "cuda":
-        return f"GPU ({torch.cuda.get_device_name(0)})"
-    return "CPU"
-
-
-# --------------------------------------------------------------------------- teachers
-# A teacher is chosen by its link (kdviz.teachers.TeacherRef.link: a shipped name, or run:<id>),
-# so results cache by value and a link can name it.
-def teacher_choices(dataset_name: str | None = None) -> dict[str, str]:
-    """Teachers for ``dataset_name`` (all when None) by link, each with a readable label: the shipped
-    ones and the runs trained here on labels (e.g. from the Train page). Every rerun of every session
-    asks, so the answer is shared by the whole server until a run or a teacher is added or removed
-    (the folders' modification times are part of the key)."""
-    runs_dir = default_runs_dir()
-    return dict(_teacher_choices(dataset_name, str(runs_dir), _mtime(runs_dir), _mtime(pretrained.pretrained_dir())))
-
-
-def _mtime(folder) -> int:
-    try:
-        return folder.stat().st_mtime_ns
-    except OSError:
-        return 0
-
-
-@st.cache_resource(show_spinner=False, ttl=30, max_entries=64)
-def _teacher_choices(dataset_name: str | None, runs_dir: str, *_stamps) -> tuple[tuple[str, str], ...]:
-    return tuple((ref.link, label) for ref, label in choices(dataset_name, runs_dir).items())
-
-
-def teacher_ref(link: str) -> TeacherRef:
-    return TeacherRef.parse(link, default_runs_dir())
-
-
-@st.cache_resource(show_spinner="Loading the teacher…")
-def load_teacher(link: str):
-    return teacher_ref(link).load(default_runs_dir())
-
-
-@st.cache_resource(show_spinner="Running the teacher over its images…")
-def teacher_outputs(link: str) -> dict:
-    """A teacher with its images and their logits, shared read-only by all sessions:
-    ``gallery`` is the shipped probe set (or, for a teacher trained here, 600 test images),
-    ``gallery_logits`` the teacher's logits on it (cached on disk by :mod:`kdviz.teacher_cache`,
-    so a fresh server reads them instead of running the teacher)."""
-    ref = teacher_ref(link)
-    model = load_teacher(link)
-    name = ref.dataset(default_runs_dir())
-    if ref.kind == RUN:
-        test = dataset(name).test
-        gallery = test.subset(torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[:600])
-    else:
-        gallery = probe_set(ref.name)
-    return {"model": model, "dataset": name, "classes": list(gallery.classes), "gallery": gallery,
-            "gallery_logits": teacher_logits(model, gallery, device="cpu")}  # on disk after the first server
-
-
-def shipped_test_logits(ref: TeacherRef):
-    """A shipped teacher's test-set logits file (checked against its card), else None."""
-    if ref.kind != PRETRAINED:
-        return None
-    try:
-        return pretrained.test_logits_file(ref.name)
-    except pretrained.PretrainedError:
-        return None  # a changed or missing file: the teacher runs over the test set instead
-
-
-def gradient_scale(link: str) -> dict:
-    """The Temperature page's T² figure for a teacher: the soft term's gradient size at every T of the
-    grid, measured on its first 256 probe images (:func:`kdviz.probes.softening.kd_gradient_scale`),
-    once per teacher for the server. The warm-up computes the default teacher's: 6 ms in a quiet process,
-    it took 0.4-0.8 s of the page's first run on a fresh server while the browser loaded the app (py-spy:
-    waiting for Python's lock between its many small autograd calls)."""
-    return shared("kd_gradient_scale", (link,), lambda: softening.kd_gradient_scale(
-        teacher_outputs(link)["gallery_logits"][:256], softening.T_GRID))
-
-
-@st.cache_resource(show_spinner="Running the teacher over the test set (once; then cached on disk)…")
-def teacher_test_outputs(link: str) -> dict:
-    """The teacher's logits on the whole test split when the data set is here (cached on disk by
-    :mod:`kdviz.teacher_cache`), otherwise on its gallery; for the dark-knowledge matrix."""
-    out = teacher_outputs(link)
-    try:
-        test = dataset(out["dataset"]).test
-    except Exception:  # noqa: BLE001 - the shipped probe set is enough to draw the matrix
-        return {"logits": out["gallery_logits"], "labels": out["gallery"].labels,
-                "source": f"the {len(out['gallery'])} shipped probe images"}
-    ref = teacher_ref(link)
-    return {"logits": teacher_logits(out["model"], test, device="cpu", shipped=shipped_test_logits(ref)),
-            "labels": test.labels,
-            "source": f"all {len(test):,} test images"}
-
-
-@st.cache_resource(show_spinner="Measuring the teacher…")
-def teacher_summary(link: str) -> dict:
-    """A teacher's test accuracy (from its card or record), parameter count and latency per image."""
-    return teacher_ref(link).summary(default_runs_dir())
 
 
 # --------------------------------------------------------------------------- shared results

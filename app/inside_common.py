@@ -24,6 +24,7 @@ from kdviz.teacher_cache import teacher_logits
 from kdviz.teachers import PRETRAINED, TeacherRef
 
 import common
+import resources
 from common import Param
 
 # The URL parameters every inside page has (each page adds its own to its table).
@@ -203,13 +204,13 @@ def student_model(run_id: str, runs_dir: str):
 @st.cache_resource(show_spinner="Loading the method's modules…", max_entries=16)
 def method_modules(run_id: str, runs_dir: str, teacher_name: str):
     record = record_of(run_id, runs_dir)
-    return load_method(record, student_model(run_id, runs_dir), common.teacher(teacher_name), runs_dir)
+    return load_method(record, student_model(run_id, runs_dir), resources.teacher(teacher_name), runs_dir)
 
 
 def models(preset: presets.Preset, base: dict | None, run: dict | None, method: str) -> dict:
     """``{"teacher": net, "baseline": net, <method student>: net}`` for what is there, in that order."""
     runs_dir = str(default_runs_dir())
-    out = {"teacher": common.teacher(preset.teacher)}
+    out = {"teacher": resources.teacher(preset.teacher)}
     if base is not None:
         out["baseline"] = student_model(base["id"], runs_dir)
     if run is not None:
@@ -219,7 +220,7 @@ def models(preset: presets.Preset, base: dict | None, run: dict | None, method: 
 
 def probe_images(preset: presets.Preset):
     """The teacher's shipped probe images (ambiguous, clear and typical test images per class)."""
-    return common.probe_set(preset.teacher)
+    return resources.probe_set(preset.teacher)
 
 
 def probe_kinds(preset: presets.Preset) -> np.ndarray | None:
@@ -233,7 +234,7 @@ def probe_kinds(preset: presets.Preset) -> np.ndarray | None:
 def test_split(preset: presets.Preset):
     """The data set's test split, or the probe set when the data set is not on this machine."""
     try:
-        return common.dataset(preset.dataset).test
+        return resources.dataset(preset.dataset).test
     except Exception:  # noqa: BLE001 - pages work from the shipped probe images alone
         return probe_images(preset)
 
@@ -253,7 +254,7 @@ def refs(preset: presets.Preset, base: dict | None, run: dict | None, method: st
 
 def _net(ref: str):
     kind, _, name = ref.partition(":")
-    return common.teacher(name) if kind == "teacher" else student_model(name, str(default_runs_dir()))
+    return resources.teacher(name) if kind == "teacher" else student_model(name, str(default_runs_dir()))
 
 
 def _images(dataset: str, split: str, index) -> torch.Tensor:
@@ -330,7 +331,7 @@ def factor_space(model_refs: tuple, method_run: str | None, teacher_name: str, d
     numbers = {}
     if method is not None:
         f = inside.factor_embeddings(method, student_model(method_run, str(default_runs_dir())),
-                                     common.teacher(teacher_name), _images(dataset, "test", index))
+                                     resources.teacher(teacher_name), _images(dataset, "test", index))
         points = {"teacher factor (paraphraser)": f["teacher"].numpy(), "FT student factor (translator)": f["student"].numpy(),
                   **points}
         numbers["FT student factor vs teacher factor"] = inside.factor_agreement(f["student"], f["teacher"])
@@ -398,15 +399,15 @@ def tsne_maps(keys: tuple[str, ...], point_sets: list[np.ndarray], perplexity: f
 @st.cache_data(show_spinner="Reading the teacher's test-set logits (shipped, else one pass, then on disk)…", max_entries=8)
 def teacher_confusion(teacher_name: str, dataset: str) -> np.ndarray:
     data = test_split(presets.PRESETS[dataset])
-    shipped = common.shipped_test_logits(TeacherRef(PRETRAINED, teacher_name))
-    logits = teacher_logits(common.teacher(teacher_name), data, device="cpu", shipped=shipped)
+    shipped = resources.shipped_test_logits(TeacherRef(PRETRAINED, teacher_name))
+    logits = teacher_logits(resources.teacher(teacher_name), data, device="cpu", shipped=shipped)
     return confusion_matrix(data.labels, logits.argmax(1), data.num_classes).numpy()
 
 
 def teacher_soft_targets(teacher_name: str, dataset: str, index: tuple[int, ...], T: float) -> np.ndarray:
     """softmax(z/T) of the teacher on followed probe images (of ``dataset``'s shipped teacher): from its
     logits on the probe set, computed once for the server (and on disk), so a new T is no model pass."""
-    logits = common.teacher_outputs(teacher_name)["gallery_logits"]
+    logits = resources.teacher_outputs(teacher_name)["gallery_logits"]
     return soften(logits[torch.as_tensor(list(index), dtype=torch.int64)], T).numpy()
 
 
@@ -424,7 +425,7 @@ def soft_target_recording(preset: presets.Preset):
     """What the soft-target page follows during a KD run: a factory of two recorders (baseline and
     KD student, about ten frames per epoch of the same probe images) and the metadata saved with them."""
     budget = preset.budget_for("kd")
-    train_size = int(len(common.dataset(preset.dataset).train) * budget.fraction)
+    train_size = int(len(resources.dataset(preset.dataset).train) * budget.fraction)
     recorder, meta = recording.follow_probe(preset.teacher, train_size)
     return (lambda: [recorder(), recorder()]), meta
 

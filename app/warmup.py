@@ -57,10 +57,11 @@ def _warm() -> None:
             sys.path.insert(0, str(folder))
     from kdviz import pretrained
 
-    import common  # torch, kdviz and the pages' cached loaders
+    import common  # noqa: F401 - the pages' shared helpers
     import figures  # noqa: F401 - the pages' figure modules
     import figures_inside  # noqa: F401
     import inside_common
+    import resources  # torch, kdviz and the pages' cached loaders
     import timings
 
     def step(name: str, work, heavy: bool = False) -> None:
@@ -87,16 +88,16 @@ def _warm() -> None:
     def teachers(first: bool) -> None:
         for name in pretrained.names():
             if (name == DEFAULT) == first:
-                common.teacher_outputs(name)
+                resources.teacher_outputs(name)
                 if name == DEFAULT:
-                    common.teacher_test_outputs(name)  # the dark-knowledge matrix (teacher logits cached on disk)
-                    common.gradient_scale(name)  # the T² figure
+                    resources.teacher_test_outputs(name)  # the dark-knowledge matrix (teacher logits cached on disk)
+                    resources.gradient_scale(name)  # the T² figure
 
     # in the order of need: the Temperature page's teacher, what every first chart needs, Home's list of
     # data sets, the other teachers, then the inside pages' default views
     step("temperature teacher", lambda: teachers(first=True))
     step("figures", _figure_machinery)
-    step("data sets", common.available_datasets)
+    step("data sets", resources.available_datasets)
     step("teachers", lambda: teachers(first=False), heavy=True)
     step("factor space", lambda: inside_common.warm_factor_space("mnist"), heavy=True)  # its t-SNE maps are shipped
     for method in ("at", "fsp", "rkd", "kd"):

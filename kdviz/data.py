@@ -37,7 +37,7 @@ from typing import Callable, Iterator, NamedTuple
 import numpy as np
 import torch
 
-from kdviz.files import read_json, save_torch_atomic
+from kdviz.files import read_json, write_atomic
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -540,7 +540,7 @@ def _decoded(name: str, source: Source) -> dict:
 
 def _save_decoded(path: Path, record: dict) -> None:
     try:
-        save_torch_atomic(path, record)
+        write_atomic(path, lambda f: torch.save(record, f))
     except OSError:
         pass  # a cache that cannot be written costs the next process a decode, nothing else
 

@@ -16,8 +16,6 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-import torch
-
 
 def _plain_file_mode() -> int:
     """The permissions ``open()`` gives a new file under this process's umask (read once, at import:
@@ -89,11 +87,6 @@ def read_json(path: Path | str):
 def write_json_atomic(path: Path | str, obj) -> Path:
     """``obj`` as indented JSON (numpy numbers written as floats), atomically."""
     return write_atomic(path, lambda f: f.write(json.dumps(obj, indent=1, default=float).encode()))
-
-
-def save_torch_atomic(path: Path | str, obj) -> Path:
-    """``torch.save(obj)``, atomically."""
-    return write_atomic(path, lambda f: torch.save(obj, f))
 
 
 def pid_alive(pid: int) -> bool:

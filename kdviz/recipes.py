@@ -30,7 +30,7 @@ from kdviz import presets, pretrained, recording
 from kdviz.data import ImageData
 from kdviz.evaluation import accuracy, evaluate, predict_logits
 from kdviz.experiment import Experiment, RunConfig
-from kdviz.files import check_folder_writable, file_sha256, read_json, save_torch_atomic, write_atomic, write_json_atomic
+from kdviz.files import check_folder_writable, file_sha256, read_json, write_atomic, write_json_atomic
 from kdviz.losses import entropy
 from kdviz.models import MODELS, model_summary
 from kdviz.pretrained import (
@@ -493,7 +493,7 @@ def _make_student(name: str, r: StudentRecipe, out: Path, on_event: Callable | N
     method = experiment.method.cpu()
     if any(True for _ in method.parameters()):  # the method's own trained modules (adapters, paraphraser, ...)
         state = {k: v.detach().cpu() for k, v in method.state_dict().items()}
-        extra["method"] = save_torch_atomic(out / f"{name}.method.pt", state)
+        extra["method"] = write_atomic(out / f"{name}.method.pt", lambda f: torch.save(state, f))
     if recorder is not None:
         extra["soft_targets"] = write_json_atomic(out / f"{name}.soft_targets.json", {**meta, "frames": recorder.frames})
 

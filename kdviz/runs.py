@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy
 import torch
 
-from kdviz.files import check_folder_writable, file_sha256, pid_alive, read_json, save_torch_atomic, write_json_atomic
+from kdviz.files import check_folder_writable, file_sha256, pid_alive, read_json, write_atomic, write_json_atomic
 from kdviz.models import ModelSpec, ZooModel, build_from_spec
 
 RECORD = "record.json"
@@ -71,7 +71,7 @@ def save_record(record: dict, runs_dir: Path | None = None) -> Path:
 def save_checkpoint(model: ZooModel, path: Path) -> Path:
     """Weights and the spec that rebuilds the network, atomically."""
     payload = {"spec": model.spec.to_dict(), "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
-    return save_torch_atomic(path, payload)
+    return write_atomic(path, lambda f: torch.save(payload, f))
 
 
 def _read_checkpoint(path: Path, map_location="cpu") -> dict:

@@ -27,7 +27,7 @@ import torch
 
 from kdviz.data import ImageData, cache_dir
 from kdviz.evaluation import predict_logits
-from kdviz.files import save_torch_atomic, write_atomic
+from kdviz.files import write_atomic
 
 
 def tensor_digest(tensors) -> str:
@@ -123,7 +123,7 @@ def teacher_logits(teacher: torch.nn.Module, data: ImageData, device="auto", pre
     logits = predict_logits(teacher, data, device=device, precision=precision)
     entry = {"key": path.stem, "digest": tensor_digest([logits]), "logits": logits}
     try:  # a concurrent reader sees no file or the whole file, never half of it
-        save_torch_atomic(path, entry)
+        write_atomic(path, lambda f: torch.save(entry, f))
     except OSError:
         pass  # a cache that cannot be written costs the next run one teacher pass, nothing else
     return logits

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from kdviz.data import ImageData, batches, on_device
 from kdviz.evaluation import as_layout, autocast, evaluate, fast_layout, predict_logits, resolve_device, resolve_precision
-from kdviz.files import save_torch_atomic
+from kdviz.files import write_atomic
 from kdviz.methods import Method, Phase, Step
 from kdviz.models import Features, ZooModel
 from kdviz.optim import SGD, Adam
@@ -410,7 +410,7 @@ class _Trainer:
                              correct / max(seen, 1), test_acc, seen / (time.perf_counter() - epoch_start), self.elapsed())
             self.history.append(asdict(done))
             if is_main and self.resume_path:
-                save_torch_atomic(self.resume_path, self.resume_state(epoch, optimizer, schedule, generator))
+                write_atomic(self.resume_path, lambda f: torch.save(self.resume_state(epoch, optimizer, schedule, generator), f))
             yield done
 
     # ----------------------------------------------------------------------- resuming

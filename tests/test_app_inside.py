@@ -28,7 +28,7 @@ from kdviz.probes import inside
 from kdviz.students import METHOD_STATE, StudentPair, load_soft_targets, load_student
 from kdviz.train import TrainSettings
 
-import common  # the app's shared helpers (on the path by conftest): its data-set cache is cleared per test
+import resources  # the app's cached loaders (on the path by conftest): its data-set cache is cleared per test
 from conftest import APP, make_fake_mnist
 
 PAGES = APP / "views"
@@ -100,9 +100,9 @@ def env(world, monkeypatch):
     for name in ("pretrained", "runs", "data", "cache"):
         monkeypatch.setenv(f"KDVIZ_{name.upper()}", str(world[name]))
     monkeypatch.setattr(presets, "PRESETS", {"mnist": PRESET})
-    common.dataset.clear()
+    resources.dataset.clear()
     yield world
-    common.dataset.clear()
+    resources.dataset.clear()
 
 
 def page(name: str, **params) -> AppTest:

@@ -128,16 +128,6 @@ def test_example_gallery():
     assert g["ambiguous"] == [1, 3]
     assert set(g["confident"]) <= {0, 2, 4} and len(set(labels[g["confident"]].tolist())) == 2  # varied classes
     assert g["misclassified"] == [1, 3]  # argmax of [1,1,1] is 0 ≠ 1; [2,2.1,0] says 1 ≠ 0
-    assert s.showcase_example(z, labels) in (0, 2, 4)
-
-
-def test_log_grid_and_nearest():
-    g = s.log_grid(0.5, 50)
-    assert g[0] == 0.5 and g[-1] == 50 and g == sorted(g) and {1.0, 2.0, 4.0, 10.0, 20.0} <= set(g)
-    assert s.log_grid(0.003, 0.003) == [0.003]
-    assert s.nearest(s.T_GRID, 3.7) == 4.0 and s.nearest(s.T_GRID, 0.1) == 0.5
-    with pytest.raises(ValueError):
-        s.log_grid(0, 1)
 
 
 def _record(method, seed, acc, params=None, confusion=None, **extra):

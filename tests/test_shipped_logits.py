@@ -95,3 +95,32 @@ def test_logits_made_for_another_teacher_or_changed_are_refused(tmp_path, monkey
         f.write(b"\0")
     with pytest.raises(pretrained.PretrainedError, match="sha256"):
         pretrained.test_logits_file(name)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_the_torch_free_gallery_is_the_teachers_own_pass(name):
+    """kdviz.shipped.gallery_logits (numpy, read from the test-set logits at each probe image's test
+    index) gives what the teacher computes on its probe set, and what the pages read through torch."""
+    from kdviz import shipped
+
+    gallery = shipped.teacher_gallery(name)
+    probe = pretrained.probe_set(name)
+    np.testing.assert_array_equal(gallery["pixels"], probe.pixels.numpy())
+    np.testing.assert_array_equal(gallery["labels"], probe.labels.numpy())
+    assert gallery["classes"] == list(probe.classes)
+    computed = teacher_cache.teacher_logits(pretrained.load(name), probe, device="cpu").numpy()
+    np.testing.assert_allclose(gallery["logits"], computed, atol=1e-4, rtol=0)
+
+
+def test_a_changed_logits_file_is_refused_by_the_torch_free_reader(tmp_path, monkeypatch):
+    from kdviz import shipped
+
+    name = SHIPPED[0]
+    for path in (pretrained.card_path(name), pretrained.probe_path(name), pretrained.test_logits_path(name)):
+        shutil.copy(path, tmp_path / path.name)
+    monkeypatch.setenv("KDVIZ_PRETRAINED", str(tmp_path))
+    assert shipped.gallery_logits(name).shape[0] == len(shipped.probe_arrays(name)["labels"])
+    logits = tmp_path / pretrained.test_logits_path(name).name
+    logits.write_bytes(logits.read_bytes()[:-10])
+    with pytest.raises(shipped.PretrainedError, match="does not match the sha256"):
+        shipped.gallery_logits(name)

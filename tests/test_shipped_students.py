@@ -20,7 +20,7 @@ from kdviz.experiment import Experiment, RunConfig
 from kdviz.students import available, load_method, load_soft_targets, load_student, shipped_name
 from kdviz.train import TrainSettings
 
-import common
+import resources
 from conftest import APP, REAL_MNIST
 
 STUDENTS = list(recipes.STUDENT_RECIPES)
@@ -179,9 +179,9 @@ def fresh_server(tmp_path, monkeypatch):
     """The shipped pretrained/ folder, an empty runs folder, the app's data-set cache emptied."""
     monkeypatch.delenv("KDVIZ_PRETRAINED", raising=False)
     monkeypatch.setenv("KDVIZ_RUNS", str(tmp_path / "runs"))
-    common.dataset.clear()
+    resources.dataset.clear()
     yield tmp_path / "runs"
-    common.dataset.clear()
+    resources.dataset.clear()
 
 
 def _run(page: str, **params) -> AppTest:

@@ -15,6 +15,7 @@ from kdviz.runs import default_runs_dir, list_runs
 
 import common
 import figures
+import resources
 from common import Param
 
 URL = common.UrlState(
@@ -76,19 +77,19 @@ def live_sweep() -> None:
         st.rerun(scope="app")  # the new records join the charts
 
 
-data_sets = common.available_datasets()
+data_sets = resources.available_datasets()
 with st.expander("Launch a sweep", expanded=busy or not list_runs()):
     demo = demo_configs(seeds=DEMO_SEEDS)
     done_here = list_runs()
     waits = [softening.measured_wait(done_here, c.dataset, c.student, c.train.epochs, bool(c.teacher)) for c in demo]
-    estimate = (f"Measured on this machine ({common.device_label()}): about {sum(w['seconds'] for w in waits) / 60:.1f} "
+    estimate = (f"Measured on this machine ({resources.device_label()}): about {sum(w['seconds'] for w in waits) / 60:.1f} "
                 "minutes for the six runs, from the median time of runs like them that finished here."
                 if all(waits) else "No run like these has finished on this machine yet, so there is no measured "
                 "estimate; the progress below shows each run's time left once it trains.")
     st.markdown(f"**The 5-minute demo**: MNIST, the shipped CNN teacher, an MLP-800 student, labels only against "
                 f"KD (T = 4, α = 0.9), 2 epochs each, seeds {', '.join(map(str, DEMO_SEEDS))} (so the spread over "
                 f"seeds is measured). {estimate}")
-    has_demo_teacher = "mnist-cnn" in common.teacher_choices("mnist") and "mnist" in data_sets
+    has_demo_teacher = "mnist-cnn" in resources.teacher_choices("mnist") and "mnist" in data_sets
     if st.button("Run the 5-minute demo", icon=":material/play_arrow:", type="primary", disabled=busy or not has_demo_teacher,
                  help=None if has_demo_teacher else "needs MNIST and the shipped mnist-cnn teacher"):
         start(demo)
@@ -100,7 +101,7 @@ with st.expander("Launch a sweep", expanded=busy or not list_runs()):
     else:
         a, b, c = st.columns(3)
         ds = URL.choice("Data set", data_sets, "sw_dataset", key="sw_dataset", container=a)
-        teachers = common.teacher_choices(ds)
+        teachers = resources.teacher_choices(ds)
         teacher = URL.choice("Teacher", teachers, "sw_teacher", key="sw_teacher", format_func=teachers.get,
                              container=b) if teachers else None
         student = URL.choice("Student", MODELS, "sw_student", key="sw_student", container=c)
@@ -120,7 +121,7 @@ with st.expander("Launch a sweep", expanded=busy or not list_runs()):
             temps = b.multiselect("T values", [1.0, 2.0, 4.0, 8.0, 20.0], default=[1.0, 4.0, 20.0], key="sw_temps")
         needs_teacher = [m for m in methods if REGISTRY[m].needs_teacher]
         configs = method_sweep(ds, student, methods, seeds, epochs, precision,
-                               common.teacher_ref(teacher).config_value if teacher else None, alphas, temps)
+                               resources.teacher_ref(teacher).config_value if teacher else None, alphas, temps)
         problem = ("pick at least one method" if not configs else
                    f"{', '.join(needs_teacher)} need a teacher for {ds}" if (needs_teacher or alphas) and not teacher
                    else None)
@@ -253,7 +254,7 @@ d2.download_button("Records as JSON", softening.records_json(chosen_records), "k
 teachers = []
 for printed in sorted({r["teacher"] for r in chosen_records if r.get("teacher")}):
     try:
-        teachers.append(common.teacher_summary(common.teacher_ref(printed).link))
+        teachers.append(resources.teacher_summary(resources.teacher_ref(printed).link))
     except Exception:  # noqa: BLE001 - a teacher that is gone is simply not drawn
         pass
 common.show(figures.tradeoff_scatter(rows, teachers), presenter,

@@ -1,21 +1,50 @@
-"""Home: what dark knowledge is, a guided path through the pages, and what this machine has."""
+"""Home: what dark knowledge is, a guided path through the pages, and what this machine has.
+
+The picture at the top is drawn from a shipped teacher's files with numpy alone (:mod:`kdviz.shipped`,
+:mod:`kdviz.probes.temperatures`); what needs torch (a teacher trained here when none is shipped, the
+device, the data sets) is imported below it, so that on a fresh server the picture is sent before
+torch's import, most of a first view's wait there (BENCHMARKS.md, app speed).
+"""
 import streamlit as st
 
-from kdviz import pretrained
-from kdviz.data import DATASETS
-from kdviz.evaluation import fast_bf16, resolve_device
-from kdviz.probes import softening
-from kdviz.runs import default_runs_dir
-from kdviz.teachers import RUN
-from kdviz.teachers import choices as teacher_catalogue
+from kdviz import shipped
+from kdviz.probes.temperatures import showcase_example, softmax_at
 
 import common
 import figures
 
 URL = common.UrlState()  # no parameters of its own (presenter mode only)
+SHOWN_T = 4.0  # the softened distribution beside T = 1
+FIRST = "mnist-cnn"  # the teacher the picture shows when it is shipped
 
 st.title("kdviz: see knowledge distillation")
 presenter = URL.presenter_mode()
+
+
+def shipped_gallery() -> dict | None:
+    """The picture's teacher from the shipped files (no torch): FIRST, else the first shipped one with logits."""
+    for name in sorted(shipped.names(), key=lambda n: n != FIRST):
+        try:
+            gallery = shipped.teacher_gallery(name)
+        except shipped.PretrainedError:
+            continue  # a broken teacher is named on its own pages; the picture takes another
+        if gallery is not None:
+            return gallery
+    return None
+
+
+def draw_picture(gallery: dict) -> None:
+    i = showcase_example(gallery["logits"], gallery["labels"])
+    label, classes = int(gallery["labels"][i]), gallery["classes"]
+    probs = softmax_at(gallery["logits"][i], [1.0, SHOWN_T])
+    a, b = st.columns([1, 5])
+    a.image(figures.upscale(gallery["pixels"][i], 4), caption=f"a {classes[label]}", width=100)
+    with b:
+        common.show(figures.hard_vs_soft(classes, label, probs[0].tolist(), probs[1].tolist(), SHOWN_T),
+                    presenter, f"The label says only '{classes[label]}'. The teacher ({gallery['name']}) agrees, "
+                    f"but at T = {SHOWN_T:g} (red) it also shows which other classes this image resembles: that "
+                    "is what the student is taught.", key="home_picture")
+
 
 text, picture = st.columns([2, 3])
 with text:
@@ -28,26 +57,35 @@ with text:
         "usually together with the true labels. The student learns faster and generalises better than from the "
         "labels alone, because every image now tells it how the classes relate.")
 with picture:
-    teachers = common.teacher_choices()
-    if teachers:
-        name = "mnist-cnn" if "mnist-cnn" in teachers else next(iter(teachers))
-        try:
-            out = common.teacher_outputs(name)
-            i = softening.showcase_example(out["gallery_logits"], out["gallery"].labels)
-            z, label = out["gallery_logits"][i], int(out["gallery"].labels[i])
-            probs = softening.softened(z, [1.0, 4.0])
-            a, b = st.columns([1, 5])
-            a.image(figures.upscale(out["gallery"].pixels[i], 4), caption=f"a {out['classes'][label]}", width=100)
-            with b:
-                common.show(figures.hard_vs_soft(out["classes"], label, probs[0].tolist(), probs[1].tolist(), 4.0),
-                            presenter, f"The label says only '{out['classes'][label]}'. The teacher ({name}) agrees, "
-                            "but at T = 4 (red) it also shows which other classes this image resembles: that "
-                            "is what the student is taught.", key="home_picture")
-        except Exception as error:  # noqa: BLE001 - the home page must always open
-            common.error_box(error, f"show the teacher {name!r}")
-    else:
-        st.info("No teacher on this machine yet: the picture appears once one is trained "
-                "(`kdviz pretrained make mnist-cnn`, or the Train page).")
+    first = shipped_gallery()
+    if first is not None:
+        draw_picture(first)
+
+# --------------------------------------------------------------------------- below the picture: torch
+# Imported here, after the picture is sent (see the docstring): the machine, the data sets, and the
+# teachers trained here.
+from kdviz.data import DATASETS  # noqa: E402
+from kdviz.evaluation import fast_bf16, resolve_device  # noqa: E402
+from kdviz.runs import default_runs_dir  # noqa: E402
+from kdviz.teachers import RUN  # noqa: E402
+from kdviz.teachers import choices as teacher_catalogue  # noqa: E402
+
+import resources  # noqa: E402
+
+if first is None:  # no shipped teacher with its logits: a teacher trained here, through the network
+    with picture:
+        teachers = resources.teacher_choices()
+        if teachers:
+            name = next(iter(teachers))
+            try:
+                out = resources.teacher_outputs(name)
+                draw_picture({"name": name, "classes": out["classes"], "pixels": out["gallery"].pixels.numpy(),
+                              "labels": out["gallery"].labels.numpy(), "logits": out["gallery_logits"].numpy()})
+            except Exception as error:  # noqa: BLE001 - the home page must always open
+                common.error_box(error, f"show the teacher {name!r}")
+        else:
+            st.info("No teacher on this machine yet: the picture appears once one is trained "
+                    "(`kdviz pretrained make mnist-cnn`, or the Train page).")
 
 st.subheader("A path through the app")
 PATH = [
@@ -67,26 +105,26 @@ for page, label, what in PATH:
 st.subheader("On this machine")
 c1, c2, c3 = st.columns(3)
 with c1:
-    st.markdown(f"**Device:** {common.device_label()}")
+    st.markdown(f"**Device:** {resources.device_label()}")
     st.caption("Training uses the GPU when there is one. Precision `auto` uses bf16 where it makes kdviz's small "
                "nets train faster (CPUs with AMX, and those with AVX-512 BF16 where a quick matmul runs faster in "
                f"bf16: {'yes' if fast_bf16(resolve_device('auto')) else 'not'} on this machine), and fp32 elsewhere.")
 with c2:
     st.markdown("**Data sets**")
     with st.spinner("Looking for data sets…"):
-        found = common.available_datasets()
+        found = resources.available_datasets()
     for ds, entry in DATASETS.items():
         st.markdown(f"- {':material/check_circle:' if ds in found else ':material/cancel:'} **{ds}**: {entry.description}"
                     + (f"  \n  <span style='color:gray;font-size:0.8em'>{found[ds]}</span>" if ds in found else
                        " (not found: set KDVIZ_DATA, see the README)"), unsafe_allow_html=True)
 with c3:
     st.markdown("**Teachers**")
-    shipped = pretrained.names()
-    if not shipped:
+    listed = shipped.names()
+    if not listed:
         st.markdown("none shipped yet")
-    for t in shipped:
+    for t in listed:
         try:
-            card = pretrained.card(t)
+            card = shipped.card(t)
             acc = card.get("test_acc")
             st.markdown(f"- **{t}**: {card.get('model', '?')} on {card.get('dataset', '?')}"
                         + (f", {100 * acc:.2f}% test accuracy" if isinstance(acc, float) else ""))

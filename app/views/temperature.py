@@ -8,6 +8,7 @@ from kdviz.probes import softening
 
 import common
 import figures
+import resources
 import timings
 from common import Param
 
@@ -24,7 +25,7 @@ st.markdown("A trained teacher is almost sure of its answer, so its ordinary sof
             "probabilities into view; that is what a student learns from in knowledge distillation.")
 presenter = URL.presenter_mode()
 
-teachers = common.teacher_choices()
+teachers = resources.teacher_choices()
 if not teachers:
     st.info("No teacher on this machine yet. Train one on the **Train (live)** page (choose *a teacher, on labels*) "
             "or run `kdviz train-teacher --model cnn5 --epochs 3`, then come back.")
@@ -32,7 +33,7 @@ if not teachers:
 
 teacher = URL.choice("Teacher", teachers, "teacher", key="teacher", format_func=teachers.get, container=st.sidebar)
 try:
-    out = common.teacher_outputs(teacher)
+    out = resources.teacher_outputs(teacher)
 except Exception as error:  # noqa: BLE001
     common.error_box(error, f"load the teacher {teacher!r}")
     st.stop()
@@ -173,7 +174,7 @@ def temperature_part() -> None:
                            "falls toward 1/C: at very high T the answer carries no information at all, so useful T sit in "
                            "between.", chart_key="entropy")
     with c2:
-        scale = common.gradient_scale(teacher)
+        scale = resources.gradient_scale(teacher)
         common.show_shared("t2", (teacher, T), lambda: figures.t_squared_figure(scale, T), presenter,
                     "Without T² (grey), the soft term's gradient shrinks about like 1/T², so at a high T distillation "
                     "would silently fade next to the label term (which does not depend on T, and is not drawn); with "
@@ -204,7 +205,7 @@ def temperature_part() -> None:
 
     # ----------------------------------------------------------------------- the matrix
     st.subheader("4 · The dark-knowledge matrix")
-    test_out = common.teacher_test_outputs(teacher)  # once per teacher for the server (and on disk)
+    test_out = resources.teacher_test_outputs(teacher)  # once per teacher for the server (and on disk)
 
     matrix, pairs = dark_knowledge(test_out, T)
     c1, c2 = st.columns([3, 1])

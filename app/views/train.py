@@ -13,6 +13,7 @@ from kdviz.train import TrainSettings
 
 import common
 import figures
+import resources
 import timings
 from common import Param
 
@@ -60,7 +61,7 @@ def load_demo() -> None:
 
 
 # --------------------------------------------------------------------------- controls
-data_sets = common.available_datasets()
+data_sets = resources.available_datasets()
 if not data_sets:
     st.error("No data set could be loaded on this machine (set KDVIZ_DATA to a folder with MNIST or CIFAR-10).")
     st.stop()
@@ -75,7 +76,7 @@ with setup:
     dataset_name = URL.choice("Data set", data_sets, "dataset", key="dataset", container=a)
     teacher_key = None
     if mode == "student":
-        teachers = common.teacher_choices(dataset_name)
+        teachers = resources.teacher_choices(dataset_name)
         if teachers:
             teacher_key = URL.choice("Teacher", teachers, "teacher", key="teacher", format_func=teachers.get, container=b)
         else:
@@ -96,9 +97,9 @@ with setup:
     lr = URL.number("Peak learning rate", "lr", key="lr", container=c3, format="%.4g")
     seed = URL.number("Seed", "seed", key="seed", container=c4)
     c1, c2, c3 = st.columns(3)
-    devices = ["auto", "cpu"] + (["cuda"] if common.device_label() != "CPU" else [])
+    devices = ["auto", "cpu"] + (["cuda"] if resources.device_label() != "CPU" else [])
     device = URL.choice("Device", devices, "device", key="device", container=c1,
-                           format_func=lambda d: f"auto ({common.device_label()})" if d == "auto" else d)
+                           format_func=lambda d: f"auto ({resources.device_label()})" if d == "auto" else d)
     precision = URL.choice("Precision", ["auto", "fp32", "bf16"], "precision", key="precision", container=c2,
                               help="auto: bf16 where the chip runs it natively (AMX / AVX-512 BF16 CPUs, recent GPUs: "
                                    "1.5-2x faster, same accuracy in our runs), fp32 elsewhere (emulated bf16 is ~10x slower).")
@@ -106,9 +107,9 @@ with setup:
                               help="SGD: Nesterov momentum 0.9, one-cycle schedule. Adam: try lr 0.001.")
     with st.expander("Transfer set (what the student sees)"):
         fraction = URL.number("Fraction of the training set", "fraction", key="fraction")
-        n_classes = len(common.dataset(dataset_name).train.classes)
+        n_classes = len(resources.dataset(dataset_name).train.classes)
         omit = st.multiselect("Leave out these classes (Hinton's 'no 3s' experiment)", list(range(n_classes)),
-                              key=f"omit_{dataset_name}", format_func=lambda c: common.dataset(dataset_name).train.classes[c])
+                              key=f"omit_{dataset_name}", format_func=lambda c: resources.dataset(dataset_name).train.classes[c])
         hide = st.checkbox("Hide the labels (learn from the teacher only)", key="hide", disabled=mode != "student")
 
 cls = method_class(method)
@@ -127,7 +128,7 @@ with formula:
 
 def make_config() -> RunConfig:
     return RunConfig(dataset=dataset_name, student=student, method=method, params=params,
-                     teacher=common.teacher_ref(teacher_key).config_value if teacher_key else None,
+                     teacher=resources.teacher_ref(teacher_key).config_value if teacher_key else None,
                      train=TrainSettings(epochs=epochs, batch_size=batch, lr=lr, optimizer=optimizer, seed=seed,
                                          device=device, precision=precision),
                      fraction=fraction, omit_classes=tuple(omit), hide_labels=hide and mode == "student")
@@ -143,7 +144,7 @@ def expected_wait() -> str:
                 "also loads the data and caches the teacher's outputs. The bar shows the time left once training starts.")
     return (f"Runs like this took about **{wait['seconds']:.0f} s** here from Start to result (median of "
             f"{wait['runs']} finished run{'s' if wait['runs'] > 1 else ''}, longest {wait['longest']:.0f} s; on "
-            f"{common.device_label()}).")
+            f"{resources.device_label()}).")
 
 
 def can_start() -> bool:

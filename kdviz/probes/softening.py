@@ -20,29 +20,7 @@ from PIL import Image, ImageOps
 from kdviz.data import normalise
 from kdviz.evaluation import row_normalised
 from kdviz.losses import entropy, kd_loss, soften
-
-# A log-spaced grid of round temperatures from 0.5 to 20 (what a slider offers).
-T_GRID: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2, 1.5, 1.8, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0,
-                             8.0, 10.0, 12.0, 15.0, 20.0)
-
-
-def log_grid(low: float, high: float) -> list[float]:
-    """Round values spaced about evenly on a log scale from ``low`` to ``high`` (both included):
-    1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 times powers of ten (what a log slider offers)."""
-    if not 0 < low <= high:
-        raise ValueError(f"a log grid needs 0 < low <= high, got {low}, {high}")
-    values = {float(low), float(high)}
-    for exponent in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1):
-        for m in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8):
-            v = float(f"{m * 10.0 ** exponent:.6g}")
-            if low <= v <= high:
-                values.add(v)
-    return sorted(values)
-
-
-def nearest(grid, value: float) -> float:
-    """The grid value closest to ``value`` on a log scale (for snapping a T from a link)."""
-    return min(grid, key=lambda g: abs(math.log(g) - math.log(value)))
+from kdviz.probes.temperatures import T_GRID
 
 
 def _logits(logits) -> torch.Tensor:
@@ -389,15 +367,3 @@ def logits_for_pixels(model: torch.nn.Module, pixels: torch.Tensor, mean, std) -
     model.eval()
     device = next(model.parameters()).device
     return model(normalise(pixels, mean, std).to(device)).float().cpu()
-
-
-def showcase_example(logits, labels, target: float = 0.9) -> int:
-    """A good first picture: an image the teacher gets right with a top probability (at T = 1)
-    as close as possible to ``target``: sure, but not so sure that nothing else shows."""
-    z = _logits(logits)
-    top = soften(z, 1.0).max(-1).values
-    right = z.argmax(-1) == torch.as_tensor(labels)
-    if not len(z):
-        raise ValueError("no images")
-    distance = (top - target).abs() + 2.0 * (~right)  # wrong answers only when nothing else is there
-    return int(distance.argmin())
