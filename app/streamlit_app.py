@@ -4,8 +4,10 @@ Streamlit finds the ``app`` below (an ASGI app, ``st.App``) and serves ``navigat
 script every session runs (the page list). Serving it this way gives the server a start-up hook:
 as soon as it starts, a background thread imports the heavy libraries (torch, kdviz) and loads
 the shipped teachers' shared outputs (:mod:`warmup`), so the first visitor's page does not wait
-for them. Its middleware (:mod:`preload`) has the browser load Plotly's JavaScript with the page
-rather than after the first chart arrives. This file imports nothing heavy itself.
+for them; unless that page draws its first chart without them (Home), then the warm-up waits for
+that chart (:class:`warmup.FirstPage` tells it which page was asked for). Its other middleware
+(:mod:`preload`) has the browser load Plotly's JavaScript with the page rather than after the first
+chart arrives. This file imports nothing heavy itself.
 
 ``kill -USR1 <server pid>`` prints every thread's stack to the server's console (Python's
 :mod:`faulthandler`): what a page that seems stuck is waiting for (tests/test_browser.py asks for it
@@ -33,4 +35,5 @@ async def _lifespan(_app):
     yield
 
 
-app = st.App(HERE / "navigation.py", lifespan=_lifespan, middleware=[Middleware(preload.PreloadPlotly)])
+app = st.App(HERE / "navigation.py", lifespan=_lifespan,
+             middleware=[Middleware(warmup.FirstPage), Middleware(preload.PreloadPlotly)])

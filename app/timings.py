@@ -63,6 +63,7 @@ def timed(part: str):
 _RUN = threading.local()  # the page run on this thread (Streamlit runs each session's script in its own thread)
 _ACTIVE = [0]  # full page runs in progress, all sessions
 _BUSY = [0, 0.0]  # page and fragment runs in progress, all sessions; when the last one began or ended
+_CHARTED = threading.Event()  # some page run has sent its first chart since the server started
 
 
 @contextmanager
@@ -114,6 +115,12 @@ def chart_sent() -> None:
     if name and not _RUN.charted:
         _RUN.charted = True
         record(f"first-chart:{name}", time.perf_counter() - _RUN.start)
+        _CHARTED.set()  # after its line: what waited for it is recorded after it
+
+
+def wait_first_chart(timeout: float) -> bool:
+    """Wait until some page run has sent its first chart since the server started (True), at most ``timeout`` s."""
+    return _CHARTED.wait(timeout)
 
 
 def fragment(name: str, **options):

@@ -4,7 +4,15 @@ the list of data sets), then compute the inside pages' default views, so the fir
 opens finds them ready; last, start the process that live runs fork from
 (:func:`kdviz.sweep.start_child_server`). Everything goes through the pages' own cached loaders
 (``common``), so the pages then take the very same objects; a page that asks first simply
-computes it itself (the caches let one of the two compute and the other wait)."""
+computes it itself (the caches let one of the two compute and the other wait).
+
+A page whose first view needs no torch (:data:`TORCH_FREE_FIRST_VIEWS`: Home draws its picture from the
+shipped files with numpy) goes first when a visitor opens it the moment the server answers: the warm-up
+waits for that page's first chart before it imports anything (:func:`hold_for_first_view`). Begun at once,
+torch's import (2-3 s of a 2-core EPYC's CPU) took Python's lock from everything the server did for that
+visitor (its JavaScript served, the page run) and Home's first chart came 1.5-2 s later (BENCHMARKS.md).
+Any other page is asked for within the same moment and needs torch anyway, so for it the warm-up starts at
+once, as before."""
 from __future__ import annotations
 
 import logging
@@ -13,10 +21,54 @@ import threading
 import time
 from pathlib import Path
 
+import timings
+
 APP = Path(__file__).resolve().parent
+
 DEFAULT = "mnist-cnn"
 IDLE_S = 1.0  # a heavy step starts after this long without a page or fragment run
+TORCH_FREE_FIRST_VIEWS = ("home",)  # pages that send their first chart before torch is imported (tests/test_app_first_view.py)
+FIRST_REQUEST_S = 0.5  # how long the warm-up waits for a first visitor's page before it starts
+FIRST_VIEW_MAX_S = 10.0  # and at most this long for that page's first chart
 _started = threading.Event()
+_first_page: list[str] = []  # the page the server's first visitor asked for
+_page_asked = threading.Event()
+
+
+def page_name(path: str) -> str:
+    """The page a URL path opens (its last segment, as app/navigation.py's ``url_path``): ``home`` for the root."""
+    return path.rstrip("/").rsplit("/", 1)[-1] or "home"
+
+
+def page_requested(path: str) -> None:
+    """A browser asked for a page (its HTML): the first one is what the warm-up may wait for."""
+    if not _page_asked.is_set():
+        _first_page.append(page_name(path))
+        _page_asked.set()
+
+
+class FirstPage:
+    """ASGI middleware: tells the warm-up (:func:`page_requested`) which page a browser asks for (a GET that
+    accepts HTML); everything passes through unchanged."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if (scope["type"] == "http" and scope.get("method") == "GET"
+                and any(k == b"accept" and b"text/html" in v for k, v in scope.get("headers", []))):
+            page_requested(scope.get("path", "/"))
+        await self.app(scope, receive, send)
+
+
+def hold_for_first_view() -> float:
+    """Before the warm-up's first import: wait up to :data:`FIRST_REQUEST_S` for a first visitor's page and,
+    when it is one of :data:`TORCH_FREE_FIRST_VIEWS`, until some page has sent its first chart (at most
+    :data:`FIRST_VIEW_MAX_S`). Returns the seconds waited."""
+    start = time.perf_counter()
+    if _page_asked.wait(FIRST_REQUEST_S) and _first_page[0] in TORCH_FREE_FIRST_VIEWS:
+        timings.wait_first_chart(FIRST_VIEW_MAX_S)
+    return time.perf_counter() - start
 
 
 def _figure_machinery() -> None:
@@ -55,6 +107,7 @@ def _warm() -> None:
     for folder in (APP, APP.parent):  # as navigation.py does for the pages
         if str(folder) not in sys.path:
             sys.path.insert(0, str(folder))
+    timings.record("warmup:first view", hold_for_first_view())
     from kdviz import pretrained
 
     import common  # noqa: F401 - the pages' shared helpers
@@ -62,7 +115,6 @@ def _warm() -> None:
     import figures_inside  # noqa: F401
     import inside_common
     import resources  # torch, kdviz and the pages' cached loaders
-    import timings
 
     def step(name: str, work, heavy: bool = False) -> None:
         """One piece of the warm-up, timed; a failure only skips it (the page that needs it says what is wrong).

@@ -1,11 +1,19 @@
-"""A page's first view drawn before torch is imported (app/views/home.py): on a fresh server torch's
-import is most of the wait for a first chart, so Home sends its picture from shipped numbers first."""
+"""A page's first view drawn before torch is imported (app/views/home.py), and the server's warm-up
+going after it (app/warmup.py): on a fresh server torch's import is most of the wait for a first
+chart, so Home sends its picture from shipped numbers first and the warm-up waits for it."""
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+import threading
+import time
 
+import pytest
+
+import timings
+import warmup
 from conftest import APP
 
 # In a fresh interpreter: record, at each chart the page sends, whether torch has been imported yet.
@@ -34,9 +42,61 @@ def first_view(page: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_home_sends_its_picture_before_torch_is_imported():
-    seen = first_view("home")
+@pytest.mark.parametrize("page", warmup.TORCH_FREE_FIRST_VIEWS)
+def test_a_torch_free_first_view_sends_its_first_chart_before_torch_is_imported(page):
+    """Every page the warm-up waits for (warmup.TORCH_FREE_FIRST_VIEWS) must earn it."""
+    seen = first_view(page)
     assert not seen["exceptions"], seen["exceptions"]
-    assert any("home_picture" in c for c in seen["charts"])
-    assert seen["torch_at_charts"] == [False]  # the picture: numpy and the shipped files only
-    assert seen["torch_at_end"]  # the rest of the page (the machine, the data sets) did import it
+    assert seen["charts"] and seen["torch_at_charts"][0] is False  # the first chart: shipped files and numpy
+    if page == "home":
+        assert any("home_picture" in c for c in seen["charts"])
+        assert seen["torch_at_end"]  # the rest of the page (the machine, the data sets) did import it
+
+
+# --------------------------------------------------------------------------- the warm-up's wait
+def test_page_names_from_url_paths():
+    assert [warmup.page_name(p) for p in ("/", "", "/temperature", "/temperature/", "/kd/fsp")] == \
+        ["home", "home", "temperature", "temperature", "fsp"]
+
+
+def _fresh(monkeypatch, charted: threading.Event):
+    monkeypatch.setattr(warmup, "_page_asked", threading.Event())
+    monkeypatch.setattr(warmup, "_first_page", [])
+    monkeypatch.setattr(timings, "_CHARTED", charted)
+    monkeypatch.setattr(warmup, "FIRST_REQUEST_S", 0.2)
+    monkeypatch.setattr(warmup, "FIRST_VIEW_MAX_S", 5.0)
+
+
+def _through_middleware(path: str, accept: bytes = b"text/html,*/*") -> None:
+    async def app(scope, receive, send):
+        return None
+
+    scope = {"type": "http", "method": "GET", "path": path, "headers": [(b"accept", accept)]}
+    asyncio.run(warmup.FirstPage(app)(scope, None, None))
+
+
+def test_the_first_page_asked_for_is_noted_and_only_html_counts(monkeypatch):
+    _fresh(monkeypatch, threading.Event())
+    _through_middleware("/static/js/index.js", accept=b"*/*")  # a script, not a page
+    assert not warmup._page_asked.is_set()
+    _through_middleware("/temperature")
+    _through_middleware("/")  # a second page: the first one counts
+    assert warmup._first_page == ["temperature"]
+
+
+def test_the_warm_up_waits_for_a_torch_free_first_view_and_for_nothing_else(monkeypatch):
+    # Home asked for: the warm-up waits until a page has sent its first chart
+    charted = threading.Event()
+    _fresh(monkeypatch, charted)
+    _through_middleware("/")
+    threading.Timer(0.6, charted.set).start()
+    held = warmup.hold_for_first_view()
+    assert 0.5 <= held < 3.0 and charted.is_set()
+    # another page asked for: no wait (it needs torch itself, so the warm-up's head start helps it)
+    _fresh(monkeypatch, threading.Event())
+    _through_middleware("/temperature")
+    start = time.perf_counter()
+    assert warmup.hold_for_first_view() < 0.1 and time.perf_counter() - start < 0.1
+    # no visitor yet: a short wait for one, then the warm-up goes on
+    _fresh(monkeypatch, threading.Event())
+    assert 0.2 <= warmup.hold_for_first_view() < 0.5

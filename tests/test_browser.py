@@ -370,3 +370,27 @@ def test_the_one_by_one_ab_switches_the_first_draws_off_in_the_old_arm(server, b
         finally:
             context.close()
     assert wrapped == {"new": True, "old": False}
+
+
+def test_home_opened_at_once_goes_before_the_warm_up(tmp_path, browser):
+    """A fresh server, a page opened the moment it answers (app/warmup.py): for Home, whose picture needs
+    no torch, the warm-up starts its imports only once Home's first chart is sent; for Temperature, which
+    needs torch itself, it does not wait. Read from the server's own timings (KDVIZ_APP_TIMINGS)."""
+    for path, page_name in (("", "home"), ("temperature", "temperature")):
+        folder = tmp_path / page_name
+        folder.mkdir()
+        log = folder / "timings.jsonl"
+        with running_app(folder, KDVIZ_APP_TIMINGS=str(log)) as url:
+            page = browser.new_page()
+            try:
+                page.goto(f"{url}/{path}")
+                page.wait_for_selector(".js-plotly-plot", timeout=90_000)
+            finally:
+                page.close()
+        lines = [json.loads(line) for line in log.read_text().splitlines()]
+        held = next(line for line in lines if line["part"] == "warmup:first view")
+        chart = next(line for line in lines if line["part"] == f"first-chart:{page_name}")
+        if page_name == "home":
+            assert held["t"] >= chart["t"], (held, chart)  # the picture went out before the warm-up began
+        else:
+            assert held["seconds"] < 0.5 and held["t"] < chart["t"], (held, chart)
