@@ -17,12 +17,15 @@ import math
 import threading
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
+from kdviz import catalogue, shipped
 from kdviz.probes.temperatures import log_grid, nearest
+from kdviz.records import default_runs_dir
 
 import timings
 
@@ -337,6 +340,42 @@ def show_shared(kind: str, key: tuple, build: Callable[[], object], presenter: b
     timings.chart_sent()
     if caption:
         st.caption(caption)
+
+
+# --------------------------------------------------------------------------- teachers
+# A teacher is chosen by its link (kdviz.catalogue.link: a shipped name, or run:<id>), so results cache by
+# value and a link can name it. Listing them, and a shipped one's gallery, need no torch.
+def teacher_choices(dataset_name: str | None = None) -> dict[str, str]:
+    """Teachers for ``dataset_name`` (all when None) by link, each with a readable label: the shipped
+    ones and the runs trained here on labels (e.g. from the Train page). Every rerun of every session
+    asks, so the answer is shared by the whole server until a run or a teacher is added or removed
+    (the folders' modification times are part of the key)."""
+    runs_dir = default_runs_dir()
+    return dict(_teacher_choices(dataset_name, str(runs_dir), _mtime(runs_dir), _mtime(shipped.pretrained_dir())))
+
+
+def _mtime(folder) -> int:
+    try:
+        return folder.stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+@st.cache_resource(show_spinner=False, ttl=30, max_entries=64)
+def _teacher_choices(dataset_name: str | None, runs_dir: str, *_stamps) -> tuple[tuple[str, str], ...]:
+    return tuple(catalogue.menu(dataset_name, Path(runs_dir)).items())
+
+
+def shipped_gallery(link: str) -> dict | None:
+    """A shipped teacher's gallery read from its files without torch (:func:`kdviz.shipped.teacher_gallery`,
+    with its ``dataset``), shared by the whole server; None for a teacher trained here, or one that ships no
+    test-set logits (:func:`resources.teacher_gallery` gives the same for any teacher, through torch)."""
+    def build():
+        if link not in shipped.names():
+            return None
+        gallery = shipped.teacher_gallery(link)
+        return None if gallery is None else {**gallery, "dataset": shipped.card(link)["dataset"]}
+    return shared("shipped_gallery", (link,), build)
 
 
 def error_box(error: Exception, what: str) -> None:

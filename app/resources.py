@@ -13,9 +13,10 @@ from kdviz import data as datasets
 from kdviz import pretrained
 from kdviz.evaluation import resolve_device
 from kdviz.probes import softening
+from kdviz.probes.temperatures import T_GRID
 from kdviz.runs import default_runs_dir
 from kdviz.teacher_cache import teacher_logits
-from kdviz.teachers import PRETRAINED, RUN, TeacherRef, choices
+from kdviz.teachers import PRETRAINED, RUN, TeacherRef
 
 from common import shared
 
@@ -64,28 +65,7 @@ def device_label() -> str:
 
 # --------------------------------------------------------------------------- teachers
 # A teacher is chosen by its link (kdviz.teachers.TeacherRef.link: a shipped name, or run:<id>),
-# so results cache by value and a link can name it.
-def teacher_choices(dataset_name: str | None = None) -> dict[str, str]:
-    """Teachers for ``dataset_name`` (all when None) by link, each with a readable label: the shipped
-    ones and the runs trained here on labels (e.g. from the Train page). Every rerun of every session
-    asks, so the answer is shared by the whole server until a run or a teacher is added or removed
-    (the folders' modification times are part of the key)."""
-    runs_dir = default_runs_dir()
-    return dict(_teacher_choices(dataset_name, str(runs_dir), _mtime(runs_dir), _mtime(pretrained.pretrained_dir())))
-
-
-def _mtime(folder) -> int:
-    try:
-        return folder.stat().st_mtime_ns
-    except OSError:
-        return 0
-
-
-@st.cache_resource(show_spinner=False, ttl=30, max_entries=64)
-def _teacher_choices(dataset_name: str | None, runs_dir: str, *_stamps) -> tuple[tuple[str, str], ...]:
-    return tuple((ref.link, label) for ref, label in choices(dataset_name, runs_dir).items())
-
-
+# so results cache by value and a link can name it; common.teacher_choices lists them.
 def teacher_ref(link: str) -> TeacherRef:
     return TeacherRef.parse(link, default_runs_dir())
 
@@ -113,6 +93,17 @@ def teacher_outputs(link: str) -> dict:
             "gallery_logits": teacher_logits(model, gallery, device="cpu")}  # on disk after the first server
 
 
+def teacher_gallery(link: str) -> dict:
+    """What the Temperature page and Home draw of any teacher, as :func:`common.shipped_gallery` gives it for
+    a shipped one without torch: ``name``, ``dataset``, ``classes``, and its gallery's ``pixels``, ``labels``
+    and ``logits`` as numpy arrays (from :func:`teacher_outputs`)."""
+    def build():
+        out = teacher_outputs(link)
+        return {"name": link, "dataset": out["dataset"], "classes": out["classes"], "pixels": out["gallery"].pixels.numpy(),
+                "labels": out["gallery"].labels.numpy(), "logits": out["gallery_logits"].numpy()}
+    return shared("teacher_gallery", (link,), build)
+
+
 def shipped_test_logits(ref: TeacherRef):
     """A shipped teacher's test-set logits file (checked against its card), else None."""
     if ref.kind != PRETRAINED:
@@ -130,7 +121,7 @@ def gradient_scale(link: str) -> dict:
     it took 0.4-0.8 s of the page's first run on a fresh server while the browser loaded the app (py-spy:
     waiting for Python's lock between its many small autograd calls)."""
     return shared("kd_gradient_scale", (link,), lambda: softening.kd_gradient_scale(
-        teacher_outputs(link)["gallery_logits"][:256], softening.T_GRID))
+        teacher_outputs(link)["gallery_logits"][:256], T_GRID))
 
 
 @st.cache_resource(show_spinner="Running the teacher over the test set (once; then cached on disk)…")

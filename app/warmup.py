@@ -27,7 +27,7 @@ APP = Path(__file__).resolve().parent
 
 DEFAULT = "mnist-cnn"
 IDLE_S = 1.0  # a heavy step starts after this long without a page or fragment run
-TORCH_FREE_FIRST_VIEWS = ("home",)  # pages that send their first chart before torch is imported (tests/test_app_first_view.py)
+TORCH_FREE_FIRST_VIEWS = ("home", "temperature")  # first chart sent before torch is imported (tests/test_app_first_view.py)
 FIRST_REQUEST_S = 0.5  # how long the warm-up waits for a first visitor's page before it starts
 FIRST_VIEW_MAX_S = 10.0  # and at most this long for that page's first chart
 _started = threading.Event()

@@ -31,6 +31,7 @@ import torch
 from kdviz import pretrained
 from kdviz.evaluation import predict_logits
 from kdviz.probes import softening
+from kdviz.probes import temperatures as temps
 
 from sections import replace_section
 from speed import machine
@@ -50,12 +51,12 @@ def temperature_charts(teacher: str = TEACHER) -> dict[str, callable]:
     probe = pretrained.probe_set(teacher)
     logits = predict_logits(pretrained.load(teacher), probe, device="cpu")
     classes, labels, z = list(probe.classes), probe.labels, logits[0]
-    curves = softening.softening_curves(z)
-    scale = softening.kd_gradient_scale(logits[:256], softening.T_GRID)
+    curves = temps.softening_curves(z)
+    scale = softening.kd_gradient_scale(logits[:256], temps.T_GRID)
     charts = {}
-    for t in softening.T_GRID:
-        matrix = softening.dark_knowledge_matrix(logits, labels, t, len(classes))
-        pairs = softening.similar_pairs(matrix, classes, k=5)
+    for t in temps.T_GRID:
+        matrix = temps.dark_knowledge_matrix(logits, labels, t, len(classes))
+        pairs = temps.similar_pairs(matrix, classes, k=5)
         charts[("bars", t)] = lambda t=t: figures.softmax_bars(z.tolist(), curves, classes, t, int(labels[0]), animate=False)
         charts[("entropy", t)] = lambda t=t: figures.entropy_curves(curves, t)
         charts[("t2", t)] = lambda t=t: figures.t_squared_figure(scale, t)
@@ -99,7 +100,7 @@ def markdown(best: dict, n: int, about: str, command: str) -> str:
     now, before = best["now"], best["template per figure"]
     lines = [START, "## Building the app's figures (`benchmarks/figure_speed.py`)", "",
              f"Command: `{command}` ({time.strftime('%Y-%m-%d')}). Machine: {about}.", "",
-             f"The Temperature page's four charts at each of the {len(softening.T_GRID)} temperatures of its grid "
+             f"The Temperature page's four charts at each of the {len(temps.T_GRID)} temperatures of its grid "
              f"({n} figures: what a slider move builds, and the page's background build for the other T), built by "
              "the app's own builders from the shipped mnist-cnn's numbers in one process, best of the passes, each "
              "way in turn. *Now*: plotly_white is Plotly's default template (set once by app/figures.py); *template "
@@ -108,7 +109,7 @@ def markdown(best: dict, n: int, about: str, command: str) -> str:
              "| chart | now (ms a figure) | template per figure (ms a figure) | speed-up |", "|---|---:|---:|---:|"]
     for kind in now:
         lines.append(f"| {kind} | {1000 * now[kind]:.1f} | {1000 * before[kind]:.1f} | {before[kind] / now[kind]:.1f}x |")
-    total_now, total_before = (sum(w[k] for k in now) * len(softening.T_GRID) for w in (now, before))
+    total_now, total_before = (sum(w[k] for k in now) * len(temps.T_GRID) for w in (now, before))
     lines += ["", f"All {n} figures: {total_now:.2f} s now against {total_before:.2f} s "
               f"({total_before / total_now:.1f}x).", END]
     return "\n".join(lines)

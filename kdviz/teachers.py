@@ -8,7 +8,8 @@ writes those names:
 - a path: any kdviz checkpoint file.
 
 ``TeacherRef.parse`` also takes a bare shipped name or run id (what the CLI's ``--teacher``
-and saved run configs hold). :func:`choices` lists what can teach a data set here.
+and saved run configs hold). :func:`choices` lists what can teach a data set here (from
+:mod:`kdviz.catalogue`, which lists them without torch).
 """
 from __future__ import annotations
 
@@ -17,12 +18,11 @@ from pathlib import Path
 
 import torch
 
-from kdviz import pretrained
+from kdviz import catalogue, pretrained
+from kdviz.catalogue import PATH, PRETRAINED, RUN
 from kdviz.files import file_sha256
 from kdviz.models import model_summary
-from kdviz.runs import check_run_id, find_runs, load_checkpoint, load_run, load_run_checkpoint, run_checkpoint, verified_checkpoint
-
-PRETRAINED, RUN, PATH = "pretrained", "run", "path"
+from kdviz.runs import check_run_id, load_checkpoint, load_run, load_run_checkpoint, run_checkpoint, verified_checkpoint
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class TeacherRef:
     @property
     def link(self) -> str:
         """The short form for links and menus: a shipped teacher by its bare name, the others as printed."""
-        return self.name if self.kind == PRETRAINED else str(self)
+        return catalogue.link(self.kind, self.name)
 
     @property
     def config_value(self) -> str:
@@ -124,16 +124,5 @@ def resolve(text: str, runs_dir: Path | None = None) -> tuple[torch.nn.Module, s
 
 def choices(dataset: str | None = None, runs_dir: Path | None = None) -> dict[TeacherRef, str]:
     """Teachers for ``dataset`` (all when None), each with a readable label: the shipped ones,
-    then the runs trained here on labels that saved their model."""
-    found = {}
-    for name in pretrained.names():
-        try:
-            info = pretrained.card(name)
-        except Exception:  # noqa: BLE001 - a broken card is not offered
-            continue
-        if dataset in (None, info.get("dataset")):
-            acc = info.get("test_acc")
-            found[TeacherRef(PRETRAINED, name)] = f"{name} (shipped" + (f", {100 * acc:.2f}%)" if isinstance(acc, float) else ")")
-    for r in find_runs(runs_dir, dataset=dataset, method="baseline", teacher=None, saved_model=True):
-        found[TeacherRef(RUN, r["id"])] = f"{r['student']['name']} trained here ({100 * r['test_acc']:.2f}%, {r['id'][-4:]})"
-    return found
+    then the runs trained here on labels that saved their model (:func:`kdviz.catalogue.entries`)."""
+    return {TeacherRef(kind, name): label for kind, name, label in catalogue.entries(dataset, runs_dir)}

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from kdviz.probes import softening
+from kdviz.probes import softening, temperatures
 from kdviz.runs import list_runs, save_record
 
 REPO = Path(__file__).resolve().parent.parent
@@ -100,7 +100,7 @@ def test_temperature_slider_changes_the_distribution(env):
     cold = bar_probs(at)
     hot = bar_probs(ok(slider.set_value(10.0).run()))
     assert cold.sum() == pytest.approx(1, abs=1e-4) and hot.sum() == pytest.approx(1, abs=1e-4)
-    assert softening.entropy(hot) > softening.entropy(cold) and hot.max() < cold.max()
+    assert temperatures.entropy(hot) > temperatures.entropy(cold) and hot.max() < cold.max()
     assert at.query_params["T"] in ("10", ["10"])  # the page mirrors its state into the URL
     entropy = chart(at, "entropy")
     assert entropy["layout"]["xaxis"]["type"] == "log"
@@ -125,7 +125,7 @@ def test_temperature_url_sets_controls(env):
 def test_temperature_refuses_bad_links_with_a_message(env, query):
     at = ok(page("temperature", **query))
     assert "Ignored the link's value" in warnings(at)
-    assert at.select_slider(key="T").value in softening.T_GRID
+    assert at.select_slider(key="T").value in temperatures.T_GRID
 
 
 def test_temperature_predict_then_reveal(env):

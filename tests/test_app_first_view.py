@@ -1,6 +1,6 @@
-"""A page's first view drawn before torch is imported (app/views/home.py), and the server's warm-up
+"""A page's first view drawn before torch is imported (Home, Temperature), and the server's warm-up
 going after it (app/warmup.py): on a fresh server torch's import is most of the wait for a first
-chart, so Home sends its picture from shipped numbers first and the warm-up waits for it."""
+chart, so these pages send their first chart from shipped numbers first and the warm-up waits for it."""
 from __future__ import annotations
 
 import asyncio
@@ -48,9 +48,9 @@ def test_a_torch_free_first_view_sends_its_first_chart_before_torch_is_imported(
     seen = first_view(page)
     assert not seen["exceptions"], seen["exceptions"]
     assert seen["charts"] and seen["torch_at_charts"][0] is False  # the first chart: shipped files and numpy
-    if page == "home":
-        assert any("home_picture" in c for c in seen["charts"])
-        assert seen["torch_at_end"]  # the rest of the page (the machine, the data sets) did import it
+    first = {"home": "home_picture", "temperature": "bars"}[page]
+    assert first in seen["charts"][0]  # the page's own first chart, not a stand-in
+    assert seen["torch_at_end"]  # the rest of the page (the machine, the T² figure, the matrix) did import it
 
 
 # --------------------------------------------------------------------------- the warm-up's wait
@@ -94,7 +94,7 @@ def test_the_warm_up_waits_for_a_torch_free_first_view_and_for_nothing_else(monk
     assert 0.5 <= held < 3.0 and charted.is_set()
     # another page asked for: no wait (it needs torch itself, so the warm-up's head start helps it)
     _fresh(monkeypatch, threading.Event())
-    _through_middleware("/temperature")
+    _through_middleware("/fsp")
     start = time.perf_counter()
     assert warmup.hold_for_first_view() < 0.1 and time.perf_counter() - start < 0.1
     # no visitor yet: a short wait for one, then the warm-up goes on

@@ -89,7 +89,7 @@ with st.expander("Launch a sweep", expanded=busy or not list_runs()):
     st.markdown(f"**The 5-minute demo**: MNIST, the shipped CNN teacher, an MLP-800 student, labels only against "
                 f"KD (T = 4, α = 0.9), 2 epochs each, seeds {', '.join(map(str, DEMO_SEEDS))} (so the spread over "
                 f"seeds is measured). {estimate}")
-    has_demo_teacher = "mnist-cnn" in resources.teacher_choices("mnist") and "mnist" in data_sets
+    has_demo_teacher = "mnist-cnn" in common.teacher_choices("mnist") and "mnist" in data_sets
     if st.button("Run the 5-minute demo", icon=":material/play_arrow:", type="primary", disabled=busy or not has_demo_teacher,
                  help=None if has_demo_teacher else "needs MNIST and the shipped mnist-cnn teacher"):
         start(demo)
@@ -101,7 +101,7 @@ with st.expander("Launch a sweep", expanded=busy or not list_runs()):
     else:
         a, b, c = st.columns(3)
         ds = URL.choice("Data set", data_sets, "sw_dataset", key="sw_dataset", container=a)
-        teachers = resources.teacher_choices(ds)
+        teachers = common.teacher_choices(ds)
         teacher = URL.choice("Teacher", teachers, "sw_teacher", key="sw_teacher", format_func=teachers.get,
                              container=b) if teachers else None
         student = URL.choice("Student", MODELS, "sw_student", key="sw_student", container=c)

@@ -1,13 +1,13 @@
 """Home: what dark knowledge is, a guided path through the pages, and what this machine has.
 
-The picture at the top is drawn from a shipped teacher's files with numpy alone (:mod:`kdviz.shipped`,
+The picture at the top is drawn from a shipped teacher's files with numpy alone (:func:`common.shipped_gallery`,
 :mod:`kdviz.probes.temperatures`); what needs torch (a teacher trained here when none is shipped, the
 device, the data sets) is imported below it, so that on a fresh server the picture is sent before
 torch's import, most of a first view's wait there (BENCHMARKS.md, app speed).
 """
 import streamlit as st
 
-from kdviz import shipped
+from kdviz import catalogue, shipped
 from kdviz.probes.temperatures import showcase_example, softmax_at
 
 import common
@@ -19,18 +19,6 @@ FIRST = "mnist-cnn"  # the teacher the picture shows when it is shipped
 
 st.title("kdviz: see knowledge distillation")
 presenter = URL.presenter_mode()
-
-
-def shipped_gallery() -> dict | None:
-    """The picture's teacher from the shipped files (no torch): FIRST, else the first shipped one with logits."""
-    for name in sorted(shipped.names(), key=lambda n: n != FIRST):
-        try:
-            gallery = shipped.teacher_gallery(name)
-        except shipped.PretrainedError:
-            continue  # a broken teacher is named on its own pages; the picture takes another
-        if gallery is not None:
-            return gallery
-    return None
 
 
 def draw_picture(gallery: dict) -> None:
@@ -56,36 +44,35 @@ with text:
         "**Knowledge distillation** trains a small *student* to match these softened outputs of a big *teacher*, "
         "usually together with the true labels. The student learns faster and generalises better than from the "
         "labels alone, because every image now tells it how the classes relate.")
+teachers = common.teacher_choices()  # the shipped ones and those trained here, listed without torch
+name = FIRST if FIRST in teachers else next(iter(teachers), None)
+first, failed = None, False
 with picture:
-    first = shipped_gallery()
-    if first is not None:
-        draw_picture(first)
+    try:
+        first = None if name is None else common.shipped_gallery(name)
+        if first is not None:
+            draw_picture(first)
+    except Exception as error:  # noqa: BLE001 - the home page must always open
+        failed = True
+        common.error_box(error, f"show the teacher {name!r}")
 
 # --------------------------------------------------------------------------- below the picture: torch
 # Imported here, after the picture is sent (see the docstring): the machine, the data sets, and the
-# teachers trained here.
+# picture of a teacher trained here.
 from kdviz.data import DATASETS  # noqa: E402
 from kdviz.evaluation import fast_bf16, resolve_device  # noqa: E402
-from kdviz.runs import default_runs_dir  # noqa: E402
-from kdviz.teachers import RUN  # noqa: E402
-from kdviz.teachers import choices as teacher_catalogue  # noqa: E402
 
 import resources  # noqa: E402
 
-if first is None:  # no shipped teacher with its logits: a teacher trained here, through the network
-    with picture:
-        teachers = resources.teacher_choices()
-        if teachers:
-            name = next(iter(teachers))
-            try:
-                out = resources.teacher_outputs(name)
-                draw_picture({"name": name, "classes": out["classes"], "pixels": out["gallery"].pixels.numpy(),
-                              "labels": out["gallery"].labels.numpy(), "logits": out["gallery_logits"].numpy()})
-            except Exception as error:  # noqa: BLE001 - the home page must always open
-                common.error_box(error, f"show the teacher {name!r}")
-        else:
-            st.info("No teacher on this machine yet: the picture appears once one is trained "
-                    "(`kdviz pretrained make mnist-cnn`, or the Train page).")
+with picture:
+    if name is None:
+        st.info("No teacher on this machine yet: the picture appears once one is trained "
+                "(`kdviz pretrained make mnist-cnn`, or the Train page).")
+    elif first is None and not failed:  # a teacher trained here: its gallery through the network
+        try:
+            draw_picture(resources.teacher_gallery(name))
+        except Exception as error:  # noqa: BLE001 - the home page must always open
+            common.error_box(error, f"show the teacher {name!r}")
 
 st.subheader("A path through the app")
 PATH = [
@@ -130,6 +117,6 @@ with c3:
                         + (f", {100 * acc:.2f}% test accuracy" if isinstance(acc, float) else ""))
         except Exception as error:  # noqa: BLE001
             st.markdown(f"- **{t}**: unreadable card ({error})")
-    here = [ref for ref in teacher_catalogue(runs_dir=default_runs_dir()) if ref.kind == RUN]
+    here = [link for link in teachers if link.startswith(f"{catalogue.RUN}:")]
     if here:
         st.caption(f"and {len(here)} teacher(s) trained here (on the Train page)")

@@ -1,14 +1,19 @@
-"""Temperature: a teacher's logits, softmax(z/T) as T grows, and the dark-knowledge matrix."""
+"""Temperature: a teacher's logits, softmax(z/T) as T grows, and the dark-knowledge matrix.
+
+For a shipped teacher the page's first chart (the bars at T) is drawn from the teacher's shipped files
+with numpy alone (:func:`common.shipped_gallery`, :mod:`kdviz.probes.temperatures`); torch (:mod:`resources`:
+a teacher trained here, an uploaded image, the T² figure, the dark-knowledge matrix over the test set) is
+imported where it is first needed, after those bars: on a fresh server torch's import is most of a first
+view's wait (BENCHMARKS.md, app speed). tests/test_app_first_view.py checks the order.
+"""
 import math
 
 import streamlit as st
 
-from kdviz import data as datasets
-from kdviz.probes import softening
+from kdviz.probes import temperatures as temps
 
 import common
 import figures
-import resources
 import timings
 from common import Param
 
@@ -16,7 +21,7 @@ URL = common.UrlState(
     Param("teacher", str, "mnist-cnn"),              # a teacher link (kdviz.teachers.TeacherRef.link)
     Param("src", str, "gallery"),                    # gallery | upload
     Param("img", int, None, low=0),                  # a probe image (default: the most ambiguous one)
-    Param("T", float, 1.0, low=softening.T_GRID[0], high=softening.T_GRID[-1]),
+    Param("T", float, 1.0, low=temps.T_GRID[0], high=temps.T_GRID[-1]),
 )
 
 st.title("Temperature and dark knowledge")
@@ -25,7 +30,7 @@ st.markdown("A trained teacher is almost sure of its answer, so its ordinary sof
             "probabilities into view; that is what a student learns from in knowledge distillation.")
 presenter = URL.presenter_mode()
 
-teachers = resources.teacher_choices()
+teachers = common.teacher_choices()
 if not teachers:
     st.info("No teacher on this machine yet. Train one on the **Train (live)** page (choose *a teacher, on labels*) "
             "or run `kdviz train-teacher --model cnn5 --epochs 3`, then come back.")
@@ -33,13 +38,17 @@ if not teachers:
 
 teacher = URL.choice("Teacher", teachers, "teacher", key="teacher", format_func=teachers.get, container=st.sidebar)
 try:
-    out = resources.teacher_outputs(teacher)
+    gallery = common.shipped_gallery(teacher)
+    if gallery is None:  # a teacher trained here: its gallery through the network (torch)
+        import resources
+
+        gallery = resources.teacher_gallery(teacher)
 except Exception as error:  # noqa: BLE001
     common.error_box(error, f"load the teacher {teacher!r}")
     st.stop()
-classes, gallery, logits_all = out["classes"], out["gallery"], out["gallery_logits"]
-labels = gallery.labels.tolist()
-picks = softening.example_gallery(logits_all, gallery.labels, k=8)
+classes, logits_all = gallery["classes"], gallery["logits"]
+labels = gallery["labels"].tolist()
+picks = temps.example_gallery(logits_all, gallery["labels"], k=8)
 
 # --------------------------------------------------------------------------- the image
 st.subheader("1 · Pick an image")
@@ -49,7 +58,7 @@ source = URL.widget(st.radio, "Image from", "src", key="src", options=["gallery"
 
 def describe(i: int) -> str:
     pred = int(logits_all[i].argmax())
-    p = softening.softened(logits_all[i], [1.0])[0, pred].item()
+    p = temps.softmax_at(logits_all[i], [1.0])[0, pred]
     return f"#{i} · true {classes[labels[i]]} · teacher says {classes[pred]} ({100 * p:.0f}%)"
 
 
@@ -58,11 +67,11 @@ if source == "gallery":
                                 "highest entropy at T = 1; captions: true class → teacher's answer"),
                                ("Confident: the teacher is sure", picks["confident"], "lowest entropy per class")):
         st.markdown(f"**{title}** <span style='color:gray'>({note})</span>", unsafe_allow_html=True)
-        st.image([figures.upscale(gallery.pixels[i]) for i in group], width=120 if presenter else 84,
+        st.image([figures.upscale(gallery["pixels"][i]) for i in group], width=120 if presenter else 84,
                  caption=[f"#{i}: {classes[labels[i]]}→{classes[int(logits_all[i].argmax())]}" for i in group])
-    order = list(dict.fromkeys(picks["ambiguous"] + picks["misclassified"] + picks["confident"] + list(range(len(gallery)))))
+    order = list(dict.fromkeys(picks["ambiguous"] + picks["misclassified"] + picks["confident"] + list(range(len(labels)))))
     index = URL.widget(st.selectbox, "Image", "img", key="img", default=order[0], options=order, format_func=describe)
-    pixels, logits, true_label = gallery.pixels[index], logits_all[index], labels[index]
+    pixels, logits, true_label = gallery["pixels"][index], logits_all[index], labels[index]
     image_id = f"{teacher}-{index}"
 else:
     st.caption("Drawing in the page is not available in this version: draw a digit on paper or in any paint "
@@ -71,14 +80,21 @@ else:
     if upload is None:
         st.info("Upload an image to see what the teacher makes of it.")
         st.stop()
+    # an upload goes through the teacher's network: torch from here (see the docstring)
+    from kdviz import data as datasets
+    from kdviz.probes import softening
+
+    import resources
+
     try:  # decoded with a pixel cap from the header and downscaled on load (kdviz.data.open_upload)
         image = datasets.open_upload(upload.getvalue())
     except datasets.DataError as error:
         st.warning(f"Could not use {upload.name!r}: {error}.")
         st.stop()
-    channels, size, _ = gallery.shape
+    out = resources.teacher_outputs(teacher)
+    channels, size, _ = out["gallery"].shape
     pixels = softening.image_to_pixels(image, channels, size)
-    logits = softening.logits_for_pixels(out["model"], pixels, gallery.mean, gallery.std)[0]
+    logits = softening.logits_for_pixels(out["model"], pixels, out["gallery"].mean, out["gallery"].std)[0].numpy()
     pixels, true_label = pixels[0], None
     image_id = f"{teacher}-upload-{upload.file_id}"
 
@@ -94,8 +110,8 @@ PLAYING, PLAY_AT = "T_playing", "T_play_at"  # playing?, and where the play is (
 def toggle_play() -> None:
     playing = not st.session_state.get(PLAYING, False)
     at = st.session_state.get(PLAY_AT, 1.0) if st.session_state.get(PLAYING) else st.session_state.get("T", 1.0)
-    if playing and at >= softening.T_GRID[-1]:
-        at = softening.T_GRID[0]  # play again from the coldest
+    if playing and at >= temps.T_GRID[-1]:
+        at = temps.T_GRID[0]  # play again from the coldest
     st.session_state[PLAYING], st.session_state[PLAY_AT], st.session_state["T"] = playing, at, at
     st.rerun()  # the whole page: the fragment's timer starts or stops with a full run
 
@@ -104,7 +120,7 @@ def play_step() -> None:
     """One grid step up per run of the fragment's timer, counted from the play's own position: the
     slider's value in a timer's request can be a step behind when the server is slower than the timer.
     Past the last step, stop."""
-    later = [t for t in softening.T_GRID if t > st.session_state.get(PLAY_AT, 1.0)]
+    later = [t for t in temps.T_GRID if t > st.session_state.get(PLAY_AT, 1.0)]
     if not later:
         st.session_state[PLAYING], st.session_state["T"] = False, st.session_state.get(PLAY_AT, 1.0)
         st.rerun()  # the whole page, so the timer stops
@@ -114,8 +130,8 @@ def play_step() -> None:
 def dark_knowledge(test_out: dict, T: float):
     """The dark-knowledge matrix at T and its most alike pairs, once per (teacher, T) for the server."""
     def build():
-        matrix = softening.dark_knowledge_matrix(test_out["logits"], test_out["labels"], T, len(classes))
-        return matrix, softening.similar_pairs(matrix, classes, k=5)
+        matrix = temps.dark_knowledge_matrix(test_out["logits"], test_out["labels"], T, len(classes))
+        return matrix, temps.similar_pairs(matrix, classes, k=5)
     return common.shared("dark_knowledge", (teacher, T), build)
 
 
@@ -144,13 +160,13 @@ def temperature_part() -> None:
             play_step()
         st.session_state["T"] = st.session_state[PLAY_AT]
     slider_col, play_col = st.columns([6, 1], vertical_alignment="bottom")
-    T = URL.grid_slider("Temperature T (log scale)", softening.T_GRID, "T", key="T", container=slider_col,
+    T = URL.grid_slider("Temperature T (log scale)", temps.T_GRID, "T", key="T", container=slider_col,
                         help="softmax(z/T): T = 1 is the ordinary softmax; larger T softens it.")
     playing = st.session_state.get(PLAYING, False)
     play_col.button("pause" if playing else "play T", icon=":material/pause:" if playing else ":material/play_arrow:",
                     key="T_play", on_click=toggle_play, width="stretch",
                     help="Moves the slider one step at a time up to T = 20; every chart on the page follows.")
-    curves = common.shared("softening_curves", shown, lambda: softening.softening_curves(logits))
+    curves = common.shared("softening_curves", shown, lambda: temps.softening_curves(logits))
     left, right = st.columns([1, 5])
     with left:
         st.image(figures.upscale(pixels, 5), caption="what the teacher sees", width=200 if presenter else 140)
@@ -166,6 +182,7 @@ def temperature_part() -> None:
                     "the softmax reads them. The page has one temperature: *play* moves the slider, so every chart "
                     "below follows it.", chart_key="bars")
     common.paint_first()  # the bars on their own, then the charts below them
+    import resources  # the charts below need torch: imported once the bars are sent (see the docstring)
 
     c1, c2 = st.columns(2)
     with c1:
@@ -192,11 +209,11 @@ def temperature_part() -> None:
     if st.button("Reveal at T = 10", disabled=not guess):
         st.session_state[reveal_key] = True
     if st.session_state.get(reveal_key):
-        answer = softening.wrong_class_ranking(logits, k=3)
+        answer = temps.wrong_class_ranking(logits, k=3)
         hits = len(set(guess) & set(answer))
         st.success(f"After {answer_class}, the teacher ranks **{', '.join(classes[c] for c in answer)}** highest. "
                    f"You picked {hits} of these {len(answer)}.")
-        common.show(figures.softmax_bars(logits.tolist(), softening.softening_curves(logits, [10.0]), classes, 10.0,
+        common.show(figures.softmax_bars(logits.tolist(), temps.softening_curves(logits, [10.0]), classes, 10.0,
                                          true_label, animate=False), presenter,
                     "The same logits at T = 10. The key is the teacher's own ranking of the other classes, which no T "
                     "changes (dividing the logits by T keeps their order); T = 10 only lifts the small ones into view. "
@@ -221,13 +238,13 @@ def temperature_part() -> None:
         for p in pairs:
             st.markdown(f"- **{p['names'][0]} ↔ {p['names'][1]}**: {p['a_to_b']:.2f} / {p['b_to_a']:.2f}")
         known = {"mnist": "4–9, 3–5–8, 7–1", "fashion-mnist": "shirt–T-shirt–pullover–coat",
-                 "digits": "similar strokes: 1–7, 3–9, 8–9"}.get(out["dataset"])
+                 "digits": "similar strokes: 1–7, 3–9, 8–9"}.get(gallery["dataset"])
         if known:
-            st.caption(f"Usually found for {out['dataset']}: {known}. The two numbers are how much of row a's "
+            st.caption(f"Usually found for {gallery['dataset']}: {known}. The two numbers are how much of row a's "
                        f"leftover probability goes to b, and of b's to a.")
 
     if source == "gallery":  # the next slider moves: every T for this image, built once in the background
-        nearest_first = sorted(softening.T_GRID, key=lambda t: abs(math.log(t / T)))
+        nearest_first = sorted(temps.T_GRID, key=lambda t: abs(math.log(t / T)))
         common.prebuild(("temperature", teacher, index, presenter), charts_at(nearest_first, curves, scale, test_out),
                         presenter)
 

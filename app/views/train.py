@@ -76,7 +76,7 @@ with setup:
     dataset_name = URL.choice("Data set", data_sets, "dataset", key="dataset", container=a)
     teacher_key = None
     if mode == "student":
-        teachers = resources.teacher_choices(dataset_name)
+        teachers = common.teacher_choices(dataset_name)
         if teachers:
             teacher_key = URL.choice("Teacher", teachers, "teacher", key="teacher", format_func=teachers.get, container=b)
         else:

@@ -1,9 +1,9 @@
-"""Softened distributions, the dark-knowledge matrix, and summaries of saved runs.
+"""The T² factor's effect on the gradient, summaries of saved runs, and a user's own image.
 
-Everything the Temperature, Train and Compare pages plot is computed here from
-logits, labels and run records (plain tensors, lists and dicts); the app only
-draws the results. Temperatures follow Hinton, Vinyals & Dean (2015):
-``p = softmax(z / T)`` (:func:`kdviz.losses.soften`).
+What the Temperature, Train and Compare pages plot beyond the softened distributions themselves
+(those, and the dark-knowledge matrix, are in :mod:`kdviz.probes.temperatures`, in numpy) is
+computed here from logits, run records and images; the app only draws the results. Temperatures
+follow Hinton, Vinyals & Dean (2015): ``p = softmax(z / T)`` (:func:`kdviz.losses.soften`).
 """
 from __future__ import annotations
 
@@ -19,8 +19,7 @@ from PIL import Image, ImageOps
 
 from kdviz.data import normalise
 from kdviz.evaluation import row_normalised
-from kdviz.losses import entropy, kd_loss, soften
-from kdviz.probes.temperatures import T_GRID
+from kdviz.losses import kd_loss
 
 
 def _logits(logits) -> torch.Tensor:
@@ -30,17 +29,7 @@ def _logits(logits) -> torch.Tensor:
     return t
 
 
-# --------------------------------------------------------------------------- one distribution
-def softened(logits, temperatures) -> torch.Tensor:
-    """``softmax(z/T)`` for each T: shape ``(len(temperatures), *logits.shape)``."""
-    z = _logits(logits)
-    return torch.stack([soften(z, float(T)) for T in temperatures])
-
-
-def top_probability(probs) -> torch.Tensor:
-    return torch.as_tensor(probs).max(-1).values
-
-
+# --------------------------------------------------------------------------- the T² factor
 def t_squared(temperatures) -> np.ndarray:
     """The factor T² in Hinton's loss."""
     return np.asarray(temperatures, dtype=float) ** 2
@@ -62,95 +51,6 @@ def kd_gradient_scale(teacher_logits, temperatures, student_logits=None) -> dict
         scaled.append(norm)
         plain.append(norm / float(T) ** 2)
     return {"T": [float(T) for T in temperatures], "without_T2": plain, "with_T2": scaled}
-
-
-def softening_curves(logits, temperatures=T_GRID) -> dict:
-    """For one image's logits: the distribution at every T, its entropy, its top-class probability.
-
-    ``max_entropy`` is log C, what the entropy tends to as T → ∞ (the uniform distribution)."""
-    z = _logits(logits).flatten()
-    probs = softened(z, temperatures)
-    return {
-        "T": [float(T) for T in temperatures],
-        "probs": probs.tolist(),
-        "entropy": entropy(probs).tolist(),
-        "top_prob": top_probability(probs).tolist(),
-        "max_entropy": math.log(len(z)),
-        "top_class": int(z.argmax()),
-    }
-
-
-def wrong_class_ranking(logits, k: int = 3) -> list[int]:
-    """The ``k`` classes the teacher ranks highest after its own answer, most likely first: the key
-    to the "predict, then reveal" question "which other classes does this image resemble?".
-
-    ``softmax(z / T)`` never reorders the classes (dividing the logits by T > 0 keeps their order),
-    so this ranking is the teacher's at every temperature; a high T only makes the small
-    probabilities large enough to see (Hinton, Vinyals & Dean 2015, §2). It is *not* "which class
-    rises most from T = 1 to T = 10": the runner-up is usually already high and falls as T grows."""
-    z = _logits(logits).flatten()
-    order = [int(i) for i in z.argsort(descending=True)]
-    return order[1:k + 1]
-
-
-# --------------------------------------------------------------------------- many images
-def example_gallery(logits, labels, k: int = 8, T: float = 1.0) -> dict[str, list[int]]:
-    """Indices of the ``k`` most "ambiguous" images (highest entropy of softmax(z/T)), ``k``
-    confident ones (the lowest entropy of each class in turn, so the classes vary), and the
-    misclassified ones (most ambiguous first)."""
-    z = _logits(logits)
-    labels = torch.as_tensor(labels)
-    h = entropy(soften(z, T))
-    order = h.argsort(descending=True)
-    wrong = z.argmax(-1) != labels
-    per_class = [[i for i in order.flip(0).tolist() if labels[i] == c and not wrong[i]] for c in labels.unique().tolist()]
-    confident = [i for rank in range(max(map(len, per_class), default=0)) for group in per_class
-                 if rank < len(group) for i in [group[rank]]][:k]
-    return {
-        "ambiguous": order[:k].tolist(),
-        "confident": confident,
-        "misclassified": [i for i in order.tolist() if wrong[i]][:k],
-    }
-
-
-def dark_knowledge_matrix(logits, labels, T: float, num_classes: int | None = None) -> np.ndarray:
-    """Row c: the teacher's mean softened distribution over the *other* classes, for images of true class c.
-
-    Each image's distribution is ``softmax(z_j / T)`` over j ≠ c (the same as softmax(z/T) with the
-    true class removed and renormalised, computed stably), so every row sums to 1 over its
-    off-diagonal entries; the diagonal is NaN. A class with no images gives a NaN row.
-
-    Computed in numpy (one pass, no per-class loop): the app calls it at every new T on a whole
-    test set's cached logits, and small torch ops on a busy machine cost more in thread
-    hand-offs than in arithmetic."""
-    if not (math.isfinite(float(T)) and float(T) > 0):
-        raise ValueError(f"temperature T must be > 0, got {T}")
-    z = _logits(logits).double().numpy() / float(T)
-    labels = torch.as_tensor(labels).long().numpy()
-    C = num_classes or z.shape[-1]
-    z[np.arange(len(z)), labels] = -np.inf  # the true class is left out
-    z -= z.max(axis=1, keepdims=True)
-    p = np.exp(z)
-    p /= p.sum(axis=1, keepdims=True)
-    sums = np.zeros((C, z.shape[1]))
-    np.add.at(sums, labels, p)
-    counts = np.bincount(labels, minlength=C)[:, None]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        matrix = np.where(counts > 0, sums / counts, np.nan)
-    np.fill_diagonal(matrix, np.nan)
-    return matrix
-
-
-def similar_pairs(matrix, classes=None, k: int = 5) -> list[dict]:
-    """The ``k`` class pairs the teacher finds most alike: the largest entries of (M + Mᵀ)/2."""
-    M = np.asarray(matrix, dtype=float)
-    S = (M + M.T) / 2
-    C = len(S)
-    names = list(classes) if classes is not None else [str(i) for i in range(C)]
-    pairs = [(S[i, j], i, j) for i in range(C) for j in range(i + 1, C) if np.isfinite(S[i, j])]
-    pairs.sort(reverse=True)
-    return [{"a": i, "b": j, "names": (names[i], names[j]), "similarity": float(s),
-             "a_to_b": float(M[i, j]), "b_to_a": float(M[j, i])} for s, i, j in pairs[:k]]
 
 
 # --------------------------------------------------------------------------- run records

@@ -1,7 +1,9 @@
-"""Temperatures, and softmax(z/T) in plain numpy: what a page draws before torch is imported.
+"""Softened distributions and the dark-knowledge matrix, in plain numpy: what the Temperature page and
+Home draw, before torch is imported.
 
 On a fresh server torch's import is most of a first view's wait (BENCHMARKS.md, app speed), so a
 page's first picture is computed here, from shipped arrays (:mod:`kdviz.shipped`), with numpy only.
+Inputs may be numpy arrays, lists or CPU tensors.
 The numbers are those of :func:`kdviz.losses.soften`, the training code's softmax (tests pin them):
 ``p_i = exp(z_i / T) / sum_j exp(z_j / T)`` (Hinton, Vinyals & Dean 2015, "Distilling the Knowledge
 in a Neural Network"). Also the grid of temperatures a slider offers.
@@ -61,3 +63,98 @@ def showcase_example(logits, labels, target: float = 0.9) -> int:
     right = z.argmax(-1) == np.asarray(labels)
     distance = np.abs(top - target) + 2.0 * ~right  # wrong answers only when nothing else is there
     return int(distance.argmin())
+
+
+def _logits(logits) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64)
+    if z.ndim == 0 or z.shape[-1] < 2:
+        raise ValueError("logits need at least two classes in the last dimension")
+    return z
+
+
+def entropy(probs) -> np.ndarray:
+    r"""Shannon entropy in nats over the last axis, :math:`H(p) = -\sum_c p_c \log p_c` (0·log 0 = 0):
+    0 for a one-hot distribution, log C for the uniform one (as :func:`kdviz.losses.entropy`)."""
+    p = np.asarray(probs, dtype=np.float64)
+    return -(p * np.log(np.maximum(p, 1e-300))).sum(-1)
+
+
+# --------------------------------------------------------------------------- one image
+def softening_curves(logits, temperatures=T_GRID) -> dict:
+    """For one image's logits: the distribution at every T, its entropy, its top-class probability.
+
+    ``max_entropy`` is log C, what the entropy tends to as T → ∞ (the uniform distribution)."""
+    z = _logits(logits).ravel()
+    probs = softmax_at(z, temperatures)
+    return {
+        "T": [float(T) for T in temperatures],
+        "probs": probs.tolist(),
+        "entropy": entropy(probs).tolist(),
+        "top_prob": probs.max(-1).tolist(),
+        "max_entropy": math.log(len(z)),
+        "top_class": int(z.argmax()),
+    }
+
+
+def wrong_class_ranking(logits, k: int = 3) -> list[int]:
+    """The ``k`` classes the teacher ranks highest after its own answer, most likely first: the key
+    to the "predict, then reveal" question "which other classes does this image resemble?".
+
+    ``softmax(z / T)`` never reorders the classes (dividing the logits by T > 0 keeps their order),
+    so this ranking is the teacher's at every temperature; a high T only makes the small
+    probabilities large enough to see (Hinton, Vinyals & Dean 2015, §2). It is *not* "which class
+    rises most from T = 1 to T = 10": the runner-up is usually already high and falls as T grows."""
+    z = _logits(logits).ravel()
+    return [int(i) for i in np.argsort(-z, kind="stable")[1:k + 1]]
+
+
+# --------------------------------------------------------------------------- many images
+def example_gallery(logits, labels, k: int = 8, T: float = 1.0) -> dict[str, list[int]]:
+    """Indices of the ``k`` most "ambiguous" images (highest entropy of softmax(z/T)), ``k``
+    confident ones (the lowest entropy of each class in turn, so the classes vary), and the
+    misclassified ones (most ambiguous first)."""
+    z = _logits(logits)
+    labels = np.asarray(labels)
+    order = np.argsort(-entropy(softmax_at(z, [T])[0]), kind="stable").tolist()
+    wrong = z.argmax(-1) != labels
+    per_class = [[i for i in order[::-1] if labels[i] == c and not wrong[i]] for c in np.unique(labels).tolist()]
+    confident = [i for rank in range(max(map(len, per_class), default=0)) for group in per_class
+                 if rank < len(group) for i in [group[rank]]][:k]
+    return {"ambiguous": order[:k], "confident": confident, "misclassified": [i for i in order if wrong[i]][:k]}
+
+
+def dark_knowledge_matrix(logits, labels, T: float, num_classes: int | None = None) -> np.ndarray:
+    """Row c: the teacher's mean softened distribution over the *other* classes, for images of true class c.
+
+    Each image's distribution is ``softmax(z_j / T)`` over j ≠ c (the same as softmax(z/T) with the
+    true class removed and renormalised, computed stably), so every row sums to 1 over its
+    off-diagonal entries; the diagonal is NaN. A class with no images gives a NaN row. One pass, no
+    per-class loop: the app calls it at every new T on a whole test set's logits."""
+    if not (math.isfinite(float(T)) and float(T) > 0):
+        raise ValueError(f"temperature T must be > 0, got {T}")
+    z = _logits(logits) / float(T)
+    labels = np.asarray(labels).astype(np.int64)
+    C = num_classes or z.shape[-1]
+    z[np.arange(len(z)), labels] = -np.inf  # the true class is left out
+    z -= z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    sums = np.zeros((C, z.shape[1]))
+    np.add.at(sums, labels, p)
+    counts = np.bincount(labels, minlength=C)[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        matrix = np.where(counts > 0, sums / counts, np.nan)
+    np.fill_diagonal(matrix, np.nan)
+    return matrix
+
+
+def similar_pairs(matrix, classes=None, k: int = 5) -> list[dict]:
+    """The ``k`` class pairs the teacher finds most alike: the largest entries of (M + Mᵀ)/2."""
+    M = np.asarray(matrix, dtype=float)
+    S = (M + M.T) / 2
+    C = len(S)
+    names = list(classes) if classes is not None else [str(i) for i in range(C)]
+    pairs = [(S[i, j], i, j) for i in range(C) for j in range(i + 1, C) if np.isfinite(S[i, j])]
+    pairs.sort(reverse=True)
+    return [{"a": i, "b": j, "names": (names[i], names[j]), "similarity": float(s),
+             "a_to_b": float(M[i, j]), "b_to_a": float(M[j, i])} for s, i, j in pairs[:k]]
