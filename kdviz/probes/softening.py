@@ -20,13 +20,11 @@ from PIL import Image, ImageOps
 from kdviz.data import normalise
 from kdviz.evaluation import row_normalised
 from kdviz.losses import kd_loss
+from kdviz.probes.temperatures import logits_array
 
 
 def _logits(logits) -> torch.Tensor:
-    t = torch.as_tensor(logits, dtype=torch.float32)
-    if t.ndim == 0 or t.shape[-1] < 2:
-        raise ValueError("logits need at least two classes in the last dimension")
-    return t
+    return torch.as_tensor(logits_array(logits), dtype=torch.float32)
 
 
 # --------------------------------------------------------------------------- the T² factor

@@ -38,11 +38,17 @@ def nearest(grid, value: float) -> float:
     return min(grid, key=lambda g: abs(math.log(g) - math.log(value)))
 
 
-def softmax_at(logits, temperatures) -> np.ndarray:
-    """``softmax(z/T)`` over the last axis for each T: shape ``(len(temperatures), *logits.shape)``, float64."""
+def logits_array(logits) -> np.ndarray:
+    """Logits (an array, a list or a CPU tensor) as float64, checked: at least two classes in the last axis."""
     z = np.asarray(logits, dtype=np.float64)
     if z.ndim == 0 or z.shape[-1] < 2:
         raise ValueError("logits need at least two classes in the last dimension")
+    return z
+
+
+def softmax_at(logits, temperatures) -> np.ndarray:
+    """``softmax(z/T)`` over the last axis for each T: shape ``(len(temperatures), *logits.shape)``, float64."""
+    z = logits_array(logits)
     out = []
     for T in map(float, temperatures):
         if not T > 0:  # as kdviz.losses.soften: `not >` also rejects NaN
@@ -65,13 +71,6 @@ def showcase_example(logits, labels, target: float = 0.9) -> int:
     return int(distance.argmin())
 
 
-def _logits(logits) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64)
-    if z.ndim == 0 or z.shape[-1] < 2:
-        raise ValueError("logits need at least two classes in the last dimension")
-    return z
-
-
 def entropy(probs) -> np.ndarray:
     r"""Shannon entropy in nats over the last axis, :math:`H(p) = -\sum_c p_c \log p_c` (0·log 0 = 0):
     0 for a one-hot distribution, log C for the uniform one (as :func:`kdviz.losses.entropy`)."""
@@ -84,7 +83,7 @@ def softening_curves(logits, temperatures=T_GRID) -> dict:
     """For one image's logits: the distribution at every T, its entropy, its top-class probability.
 
     ``max_entropy`` is log C, what the entropy tends to as T → ∞ (the uniform distribution)."""
-    z = _logits(logits).ravel()
+    z = logits_array(logits).ravel()
     probs = softmax_at(z, temperatures)
     return {
         "T": [float(T) for T in temperatures],
@@ -104,7 +103,7 @@ def wrong_class_ranking(logits, k: int = 3) -> list[int]:
     so this ranking is the teacher's at every temperature; a high T only makes the small
     probabilities large enough to see (Hinton, Vinyals & Dean 2015, §2). It is *not* "which class
     rises most from T = 1 to T = 10": the runner-up is usually already high and falls as T grows."""
-    z = _logits(logits).ravel()
+    z = logits_array(logits).ravel()
     return [int(i) for i in np.argsort(-z, kind="stable")[1:k + 1]]
 
 
@@ -113,7 +112,7 @@ def example_gallery(logits, labels, k: int = 8, T: float = 1.0) -> dict[str, lis
     """Indices of the ``k`` most "ambiguous" images (highest entropy of softmax(z/T)), ``k``
     confident ones (the lowest entropy of each class in turn, so the classes vary), and the
     misclassified ones (most ambiguous first)."""
-    z = _logits(logits)
+    z = logits_array(logits)
     labels = np.asarray(labels)
     order = np.argsort(-entropy(softmax_at(z, [T])[0]), kind="stable").tolist()
     wrong = z.argmax(-1) != labels
@@ -132,7 +131,7 @@ def dark_knowledge_matrix(logits, labels, T: float, num_classes: int | None = No
     per-class loop: the app calls it at every new T on a whole test set's logits."""
     if not (math.isfinite(float(T)) and float(T) > 0):
         raise ValueError(f"temperature T must be > 0, got {T}")
-    z = _logits(logits) / float(T)
+    z = logits_array(logits) / float(T)
     labels = np.asarray(labels).astype(np.int64)
     C = num_classes or z.shape[-1]
     z[np.arange(len(z)), labels] = -np.inf  # the true class is left out
