@@ -3,11 +3,11 @@ pages share (the shipped teachers, their probe images and logits, Plotly's and p
 the list of data sets), then compute the inside pages' default views, so the first page a visitor
 opens finds them ready; last, start the process that live runs fork from
 (:func:`kdviz.sweep.start_child_server`). Everything goes through the pages' own cached loaders
-(``common``), so the pages then take the very same objects; a page that asks first simply
+(``resources``, ``common``), so the pages then take the very same objects; a page that asks first simply
 computes it itself (the caches let one of the two compute and the other wait).
 
-A page whose first view needs no torch (:data:`TORCH_FREE_FIRST_VIEWS`: Home draws its picture from the
-shipped files with numpy) goes first when a visitor opens it the moment the server answers: the warm-up
+A page whose first view needs no torch (:data:`TORCH_FREE_FIRST_VIEWS`: Home and Temperature draw their
+first chart from the shipped files with numpy) goes first when a visitor opens it the moment the server answers: the warm-up
 waits for that page's first chart before it imports anything (:func:`hold_for_first_view`). Begun at once,
 torch's import (2-3 s of a 2-core EPYC's CPU) took Python's lock from everything the server did for that
 visitor (its JavaScript served, the page run) and Home's first chart came 1.5-2 s later (BENCHMARKS.md).
