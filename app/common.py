@@ -367,15 +367,10 @@ def _teacher_choices(dataset_name: str | None, runs_dir: str, *_stamps) -> tuple
 
 
 def shipped_gallery(link: str) -> dict | None:
-    """A shipped teacher's gallery read from its files without torch (:func:`kdviz.shipped.teacher_gallery`,
-    with its ``dataset``), shared by the whole server; None for a teacher trained here, or one that ships no
-    test-set logits (:func:`resources.teacher_gallery` gives the same for any teacher, through torch)."""
-    def build():
-        if link not in shipped.names():
-            return None
-        gallery = shipped.teacher_gallery(link)
-        return None if gallery is None else {**gallery, "dataset": shipped.card(link)["dataset"]}
-    return shared("shipped_gallery", (link,), build)
+    """A shipped teacher's gallery read from its files without torch (:func:`kdviz.shipped.teacher_gallery`),
+    shared by the whole server; None for a teacher trained here, or one that ships no test-set logits
+    (:func:`resources.teacher_gallery` gives the same for any teacher, through torch)."""
+    return shared("shipped_gallery", (link,), lambda: shipped.teacher_gallery(link) if link in shipped.names() else None)
 
 
 def error_box(error: Exception, what: str) -> None:

@@ -239,24 +239,17 @@ def test_logits(name: str) -> np.ndarray | None:
     return logits
 
 
-def gallery_logits(name: str) -> np.ndarray | None:
-    """A shipped teacher's logits on its probe images, read from its shipped test-set logits (every probe
-    image is the test image at its ``test_index``), so no teacher pass and no torch; None when it ships none."""
+def teacher_gallery(name: str) -> dict | None:
+    """What a first picture of a shipped teacher needs, without torch and without a teacher pass: its
+    ``dataset``, ``classes``, probe ``pixels`` and ``labels``, and its ``logits`` on them, read from its shipped test-set
+    logits (every probe image is the test image at its ``test_index``); None when it ships no test-set logits."""
     logits = test_logits(name)
     if logits is None:
         return None
-    index = probe_arrays(name)["test_index"]
+    probe = probe_arrays(name)
+    index = probe["test_index"]
     if index.min(initial=0) < 0 or index.max(initial=-1) >= len(logits):
         raise PretrainedError(f"the probe set of {name} points past its {len(logits)} test-set logits")
-    return logits[index]
-
-
-def teacher_gallery(name: str) -> dict | None:
-    """What a first picture of a shipped teacher needs, without torch: its ``classes``, probe ``pixels``
-    and ``labels``, and its ``logits`` on them (:func:`gallery_logits`); None when it ships no test-set logits."""
-    logits = gallery_logits(name)
-    if logits is None:
-        return None
-    probe = probe_arrays(name)
-    return {"name": name, "classes": list(card(name)["classes"]), "pixels": probe["pixels"], "labels": probe["labels"],
-            "logits": logits}
+    info = card(name)
+    return {"name": name, "dataset": info["dataset"], "classes": list(info["classes"]), "pixels": probe["pixels"],
+            "labels": probe["labels"], "logits": logits[index]}

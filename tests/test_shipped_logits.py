@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from kdviz import data, pretrained, teacher_cache
+from kdviz import data, pretrained, shipped, teacher_cache
 from kdviz.evaluation import predict_logits
 from kdviz.models import build_model
 
@@ -99,10 +99,8 @@ def test_logits_made_for_another_teacher_or_changed_are_refused(tmp_path, monkey
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_the_torch_free_gallery_is_the_teachers_own_pass(name):
-    """kdviz.shipped.gallery_logits (numpy, read from the test-set logits at each probe image's test
+    """kdviz.shipped.teacher_gallery's logits (numpy, read from the test-set logits at each probe image's test
     index) gives what the teacher computes on its probe set, and what the pages read through torch."""
-    from kdviz import shipped
-
     gallery = shipped.teacher_gallery(name)
     probe = pretrained.probe_set(name)
     np.testing.assert_array_equal(gallery["pixels"], probe.pixels.numpy())
@@ -113,14 +111,12 @@ def test_the_torch_free_gallery_is_the_teachers_own_pass(name):
 
 
 def test_a_changed_logits_file_is_refused_by_the_torch_free_reader(tmp_path, monkeypatch):
-    from kdviz import shipped
-
     name = SHIPPED[0]
     for path in (pretrained.card_path(name), pretrained.probe_path(name), pretrained.test_logits_path(name)):
         shutil.copy(path, tmp_path / path.name)
     monkeypatch.setenv("KDVIZ_PRETRAINED", str(tmp_path))
-    assert shipped.gallery_logits(name).shape[0] == len(shipped.probe_arrays(name)["labels"])
+    assert shipped.teacher_gallery(name)["logits"].shape[0] == len(shipped.probe_arrays(name)["labels"])
     logits = tmp_path / pretrained.test_logits_path(name).name
     logits.write_bytes(logits.read_bytes()[:-10])
     with pytest.raises(shipped.PretrainedError, match="does not match the sha256"):
-        shipped.gallery_logits(name)
+        shipped.teacher_gallery(name)
