@@ -79,7 +79,8 @@ from kdviz.losses import rkd_angle_loss, rkd_distance_loss  # noqa: E402
 from kdviz.methods import build_method  # noqa: E402
 from kdviz.methods.kd import HintonKD  # noqa: E402
 from kdviz.models import build_model  # noqa: E402
-from kdviz.presets import DEMO, demo_configs  # noqa: E402
+from kdviz.preset_runs import demo_configs  # noqa: E402
+from kdviz.presets import DEMO  # noqa: E402
 from kdviz.runs import list_runs  # noqa: E402
 from kdviz.teacher_cache import teacher_logits  # noqa: E402
 from kdviz.train import EpochDone, Finished, PhaseStarted, StepDone, TrainSettings, fit, make_optimizer  # noqa: E402

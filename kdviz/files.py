@@ -14,7 +14,9 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterable
+
+import numpy as np
 
 
 def _plain_file_mode() -> int:
@@ -127,4 +129,13 @@ def file_sha256(path: Path | str) -> str:
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
+    return digest.hexdigest()
+
+
+def array_digest(arrays: Iterable) -> str:
+    """The sha256 of arrays' bytes in C order, one after another (numpy arrays, or anything
+    ``np.asarray`` reads: a CPU tensor gives the same digest as its numpy array)."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(np.ascontiguousarray(np.asarray(array)).tobytes())
     return digest.hexdigest()

@@ -54,6 +54,7 @@ from kdviz.shipped import (  # noqa: F401 - the files, cards and checks (torch-f
     cards,
     names,
     pretrained_dir,
+    probe,
     probe_arrays,
     probe_path,
     shipped_file_path,
@@ -122,15 +123,14 @@ def make_test_logits(name: str, test: ImageData) -> dict:
 
 def probe_set(name: str) -> ImageData:
     """The teacher's shipped probe images (split ``"probe"``), normalised like its training data."""
-    info, arrays = card(name), probe_arrays(name)
-    return ImageData(info["dataset"], "probe", torch.from_numpy(arrays["pixels"]),
-                     torch.from_numpy(arrays["labels"]).long(), tuple(info["classes"]),
-                     tuple(info["mean"]), tuple(info["std"]), source=str(probe_path(name)))
+    p = probe(name)
+    return ImageData(p.dataset, "probe", torch.from_numpy(p.pixels), torch.from_numpy(p.labels), p.classes, p.mean, p.std,
+                     source=str(probe_path(name)))
 
 
 def probe_details(name: str) -> dict[str, torch.Tensor]:
     """Per probe image: ``kind`` (code into :data:`PROBE_KINDS`) and ``test_index`` (its place in the test split)."""
-    arrays = probe_arrays(name)
-    return {"kind": torch.from_numpy(arrays["kind"]).long(), "test_index": torch.from_numpy(arrays["test_index"]).long()}
+    p = probe(name)
+    return {"kind": torch.from_numpy(p.kind), "test_index": torch.from_numpy(p.test_index)}
 
 

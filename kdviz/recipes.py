@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from kdviz import presets, pretrained, recording
+from kdviz import preset_runs, presets, pretrained, recording
 from kdviz.data import ImageData
 from kdviz.evaluation import accuracy, evaluate, predict_logits
 from kdviz.experiment import Experiment, RunConfig
@@ -183,7 +183,7 @@ def _student_recipes() -> dict[str, StudentRecipe]:
         preset = presets.PRESETS[dataset]
         for method, b in budgets.items():
             page_preset = replace(preset, budgets={**preset.budgets, method: b})
-            for config in presets.pair_configs(page_preset, method, precision="fp32"):
+            for config in preset_runs.pair_configs(page_preset, method, precision="fp32"):
                 config.train = replace(config.train, device="cpu")
                 who = (f"labels only, shown beside {preset.teacher}" if config.method == "baseline"
                        else f"{config.method} from {preset.teacher}")

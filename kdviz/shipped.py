@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -220,6 +221,31 @@ def probe_arrays(name: str) -> dict[str, np.ndarray]:
     """A shipped teacher's probe images as arrays, checked against its card: ``pixels`` (uint8, N×C×H×W),
     ``labels``, ``kind`` (a code into :data:`PROBE_KINDS`) and ``test_index`` (each image's place in the test split)."""
     return _read_probe(verified(probe_path(name), card(name)["probe_sha256"]))
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A shipped teacher's probe images as numpy arrays, with what pictures and keys of them need: the
+    same fields as :class:`kdviz.data.ImageData` (split ``"probe"``), and each image's kind and test index."""
+
+    dataset: str
+    pixels: np.ndarray       # uint8, N×C×H×W
+    labels: np.ndarray       # int64
+    kind: np.ndarray         # int64 codes into PROBE_KINDS
+    test_index: np.ndarray   # int64: each image's place in the test split
+    classes: tuple[str, ...]
+    mean: tuple[float, ...]  # the normalisation of the teacher's training data
+    std: tuple[float, ...]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def probe(name: str) -> Probe:
+    """:func:`probe_arrays` of the shipped teacher ``name`` with its card's data set, classes and normalisation."""
+    info, arrays = card(name), probe_arrays(name)
+    return Probe(info["dataset"], arrays["pixels"], *(arrays[k].astype(np.int64) for k in ("labels", "kind", "test_index")),
+                 tuple(info["classes"]), tuple(info["mean"]), tuple(info["std"]))
 
 
 def test_logits(name: str) -> np.ndarray | None:

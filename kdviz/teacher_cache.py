@@ -27,14 +27,12 @@ import torch
 
 from kdviz.data import ImageData, cache_dir
 from kdviz.evaluation import predict_logits
-from kdviz.files import write_atomic
+from kdviz.files import array_digest, write_atomic
 
 
 def tensor_digest(tensors) -> str:
-    digest = hashlib.sha256()
-    for tensor in tensors:
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+    """:func:`kdviz.files.array_digest` of tensors (detached, on the CPU)."""
+    return array_digest(tensor.detach().cpu().numpy() for tensor in tensors)
 
 
 def model_digest(model: torch.nn.Module) -> str:

@@ -57,7 +57,7 @@ class TeacherRef:
 
     def __str__(self) -> str:
         """``pretrained:NAME``, ``run:ID`` or the path: what a run record keeps as its teacher."""
-        return self.name if self.kind == PATH else f"{self.kind}:{self.name}"
+        return catalogue.recorded(self.kind, self.name)
 
     @property
     def link(self) -> str:

@@ -21,7 +21,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from kdviz import presets, pretrained, recipes, recording
+from kdviz import preset_runs, presets, pretrained, recipes, recording
 from kdviz.experiment import Experiment, RunConfig
 from kdviz.models import forward_features
 from kdviz.probes import inside
@@ -78,7 +78,7 @@ def world(tmp_path_factory):
         _ship_teacher(Path(teacher["checkpoint"]), folders["pretrained"], splits.test)
         records = {}
         for method in ("at", "fsp", "ft", "rkd"):
-            pair = StudentPair(presets.pair_configs(PRESET, method), folders["runs"]).start()
+            pair = StudentPair(preset_runs.pair_configs(PRESET, method), folders["runs"]).start()
             pair.join()
             assert pair.error is None, pair.error
             records["baseline"], records[method] = pair.records
@@ -86,7 +86,7 @@ def world(tmp_path_factory):
         index = recording.images_to_follow(probe.labels, pretrained.probe_details(TEACHER)["kind"].numpy(), (2,))
         x = probe.images(torch.tensor(index))
         recorders = [recording.SoftTargetRecorder(x, every_steps=3), recording.SoftTargetRecorder(x, every_steps=3)]
-        pair = StudentPair(presets.pair_configs(PRESET, "kd"), folders["runs"], recorders,
+        pair = StudentPair(preset_runs.pair_configs(PRESET, "kd"), folders["runs"], recorders,
                                   meta={"probe": TEACHER, "index": index}).start()
         pair.join()
         records["kd_baseline"], records["kd"] = pair.records

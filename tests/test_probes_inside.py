@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from kdviz import presets
+from kdviz import preset_runs, presets
 from kdviz.evaluation import row_normalised
 from kdviz.models import build_model, forward_features
 from kdviz.probes import inside
@@ -234,14 +234,14 @@ def test_frame_helpers():
 # --------------------------------------------------------------------------- the two students
 def test_pair_configs_share_one_budget():
     preset = presets.PRESETS["mnist"]
-    base, at = presets.pair_configs(preset, "at")
+    base, at = preset_runs.pair_configs(preset, "at")
     assert base.method == "baseline" and base.teacher is None
     assert at.method == "at" and at.teacher == preset.teacher
     assert base.student == at.student == preset.student_for("at")
     assert base.train == at.train and base.fraction == at.fraction
-    _, fsp = presets.pair_configs(preset, "fsp")
+    _, fsp = preset_runs.pair_configs(preset, "fsp")
     assert fsp.params == {"stages": 1, "weight": 100.0}
-    _, kd = presets.pair_configs(preset, "kd", {"T": 8.0})
+    _, kd = preset_runs.pair_configs(preset, "kd", {"T": 8.0})
     assert kd.params == {"T": 8.0, "alpha": 0.9}
 
 

@@ -9,7 +9,7 @@ from kdviz.experiment import RunConfig
 from kdviz.live import RunQueue
 from kdviz.methods import REGISTRY
 from kdviz.models import MODELS
-from kdviz.presets import demo_configs, method_sweep
+from kdviz.preset_runs import demo_configs, method_sweep
 from kdviz.probes import softening
 from kdviz.runs import default_runs_dir, list_runs
 

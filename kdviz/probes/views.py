@@ -25,13 +25,10 @@ and computes everything else live (the user's own students, any other image or s
 tests/test_views.py checks that every shipped view equals what the networks give now.
 
 The file is plain arrays (``np.load(allow_pickle=False)``) and one JSON text for their nesting:
-nothing in it runs as code.
+nothing in it runs as code. Packing, keys and the lookup are in :mod:`kdviz.probes.view_files`
+(torch-free, so that a page can draw a shipped view before torch is imported).
 """
 from __future__ import annotations
-
-import hashlib
-import json
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -41,15 +38,21 @@ from kdviz import presets, pretrained
 from kdviz.data import ImageData
 from kdviz.models import forward_features
 from kdviz.probes import inside
+from kdviz.probes.view_files import (  # noqa: F401 - the files read without torch, under the names kdviz uses
+    KIND,
+    METHOD_NAMES,
+    VIEW_METHODS,
+    VIEW_PAGES,
+    pack,
+    read_view,
+    shipped_parts,
+    shipped_view,
+    unpack,
+    view_key,
+)
 from kdviz.recipes import machine_description
 from kdviz.students import load_method, load_student, shipped_name, shipped_students
-from kdviz.teacher_cache import tensor_digest
 
-KIND = "views"  # the extra file's kind in the method student's card
-# how the pages name each method's student (the key of its numbers in a view)
-METHOD_NAMES = {"at": "AT student", "fsp": "FSP student", "ft": "FT student", "rkd": "RKD student", "kd": "KD student"}
-VIEW_PAGES = {"at": "Attention maps", "fsp": "FSP matrices", "rkd": "Relations (RKD)"}  # pages whose default view is shipped
-VIEW_METHODS = tuple(VIEW_PAGES)
 RELATIONS_PER_CLASS = 10  # the Relations page's default batch: 10 test images per class (seed 0)
 ANGLE_IMAGES = 100  # angles over at most about this many images: N³ triplets
 
@@ -100,108 +103,6 @@ def relations_view(embeddings: dict[str, torch.Tensor]) -> dict:
             out[name]["distance_corr"] = inside.distance_correlation(e, teacher)
             out[name]["angle_corr"] = inside.angle_correlation(e[::step], teacher[::step])
     return out
-
-
-# --------------------------------------------------------------------------- a view as arrays and JSON
-def pack(value) -> tuple[str, dict[str, np.ndarray]]:
-    """A nested view (dicts with string keys, lists, tuples, arrays, numbers, strings, None) as one JSON
-    text and the arrays it refers to (``{"__array__": i}`` names array ``a<i>``; tuples are marked)."""
-    arrays: dict[str, np.ndarray] = {}
-
-    def encode(v):
-        if isinstance(v, np.ndarray):
-            arrays[f"a{len(arrays)}"] = v
-            return {"__array__": len(arrays) - 1}
-        if isinstance(v, dict):
-            if not all(isinstance(k, str) and not k.startswith("__") for k in v):
-                raise TypeError("a view's dict keys must be strings not starting with '__'")
-            return {k: encode(x) for k, x in v.items()}
-        if isinstance(v, tuple):
-            return {"__tuple__": [encode(x) for x in v]}
-        if isinstance(v, list):
-            return [encode(x) for x in v]
-        if isinstance(v, np.generic):
-            return v.item()
-        if v is None or isinstance(v, (bool, int, float, str)):
-            return v
-        raise TypeError(f"a view cannot hold {type(v).__name__}")
-
-    return json.dumps(encode(value)), arrays
-
-
-def unpack(text: str, arrays) -> object:
-    """The inverse of :func:`pack` (``arrays``: a mapping of the array names, such as an open npz)."""
-    def decode(v):
-        if isinstance(v, dict):
-            if set(v) == {"__array__"}:
-                return np.asarray(arrays[f"a{int(v['__array__'])}"])
-            if set(v) == {"__tuple__"}:
-                return tuple(decode(x) for x in v["__tuple__"])
-            return {k: decode(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [decode(x) for x in v]
-        return v
-
-    return decode(json.loads(text))
-
-
-# --------------------------------------------------------------------------- the shipped default views
-def shipped_parts(teacher: str, baseline: dict, student: dict, images: ImageData, index) -> dict | None:
-    """What a view of the shipped ``teacher`` and two shipped students (records) on ``images[index]`` is
-    made from: the sha256 of the three networks' files and of the method's modules, a digest of the exact
-    images and their normalisation. None when either student is not a shipped one (then the view is
-    computed live)."""
-    if shipped_name(baseline) is None or shipped_name(student) is None:
-        return None
-    method = student["card"]["extra_files"].get("method")
-    index = torch.as_tensor(list(index), dtype=torch.int64)
-    return {"teacher": pretrained.card(teacher)["sha256"], "baseline": baseline["card"]["sha256"],
-            "student": student["card"]["sha256"], "method": method and method["sha256"],
-            "images": tensor_digest([images.pixels[index], images.labels[index]]),
-            "normalisation": [list(images.mean), list(images.std)], "n": len(index)}
-
-
-def view_key(view: str, teacher: str, baseline: dict, student: dict, images: ImageData, index,
-             settings: dict) -> str | None:
-    """The key of ``view`` ("attention", "at_summary", "fsp", "relations") with ``settings``: a sha256 of
-    :func:`shipped_parts`, the view's name and its settings (None when a student is not a shipped one)."""
-    parts = shipped_parts(teacher, baseline, student, images, index)
-    if parts is None:
-        return None
-    parts |= {"view": view, "settings": {k: settings[k] for k in sorted(settings)}}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
-
-
-def read_view(path: Path | None, key: str | None):
-    """The view stored under ``key`` in a file written by :func:`make_views`, else None (a missing,
-    foreign or broken file is never trusted)."""
-    if path is None or key is None:
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            keys = [str(k) for k in npz["keys"]]
-            if key not in keys:
-                return None
-            i = keys.index(key)
-            prefix = f"v{i}_"
-            arrays = {name[len(prefix):]: npz[name] for name in npz.files if name.startswith(prefix)}
-            return unpack(str(npz[f"v{i}"]), arrays)
-    except Exception:  # noqa: BLE001
-        return None
-
-
-def shipped_view(view: str, teacher: str, baseline: dict, student: dict, images: ImageData, index,
-                 settings: dict):
-    """The shipped ``view`` for exactly these networks, images and settings (the file checked against the
-    method student's card), or None: then the caller computes it."""
-    name = shipped_name(student)
-    if name is None or student["card"].get("teacher") != teacher:
-        return None
-    try:
-        path = pretrained.student_file(name, KIND)
-    except pretrained.PretrainedError:
-        return None
-    return read_view(path, view_key(view, teacher, baseline, student, images, index, settings))
 
 
 def default_views(method: str, probe: ImageData, test: ImageData | None) -> list[tuple[str, ImageData, list[int], dict]]:
