@@ -3,7 +3,7 @@
 Hinton, Vinyals & Dean (2015): the KD student is trained to match softmax(z_t/T). A
 :class:`SoftTargetRecorder` keeps *frames* of the student's logits on a few fixed images
 during training, so softmax(z_s/T) can later be drawn at any T moving toward the
-teacher's target (:func:`kdviz.probes.inside.frame_probs`).
+teacher's target (:func:`kdviz.probes.temperatures.frame_probs`).
 """
 from __future__ import annotations
 

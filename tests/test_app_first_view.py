@@ -1,4 +1,5 @@
-"""A page's first view drawn before torch is imported (Home, Temperature), and the server's warm-up
+"""A page's first view drawn before torch is imported (Home, Temperature, and the inside pages whose
+default view is shipped), and the server's warm-up
 going after it (app/warmup.py): on a fresh server torch's import is most of the wait for a first
 chart, so these pages send their first chart from shipped numbers first and the warm-up waits for it."""
 from __future__ import annotations
@@ -35,7 +36,8 @@ print(json.dumps({{"torch_at_charts": seen, "torch_at_end": 'torch' in sys.modul
 
 
 def first_view(page: str) -> dict:
-    code = PROBE.format(app=str(APP), repo=str(APP.parent), page=str(APP / "views" / f"{page}.py"))
+    """``page``: its URL path (the file name with ``_`` for ``-``)."""
+    code = PROBE.format(app=str(APP), repo=str(APP.parent), page=str(APP / "views" / f"{page.replace('-', '_')}.py"))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=APP.parent)
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -47,9 +49,21 @@ def test_a_torch_free_first_view_sends_its_first_chart_before_torch_is_imported(
     seen = first_view(page)
     assert not seen["exceptions"], seen["exceptions"]
     assert seen["charts"] and seen["torch_at_charts"][0] is False  # the first chart: shipped files and numpy
-    first = {"home": "home_picture", "temperature": "bars"}[page]
+    first, charts, torch_later = FIRST_VIEWS[page]
     assert first in seen["charts"][0]  # the page's own first chart, not a stand-in
-    assert seen["torch_at_end"]  # the rest of the page (the machine, the T² figure, the matrix) did import it
+    assert len(seen["charts"]) == charts  # and every chart of the page's default view
+    assert seen["torch_at_end"] is torch_later
+
+
+# Per page: its first chart's key, its charts at first visit, and whether the rest of the page imports torch:
+# Home (the machine) and Temperature (the T² figure, the matrix) do; the inside pages' whole default view
+# with the shipped students is shipped (the three networks' numbers), so they need no torch at all.
+FIRST_VIEWS = {"home": ("home_picture", 1, True), "temperature": ("bars", 4, True), "attention": ("att_maps", 2, False),
+               "fsp": ("fsp_maps", 3, False), "soft-targets": ("st_image", 3, False)}
+
+
+def test_every_torch_free_first_view_is_checked():
+    assert set(FIRST_VIEWS) == set(warmup.TORCH_FREE_FIRST_VIEWS)
 
 
 # --------------------------------------------------------------------------- the warm-up's wait
@@ -93,7 +107,7 @@ def test_the_warm_up_waits_for_a_torch_free_first_view_and_for_nothing_else(monk
     assert 0.5 <= held < 15 and charted.is_set()  # woken by the chart, not by the 30 s cap
     # another page asked for: no wait for a chart (it needs torch itself, so the warm-up's head start helps it)
     _fresh(monkeypatch, threading.Event())
-    _through_middleware("/fsp")
+    _through_middleware("/relations")
     assert warmup.hold_for_first_view() < 15
     # no visitor yet: a short wait for one (FIRST_REQUEST_S), then the warm-up goes on
     _fresh(monkeypatch, threading.Event())

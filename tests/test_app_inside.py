@@ -279,7 +279,7 @@ def test_confusion_page_reads_the_teachers_shipped_test_logits(env, tmp_path, mo
     from kdviz import data
     from kdviz.evaluation import confusion_matrix
 
-    import inside_common
+    import inside_models
 
     folder = tmp_path / "pretrained"
     shutil.copytree(env["pretrained"], folder)
@@ -293,12 +293,12 @@ def test_confusion_page_reads_the_teachers_shipped_test_logits(env, tmp_path, mo
     def no_forward(self, *args, **kwargs):
         raise AssertionError(f"a forward pass of {type(self).__name__} on the confusion page")
 
-    inside_common.teacher_confusion.clear()
+    inside_models.teacher_confusion.clear()
     monkeypatch.setattr(torch.nn.Module, "__call__", no_forward)
     try:
         figs = figures(page("confusion", min=1))
     finally:
-        inside_common.teacher_confusion.clear()
+        inside_models.teacher_confusion.clear()
     teacher_panel = traces(figs[0], "heatmap")[0]
     shares = arr(teacher_panel["customdata"])
     assert np.allclose(shares, 100 * expected / expected.sum(1, keepdims=True), atol=0.01)

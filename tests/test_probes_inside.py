@@ -10,7 +10,7 @@ import torch
 from kdviz import preset_runs, presets
 from kdviz.evaluation import row_normalised
 from kdviz.models import build_model, forward_features
-from kdviz.probes import inside
+from kdviz.probes import inside, temperatures
 from kdviz.recording import SoftTargetRecorder, frame_every, images_to_follow
 from kdviz.train import EpochDone, PhaseStarted, StepDone
 
@@ -212,12 +212,12 @@ def test_soft_target_recorder_records_frames_at_start_steps_and_epochs(net):
     snaps = rec.frames
     assert [s["epoch"] for s in snaps] == [0.0, 0.5, 1.0]  # step 4 is the epoch's end: one frame, not two
     assert snaps[-1]["test_acc"] == 0.6
-    probs = inside.frame_probs(snaps, T=4.0)
+    probs = temperatures.frame_probs(snaps, T=4.0)
     assert probs.shape == (3, 3, 10)
     assert np.allclose(probs.sum(-1), 1)
     direct = inside.soft_targets(net, x, 4.0).numpy()
     assert np.allclose(probs[-1], direct, atol=1e-5)
-    gap = inside.soft_target_gap(probs, direct)
+    gap = temperatures.soft_target_gap(probs, direct)
     assert gap.shape == (3, 3) and np.allclose(gap[-1], 0, atol=1e-6) and (gap >= -1e-6).all()
 
 

@@ -54,9 +54,11 @@ def test_log_grid_and_nearest():
 
 def test_the_first_views_modules_import_without_torch():
     """What a page's first view reads and computes before torch is imported: the shipped files, the run
-    records and the teacher menu, this module, and the app's common and figures modules."""
-    code = ("import sys; sys.path[:0] = ['app']; import kdviz.shipped, kdviz.records, kdviz.catalogue, "
-            "kdviz.probes.temperatures, kdviz.files, kdviz.settings, common, figures; print('torch' in sys.modules)")
+    records, the networks here (teachers and the inside pages' students), the presets, the shipped views,
+    this module, and the app's common, figures and inside pages' modules."""
+    code = ("import sys; sys.path[:0] = ['app']; import kdviz.shipped, kdviz.records, kdviz.catalogue, kdviz.presets, "
+            "kdviz.probes.temperatures, kdviz.probes.view_files, kdviz.files, kdviz.settings, common, figures, "
+            "figures_inside, inside_common; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=__import__("pathlib").Path(__file__).resolve().parent.parent)
     assert out.stdout.strip() == "False", out.stderr

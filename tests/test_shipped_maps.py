@@ -72,7 +72,7 @@ def _x_values(spec: dict) -> np.ndarray:
 
 
 def test_the_factor_page_draws_the_shipped_maps_with_no_tsne(default_view, monkeypatch):
-    import inside_common
+    import inside_models
 
     preset, base, run, test, index = default_view
     expected = maps.shipped_maps("mnist", base, run, test, index, 30.0, 0)
@@ -80,7 +80,7 @@ def test_the_factor_page_draws_the_shipped_maps_with_no_tsne(default_view, monke
     def no_tsne(*args, **kwargs):
         raise AssertionError("t-SNE ran for the shipped students at the default view")
 
-    inside_common.tsne_maps.clear()
+    inside_models.tsne_maps.clear()
     monkeypatch.setattr(inside, "tsne", no_tsne)
     at = AppTest.from_file(str(APP / "views" / "factors.py"), default_timeout=180).run()
     assert not at.exception, [e.message for e in at.exception]
@@ -94,11 +94,12 @@ def test_after_the_warm_up_the_factor_page_runs_no_network_and_no_tsne(default_v
     """The server's warm-up computes the default view's points through the page's cached function, so the
     first visit then needs neither a forward pass (every one made to fail here) nor t-SNE."""
     import inside_common
+    import inside_models
 
     def fail(*args, **kwargs):
         raise AssertionError("computed at the first visit after the warm-up")
 
-    for cached in (inside_common.factor_space, inside_common.embeddings, inside_common.tsne_maps):
+    for cached in (inside_models.factor_space, inside_models.embeddings, inside_models.tsne_maps):
         cached.clear()
     inside_common.warm_factor_space("mnist")
     monkeypatch.setattr(inside, "tsne", fail)
@@ -106,7 +107,7 @@ def test_after_the_warm_up_the_factor_page_runs_no_network_and_no_tsne(default_v
     try:
         at = AppTest.from_file(str(APP / "views" / "factors.py"), default_timeout=180).run()
     finally:
-        inside_common.factor_space.clear()
+        inside_models.factor_space.clear()
     assert not at.exception, [e.message for e in at.exception]
     assert [c for c in at.get("plotly_chart") if "ft_tsne" in c.proto.id]
     assert len(at.dataframe) == 1  # the distances to the teacher, from the warmed-up numbers
@@ -116,12 +117,12 @@ def test_the_factor_page_sends_the_shipped_maps_before_computing_its_numbers(def
     """With shipped maps the chart needs no network: it goes out first, and the points behind the numbers
     table (forward passes of three networks, seconds on a fresh server) are computed after it."""
     import common
-    import inside_common
+    import inside_models
 
     order = []
-    real_show, real_space = common.show, inside_common.factor_space
+    real_show, real_space = common.show, inside_models.factor_space
     monkeypatch.setattr(common, "show", lambda *a, **k: order.append("chart") or real_show(*a, **k))
-    monkeypatch.setattr(inside_common, "factor_space", lambda *a, **k: order.append("points") or real_space(*a, **k))
+    monkeypatch.setattr(inside_models, "factor_space", lambda *a, **k: order.append("points") or real_space(*a, **k))
     at = AppTest.from_file(str(APP / "views" / "factors.py"), default_timeout=180).run()
     assert not at.exception, [e.message for e in at.exception]
     assert order == ["chart", "points"] and len(at.dataframe) == 1

@@ -218,9 +218,10 @@ def test_after_the_warm_up_the_inside_pages_first_views_run_no_network(fresh_ser
     Confusion pages through their own cached functions, so their first visit then needs no forward pass
     (every one made to fail here) and still shows all three networks."""
     import inside_common
+    import inside_models
 
     cached = (inside_common.attention, inside_common.at_summary, inside_common.fsp, inside_common.relations,
-              inside_common.embeddings, inside_common.teacher_confusion)
+              inside_models.embeddings, inside_models.teacher_confusion)
 
     def fail(*args, **kwargs):
         raise AssertionError("a network ran at the first visit after the warm-up")

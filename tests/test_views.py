@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from kdviz import data, pretrained
-from kdviz.probes import views
+from kdviz import shipped as shipped_files
+from kdviz.probes import view_files, views
 from kdviz.students import load_method, load_student
 
 from conftest import REAL_MNIST
@@ -108,6 +109,22 @@ def test_every_shipped_view_is_what_the_shipped_networks_compute_now(shipped):
         _assert_same(got, views.compute(view, nets, images, index, settings, adapters), view)
 
 
+def test_the_probe_read_without_torch_gives_the_same_key(shipped):
+    """A page's first view looks its view up from kdviz.shipped.Probe (numpy); the views were made from
+    kdviz.data.ImageData (torch tensors): the same images must give the same key, and other ones another."""
+    method, preset, base, run, defaults = shipped
+    probe, images = shipped_files.probe(preset.teacher), pretrained.probe_set(preset.teacher)
+    for view, made_on, index, settings in defaults:  # the shipped files were made from tensors
+        if made_on.split == "probe":
+            assert view_files.shipped_view(view, preset.teacher, base, run, probe, index, settings) is not None, view
+    for index in ([0], list(range(len(probe))), [3, 1, 2]):
+        assert view_files.view_key("fsp", preset.teacher, base, run, probe, index, {}) == \
+            views.view_key("fsp", preset.teacher, base, run, images, index, {})
+    other = shipped_files.Probe(**{**probe.__dict__, "labels": (probe.labels + 1) % len(probe.classes)})
+    assert view_files.view_key("fsp", preset.teacher, base, run, other, [0], {}) != \
+        view_files.view_key("fsp", preset.teacher, base, run, probe, [0], {})
+
+
 def test_any_other_setting_image_or_student_is_computed_live(shipped):
     method, preset, base, run, defaults = shipped
     view, images, index, settings = defaults[0]
@@ -127,10 +144,11 @@ def test_the_pages_take_the_shipped_view_and_load_no_network(shipped, monkeypatc
     """The pages' cached functions (app/inside_common.py) read the shipped default view without loading or
     running a network (both made to fail), and compute a view at another setting from the networks."""
     import inside_common as ic
+    import inside_models
 
     method, preset, base, run, defaults = shipped
     model_refs = ic.refs(preset, base, run, method)
-    cached = (ic.attention, ic.at_summary, ic.fsp, ic.relations, ic.embeddings)
+    cached = (ic.attention, ic.at_summary, ic.fsp, ic.relations, inside_models.embeddings)
 
     def fail(*args, **kwargs):
         raise AssertionError("a network was loaded or run for the shipped default view")
@@ -139,7 +157,7 @@ def test_the_pages_take_the_shipped_view_and_load_no_network(shipped, monkeypatc
         function.clear()
     try:
         with monkeypatch.context() as m:
-            m.setattr(ic, "_net", fail)
+            m.setattr(inside_models, "_net", fail)
             m.setattr(torch.nn.Module, "__call__", fail)
             for view, images, index, settings in defaults:
                 want = views.shipped_view(view, preset.teacher, base, run, images, index, settings)

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from kdviz import pretrained
+from kdviz import shipped
 
 import common
 import figures_inside as figs
@@ -40,10 +40,10 @@ def view() -> None:
     kinds = ic.probe_kinds(preset)
     st.subheader("Attention maps on one image")
     c1, c2, c3, c4 = st.columns([2, 3, 2, 2])
-    kind_options = ["all"] + (list(pretrained.PROBE_KINDS) if kinds is not None else [])
+    kind_options = ["all"] + (list(shipped.PROBE_KINDS) if kinds is not None else [])
     kind = URL.choice("Images", kind_options, "kind", key=f"{PAGE}_kind", container=c1,
                       help="ambiguous: the teacher hesitates; clear: textbook cases; typical: a random draw")
-    pool = np.arange(len(probe)) if kind == "all" else np.nonzero(kinds == pretrained.PROBE_KINDS.index(kind))[0]
+    pool = np.arange(len(probe)) if kind == "all" else np.nonzero(kinds == shipped.PROBE_KINDS.index(kind))[0]
     position = URL.widget(c2.slider, "Image", "img", key=f"{PAGE}_img", valid=lambda v: v < len(pool),
                           min_value=0, max_value=len(pool) - 1)
     index = int(pool[position])
@@ -60,7 +60,7 @@ def view() -> None:
     label = probe.classes[int(probe.labels[index])]
     left, right = st.columns([3, 1])
     with left:
-        common.show(figs.attention_overlay(probe.pixels[index].numpy(), maps, stage_names, zmax, opacity,
+        common.show(figs.attention_overlay(probe.pixels[index], maps, stage_names, zmax, opacity,
                                            title=f"Probe image {index} (true class {label})"), presenter, key="att_maps")
     with right:
         st.markdown("**What to look at.** Each column is a network, each row a stage (early stages at the top). "

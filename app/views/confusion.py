@@ -9,6 +9,7 @@ from kdviz.probes import inside
 import common
 import figures_inside as figs
 import inside_common as ic
+import inside_models as im
 import timings
 from common import Param
 
@@ -33,9 +34,9 @@ have_students = ic.need_students(base, run, METHOD)
 # Everything below depends only on the chosen students and the controls in it: moving a control
 # reruns this part alone (a fragment), not the data set and students above.
 def view() -> None:
-    test = ic.test_split(preset)
+    test = im.test_split(preset)
     classes = list(test.classes)
-    matrices = {"teacher": ic.teacher_confusion(preset.teacher, preset.dataset)}
+    matrices = {"teacher": im.teacher_confusion(preset.teacher, preset.dataset)}
     if base is not None:
         matrices["baseline"] = np.asarray(base["confusion"])
     if run is not None:

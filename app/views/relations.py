@@ -2,11 +2,10 @@
 import pandas as pd
 import streamlit as st
 
-from kdviz.probes import inside
-
 import common
 import figures_inside as figs
 import inside_common as ic
+import inside_models as im
 import timings
 from common import Param
 
@@ -39,8 +38,8 @@ def view() -> None:
                            help="The batch has this many test images of every class.")
     seed = URL.number("Batch seed", "seed", key=f"{PAGE}_seed", container=c2,
                        help="Which test images are drawn.")
-    test = ic.test_split(preset)
-    index = tuple(inside.class_sorted_index(test.labels, per_class, seed).tolist())
+    test = im.test_split(preset)
+    index = im.class_sorted(preset, per_class, seed)
     labels = test.labels[list(index)].numpy()
     model_refs = ic.refs(preset, base, run, METHOD)
     data = ic.relations(model_refs, preset.dataset, index)

@@ -1,8 +1,8 @@
 """Logits and soft targets in training: a KD student's softened outputs on fixed images, epoch by epoch."""
 import streamlit as st
 
-from kdviz import presets, pretrained
-from kdviz.probes import inside
+from kdviz import presets, shipped
+from kdviz.probes.temperatures import frame_probs, mean_over_kind, soft_target_gap
 
 import common
 import figures_inside as figs
@@ -28,19 +28,18 @@ st.markdown(
     "classes take the teacher's shape.")
 presenter = URL.presenter_mode()
 preset = ic.setup(URL, PAGE, METHOD)
-recorders, meta = ic.soft_target_recording(preset)
 probe = ic.probe_images(preset)
 kinds = ic.probe_kinds(preset)
 
 
 def watch(pair) -> None:
     """While the students train: the latest frame of each on the first followed image."""
-    first = meta["index"][0]
+    first = pair.meta["index"][0]
     T = float(presets.PAGE_METHODS[METHOD]["T"])
-    latest = {name: inside.frame_probs(rec.frames[-1:], T)[0, 0]
+    latest = {name: frame_probs(rec.frames[-1:], T)[0, 0]
               for name, rec in zip(("baseline", "KD student"), pair.recorders) if rec.frames}
     if latest:
-        teacher = ic.teacher_soft_targets(preset.teacher, preset.dataset, (first,), T)[0]
+        teacher = ic.teacher_soft_targets(preset.teacher, (first,), T)[0]
         epoch = pair.recorders[1].frames[-1]["epoch"] if pair.recorders[1].frames else 0.0
         common.show(figs.soft_target_frames(probe.classes, teacher, {n: [p] for n, p in latest.items()},
                                             [f"epoch {epoch:.1f}"], T), presenter,
@@ -49,8 +48,8 @@ def watch(pair) -> None:
                     "target. The full replay appears when both are done.", key="st_live")
 
 
-base, run = ic.students(URL, PAGE, METHOD, preset, recorders=recorders, meta=meta, needs=ic.has_soft_targets,
-                        needs_baseline=ic.has_soft_targets, live=watch)
+base, run = ic.students(URL, PAGE, METHOD, preset, record=True, needs=ic.has_soft_targets,
+                        needs_baseline=ic.has_soft_targets, while_training=watch)
 if not ic.need_students(base, run, METHOD, "there is nothing to draw here: this page replays the two "
                         "students' outputs recorded while they trained"):
     st.stop()
@@ -67,7 +66,7 @@ run_T = float(run["method_params"]["T"])
 
 def describe(i: int) -> str:
     j = index[i]
-    kind = f" · {pretrained.PROBE_KINDS[int(kinds[j])]}" if kinds is not None else ""
+    kind = f" · {shipped.PROBE_KINDS[int(kinds[j])]}" if kinds is not None else ""
     return f"image {i + 1}: a {probe.classes[int(probe.labels[j])]}{kind}"
 
 
@@ -83,18 +82,18 @@ def view() -> None:
     log_scale = URL.widget(c3.checkbox, "log scale", "log", key=f"{PAGE}_log")
 
     j = index[image]
-    probs = {name: inside.frame_probs(s["frames"][:count], T)[:, image] for name, s in recorded.items()}
-    teacher = ic.teacher_soft_targets(preset.teacher, preset.dataset, tuple(index), T)[image]
+    probs = {name: frame_probs(s["frames"][:count], T)[:, image] for name, s in recorded.items()}
+    teacher = ic.teacher_soft_targets(preset.teacher, tuple(index), T)[image]
     epochs = [s["epoch"] for s in recorded["KD student"]["frames"][:count]]
     labels = [f"epoch {e:.1f}" for e in epochs]
 
     # --------------------------------------------------------------------------- figures
     left, right = st.columns([1, 4])
     with left:
-        st.plotly_chart(figs.image_figure(probe.pixels[j].numpy(), describe(image).split(": ")[1], size=200),
+        st.plotly_chart(figs.image_figure(probe.pixels[j], describe(image).split(": ")[1], size=200),
                         config=common.PLOTLY_CONFIG, key="st_image", theme=None)
         timings.chart_sent()
-        gap = {name: inside.soft_target_gap(p, teacher) for name, p in probs.items()}
+        gap = {name: soft_target_gap(p, teacher) for name, p in probs.items()}
         st.metric("KD student's gap at the end", f"{gap['KD student'][-1]:.3f}",
                   delta=f"{gap['KD student'][-1] - gap['baseline'][-1]:+.3f} vs baseline", delta_color="inverse")
         st.caption("KL(teacher ‖ student) at the temperature shown, on this image (0 = the teacher's distribution).")
@@ -107,10 +106,10 @@ def view() -> None:
                     "small wrong-class ones included; the grey baseline learns the true class too, but arranges the "
                     "wrong classes its own way. Try T = 1 to see how little of this the plain softmax shows.",
                     key="st_bars")
-    summary = ic.soft_target_gaps(recorded, preset.teacher, preset.dataset, T, kinds)
+    summary = ic.soft_target_gaps(recorded, preset.teacher, T, kinds)
     kind = summary["kinds"][image] if summary["kinds"] else None
     same = f"the followed {kind} images" if kind else "the followed images"
-    mean_gap = {name: inside.mean_over_kind(g, summary["kinds"], kind) for name, g in summary["gaps"].items()}
+    mean_gap = {name: mean_over_kind(g, summary["kinds"], kind) for name, g in summary["gaps"].items()}
     common.show(figs.gap_curves(epochs, gap, T, mean_gap), presenter,
                 "How far each student's softened output is from the teacher's, along the run: on this image (solid) and "
                 f"averaged over {same} (dashed). Both fall as the students learn the classes. On typical images the "
@@ -118,7 +117,7 @@ def view() -> None:
                 "ambiguous images neither gets close. Single images jump about while the learning rate is high "
                 "(it peaks mid-run).", key="st_gap")
     if summary["kinds"]:
-        finals = {k: {name: inside.mean_over_kind(g, summary["kinds"], k)[-1] for name, g in summary["gaps"].items()}
+        finals = {k: {name: mean_over_kind(g, summary["kinds"], k)[-1] for name, g in summary["gaps"].items()}
                   for k in dict.fromkeys(summary["kinds"])}
         parts = [f"on the {k} images {v['KD student']:.3f} for the KD student and {v['baseline']:.3f} for the baseline"
                  for k, v in finals.items()]

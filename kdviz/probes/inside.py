@@ -284,32 +284,3 @@ def soft_targets(model: ZooModel, x: torch.Tensor, T: float) -> torch.Tensor:
     """``soften(model(x), T)`` in eval mode, float32 on the CPU (Hinton et al. 2015)."""
     logits, _ = forward_features(model, x)
     return losses.soften(logits, T)
-
-
-def frame_probs(frames: list[dict], T: float) -> np.ndarray:
-    """softmax(z/T) of every recorded frame's logits: (frames, images, classes)."""
-    if not frames:
-        return np.zeros((0, 0, 0))
-    return losses.soften(torch.tensor([f["logits"] for f in frames], dtype=torch.float64), T).numpy()
-
-
-def soft_target_gap(student_probs: np.ndarray, teacher_probs: np.ndarray) -> np.ndarray:
-    """KL(teacher ‖ student) between softened distributions, summed over the classes (last axis):
-    the quantity Hinton's KD loss drives down (before its T² factor). Broadcasts over leading axes."""
-    p_t = np.clip(np.asarray(teacher_probs, dtype=np.float64), 1e-12, None)
-    p_s = np.clip(np.asarray(student_probs, dtype=np.float64), 1e-12, None)
-    return (p_t * (np.log(p_t) - np.log(p_s))).sum(-1)
-
-
-def frame_gaps(frames: dict[str, list[dict]], teacher_probs: np.ndarray, T: float) -> dict[str, np.ndarray]:
-    """Per student, :func:`soft_target_gap` at T for every frame and followed image, (frames, images);
-    every student cut to the frame count of the shortest recording, so the runs line up."""
-    count = min(len(f) for f in frames.values())
-    return {name: soft_target_gap(frame_probs(f[:count], T), teacher_probs) for name, f in frames.items()}
-
-
-def mean_over_kind(gaps: np.ndarray, kinds: list[str] | None, kind: str | None) -> np.ndarray:
-    """Mean over the followed images (axis 1) of one kind (all of them when ``kind`` or ``kinds`` is None)."""
-    if kinds is None or kind is None:
-        return gaps.mean(1)
-    return gaps[:, [k == kind for k in kinds]].mean(1)

@@ -25,6 +25,7 @@ KIND = "views"  # the extra file's kind in the method student's card
 METHOD_NAMES = {"at": "AT student", "fsp": "FSP student", "ft": "FT student", "rkd": "RKD student", "kd": "KD student"}
 VIEW_PAGES = {"at": "Attention maps", "fsp": "FSP matrices", "rkd": "Relations (RKD)"}  # pages whose default view is shipped
 VIEW_METHODS = tuple(VIEW_PAGES)
+RELATIONS_PER_CLASS = 10  # the Relations page's default batch: 10 test images per class (seed 0)
 
 
 # --------------------------------------------------------------------------- a view as arrays and JSON

@@ -41,6 +41,7 @@ from kdviz.probes import inside
 from kdviz.probes.view_files import (  # noqa: F401 - the files read without torch, under the names kdviz uses
     KIND,
     METHOD_NAMES,
+    RELATIONS_PER_CLASS,
     VIEW_METHODS,
     VIEW_PAGES,
     pack,
@@ -53,7 +54,6 @@ from kdviz.probes.view_files import (  # noqa: F401 - the files read without tor
 from kdviz.recipes import machine_description
 from kdviz.students import load_method, load_student, shipped_name, shipped_students
 
-RELATIONS_PER_CLASS = 10  # the Relations page's default batch: 10 test images per class (seed 0)
 ANGLE_IMAGES = 100  # angles over at most about this many images: N³ triplets
 
 
