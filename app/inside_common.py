@@ -8,8 +8,8 @@ with the page's method, on the same images. Training and every number come from
 
 It imports no torch (a test checks): the students are listed from their records and cards, and a
 view shipped with the shipped students (:mod:`kdviz.probes.view_files`) is read before anything is
-computed, so the Attention maps, FSP matrices and Soft targets pages send their first chart before
-torch is imported (on a fresh server its import is most of a first chart's wait: BENCHMARKS.md, app
+computed, so the Attention maps, FSP matrices, Confusion and Soft targets pages send their first chart
+before torch is imported (on a fresh server its import is most of a first chart's wait: BENCHMARKS.md, app
 speed). Whatever needs a network, the test images or training goes through :func:`live`, the torch
 side (:mod:`inside_models`), imported on first use.
 """
@@ -306,7 +306,14 @@ def warm_default_views(methods=("at", "fsp", "rkd", "kd")) -> None:
         elif method == "rkd":
             relations(model_refs, preset.dataset, live().class_sorted(preset, view_files.RELATIONS_PER_CLASS, 0))
         else:
-            live().teacher_confusion(preset.teacher, preset.dataset)
+            teacher_confusion(preset)
+
+
+def teacher_confusion(preset: presets.Preset) -> np.ndarray:
+    """The shipped teacher's confusion matrix on the test split: from its card (no torch), else counted
+    from its test-set logits (shipped, else one pass, then on disk) through :func:`live`."""
+    matrix = shipped.teacher_confusion(preset.teacher)
+    return matrix if matrix is not None else live().teacher_confusion(preset.teacher, preset.dataset)
 
 
 # --------------------------------------------------------------------------- soft targets (the Soft targets page)

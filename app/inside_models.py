@@ -5,7 +5,7 @@ pair of students now.
 :mod:`inside_common` (torch-free) draws the controls and reads the shipped views; it imports this
 module only when it needs a network, a test image or a training run (:func:`inside_common.live`), so
 a page whose default view is shipped sends its first chart before torch is imported. Pages whose
-first view needs the test images or a network (Factor space, Relations, Confusion) import it directly.
+first view needs the test images or a network (Factor space, Relations) import it directly.
 Training and every number come from :mod:`kdviz.probes.inside` and :mod:`kdviz.probes.views`.
 """
 from __future__ import annotations

@@ -7,8 +7,8 @@ opens finds them ready; last, start the process that live runs fork from
 computes it itself (the caches let one of the two compute and the other wait).
 
 A page whose first view needs no torch (:data:`TORCH_FREE_FIRST_VIEWS`: Home and Temperature, and the
-Attention maps, FSP matrices and Soft targets pages with the shipped students, draw their first chart
-from the shipped files with numpy) goes first when a visitor opens it the moment the server answers: the warm-up
+Attention maps, FSP matrices, Confusion and Soft targets pages with the shipped students, draw their
+first chart from the shipped files with numpy) goes first when a visitor opens it the moment the server answers: the warm-up
 waits for that page's first chart before it imports anything (:func:`hold_for_first_view`). Begun at once,
 torch's import (2-3 s of a 2-core EPYC's CPU) took Python's lock from everything the server did for that
 visitor (its JavaScript served, the page run) and Home's first chart came 1.5-2 s later (BENCHMARKS.md).
@@ -29,7 +29,7 @@ APP = Path(__file__).resolve().parent
 DEFAULT = "mnist-cnn"
 IDLE_S = 1.0  # a heavy step starts after this long without a page or fragment run
 # the pages (URL paths) whose first chart is sent before torch is imported (tests/test_app_first_view.py)
-TORCH_FREE_FIRST_VIEWS = ("home", "temperature", "attention", "fsp", "soft-targets")
+TORCH_FREE_FIRST_VIEWS = ("home", "temperature", "attention", "fsp", "confusion", "soft-targets")
 FIRST_REQUEST_S = 0.5  # how long the warm-up waits for a first visitor's page before it starts
 FIRST_VIEW_MAX_S = 10.0  # and at most this long for that page's first chart
 _started = threading.Event()

@@ -5,7 +5,6 @@ import contextlib
 import functools
 import time
 
-import numpy as np
 import torch
 
 from kdviz.data import ImageData, batches
@@ -170,10 +169,3 @@ def evaluate(model, data: ImageData, device="auto", precision="fp32") -> dict:
         "accuracy": accuracy(logits, labels),
         "confusion": confusion_matrix(labels, logits.argmax(1), data.num_classes).tolist(),
     }
-
-
-def row_normalised(confusion) -> np.ndarray:
-    """Each row of a ``[true, predicted]`` count matrix divided by its sum (rows with no images stay 0)."""
-    c = np.asarray(confusion, dtype=np.float64)
-    totals = c.sum(axis=1, keepdims=True)
-    return np.divide(c, totals, out=np.zeros_like(c), where=totals > 0)

@@ -40,6 +40,7 @@ from typing import Callable
 import torch
 
 from kdviz.data import ImageData
+from kdviz.evaluation import confusion_matrix
 from kdviz.files import file_sha256, read_json, write_atomic, write_json_atomic
 from kdviz.runs import load_checkpoint
 from kdviz.shipped import (  # noqa: F401 - the files, cards and checks (torch-free), under the names kdviz uses
@@ -106,7 +107,9 @@ def ship_student_file(name: str, kind: str, write: Callable, **fields) -> Path:
 
 def make_test_logits(name: str, test: ImageData) -> dict:
     """Write ``<name>.test_logits.npz`` (the teacher's fp32 logits on ``test``, its test split) and
-    record it in the card (file, sha256, cache key, images, command). Returns the card's new fields."""
+    record it in the card (file, sha256, cache key, images, command), with the confusion matrix of
+    those logits on the test labels (``test_confusion``, what the Confusion page draws for the teacher).
+    Returns the card's new fields."""
     info = card(name)
     if test.split != "test" or Path(test.name).name != info["dataset"]:
         raise PretrainedError(f"{name} ships logits on the {info['dataset']} test split, got {test.name} {test.split}")
@@ -114,6 +117,7 @@ def make_test_logits(name: str, test: ImageData) -> dict:
     made = write_shipped(path, load(name), test)
     fields = {"test_logits_file": path.name, "test_logits_sha256": file_sha256(path),
               "test_logits_key": made["key"], "test_logits_images": made["images"],
+              "test_confusion": confusion_matrix(test.labels, made["logits"].argmax(1), test.num_classes).tolist(),
               "test_logits_note": "float32 logits of the shipped weights on the whole test split (fp32, CPU), "
                                   "made by `kdviz pretrained make-logits`; read instead of a teacher pass when "
                                   "their key (weights, pixels, precision) matches"}

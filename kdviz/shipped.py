@@ -265,6 +265,19 @@ def test_logits(name: str) -> np.ndarray | None:
     return logits
 
 
+def teacher_confusion(name: str) -> np.ndarray | None:
+    """A shipped teacher's confusion matrix on its test split (``[true, predicted]`` counts, from its shipped
+    test-set logits: ``test_confusion`` in its card), or None when its card has none."""
+    matrix = card(name).get("test_confusion")
+    if matrix is None:
+        return None
+    classes = len(card(name)["classes"])
+    m = np.asarray(matrix)
+    if m.shape != (classes, classes) or m.dtype.kind not in "iu" or (m < 0).any():
+        raise PretrainedError(f"the card of {name} holds no {classes}×{classes} matrix of counts as its test_confusion")
+    return m.astype(np.int64)
+
+
 def teacher_gallery(name: str) -> dict | None:
     """What a first picture of a shipped teacher needs, without torch and without a teacher pass: its
     ``dataset``, ``classes``, probe ``pixels`` and ``labels``, and its ``logits`` on them, read from its shipped test-set

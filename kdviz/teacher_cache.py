@@ -85,13 +85,13 @@ def write_shipped(path: Path, teacher: torch.nn.Module, data: ImageData, precisi
                   device="cpu") -> dict:
     """Compute the teacher's logits on ``data`` and write them as a small npz (float32 logits, the
     cache key, their digest) that :func:`teacher_logits` accepts as ``shipped``. Returns the key,
-    the digest and the number of images."""
+    the digest, the number of images and the logits."""
     key = cache_path(teacher, data, precision).stem
     logits = predict_logits(teacher, data, device=device, precision=precision).float().contiguous()
     digest = tensor_digest([logits])
     write_atomic(path, lambda f: np.savez_compressed(f, logits=logits.numpy(), key=np.array(key),
                                                       digest=np.array(digest)))
-    return {"key": key, "digest": digest, "images": len(data)}
+    return {"key": key, "digest": digest, "images": len(data), "logits": logits}
 
 
 def read_shipped(path: Path, teacher: torch.nn.Module, data: ImageData, precision: str = "fp32") -> torch.Tensor | None:

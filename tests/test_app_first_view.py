@@ -59,7 +59,7 @@ def test_a_torch_free_first_view_sends_its_first_chart_before_torch_is_imported(
 # Home (the machine) and Temperature (the T² figure, the matrix) do; the inside pages' whole default view
 # with the shipped students is shipped (the three networks' numbers), so they need no torch at all.
 FIRST_VIEWS = {"home": ("home_picture", 1, True), "temperature": ("bars", 4, True), "attention": ("att_maps", 2, False),
-               "fsp": ("fsp_maps", 3, False), "soft-targets": ("st_image", 3, False)}
+               "fsp": ("fsp_maps", 3, False), "confusion": ("conf_maps", 3, False), "soft-targets": ("st_image", 3, False)}
 
 
 def test_every_torch_free_first_view_is_checked():

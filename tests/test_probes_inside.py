@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from kdviz import preset_runs, presets
-from kdviz.evaluation import row_normalised
 from kdviz.models import build_model, forward_features
-from kdviz.probes import inside, temperatures
+from kdviz.probes import confusions, inside, temperatures
+from kdviz.probes.confusions import row_normalised
 from kdviz.recording import SoftTargetRecorder, frame_every, images_to_follow
 from kdviz.train import EpochDone, PhaseStarted, StepDone
 
@@ -181,23 +181,23 @@ def test_row_normalised_and_per_class_accuracy():
     c = np.array([[8, 2, 0], [1, 9, 0], [0, 0, 0]])
     r = row_normalised(c)
     assert np.allclose(r[:2].sum(1), 1) and np.allclose(r[2], 0)
-    acc = inside.per_class_accuracy(c)
+    acc = confusions.per_class_accuracy(c)
     assert acc[:2].tolist() == [0.8, 0.9] and math.isnan(acc[2])
 
 
 def test_confusion_change_on_a_hand_made_case():
     before = np.array([[90, 10, 0], [5, 95, 0], [0, 3, 97]])
     after = np.array([[96, 4, 0], [7, 93, 0], [0, 4, 96]])
-    change = inside.confusion_change(before, after)
+    change = confusions.confusion_change(before, after)
     improved = {tuple(map(int, ij)) for ij in zip(*np.nonzero(change["improved"]))}
     worsened = {tuple(map(int, ij)) for ij in zip(*np.nonzero(change["worsened"]))}
     assert improved == {(0, 0), (0, 1)}                   # more 0s right, fewer 0s taken for 1s
     assert worsened == {(1, 0), (1, 1), (2, 1), (2, 2)}   # more 1s taken for 0s, fewer 1s right, ...
     assert change["delta"][0, 0] == pytest.approx(0.06)
-    strict = inside.confusion_change(before, after, min_count=2)
+    strict = confusions.confusion_change(before, after, min_count=2)
     assert {tuple(map(int, ij)) for ij in zip(*np.nonzero(strict["worsened"]))} == {(1, 0), (1, 1)}
     with pytest.raises(ValueError):
-        inside.confusion_change(before, after[:2])
+        confusions.confusion_change(before, after[:2])
 
 
 # --------------------------------------------------------------------------- soft targets during training
@@ -246,7 +246,7 @@ def test_pair_configs_share_one_budget():
 
 
 def test_accuracy_table_rows():
-    table = inside.accuracy_table({"a": np.array([[8, 2], [1, 9]])})
+    table = confusions.accuracy_table({"a": np.array([[8, 2], [1, 9]])})
     assert table["a"] == pytest.approx([80.0, 90.0, 85.0])
 
 

@@ -57,7 +57,7 @@ def test_the_first_views_modules_import_without_torch():
     records, the networks here (teachers and the inside pages' students), the presets, the shipped views,
     this module, and the app's common, figures and inside pages' modules."""
     code = ("import sys; sys.path[:0] = ['app']; import kdviz.shipped, kdviz.records, kdviz.catalogue, kdviz.presets, "
-            "kdviz.probes.temperatures, kdviz.probes.view_files, kdviz.files, kdviz.settings, common, figures, "
+            "kdviz.probes.temperatures, kdviz.probes.view_files, kdviz.probes.confusions, kdviz.files, kdviz.settings, common, figures, "
             "figures_inside, inside_common; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=__import__("pathlib").Path(__file__).resolve().parent.parent)

@@ -3,6 +3,7 @@ card's sha256, hold the key of the teacher's own weights, equal what the teacher
 slice, where the data set is on this machine), and ``teacher_logits`` reads them instead of a pass."""
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from kdviz import data, pretrained, shipped, teacher_cache
-from kdviz.evaluation import predict_logits
+from kdviz.evaluation import confusion_matrix, predict_logits
 from kdviz.models import build_model
 
 SHIPPED = [name for name in pretrained.names() if "test_logits_sha256" in pretrained.card(name)]
@@ -120,3 +121,35 @@ def test_a_changed_logits_file_is_refused_by_the_torch_free_reader(tmp_path, mon
     logits.write_bytes(logits.read_bytes()[:-10])
     with pytest.raises(shipped.PretrainedError, match="does not match the sha256"):
         shipped.teacher_gallery(name)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_the_cards_test_confusion_is_the_shipped_logits_on_the_test_labels(name):
+    """The Confusion page draws the teacher's matrix from its card (kdviz.shipped.teacher_confusion, no torch):
+    it must be what the shipped logits give on the test split's labels."""
+    matrix = shipped.teacher_confusion(name)
+    if matrix is None:
+        pytest.skip(f"{name}'s card holds no test_confusion (made before it; `kdviz pretrained make-logits {name}`)")
+    test = _test_split(name)
+    if test is None:
+        pytest.skip(f"the {pretrained.card(name)['dataset']} test split is not on this machine")
+    logits = shipped.test_logits(name)
+    expected = confusion_matrix(test.labels, torch.from_numpy(logits).argmax(1), test.num_classes).numpy()
+    np.testing.assert_array_equal(matrix, expected)
+    assert np.trace(matrix) / matrix.sum() == pytest.approx(float((logits.argmax(1) == test.labels.numpy()).mean()))
+
+
+def test_a_default_confusion_page_teacher_has_its_confusion_in_its_card():
+    """The Confusion page's default data set (MNIST) draws its first chart from cards alone."""
+    assert shipped.teacher_confusion("mnist-cnn") is not None
+
+
+def test_a_malformed_test_confusion_is_refused(tmp_path, monkeypatch):
+    name = "mnist-cnn"
+    shutil.copy(pretrained.card_path(name), tmp_path / pretrained.card_path(name).name)
+    monkeypatch.setenv("KDVIZ_PRETRAINED", str(tmp_path))
+    card = json.loads((tmp_path / f"{name}.json").read_text())
+    for bad in (card["test_confusion"][:-1], [[-1] * 10] * 10, [[0.5] * 10] * 10):
+        (tmp_path / f"{name}.json").write_text(json.dumps({**card, "test_confusion": bad}))
+        with pytest.raises(shipped.PretrainedError, match="test_confusion"):
+            shipped.teacher_confusion(name)

@@ -3,13 +3,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from kdviz.evaluation import row_normalised
-from kdviz.probes import inside
+from kdviz.probes.confusions import accuracy_table, confusion_change, per_class_accuracy, row_normalised
 
 import common
 import figures_inside as figs
 import inside_common as ic
-import inside_models as im
 import timings
 from common import Param
 
@@ -34,9 +32,8 @@ have_students = ic.need_students(base, run, METHOD)
 # Everything below depends only on the chosen students and the controls in it: moving a control
 # reruns this part alone (a fragment), not the data set and students above.
 def view() -> None:
-    test = im.test_split(preset)
-    classes = list(test.classes)
-    matrices = {"teacher": im.teacher_confusion(preset.teacher, preset.dataset)}
+    classes = list(ic.probe_images(preset).classes)
+    matrices = {"teacher": ic.teacher_confusion(preset)}
     if base is not None:
         matrices["baseline"] = np.asarray(base["confusion"])
     if run is not None:
@@ -47,7 +44,7 @@ def view() -> None:
                            format_func=lambda n: f"{n} image" + ("s" if n > 1 else ""),
                            help="A cell counts as improved or worsened by KD only if at least this many test images "
                                    "moved; one image either way is often chance.")
-    change = inside.confusion_change(matrices["baseline"], matrices["KD student"], min_count) if have_students else None
+    change = confusion_change(matrices["baseline"], matrices["KD student"], min_count) if have_students else None
     normalised = {name: row_normalised(m) for name, m in matrices.items()}
     common.show(figs.confusion_panels(normalised, classes, change and change["improved"], change and change["worsened"],
                                       marked="KD student", cols=1 if presenter else None), presenter,
@@ -66,14 +63,14 @@ def view() -> None:
                         "alike (for MNIST 4–9, 3–5–8, 7–1): that is where its soft targets carry the most.",
                         key="conf_delta")
         with b:
-            table = pd.DataFrame(inside.accuracy_table(matrices), index=[*classes, "all"])
+            table = pd.DataFrame(accuracy_table(matrices), index=[*classes, "all"])
             table["KD − baseline"] = table["KD student"] - table["baseline"]
             st.markdown("**Per-class accuracy (%)**")
             st.dataframe(table.style.format("{:+.2f}", subset=["KD − baseline"]).format(
                 "{:.2f}", subset=[c for c in table.columns if c != "KD − baseline"]), width="stretch")
             st.caption(f"{int(change['improved'].sum())} cells improved, {int(change['worsened'].sum())} worsened "
                        f"(changes of at least {min_count} image{'s' if min_count > 1 else ''}).")
-        accuracy = {name: inside.per_class_accuracy(m) for name, m in matrices.items()}
+        accuracy = {name: per_class_accuracy(m) for name, m in matrices.items()}
         common.show(figs.per_class_bars(accuracy, classes), presenter,
                     "Per-class test error of the three networks, bars from zero (a bar twice as long is twice as many "
                     "mistakes): the classes where the baseline errs most beyond the teacher are where distillation has "

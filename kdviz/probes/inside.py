@@ -1,5 +1,6 @@
-"""Inside the networks: the numbers behind the attention, FSP, factor, relation,
-confusion and soft-target pages.
+"""Inside the networks: the numbers behind the attention, FSP, factor, relation and
+soft-target pages (the confusion page's are in :mod:`kdviz.probes.confusions`, the replay of
+recorded frames in :mod:`kdviz.probes.temperatures`: both numpy, no torch).
 
 Pure functions over models and tensors (no UI, no training). Each section names the
 paper whose quantity it measures:
@@ -10,9 +11,8 @@ paper whose quantity it measures:
   (van der Maaten & Hinton 2008) to draw them;
 - normalised pairwise distances, angles and their teacher–student correlation
   (Park, Kim, Lu & Cho 2019, relational KD);
-- confusion-matrix comparisons;
-- a student's softened outputs on fixed images, recorded as frames during a KD run
-  (Hinton, Vinyals & Dean 2015; the recorder is :mod:`kdviz.recording`).
+- a student's softened outputs on fixed images during a KD run (Hinton, Vinyals & Dean 2015;
+  the recorder is :mod:`kdviz.recording`).
 
 The distances reuse the loss modules' own per-term functions, so a page shows the very
 quantity a method minimises.
@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 
 from kdviz import losses
-from kdviz.evaluation import row_normalised
 from kdviz.models import ZooModel, forward_features
 
 
@@ -243,40 +242,6 @@ def angle_correlation(student_emb: torch.Tensor, teacher_emb: torch.Tensor) -> f
     """Pearson correlation between the student's and the teacher's angle cosines over distinct triplets."""
     mask = _triplets(student_emb.shape[0])
     return _pearson(losses.angle_cosines(student_emb.float())[mask], losses.angle_cosines(teacher_emb.float())[mask])
-
-
-# --------------------------------------------------------------------------- confusion
-def per_class_accuracy(confusion) -> np.ndarray:
-    """The diagonal of the row-normalised confusion matrix (NaN for a class with no examples)."""
-    c = np.asarray(confusion, dtype=np.float64)
-    totals = c.sum(axis=1)
-    return np.divide(np.diag(c), totals, out=np.full(len(c), np.nan), where=totals > 0)
-
-
-def accuracy_table(confusions: dict[str, np.ndarray]) -> dict[str, list[float]]:
-    """Per model, its accuracy (%) on every class and, last, on all images: the rows of a per-class table."""
-    table = {}
-    for name, c in confusions.items():
-        c = np.asarray(c, dtype=np.float64)
-        table[name] = [*(100 * per_class_accuracy(c)).tolist(), 100 * float(np.trace(c) / max(c.sum(), 1))]
-    return table
-
-
-def confusion_change(before, after, min_count: int = 1) -> dict[str, np.ndarray]:
-    """Which cells a method improved or worsened, comparing two confusion matrices of the same test set.
-
-    A diagonal cell improves when more images of the class are right; an off-diagonal cell
-    (true i, predicted j) improves when fewer i's are taken for j. Only changes of at least
-    ``min_count`` images count (one image either way is often noise). Returns ``delta``
-    (row-normalised after − before), and boolean ``improved`` / ``worsened`` masks."""
-    b, a = np.asarray(before, dtype=np.float64), np.asarray(after, dtype=np.float64)
-    if a.shape != b.shape or a.ndim != 2 or a.shape[0] != a.shape[1]:
-        raise ValueError(f"confusion matrices must be square and of one shape, got {b.shape} and {a.shape}")
-    counts = a - b
-    diagonal = np.eye(len(a), dtype=bool)
-    gain = np.where(diagonal, counts, -counts)  # > 0: better, whatever the cell
-    better, worse = gain >= max(min_count, 1), gain <= -max(min_count, 1)
-    return {"delta": row_normalised(a) - row_normalised(b), "improved": better, "worsened": worse}
 
 
 # --------------------------------------------------------------------------- soft targets during training

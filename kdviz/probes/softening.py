@@ -18,8 +18,8 @@ import torch
 from PIL import Image, ImageOps
 
 from kdviz.data import normalise
-from kdviz.evaluation import row_normalised
 from kdviz.losses import kd_loss
+from kdviz.probes.confusions import row_normalised
 from kdviz.probes.temperatures import logits_array
 
 
