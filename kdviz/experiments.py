@@ -5,7 +5,9 @@ records that the Compare page lists too), measures what the paper measured, and 
 :class:`ExperimentResult`: its run records, the summary numbers, and the small extras a
 page draws (curves, image galleries). Each has two presets: ``quick`` (runs live on a
 2-core CPU in under a minute) and ``full`` (the budget behind the result files shipped in
-``results/experiments/``, read back by :func:`load_result`).
+``results/experiments/``, read back by :func:`load_result`). The catalogue (names, titles, papers,
+presets' names) and what reading a result needs are in :mod:`kdviz.experiment_results`, without torch
+(the Experiments page draws a shipped result before torch's import); they are re-exported here.
 
 - ``missing-class``: Hinton, Vinyals & Dean 2015, §3 — a student that never saw a 3.
 - ``no-labels``: the student learns from the teacher's outputs only.
@@ -30,7 +32,7 @@ import platform
 import shutil
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Callable
 
@@ -43,7 +45,23 @@ from kdviz.data import ImageData
 from kdviz.dream import DreamSettings
 from kdviz.evaluation import predict_logits
 from kdviz.experiment import RunConfig
-from kdviz.files import read_json, write_json_atomic
+from kdviz.experiment_results import (  # noqa: F401 - reading results and the catalogue (torch-free), under the names kdviz uses
+    CATALOGUE,
+    ExperimentInfo,
+    ExperimentResult,
+    changes_from_first,
+    cost_note,
+    decode_images,
+    experiment_info,
+    load_result,
+    result_name,
+    result_path,
+    results_dir,
+    save_result,
+    shipped_presets,
+    stats,
+)
+from kdviz.files import write_json_atomic
 from kdviz.generations import MAX_GENERATIONS, born_again
 from kdviz.methods import check_method
 from kdviz.runs import default_runs_dir, load_checkpoint, run_checkpoint
@@ -247,87 +265,7 @@ class DreamStep:
     losses: dict
 
 
-# --------------------------------------------------------------------------- results
-@dataclass
-class ExperimentResult:
-    """What an experiment measured: its run records, summary numbers and the extras a page draws
-    (curves, galleries), with how it was made (command, date, machine, wall time)."""
-
-    name: str
-    preset: str | None
-    settings: dict
-    summary: dict
-    records: list[dict] = field(default_factory=list)
-    extras: dict = field(default_factory=dict)
-    command: str = ""
-    date: str = ""
-    machine: str = ""
-    elapsed_s: float = 0.0
-
-    def to_dict(self, lean: bool = True) -> dict:
-        """As JSON; ``lean`` drops what only this machine has (checkpoint paths)."""
-        d = asdict(self)
-        if lean:
-            d["records"] = [{k: v for k, v in r.items() if k != "checkpoint"} for r in self.records]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ExperimentResult":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-
-def cost_note(result: ExperimentResult) -> str:
-    """How long a result took: its runs' training time added up, and the command's wall time where
-    that differs (finished runs reused from an earlier command, or work outside the runs: dreaming)."""
-    train = sum(float(r.get("wall_time_s") or 0.0) for r in result.records)
-    n = len(result.records)
-    note = f"{n} run{'' if n == 1 else 's'}, {train / 60:.0f} min of training"
-    if result.elapsed_s < 0.9 * train:
-        note += f" (this command {result.elapsed_s / 60:.0f} min: it reused runs finished by an earlier one)"
-    elif result.elapsed_s > 1.1 * train + 60:
-        note += f", {result.elapsed_s / 60:.0f} min in all"
-    return note
-
-
-def results_dir() -> Path:
-    """``$KDVIZ_RESULTS`` or the ``results/experiments/`` folder beside the package."""
-    return Path(os.environ.get("KDVIZ_RESULTS") or Path(__file__).resolve().parent.parent / "results" / "experiments")
-
-
-def result_path(name: str, folder: Path | None = None) -> Path:
-    return Path(folder or results_dir()) / f"{name}.json"
-
-
-def result_name(name: str, preset: str = "full") -> str:
-    """The file a shipped preset's result is kept in: ``full`` -> ``NAME``, ``full-X`` -> ``NAME-X``
-    (e.g. little-data's ``full-cifar10`` -> ``little-data-cifar10``)."""
-    return name if preset in ("full", "quick") else f"{name}-{preset.removeprefix('full-')}"
-
-
-def shipped_presets(name: str) -> list[str]:
-    """The presets whose results are shipped in ``results/experiments/``: ``full`` first, then
-    every ``full-X`` variant (another data set at its own budget)."""
-    return [p for p in spec(name).presets if p == "full" or p.startswith("full-")]
-
-
-def save_result(result: ExperimentResult, path: Path | None = None) -> Path:
-    path = Path(path or result_path(result.name))
-    write_json_atomic(path, result.to_dict())
-    return path
-
-
-def load_result(name: str, folder: Path | None = None) -> ExperimentResult:
-    """A shipped (or saved) result by experiment name; a missing or unreadable file is a clear error."""
-    path = result_path(name, folder)
-    if not path.is_file():
-        raise FileNotFoundError(f"no result file for experiment {name!r} ({path})")
-    try:
-        return ExperimentResult.from_dict(read_json(path))
-    except (ValueError, TypeError) as error:
-        raise ValueError(f"{path} is not a readable experiment result ({error})") from None
-
-
+# --------------------------------------------------------------------------- what a result records
 def machine() -> str:
     """The CPU (model, bf16 instructions, cores) or GPU; every experiment's run trains with one torch thread."""
     if torch.cuda.is_available():
@@ -346,32 +284,10 @@ def machine() -> str:
     return f"{name} ({', '.join(extras) or 'no bf16'}); {os.cpu_count()} cores visible, 1 torch thread per run"
 
 
-def stats(values) -> dict:
-    """Mean and sample standard deviation (0 for one value), with the values."""
-    v = [float(x) for x in values]
-    arr = np.array(v, dtype=float)
-    return {"mean": float(arr.mean()) if len(v) else float("nan"),
-            "std": float(arr.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v), "values": v}
-
-
-def changes_from_first(table: list[dict], key: str = "acc") -> list[dict]:
-    """Each row after the first against the first, seed by seed (the rows' ``values`` in the same
-    seed order), in accuracy points: ``{"member", "mean", "std", "n", "values"}`` per row. Paired
-    differences, because a seed's generations share its data order and initial weights."""
-    first = table[0][key]["values"]
-    return [{"member": row.get("member"), **stats(100 * (v - f) for v, f in zip(row[key]["values"], first))}
-            for row in table[1:]]
-
-
 def encode_images(pixels: torch.Tensor) -> dict:
     """uint8 images (N,C,H,W) as base64 text, small enough for a JSON result file."""
     array = pixels.to(torch.uint8).contiguous().numpy()
     return {"shape": list(array.shape), "b64": base64.b64encode(array.tobytes()).decode()}
-
-
-def decode_images(encoded: dict) -> np.ndarray:
-    """The uint8 array (N,C,H,W) that :func:`encode_images` wrote."""
-    return np.frombuffer(base64.b64decode(encoded["b64"]), dtype=np.uint8).reshape(encoded["shape"])
 
 
 # --------------------------------------------------------------------------- running the runs
@@ -825,9 +741,11 @@ def fast_optimisation(s: FastOptimisationSettings, runs_dir: Path | None = None,
     return ExperimentResult("fast-optimisation", None, _settings_dict(s), summary, every, {})
 
 
-# --------------------------------------------------------------------------- the catalogue
+# --------------------------------------------------------------------------- the registry
 @dataclass(frozen=True)
 class ExperimentSpec:
+    """A catalogue entry (:data:`kdviz.experiment_results.CATALOGUE`) with its run function and its presets' settings."""
+
     name: str
     title: str
     paper: str
@@ -839,42 +757,44 @@ def _settings_dict(s) -> dict:
     return asdict(s)
 
 
-EXPERIMENTS: dict[str, ExperimentSpec] = {
-    "missing-class": ExperimentSpec(
-        "missing-class", "A class the student never saw", "Hinton, Vinyals & Dean 2015, §3", missing_class,
-        {"quick": MissingClassSettings(epochs=2, fraction=0.2, holdout=2000),
-         "full": MissingClassSettings(epochs=8, seeds=(0, 1, 2))}),
-    "no-labels": ExperimentSpec(
-        "no-labels", "No labels at all", "the seeds' dark-knowledge poster", no_labels,
-        {"quick": NoLabelsSettings(epochs=2, fraction=0.2),
-         "full": NoLabelsSettings(epochs=5, seeds=(0, 1, 2))}),
-    "temperature": ExperimentSpec(
-        "temperature", "Temperature and the weight of the soft targets", "the seeds' poster, Hinton et al. 2015",
-        temperature,
-        {"quick": TemperatureSettings(epochs=2, fraction=0.02, temperatures=(1.0, 4.0, 20.0), alphas=(0.5, 1.0)),
-         "full": TemperatureSettings(epochs=6, fraction=0.05, seeds=(0, 1, 2))}),
-    "little-data": ExperimentSpec(
-        "little-data", "Little data", "the seeds' dark-knowledge poster", little_data,
-        {"quick": LittleDataSettings(epochs=1, max_epochs=4, fractions=(0.01, 0.05, 0.25)),
-         "full": LittleDataSettings(epochs=5),
-         # CIFAR-10 (the poster's 5% point) on one CPU core: 2 epochs at 100%, at most 15 at the small
-         # fractions (the poster trained longer); random crop + flip, so the teacher runs on every batch.
-         "full-cifar10": LittleDataSettings(dataset="cifar10", teacher="cifar10-resnet20", student="cnn5", epochs=2,
-                                            max_epochs=15, augment=True)}),
-    "born-again": ExperimentSpec(
-        "born-again", "Born-again generations", "Furlanello et al. 2018", born_again_generations,
-        {"quick": BornAgainSettings(epochs=2, fraction=0.05, generations=2),
-         # 20 epochs a generation: generation 0 near convergence on its 6,000 images, as the paper's teachers were
-         "full": BornAgainSettings(epochs=20, fraction=0.1, seeds=(0, 1, 2))}),
-    "data-free": ExperimentSpec(
-        "data-free", "A teacher that dreams its data", "Yin et al. 2020; Lopes et al. 2017", data_free,
-        {"quick": DataFreeSettings(per_class=10, dream_steps=40, dream_batch=100, epochs=10, batch_size=32),
-         "full": DataFreeSettings(per_class=100, dream_steps=100, seeds=(0, 1, 2))}),
-    "fast-optimisation": ExperimentSpec(
-        "fast-optimisation", "Fast optimisation with FSP", "Yim et al. 2017", fast_optimisation,
-        {"quick": FastOptimisationSettings(epochs=2, fraction=0.02),
-         "full": FastOptimisationSettings(epochs=6, fraction=0.1, seeds=(0, 1, 2))}),
+def _spec(name: str, run_fn: Callable, presets: dict) -> ExperimentSpec:
+    """The catalogue's experiment ``name`` (its title and paper) with ``run_fn`` and ``presets``, whose
+    names must be the catalogue's, in its order (the page lists the shipped ones without this module)."""
+    info = CATALOGUE[name]
+    if tuple(presets) != info.presets:
+        raise ValueError(f"experiment {name!r}: presets {list(presets)} are not the catalogue's {list(info.presets)}")
+    return ExperimentSpec(name, info.title, info.paper, run_fn, presets)
+
+
+_RUNS: dict[str, tuple[Callable, dict]] = {  # each experiment's run function and presets' settings
+    "missing-class": (missing_class, {
+        "quick": MissingClassSettings(epochs=2, fraction=0.2, holdout=2000),
+        "full": MissingClassSettings(epochs=8, seeds=(0, 1, 2))}),
+    "no-labels": (no_labels, {
+        "quick": NoLabelsSettings(epochs=2, fraction=0.2),
+        "full": NoLabelsSettings(epochs=5, seeds=(0, 1, 2))}),
+    "temperature": (temperature, {
+        "quick": TemperatureSettings(epochs=2, fraction=0.02, temperatures=(1.0, 4.0, 20.0), alphas=(0.5, 1.0)),
+        "full": TemperatureSettings(epochs=6, fraction=0.05, seeds=(0, 1, 2))}),
+    "little-data": (little_data, {
+        "quick": LittleDataSettings(epochs=1, max_epochs=4, fractions=(0.01, 0.05, 0.25)),
+        "full": LittleDataSettings(epochs=5),
+        # CIFAR-10 (the poster's 5% point) on one CPU core: 2 epochs at 100%, at most 15 at the small
+        # fractions (the poster trained longer); random crop + flip, so the teacher runs on every batch.
+        "full-cifar10": LittleDataSettings(dataset="cifar10", teacher="cifar10-resnet20", student="cnn5", epochs=2,
+                                           max_epochs=15, augment=True)}),
+    "born-again": (born_again_generations, {
+        "quick": BornAgainSettings(epochs=2, fraction=0.05, generations=2),
+        # 20 epochs a generation: generation 0 near convergence on its 6,000 images, as the paper's teachers were
+        "full": BornAgainSettings(epochs=20, fraction=0.1, seeds=(0, 1, 2))}),
+    "data-free": (data_free, {
+        "quick": DataFreeSettings(per_class=10, dream_steps=40, dream_batch=100, epochs=10, batch_size=32),
+        "full": DataFreeSettings(per_class=100, dream_steps=100, seeds=(0, 1, 2))}),
+    "fast-optimisation": (fast_optimisation, {
+        "quick": FastOptimisationSettings(epochs=2, fraction=0.02),
+        "full": FastOptimisationSettings(epochs=6, fraction=0.1, seeds=(0, 1, 2))}),
 }
+EXPERIMENTS: dict[str, ExperimentSpec] = {name: _spec(name, *_RUNS[name]) for name in CATALOGUE}
 
 
 def experiment_names() -> list[str]:
@@ -882,9 +802,8 @@ def experiment_names() -> list[str]:
 
 
 def spec(name: str) -> ExperimentSpec:
-    if name not in EXPERIMENTS:
-        raise ValueError(f"unknown experiment {name!r}; choose one of: {', '.join(EXPERIMENTS)}")
-    return EXPERIMENTS[name]
+    """The registry's entry for ``name``; an unknown name is a clear error."""
+    return EXPERIMENTS[experiment_info(name).name]
 
 
 def _cast(raw: str, default):

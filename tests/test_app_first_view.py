@@ -56,9 +56,11 @@ def test_a_torch_free_first_view_sends_its_first_chart_before_torch_is_imported(
 
 
 # Per page: its first chart's key, its charts at first visit, and whether the rest of the page imports torch:
-# Home (the machine) and Temperature (the T² figure, the matrix) do; the inside pages' whole default view
+# Home (the machine), Temperature (the T² figure, the matrix) and Experiments (the quick presets) do; the
+# inside pages' whole default view
 # with the shipped students is shipped (the three networks' numbers), so they need no torch at all.
-FIRST_VIEWS = {"home": ("home_picture", 1, True), "temperature": ("bars", 4, True), "attention": ("att_maps", 2, False),
+FIRST_VIEWS = {"home": ("home_picture", 1, True), "temperature": ("bars", 4, True),
+               "experiments": ("full_missing-class_bars", 2, True), "attention": ("att_maps", 2, False),
                "fsp": ("fsp_maps", 3, False), "confusion": ("conf_maps", 3, False), "soft-targets": ("st_image", 3, False)}
 
 

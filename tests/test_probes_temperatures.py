@@ -58,7 +58,7 @@ def test_the_first_views_modules_import_without_torch():
     this module, and the app's common, figures and inside pages' modules."""
     code = ("import sys; sys.path[:0] = ['app']; import kdviz.shipped, kdviz.records, kdviz.catalogue, kdviz.presets, "
             "kdviz.probes.temperatures, kdviz.probes.view_files, kdviz.probes.confusions, kdviz.files, kdviz.settings, common, figures, "
-            "figures_inside, inside_common; print('torch' in sys.modules)")
+            "figures_inside, inside_common, kdviz.experiment_results; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=__import__("pathlib").Path(__file__).resolve().parent.parent)
     assert out.stdout.strip() == "False", out.stderr

@@ -1,8 +1,23 @@
-"""Experiments: the papers' dark-knowledge experiments, the full results shipped, each quick preset live."""
+"""Experiments: the papers' dark-knowledge experiments, the full results shipped, each quick preset live.
+
+The shipped results are read and drawn without torch (:mod:`kdviz.experiment_results`: the catalogue, the
+result files); :mod:`kdviz.experiments` (the presets' settings and the live runs: torch) is imported below
+them, so that on a fresh server the first chart is sent before torch's import, most of a first view's
+wait there (BENCHMARKS.md, app speed). tests/test_app_first_view.py checks the order.
+"""
 
 import streamlit as st
 
-from kdviz import experiments as ex
+from kdviz.experiment_results import (
+    CATALOGUE,
+    ExperimentResult,
+    changes_from_first,
+    cost_note,
+    decode_images,
+    load_result,
+    result_name,
+    shipped_presets,
+)
 
 import common
 import figures
@@ -11,7 +26,7 @@ from common import Param
 # Controls of the shipped (full) results are kept in the link; a quick result's controls stay off it.
 ALL = "all"  # the picker's choice that shows every experiment, one below the other
 URL = common.UrlState(
-    Param("exp", str, next(iter(ex.EXPERIMENTS))),                          # the experiment shown (or "all")
+    Param("exp", str, next(iter(CATALOGUE))),                               # the experiment shown (or "all")
     Param("mc_seed", int, 0, low=0),                                        # missing class: the seed's bias curve
     Param("mc_bias", float),                                                # missing class: the bias tried (default: chosen)
     Param("t_alpha", float),                                                # temperature: α of the curve (default: the result's)
@@ -47,7 +62,7 @@ def bars(table, value_key, label_key="student"):
 
 
 def gallery(encoded, captions=None, width=70):
-    images = ex.decode_images(encoded)
+    images = decode_images(encoded)
     if len(images):
         st.image([figures.upscale(im, 3) for im in images], width=width, caption=captions)
 
@@ -62,7 +77,7 @@ def control(widget, label: str, name: str, *, key: str, default=None, valid=None
 
 
 # --------------------------------------------------------------------------- one drawer per experiment
-def draw_missing_class(r: ex.ExperimentResult, key: str) -> None:
+def draw_missing_class(r: ExperimentResult, key: str) -> None:
     s, table = r.summary, {row["student"]: row for row in r.summary["table"]}
     name = s["missing_name"]
     cols = st.columns(3)
@@ -107,7 +122,7 @@ def draw_missing_class(r: ex.ExperimentResult, key: str) -> None:
         gallery(g["images"], [f"p={p:.2f}" for p in g["probability"]])
 
 
-def draw_no_labels(r: ex.ExperimentResult, key: str) -> None:
+def draw_no_labels(r: ExperimentResult, key: str) -> None:
     s = r.summary
     a, b = st.columns(2)
     a.metric("teacher's outputs only, no label", pct(s["no_labels_acc"]), help=seeds_note(s["no_labels_acc"]))
@@ -121,7 +136,7 @@ def draw_no_labels(r: ex.ExperimentResult, key: str) -> None:
                 "no labels).", key=f"{key}_bars")
 
 
-def draw_temperature(r: ex.ExperimentResult, key: str) -> None:
+def draw_temperature(r: ExperimentResult, key: str) -> None:
     s = r.summary
     alphas = s["alphas"]
     default = s["curve_alpha"] if s["curve_alpha"] in alphas else alphas[-1]
@@ -146,7 +161,7 @@ def draw_temperature(r: ex.ExperimentResult, key: str) -> None:
                 "targets.", key=f"{key}_grid")
 
 
-def draw_little_data(r: ex.ExperimentResult, key: str) -> None:
+def draw_little_data(r: ExperimentResult, key: str) -> None:
     s, st_ = r.summary, r.settings
     paper = s["paper"]
     shared = "full_little-data_log" if key.startswith("full_") else f"{key}_log"  # one toggle for MNIST and CIFAR-10
@@ -184,10 +199,10 @@ def draw_little_data(r: ex.ExperimentResult, key: str) -> None:
                 what, key=f"{key}_curve")
 
 
-def draw_born_again(r: ex.ExperimentResult, key: str) -> None:
+def draw_born_again(r: ExperimentResult, key: str) -> None:
     s = r.summary
     first, ens = s["generations"][0], s["ensemble"]
-    changes = ex.changes_from_first(s["table"])  # generations 1.. and the ensemble against generation 0, per seed
+    changes = changes_from_first(s["table"])  # generations 1.. and the ensemble against generation 0, per seed
     mean, spread = [c["mean"] for c in changes], [c["std"] for c in changes]
     st.metric("generation 0 (labels only)", pct(first), help=seeds_note(first))
     steps = ", ".join(f"{m:+.2f}" for m in mean[:-1])
@@ -202,7 +217,7 @@ def draw_born_again(r: ex.ExperimentResult, key: str) -> None:
                 f"{100 * ens['mean']:.2f}%). {seeds_note(ens).capitalize()}.", key=f"{key}_bars")
 
 
-def draw_data_free(r: ex.ExperimentResult, key: str) -> None:
+def draw_data_free(r: ExperimentResult, key: str) -> None:
     s = r.summary
     a, b, c = st.columns(3)
     a.metric("student, dreamed images only", pct(s["student_acc"]), help=seeds_note(s["student_acc"]))
@@ -225,7 +240,7 @@ def draw_data_free(r: ex.ExperimentResult, key: str) -> None:
                    "than digits a person would write, yet a student taught on them reads real digits.")
 
 
-def draw_fast_optimisation(r: ex.ExperimentResult, key: str) -> None:
+def draw_fast_optimisation(r: ExperimentResult, key: str) -> None:
     s = r.summary
     axis = control(st.radio, "Against", "fo_x", key=f"{key}_x", options=["epochs", "seconds"], horizontal=True)
     x_of = lambda c: c["epoch"] if axis == "epochs" else c["seconds"]  # noqa: E731
@@ -265,7 +280,7 @@ DRAWERS = {"missing-class": draw_missing_class, "no-labels": draw_no_labels, "te
            "fast-optimisation": draw_fast_optimisation}
 
 
-def table(r: ex.ExperimentResult) -> None:
+def table(r: ExperimentResult) -> None:
     # every cell as text: a column of numbers with a "–" among them made Arrow log a traceback on the server
     rows = [{k: (pct(v) if isinstance(v, dict) and "mean" in v else "–" if v is None else f"{v:g}"
                  if isinstance(v, float) else str(v)) for k, v in row.items()}
@@ -322,17 +337,29 @@ def live(name: str) -> None:
 
 
 # --------------------------------------------------------------------------- the page
+def dataset_of(name: str, preset: str, result: ExperimentResult | None) -> str:
+    """The data set of a full preset: read from its result, or from the preset's settings where no result
+    could be read (a missing file: only then is :mod:`kdviz.experiments`, and torch, imported here)."""
+    if result is not None and result.settings.get("dataset"):
+        return result.settings["dataset"]
+    from kdviz import experiments
+
+    return experiments.settings_for(name, preset).dataset
+
+
 def shipped(name: str, preset: str, several: bool) -> None:
     """The shipped result of one full preset (``full``, or ``full-X``: another data set)."""
-    stem = ex.result_name(name, preset)
-    if several:
-        st.subheader(ex.settings_for(name, preset).dataset)
+    stem = result_name(name, preset)
     try:
-        result = ex.load_result(stem)
+        result, unreadable = load_result(stem), None
     except FileNotFoundError:
-        result = None
+        result, unreadable = None, None
     except ValueError as error:
-        common.error_box(error, f"read the shipped result of {stem}")
+        result, unreadable = None, error
+    if several:
+        st.subheader(dataset_of(name, preset, result))
+    if unreadable is not None:
+        common.error_box(unreadable, f"read the shipped result of {stem}")
         return
     if result is None:
         st.info(f"No full result is shipped for this experiment{' on this data set' if several else ''}: its "
@@ -340,7 +367,7 @@ def shipped(name: str, preset: str, several: bool) -> None:
                 f"--preset {preset} --out results/experiments/{stem}.json`, or run the quick preset below.")
         return
     st.caption(f"Shipped result ({result.preset} preset): `{result.command}` · "
-               f"{result.date[:16].replace('T', ' ')} · {result.machine} · {ex.cost_note(result)}")
+               f"{result.date[:16].replace('T', ' ')} · {result.machine} · {cost_note(result)}")
     try:
         DRAWERS[name](result, f"full_{stem}")
         table(result)
@@ -350,19 +377,28 @@ def shipped(name: str, preset: str, several: bool) -> None:
 
 # One experiment at a time (a projector's worth, and its charts drawn at once); "all" lists every one.
 shown = URL.widget(st.segmented_control, "Experiment", "exp", key="experiment_shown",
-                   options=[*ex.EXPERIMENTS, ALL], required=True,
-                   format_func=lambda n: "All, one below the other" if n == ALL else ex.EXPERIMENTS[n].title)
-for name, entry in ex.EXPERIMENTS.items():
+                   options=[*CATALOGUE, ALL], required=True,
+                   format_func=lambda n: "All, one below the other" if n == ALL else CATALOGUE[n].title)
+quick_boxes = {}  # experiment -> its "run the quick preset live" expander, filled once torch is imported
+for name, entry in CATALOGUE.items():
     if shown not in (name, ALL):
         continue
     st.header(entry.title)
     st.caption(f"{entry.paper} · `kdviz experiment {name}`")
-    presets = ex.shipped_presets(name)
+    presets = shipped_presets(name)
     for preset in presets:
         shipped(name, preset, len(presets) > 1)
-    with st.expander("Run the quick preset live", expanded=f"experiment_job_{name}" in st.session_state):
+    quick_boxes[name] = st.expander("Run the quick preset live", expanded=f"experiment_job_{name}" in st.session_state)
+    st.divider()
+
+# --------------------------------------------------------------------------- below the shipped results: torch
+# Imported here, after the shipped results' charts are sent (see the docstring): the quick presets'
+# settings and their live runs.
+from kdviz import experiments as ex  # noqa: E402
+
+for name, box in quick_boxes.items():
+    with box:
         settings = ex.settings_for(name, "quick")
         st.caption(f"Quick preset: {settings.student} on {100 * settings.fraction:g}% of {settings.dataset}, "
                    f"{settings.epochs} epoch(s) a run, teacher {settings.teacher}.")
         live(name)
-    st.divider()
