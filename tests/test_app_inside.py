@@ -306,6 +306,22 @@ def test_confusion_page_reads_the_teachers_shipped_test_logits(env, tmp_path, mo
 
 
 # --------------------------------------------------------------------------- soft targets
+def test_the_soft_targets_button_trains_a_pair_that_records_the_followed_images(env, monkeypatch):
+    """What the Soft targets page's button starts (app/inside_models.py): the KD pair, each student with a
+    recorder of the teacher's followed probe images, and the metadata kept with their frames."""
+    import inside_models
+
+    monkeypatch.setattr(StudentPair, "start", lambda self: self)  # built, not trained
+    pair = inside_models.start_pair(presets.PRESETS["mnist"], "kd", record=True)
+    assert [c.method for c in pair.configs] == ["baseline", "kd"]
+    assert len(pair.recorders) == 2 and all(r is not None for r in pair.recorders)
+    assert pair.recorders[0] is not pair.recorders[1]
+    assert pair.meta["probe"] == presets.PRESETS["mnist"].teacher
+    assert len(pair.meta["index"]) == len(set(pair.meta["index"])) > 0
+    plain = inside_models.start_pair(presets.PRESETS["mnist"], "at")  # the other pages record nothing
+    assert plain.recorders == [None, None] and plain.meta == {}
+
+
 def test_soft_targets_page_frames_temperature_and_log_scale(env, monkeypatch):
     at = page("soft_targets")
     figs = figures(at)
