@@ -7,20 +7,21 @@ with the page's method, on the same images. Training and every number come from
 :mod:`kdviz.probes`; this module only draws controls and progress and caches.
 
 It imports no torch (a test checks): the students are listed from their records and cards, and a
-view shipped with the shipped students (:mod:`kdviz.probes.view_files`) is read before anything is
-computed, so the Attention maps, FSP matrices, Confusion and Soft targets pages send their first chart
-before torch is imported (on a fresh server its import is most of a first chart's wait: BENCHMARKS.md, app
-speed). Whatever needs a network, the test images or training goes through :func:`live`, the torch
-side (:mod:`inside_models`), imported on first use.
+view shipped with the shipped students (:mod:`kdviz.probes.view_files`, :mod:`kdviz.probes.maps`) is
+read before anything is computed (Relations' and Factor space's test images read from the IDX files
+with numpy), so the six pages send their first chart before torch is imported: on a fresh server its
+import is most of a first chart's wait (BENCHMARKS.md, app speed). Whatever needs a network, training,
+or a data set not kept as IDX files goes through :func:`live`, the torch side (:mod:`inside_models`),
+imported on first use.
 """
 from __future__ import annotations
 
 import numpy as np
 import streamlit as st
 
-from kdviz import catalogue, presets, shipped
+from kdviz import catalogue, idx, presets, shipped
 from kdviz.catalogue import available, record_of, shipped_name
-from kdviz.probes import temperatures, view_files
+from kdviz.probes import maps, temperatures, view_files
 from kdviz.records import default_runs_dir
 
 import common
@@ -210,6 +211,33 @@ def probe_kinds(preset: presets.Preset) -> np.ndarray:
     return probe_images(preset).kind
 
 
+# --------------------------------------------------------------------------- test images
+def test_images(preset: presets.Preset):
+    """The data set's test split: read without torch for a data set of IDX files (MNIST, Fashion-MNIST), as
+    numpy arrays with its shipped teacher's classes and normalisation (:class:`kdviz.probes.view_files.Images`),
+    once for the server; else through :func:`live` (:class:`kdviz.data.ImageData`, or the probe images when the
+    data set is not on this machine). Either has ``pixels``, ``labels``, ``classes``, ``mean`` and ``std``."""
+    images = common.shared("test images", (preset.dataset, preset.teacher, str(idx.data_dir())), lambda: _idx_test(preset))
+    return images if images is not None else live().test_split(preset)
+
+
+def _idx_test(preset: presets.Preset) -> view_files.Images | None:
+    if preset.dataset not in idx.IDX_DATASETS:
+        return None
+    try:
+        pixels, labels, _ = idx.read_test(preset.dataset)
+    except (idx.DataError, idx.DataNotFound):  # not here, or unusable: the torch side says what is wrong
+        return None
+    info = shipped.card(preset.teacher)
+    return view_files.Images(pixels, labels, tuple(info["classes"]), tuple(info["mean"]), tuple(info["std"]))
+
+
+def class_sorted(preset: presets.Preset, per_class: int, seed: int) -> tuple[int, ...]:
+    """``per_class`` test images of each class (drawn with ``seed``), sorted by class: the batch the
+    Relations and Factor space pages draw (:func:`kdviz.probes.view_files.class_sorted_index`)."""
+    return tuple(view_files.class_sorted_index(test_images(preset).labels, per_class, seed).tolist())
+
+
 # --------------------------------------------------------------------------- the pages' views, cached
 # Models are named by a string ref ("teacher:<name>" or "run:<id>") so results cache by value;
 # raw stage maps are never cached (too large), only what the pages draw.
@@ -226,13 +254,13 @@ def refs(preset: presets.Preset, base: dict | None, run: dict | None, method: st
 def _shipped(view: str, model_refs, dataset: str, split: str, index, settings: dict):
     """The shipped default ``view`` (:mod:`kdviz.probes.view_files`) when the models are the data set's shipped
     teacher and two shipped students and the images and settings are the ones it was made for, else None.
-    On the probe images it is read without torch; the test images (``split="test"``) are torch's."""
+    It is read without torch, on the test images too where :func:`test_images` reads them so."""
     preset = presets.PRESETS[dataset]
     ids = [ref.partition(":")[2] for _, ref in model_refs[1:]]
     if len(ids) != 2 or model_refs[0][1] != f"teacher:{preset.teacher}" or any(shipped_name(i) is None for i in ids):
         return None
     base, run = (record_of(i) for i in ids)
-    images = probe_images(preset) if split == "probe" else live().test_split(preset)
+    images = probe_images(preset) if split == "probe" else test_images(preset)
     return view_files.shipped_view(view, preset.teacher, base, run, images, index, settings)
 
 
@@ -272,12 +300,11 @@ def relations(model_refs: tuple, dataset: str, index: tuple[int, ...]) -> dict:
 def warm_factor_space(dataset: str) -> None:
     """For the server's warm-up: the Factor space page's default view of the shipped students (its
     points; the t-SNE maps of that view are shipped), through the page's own cached function."""
-    from kdviz.probes import maps  # late: it imports torch (the warm-up has by now)
     found = maps.shipped_pair(dataset)
     if found is None:
         return
     preset, base, run = found
-    index = live().class_sorted(preset, maps.DEFAULTS["per_class"], 0)
+    index = class_sorted(preset, maps.DEFAULTS["per_class"], 0)
     live().factor_space(refs(preset, base, run, maps.METHOD), run["id"] if has_method_state(run) else None,
                         preset.teacher, dataset, index)
 
@@ -304,7 +331,7 @@ def warm_default_views(methods=("at", "fsp", "rkd", "kd")) -> None:
         elif method == "fsp":
             fsp(model_refs, preset.dataset, len(probe_images(preset)), run["id"] if run else None, preset.teacher)
         elif method == "rkd":
-            relations(model_refs, preset.dataset, live().class_sorted(preset, view_files.RELATIONS_PER_CLASS, 0))
+            relations(model_refs, preset.dataset, class_sorted(preset, view_files.RELATIONS_PER_CLASS, 0))
         else:
             teacher_confusion(preset)
 

@@ -4,9 +4,8 @@ pair of students now.
 
 :mod:`inside_common` (torch-free) draws the controls and reads the shipped views; it imports this
 module only when it needs a network, a test image or a training run (:func:`inside_common.live`), so
-a page whose default view is shipped sends its first chart before torch is imported. Pages whose
-first view needs the test images or a network (Factor space, Relations) import it directly.
-Training and every number come from :mod:`kdviz.probes.inside` and :mod:`kdviz.probes.views`.
+a page whose default view is shipped sends its first chart before torch is imported (the pages reach it
+through that function too). Training and every number come from :mod:`kdviz.probes.inside` and :mod:`kdviz.probes.views`.
 """
 from __future__ import annotations
 
@@ -64,11 +63,6 @@ def _images(dataset: str, split: str, index) -> torch.Tensor:
 def _stages(model_refs, dataset: str, split: str, index) -> dict:
     x = _images(dataset, split, index)
     return {name: forward_features(_net(ref), x)[1].stages for name, ref in model_refs}
-
-
-def class_sorted(preset: presets.Preset, per_class: int, seed: int) -> tuple[int, ...]:
-    """``per_class`` test images of each class (drawn with ``seed``), sorted by class."""
-    return tuple(inside.class_sorted_index(test_split(preset).labels, per_class, seed).tolist())
 
 
 # --------------------------------------------------------------------------- the views, computed live

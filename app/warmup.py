@@ -6,15 +6,15 @@ opens finds them ready; last, start the process that live runs fork from
 (``resources``, ``common``), so the pages then take the very same objects; a page that asks first simply
 computes it itself (the caches let one of the two compute and the other wait).
 
-A page whose first view needs no torch (:data:`TORCH_FREE_FIRST_VIEWS`: Home, Temperature, Experiments
-with its shipped results, and the Attention maps, FSP matrices, Confusion and Soft targets pages with the
-shipped students draw their first chart from the shipped files with numpy) goes first when a visitor opens
+A page whose first view needs no torch (:data:`TORCH_FREE_FIRST_VIEWS`: every page with a chart; Home,
+Temperature, Experiments with its shipped results, and the six inside pages with the shipped students draw
+their first chart from the shipped files with numpy) goes first when a visitor opens
 it the moment the server answers: the warm-up waits for that page's first chart before it imports anything
 (:func:`hold_for_first_view`). Begun at once,
 torch's import (2-3 s of a 2-core EPYC's CPU) took Python's lock from everything the server did for that
 visitor (its JavaScript served, the page run) and Home's first chart came 1.5-2 s later (BENCHMARKS.md).
-Any other page is asked for within the same moment and needs torch anyway, so for it the warm-up starts at
-once, as before."""
+Any other page (Train, Compare: no chart at first) is asked for within the same moment and needs torch
+anyway, so for it the warm-up starts at once, as before."""
 from __future__ import annotations
 
 import logging
@@ -30,7 +30,8 @@ APP = Path(__file__).resolve().parent
 DEFAULT = "mnist-cnn"
 IDLE_S = 1.0  # a heavy step starts after this long without a page or fragment run
 # the pages (URL paths) whose first chart is sent before torch is imported (tests/test_app_first_view.py)
-TORCH_FREE_FIRST_VIEWS = ("home", "temperature", "experiments", "attention", "fsp", "confusion", "soft-targets")
+TORCH_FREE_FIRST_VIEWS = ("home", "temperature", "experiments", "attention", "fsp", "factors", "relations", "confusion",
+                          "soft-targets")
 FIRST_REQUEST_S = 0.5  # how long the warm-up waits for a first visitor's page before it starts
 FIRST_VIEW_MAX_S = 10.0  # and at most this long for that page's first chart
 _started = threading.Event()

@@ -24,7 +24,7 @@ from kdviz.files import check_file_writable
 from kdviz.generations import born_again
 from kdviz.methods import REGISTRY, method_names
 from kdviz.models import MODELS
-from kdviz.probes import maps, views
+from kdviz.probes import views
 from kdviz.runs import default_runs_dir, list_runs
 from kdviz.sweep import (
     SYNONYMS,
@@ -336,7 +336,7 @@ def _pretrained_make_students(args) -> int:
 
     written = recipes.make_students(args.name, args.out, on_event=report, on_student=announce)
     if args.out is None:  # the inside pages' default views of the shipped students, beside them
-        for made in maps.make_all(args.name):
+        for made in views.make_all_maps(args.name):
             if not args.json:
                 print(f"{made['dataset']}: {'wrote' if made['made'] else 'kept (current)'} the factor page's "
                       f"t-SNE maps, {made['file']}", file=sys.stderr, flush=True)

@@ -22,13 +22,11 @@ it on every read, so a changed or broken folder never reads another's tensors.
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import math
 import os
 import warnings
-import zlib
 from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
@@ -38,24 +36,25 @@ import numpy as np
 import torch
 
 from kdviz.files import read_json, write_atomic
+from kdviz.idx import (  # noqa: F401 - the IDX readers and data errors (torch-free), under the names kdviz uses
+    DEBIAN_FASHION_MNIST,
+    IDX_DATASETS,
+    IDX_FILES,
+    MAX_IDX_BYTES,
+    DataError,
+    DataNotFound,
+    data_dir,
+    find_idx,
+    idx_folders,
+    parse_idx,
+    read_idx,
+    read_test,
+)
+from kdviz.idx import reason as _reason
 
-DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 DIGIT_CLASSES = tuple(str(d) for d in range(10))
-
-
-class DataNotFound(RuntimeError):
-    """A data set's files could not be found or downloaded."""
-
-
-class DataError(ValueError):
-    """A data file or folder was found but cannot be used (damaged, not an image, inconsistent)."""
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("KDVIZ_DATA") or Path.home() / ".cache" / "kdviz" / "data")
 
 
 def cache_dir() -> Path:
@@ -126,8 +125,6 @@ def channel_stats(pixels: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
 
 
 # --------------------------------------------------------------------------- raw readers
-MAX_IDX_BYTES = 1 << 28          # 256 MiB, more than any IDX file kdviz reads (MNIST's largest: 47 MB); a header that
-                                 # announces more (a small gzip bomb) is refused before anything is decompressed
 MAX_IMAGE_PIXELS = 4096 * 4096   # per image in a data folder (CIFAR: 32x32)
 MAX_TRAIN_SIDE = 128             # images a data set trains on: at most this side (kdviz.models.MAX_IMAGE_SIDE,
                                  # checked here before a folder is decoded; tests/test_bad_inputs.py checks they agree)
@@ -135,65 +132,10 @@ MAX_FOLDER_BYTES = 8 << 30       # decoded pixels of a whole image folder
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 
 
-def _reason(error: BaseException) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def parse_idx(data: bytes, name: str = "IDX data") -> np.ndarray:
-    """Decode the bytes of an IDX file (unsigned-byte type, as MNIST uses), checking the
-    magic number and that the data holds exactly what the header announces."""
-    if len(data) < 4:
-        raise DataError(f"{name}: {len(data)} bytes, too short for an IDX header")
-    if data[0] != 0 or data[1] != 0 or data[2] != 0x08 or not 1 <= data[3] <= 4:
-        raise DataError(f"{name}: wrong magic number 0x{data[:4].hex()} (an IDX file of bytes starts "
-                        "0x000008 then its number of dimensions, 1 to 4)")
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataError(f"{name}: truncated header ({len(data)} of {header} bytes)")
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    expected = int(np.prod(dims, dtype=np.int64))
-    if expected > MAX_IDX_BYTES:
-        raise DataError(f"{name}: header announces {dims} = {expected:,} bytes, more than kdviz reads")
-    if len(data) - header != expected:
-        kind = "truncated" if len(data) - header < expected else "longer than its header says"
-        raise DataError(f"{name}: {kind}: header announces {dims} ({expected:,} bytes of data), "
-                        f"the file holds {len(data) - header:,}")
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (LeCun's MNIST format), gzipped or not; a damaged file is a
-    :class:`DataError` naming it (never more than the header's size is decompressed)."""
-    path = Path(path)
-    gzipped = path.suffix == ".gz"
-    try:
-        with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as f:
-            head = f.read(4)
-            ndim = head[3] if len(head) == 4 else 0
-            head += f.read(4 * ndim) if ndim <= 4 else b""
-            dims = [int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)] if ndim <= 4 else []
-            size = int(np.prod(dims, dtype=np.int64)) if len(head) == 4 + 4 * ndim else 0
-            # one byte more than announced tells a file that is too long from an exact one
-            data = head + (f.read(size + 1) if size <= MAX_IDX_BYTES else b"")  # too big: refused unread
-    except (OSError, EOFError, zlib.error) as error:
-        what = "gzip-compressed IDX" if gzipped else "IDX"
-        raise DataError(f"{path}: not a readable {what} file ({_reason(error)})") from None
-    return parse_idx(data, str(path))
-
-
-def _find_idx(folder: Path, stem: str) -> Path | None:
-    for candidate in (folder / stem, folder / f"{stem}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def read_idx_folder(folder: Path, num_classes: int = 10) -> tuple:
     """The four MNIST-format files of ``folder`` as (x_train, y_train, x_test, y_test),
     checked: images (N,H,W), labels (N,) with the same N, labels below ``num_classes``."""
-    found = {stem: _find_idx(folder, stem) for stem in IDX_FILES}
+    found = {stem: find_idx(folder, stem) for stem in IDX_FILES}
     missing = [stem for stem, path in found.items() if path is None]
     if missing:
         raise DataError(f"{folder} lacks {', '.join(missing)} (gzipped or not)")
@@ -241,14 +183,16 @@ def source_identity(source: Source) -> str:
     return digest.hexdigest()
 
 
-def _mnist_source(cls_name: str, num_classes: int, extra_sources: tuple[Path, ...] = ()) -> Callable[[], Source]:
-    """Locate MNIST-format IDX files: the data directory, ``extra_sources``, then torchvision's download."""
+def _mnist_source(name: str, num_classes: int) -> Callable[[], Source]:
+    """Locate an IDX data set's files (``mnist``, ``fashion-mnist``): :func:`kdviz.idx.idx_folders`, then
+    torchvision's download."""
+    cls_name = IDX_DATASETS[name][0]
 
     def locate() -> Source:
         root = data_dir()
-        candidates = (root / cls_name / "raw", root / cls_name, *extra_sources)
+        candidates = idx_folders(name)
         for folder in candidates:
-            files = [p for stem in IDX_FILES if (p := _find_idx(folder, stem))]
+            files = [p for stem in IDX_FILES if (p := find_idx(folder, stem))]
             if files:  # some files here: this is the source (a partial folder is an error, not skipped)
                 return Source(str(folder), tuple(files), lambda folder=folder: read_idx_folder(folder, num_classes))
         tried = [str(c) for c in candidates]
@@ -264,7 +208,7 @@ def _mnist_source(cls_name: str, num_classes: int, extra_sources: tuple[Path, ..
                 f"(gzipped or not) in {root / cls_name / 'raw'} or set KDVIZ_DATA."
             ) from None
         folder = root / cls_name / "raw"
-        files = tuple(p for stem in IDX_FILES if (p := _find_idx(folder, stem)))
+        files = tuple(p for stem in IDX_FILES if (p := find_idx(folder, stem)))
         return Source(f"download into {root}", files, lambda: read_idx_folder(folder, num_classes))
 
     return locate
@@ -486,8 +430,8 @@ class DatasetEntry:
 
 
 DATASETS: dict[str, DatasetEntry] = {
-    "mnist": DatasetEntry(_mnist_source("MNIST", 10), DIGIT_CLASSES, "MNIST handwritten digits, 28x28 grayscale"),
-    "fashion-mnist": DatasetEntry(_mnist_source("FashionMNIST", 10, (DEBIAN_FASHION_MNIST,)), FASHION_CLASSES,
+    "mnist": DatasetEntry(_mnist_source("mnist", 10), DIGIT_CLASSES, "MNIST handwritten digits, 28x28 grayscale"),
+    "fashion-mnist": DatasetEntry(_mnist_source("fashion-mnist", 10), FASHION_CLASSES,
                                   "Fashion-MNIST clothing, 28x28 grayscale"),
     "cifar10": DatasetEntry(_cifar10_source, CIFAR10_CLASSES, "CIFAR-10 objects, 32x32 colour"),
     "digits": DatasetEntry(_digits_source, DIGIT_CLASSES, "scikit-learn 8x8 digits (always offline)"),
@@ -626,20 +570,10 @@ def read_normalisation(path: Path, channels: int) -> tuple[tuple[float, ...], tu
 def load_test(name: str, mean, std) -> ImageData:
     """The test split of a named data set alone, normalised with ``mean``/``std`` (e.g. a teacher's):
     the training files are never opened, for experiments that must not see the training data."""
-    if name in ("mnist", "fashion-mnist"):
-        cls_name = "MNIST" if name == "mnist" else "FashionMNIST"
-        extra = (DEBIAN_FASHION_MNIST,) if name == "fashion-mnist" else ()
-        root = data_dir()
-        for folder in (root / cls_name / "raw", root / cls_name, *extra):
-            images_path, labels_path = _find_idx(folder, IDX_FILES[2]), _find_idx(folder, IDX_FILES[3])
-            if images_path and labels_path:
-                images, labels = read_idx(images_path), read_idx(labels_path)
-                if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-                    raise DataError(f"{images_path.parent}: test images and labels do not belong together")
-                pixels = torch.from_numpy(images.copy()).unsqueeze(1)
-                return ImageData(name, "test", pixels, torch.from_numpy(labels.astype(np.int64)), DATASETS[name].classes,
-                                 tuple(mean), tuple(std), str(folder))
-        raise DataNotFound(f"{name} test files not found in {root / cls_name / 'raw'}")
+    if name in IDX_DATASETS:
+        pixels, labels, folder = read_test(name)
+        return ImageData(name, "test", torch.from_numpy(pixels), torch.from_numpy(labels), DATASETS[name].classes,
+                         tuple(mean), tuple(std), str(folder))
     if name == "digits":
         _, _, x_te, y_te = _load_digits()
         return ImageData(name, "test", x_te, y_te, DIGIT_CLASSES, tuple(mean), tuple(std), "scikit-learn load_digits")

@@ -24,7 +24,7 @@ from streamlit.testing.v1 import AppTest
 from kdviz import preset_runs, presets, pretrained, recipes, recording
 from kdviz.experiment import Experiment, RunConfig
 from kdviz.models import forward_features
-from kdviz.probes import inside
+from kdviz.probes import inside, view_files
 from kdviz.students import METHOD_STATE, StudentPair, load_soft_targets, load_student
 from kdviz.train import TrainSettings
 
@@ -145,7 +145,7 @@ def test_students_move_toward_the_teacher(env):
     records = env["records"]
     teacher = pretrained.load(TEACHER)
     test = pretrained.probe_set(TEACHER)
-    x = test.images(inside.class_sorted_index(test.labels, 6))
+    x = test.images(torch.from_numpy(view_files.class_sorted_index(test.labels, 6)))
     _, t = forward_features(teacher, x)
     feats = {k: forward_features(load_student(r, env["runs"]), x)[1] for k, r in records.items()}
     at_base = inside.at_distances(feats["baseline"].stages, t.stages).mean()

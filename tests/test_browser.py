@@ -374,10 +374,10 @@ def test_the_one_by_one_ab_switches_the_first_draws_off_in_the_old_arm(server, b
 
 def test_a_torch_free_first_view_opened_at_once_goes_before_the_warm_up(tmp_path, browser):
     """A fresh server, a page opened the moment it answers (app/warmup.py): for Home and Attention maps, whose
-    first charts need no torch, the warm-up starts its imports only once the page's first chart is sent;
-    for Relations, which needs torch itself (its test images), it does not wait. Read from the server's own
+    first charts need no torch, the warm-up starts its imports only once the page's first chart is sent (the
+    other case, a page that needs torch, is tests/test_app_first_view.py's). Read from the server's own
     timings (KDVIZ_APP_TIMINGS)."""
-    for path, page_name in (("", "home"), ("attention", "attention"), ("relations", "relations")):
+    for path, page_name in (("", "home"), ("attention", "attention")):
         folder = tmp_path / page_name
         folder.mkdir()
         log = folder / "timings.jsonl"
@@ -391,7 +391,4 @@ def test_a_torch_free_first_view_opened_at_once_goes_before_the_warm_up(tmp_path
         lines = [json.loads(line) for line in log.read_text().splitlines()]
         held = next(line for line in lines if line["part"] == "warmup:first view")
         chart = next(line for line in lines if line["part"] == f"first-chart:{page_name}")
-        if page_name != "relations":
-            assert held["t"] >= chart["t"], (held, chart)  # the first chart went out before the warm-up began
-        else:
-            assert held["seconds"] < 0.5 and held["t"] < chart["t"], (held, chart)
+        assert held["t"] >= chart["t"], (held, chart)  # the first chart went out before the warm-up began

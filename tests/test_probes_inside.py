@@ -9,7 +9,7 @@ import torch
 
 from kdviz import preset_runs, presets
 from kdviz.models import build_model, forward_features
-from kdviz.probes import confusions, inside, temperatures
+from kdviz.probes import confusions, inside, temperatures, view_files
 from kdviz.probes.confusions import row_normalised
 from kdviz.recording import SoftTargetRecorder, frame_every, images_to_follow
 from kdviz.train import EpochDone, PhaseStarted, StepDone
@@ -33,10 +33,13 @@ def test_forward_features_restores_mode_and_gives_cpu_floats(net):
 
 def test_class_sorted_index_groups_classes_and_is_seeded():
     labels = torch.tensor([3, 1, 2, 1, 3, 2, 1, 3, 2, 2])
-    index = inside.class_sorted_index(labels, 2, seed=5)
-    assert labels[index].tolist() == [1, 1, 2, 2, 3, 3]
-    assert torch.equal(index, inside.class_sorted_index(labels, 2, seed=5))
-    assert len(inside.class_sorted_index(labels, 10)) == len(labels)  # fewer than asked: all of them
+    index = view_files.class_sorted_index(labels, 2, seed=5)
+    assert index.dtype == np.int64 and labels[index].tolist() == [1, 1, 2, 2, 3, 3]
+    assert all(a < b for a, b in zip(index[::2], index[1::2]))  # in order within a class
+    assert np.array_equal(index, view_files.class_sorted_index(labels.numpy(), 2, seed=5))  # tensor or numpy: the same
+    others = {tuple(view_files.class_sorted_index(labels, 2, seed=s)) for s in range(20)}
+    assert len(others) > 1  # the seed draws
+    assert sorted(view_files.class_sorted_index(labels, 10)) == list(range(len(labels)))  # fewer than asked: all
 
 
 # --------------------------------------------------------------------------- attention

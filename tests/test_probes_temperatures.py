@@ -54,11 +54,13 @@ def test_log_grid_and_nearest():
 
 def test_the_first_views_modules_import_without_torch():
     """What a page's first view reads and computes before torch is imported: the shipped files, the run
-    records, the networks here (teachers and the inside pages' students), the presets, the shipped views,
-    this module, and the app's common, figures and inside pages' modules."""
+    records, the networks here (teachers and the inside pages' students), the presets, the shipped views and
+    maps, a test split's IDX files, the experiments' results, this module, and the app's common, figures and
+    inside pages' modules."""
     code = ("import sys; sys.path[:0] = ['app']; import kdviz.shipped, kdviz.records, kdviz.catalogue, kdviz.presets, "
-            "kdviz.probes.temperatures, kdviz.probes.view_files, kdviz.probes.confusions, kdviz.files, kdviz.settings, common, figures, "
-            "figures_inside, inside_common, kdviz.experiment_results; print('torch' in sys.modules)")
+            "kdviz.probes.temperatures, kdviz.probes.view_files, kdviz.probes.maps, kdviz.probes.confusions, kdviz.idx, "
+            "kdviz.files, kdviz.settings, kdviz.experiment_results, common, figures, figures_inside, inside_common; "
+            "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=__import__("pathlib").Path(__file__).resolve().parent.parent)
     assert out.stdout.strip() == "False", out.stderr

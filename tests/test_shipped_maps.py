@@ -13,7 +13,7 @@ from sklearn.manifold import trustworthiness
 from streamlit.testing.v1 import AppTest
 
 from kdviz import data, pretrained
-from kdviz.probes import inside, maps
+from kdviz.probes import inside, maps, view_files, views
 from kdviz.students import load_method, load_student
 
 from conftest import APP, REAL_MNIST
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(not REAL_MNIST or maps.shipped_pair("mnist") is 
 def default_view():
     preset, base, run = maps.shipped_pair("mnist")
     test = data.load("mnist").test
-    index = inside.class_sorted_index(test.labels, maps.DEFAULTS["per_class"], 0).tolist()
+    index = view_files.class_sorted_index(test.labels, maps.DEFAULTS["per_class"], 0).tolist()
     return preset, base, run, test, index
 
 
@@ -52,7 +52,7 @@ def test_the_shipped_maps_are_faithful_maps_of_what_the_networks_compute(default
     got = maps.shipped_maps("mnist", base, run, test, index, 30.0, 0)
     teacher = pretrained.load(preset.teacher)
     student = load_student(run)
-    points = maps.factor_points(teacher, load_student(base), student, load_method(run, student, teacher),
+    points = views.factor_points(teacher, load_student(base), student, load_method(run, student, teacher),
                                 test.images(torch.tensor(index)))
     shuffled = np.random.default_rng(0).permutation(len(index))
     for name, xy in got.items():

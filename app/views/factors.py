@@ -1,4 +1,5 @@
 """Factor space (FT): t-SNE maps of the teacher's paraphrased factors and the students' features."""
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -7,7 +8,6 @@ from kdviz.probes.maps import PANELS, shipped_maps  # the panels, by the names t
 import common
 import figures_inside as figs
 import inside_common as ic
-import inside_models as im
 import timings
 from common import Param
 
@@ -44,9 +44,9 @@ def view() -> None:
                              help="Roughly how many neighbours each point tries to keep close.")
     seed = URL.number("t-SNE seed", "seed", key=f"{PAGE}_seed", container=c3,
                        help="Another seed gives another, equally valid, layout.")
-    test = im.test_split(preset)
-    index = im.class_sorted(preset, per_class, 0)
-    labels = test.labels[list(index)].numpy()
+    test = ic.test_images(preset)
+    index = ic.class_sorted(preset, per_class, 0)
+    labels = np.asarray(test.labels)[list(index)]
     model_refs = ic.refs(preset, base, run, METHOD)
     method_run = run["id"] if run is not None and ic.has_method_state(run) else None
     if run is not None and method_run is None:
@@ -59,10 +59,10 @@ def view() -> None:
     maps = shipped_maps(preset.dataset, base, run, test, index, perplexity, seed) if have_students else None
     space = None
     if maps is None or (method_run is None and PANELS[0] in maps):
-        space = im.factor_space(model_refs, method_run, preset.teacher, preset.dataset, index)
+        space = ic.live().factor_space(model_refs, method_run, preset.teacher, preset.dataset, index)
         shown = [name for name in PANELS if name in space["points"]] or ["teacher: penultimate features"]
         if maps is None or list(maps) != shown:
-            maps = dict(zip(shown, im.tsne_maps(tuple(shown), [space["points"][name] for name in shown],
+            maps = dict(zip(shown, ic.live().tsne_maps(tuple(shown), [space["points"][name] for name in shown],
                                                 float(perplexity), int(seed))))
     shown = list(maps)
 
@@ -83,8 +83,8 @@ def view() -> None:
             "of a cluster, the gap between two clusters and where a cluster sits mean little, and another seed or "
             "perplexity moves them. Compare which classes form their own group, which are mixed, and which images "
             "stray into another class's group.")
-    if space is None:
-        space = im.factor_space(model_refs, method_run, preset.teacher, preset.dataset, index)
+    if space is None:  # the networks (torch) only now, after the chart
+        space = ic.live().factor_space(model_refs, method_run, preset.teacher, preset.dataset, index)
     if space["numbers"]:
         st.markdown("**How close each student is to the teacher, measured on the original points (not on the maps):**")
         table = pd.DataFrame(space["numbers"]).T.astype(float)

@@ -1,11 +1,11 @@
 """Relations (RKD): the geometry of a batch, teacher / baseline student / RKD student."""
+import numpy as np
 import pandas as pd
 import streamlit as st
 
 import common
 import figures_inside as figs
 import inside_common as ic
-import inside_models as im
 import timings
 from common import Param
 
@@ -38,9 +38,9 @@ def view() -> None:
                            help="The batch has this many test images of every class.")
     seed = URL.number("Batch seed", "seed", key=f"{PAGE}_seed", container=c2,
                        help="Which test images are drawn.")
-    test = im.test_split(preset)
-    index = im.class_sorted(preset, per_class, seed)
-    labels = test.labels[list(index)].numpy()
+    test = ic.test_images(preset)
+    index = ic.class_sorted(preset, per_class, seed)
+    labels = np.asarray(test.labels)[list(index)]
     model_refs = ic.refs(preset, base, run, METHOD)
     data = ic.relations(model_refs, preset.dataset, index)
     classes = list(test.classes)

@@ -40,17 +40,6 @@ def embeddings(model: ZooModel, x: torch.Tensor, batch_size: int = 256, stage: i
     return torch.cat(out)
 
 
-def class_sorted_index(labels: torch.Tensor, per_class: int, seed: int = 0) -> torch.Tensor:
-    """Positions of ``per_class`` random examples of every class, grouped by class
-    (class 0 first): the order that makes block structure visible in a distance matrix."""
-    generator = torch.Generator().manual_seed(seed)
-    picked = []
-    for c in labels.unique(sorted=True).tolist():
-        members = torch.nonzero(labels == c).flatten()
-        picked.append(members[torch.randperm(len(members), generator=generator)[:per_class]].sort().values)
-    return torch.cat(picked) if picked else torch.zeros(0, dtype=torch.int64)
-
-
 # --------------------------------------------------------------------------- attention (AT)
 def stage_attention(stages: list[torch.Tensor], p: float = 2) -> list[torch.Tensor]:
     r"""Attention map of every spatial stage, reshaped to (N, H, W).

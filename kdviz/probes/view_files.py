@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from kdviz import shipped
-from kdviz.catalogue import shipped_name
+from kdviz import presets, shipped
+from kdviz.catalogue import shipped_name, shipped_students
 from kdviz.files import array_digest
 
 KIND = "views"  # the extra file's kind in the method student's card
@@ -26,6 +27,45 @@ METHOD_NAMES = {"at": "AT student", "fsp": "FSP student", "ft": "FT student", "r
 VIEW_PAGES = {"at": "Attention maps", "fsp": "FSP matrices", "rkd": "Relations (RKD)"}  # pages whose default view is shipped
 VIEW_METHODS = tuple(VIEW_PAGES)
 RELATIONS_PER_CLASS = 10  # the Relations page's default batch: 10 test images per class (seed 0)
+
+
+def shipped_pair(dataset: str, method: str) -> tuple[presets.Preset, dict, dict] | None:
+    """The data set's preset and its shipped baseline and ``method`` students (records), or None."""
+    preset = presets.PRESETS.get(dataset)
+    if preset is None or not preset.offers(method):
+        return None
+    student = preset.student_for(method)
+    base = shipped_students(dataset, student, "baseline", preset.teacher)
+    run = shipped_students(dataset, student, method, preset.teacher)
+    return (preset, base[0], run[0]) if base and run else None
+
+
+# --------------------------------------------------------------------------- the images of a default view
+@dataclass(frozen=True)
+class Images:
+    """Images as numpy arrays, with what a view's key and pictures read of them: the fields of
+    :class:`kdviz.data.ImageData` a page's first view needs (a test split read without torch)."""
+
+    pixels: np.ndarray       # uint8, N×C×H×W
+    labels: np.ndarray       # int64
+    classes: tuple[str, ...]
+    mean: tuple[float, ...]  # the normalisation a network's inputs get
+    std: tuple[float, ...]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def class_sorted_index(labels, per_class: int, seed: int = 0) -> np.ndarray:
+    """Positions of ``per_class`` random examples of every class (numpy's generator, ``seed``), grouped
+    by class (class 0 first) and in order within a class: the order that makes block structure visible
+    in a distance matrix. The Relations and Factor space pages draw such a batch of test images (their
+    shipped default views are made on one); ``labels``: a numpy array or a CPU tensor."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    picked = [np.sort(members[rng.permutation(len(members))[:per_class]])
+              for members in (np.flatnonzero(labels == c) for c in np.unique(labels))]
+    return np.concatenate(picked).astype(np.int64) if picked else np.zeros(0, dtype=np.int64)
 
 
 # --------------------------------------------------------------------------- a view as arrays and JSON

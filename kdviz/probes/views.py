@@ -1,5 +1,6 @@
 """What the Attention maps, FSP matrices and Relations pages draw, and their default views of the
-shipped networks, made once and shipped.
+shipped networks, made once and shipped; the Factor space page's t-SNE maps are made here too
+(:func:`make_factor_maps`, read by :mod:`kdviz.probes.maps`).
 
 Each page compares the teacher, a baseline student and a method student on the same images; the
 numbers come from the functions below (pure, from the networks' stage maps or embeddings):
@@ -37,22 +38,24 @@ from kdviz import data as datasets
 from kdviz import presets, pretrained
 from kdviz.data import ImageData
 from kdviz.models import forward_features
-from kdviz.probes import inside
+from kdviz.probes import inside, maps
 from kdviz.probes.view_files import (  # noqa: F401 - the files read without torch, under the names kdviz uses
     KIND,
     METHOD_NAMES,
     RELATIONS_PER_CLASS,
     VIEW_METHODS,
     VIEW_PAGES,
+    class_sorted_index,
     pack,
     read_view,
+    shipped_pair,
     shipped_parts,
     shipped_view,
     unpack,
     view_key,
 )
 from kdviz.recipes import machine_description
-from kdviz.students import load_method, load_student, shipped_name, shipped_students
+from kdviz.students import load_method, load_student, shipped_name
 
 ANGLE_IMAGES = 100  # angles over at most about this many images: N³ triplets
 
@@ -115,7 +118,7 @@ def default_views(method: str, probe: ImageData, test: ImageData | None) -> list
     if method == "fsp":
         return [("fsp", probe, every, {})]
     if method == "rkd":
-        return [("relations", test, inside.class_sorted_index(test.labels, RELATIONS_PER_CLASS, 0).tolist(), {})]
+        return [("relations", test, class_sorted_index(test.labels, RELATIONS_PER_CLASS, 0).tolist(), {})]
     return []
 
 
@@ -133,17 +136,6 @@ def compute(view: str, nets: dict, images: ImageData, index, settings: dict, ada
     if view == "fsp":
         return fsp_view(stages, adapters)
     raise ValueError(f"unknown view {view!r}")
-
-
-def shipped_pair(dataset: str, method: str) -> tuple[presets.Preset, dict, dict] | None:
-    """The data set's preset and its shipped baseline and ``method`` students (records), or None."""
-    preset = presets.PRESETS.get(dataset)
-    if preset is None or not preset.offers(method):
-        return None
-    student = preset.student_for(method)
-    base = shipped_students(dataset, student, "baseline", preset.teacher)
-    run = shipped_students(dataset, student, method, preset.teacher)
-    return (preset, base[0], run[0]) if base and run else None
 
 
 def make_views(dataset: str, method: str, test: ImageData | None) -> dict | None:
@@ -193,4 +185,58 @@ def make_all(names: list[str] | None = None) -> list[dict]:
             result = make_views(dataset, method, test)
             if result is not None:
                 made.append({"dataset": dataset, "method": method, **result})
+    return made
+
+
+# --------------------------------------------------------------------------- the Factor space page's t-SNE maps, made
+def factor_points(teacher, baseline, student, method, x: torch.Tensor) -> dict[str, np.ndarray]:
+    """The page's four point sets on images ``x``: both factors (when ``method`` is the FT student's
+    trained modules) and both students' penultimate features, by panel name."""
+    points = {}
+    if method is not None:
+        f = inside.factor_embeddings(method, student, teacher, x)
+        points[maps.PANELS[0]], points[maps.PANELS[1]] = f["teacher"].numpy(), f["student"].numpy()
+    points[maps.PANELS[2]] = inside.embeddings(baseline, x).numpy()
+    points[maps.PANELS[3]] = inside.embeddings(student, x).numpy()
+    return points
+
+
+def make_factor_maps(dataset: str, test: ImageData, per_class: int = maps.DEFAULTS["per_class"],
+                     perplexity: float = maps.DEFAULTS["perplexity"], seed: int = maps.DEFAULTS["seed"]) -> dict | None:
+    """Compute the default view's maps for the data set's shipped teacher and students and ship them
+    beside the FT student (its card gets the file and sha256). None when the data set has no shipped
+    FT pair. Skips the work when the shipped file already holds this key."""
+    found = maps.shipped_pair(dataset)
+    if found is None:
+        return None
+    preset, base, run = found
+    index = class_sorted_index(test.labels, per_class, 0).tolist()
+    key = maps.maps_key(preset.teacher, base, run, test, index, perplexity, seed)
+    name = shipped_name(run)
+    path = pretrained.shipped_file_path(name, maps.KIND)
+    if maps.shipped_maps(dataset, base, run, test, index, perplexity, seed) is not None:
+        return {"file": path.name, "key": key, "made": False}
+    teacher = pretrained.load(preset.teacher)
+    student = load_student(run)
+    method = load_method(run, student, teacher)
+    points = factor_points(teacher, load_student(base), student, method, test.images(torch.tensor(index)))
+    shown = [p for p in maps.PANELS if p in points]
+    drawn = inside.tsne_many([points[p] for p in shown], perplexity, seed)
+    arrays = {f"map{maps.PANELS.index(p)}": m.astype(np.float32) for p, m in zip(shown, drawn)}
+    pretrained.ship_student_file(name, maps.KIND, lambda f: np.savez_compressed(f, key=np.array(key), **arrays), key=key,
+                                 note=f"t-SNE maps of the Factor space page's default view ({per_class} test images "
+                                      f"per class, perplexity {perplexity:g}, seed {seed}) with the shipped "
+                                      f"teacher and students, made by `kdviz pretrained make-students {dataset}`")
+    return {"file": path.name, "key": key, "made": True}
+
+
+def make_all_maps(names: list[str] | None = None) -> list[dict]:
+    """:func:`make_factor_maps` for the data sets ``names`` (all with a shipped FT pair when empty)."""
+    made = []
+    for dataset in names or list(presets.PRESETS):
+        if maps.shipped_pair(dataset) is None:
+            continue
+        result = make_factor_maps(dataset, datasets.load(dataset).test)
+        if result is not None:
+            made.append({"dataset": dataset, **result})
     return made
