@@ -149,7 +149,34 @@ def test_a_malformed_test_confusion_is_refused(tmp_path, monkeypatch):
     shutil.copy(pretrained.card_path(name), tmp_path / pretrained.card_path(name).name)
     monkeypatch.setenv("KDVIZ_PRETRAINED", str(tmp_path))
     card = json.loads((tmp_path / f"{name}.json").read_text())
-    for bad in (card["test_confusion"][:-1], [[-1] * 10] * 10, [[0.5] * 10] * 10):
+    for bad in (card["test_confusion"][:-1], [[-1] * 10] * 10, [[0.5] * 10] * 10, [[1, 2], [3]], "many"):
         (tmp_path / f"{name}.json").write_text(json.dumps({**card, "test_confusion": bad}))
         with pytest.raises(shipped.PretrainedError, match="test_confusion"):
             shipped.teacher_confusion(name)
+
+
+def test_the_confusion_page_counts_a_damaged_card_matrix_from_the_logits(tmp_path, monkeypatch):
+    """app/inside_common.teacher_confusion: the card's matrix when sound, else the shipped logits counted on the
+    test labels (through torch), never the damaged numbers."""
+    from kdviz import presets
+
+    import inside_common
+    import inside_models
+
+    name = "mnist-cnn"
+    for path in (pretrained.card_path(name), pretrained.weights_path(name), pretrained.probe_path(name),
+                 pretrained.test_logits_path(name)):
+        shutil.copy(path, tmp_path / path.name)
+    monkeypatch.setenv("KDVIZ_PRETRAINED", str(tmp_path))
+    preset = presets.PRESETS["mnist"]
+    np.testing.assert_array_equal(inside_common.teacher_confusion(preset), shipped.teacher_confusion(name))
+    card = json.loads((tmp_path / f"{name}.json").read_text())
+    (tmp_path / f"{name}.json").write_text(json.dumps({**card, "test_confusion": [[1, 2], [3]]}))
+    inside_models.teacher_confusion.clear()
+    try:
+        got = inside_common.teacher_confusion(preset)
+    finally:
+        inside_models.teacher_confusion.clear()
+    test = data.load("mnist").test
+    expected = confusion_matrix(test.labels, torch.from_numpy(shipped.test_logits(name)).argmax(1), 10).numpy()
+    np.testing.assert_array_equal(got, expected)
