@@ -1,11 +1,13 @@
 """The shipped default views of the Attention maps, FSP matrices and Relations pages, as files, read
 without torch: a view packed as arrays and one JSON text (:func:`pack`, :func:`unpack`), the key of what
 it was made from (:func:`view_key`), and the lookup a page makes before computing anything
-(:func:`shipped_view`). :mod:`kdviz.probes.views` computes the views and writes the files.
+(:func:`shipped_view`); also which shipped students a page's default view is of (:func:`shipped_pair`)
+and the class-sorted batch of test images it is drawn on (:func:`class_sorted_index`).
+:mod:`kdviz.probes.views` computes the views and writes the files.
 
 ``images`` below is anything with ``pixels``, ``labels``, ``mean`` and ``std`` fields: a
-:class:`kdviz.data.ImageData` (torch tensors) or a :class:`kdviz.shipped.Probe` (numpy arrays); both
-give the same key for the same images (:func:`kdviz.files.array_digest`). This module stays torch-free
+:class:`kdviz.data.ImageData` (torch tensors), a :class:`kdviz.shipped.Probe` or an :class:`Images`
+(numpy arrays); all give the same key for the same images (:func:`kdviz.files.array_digest`). This module stays torch-free
 so that a page's first view can be drawn from a shipped view before torch is imported.
 """
 from __future__ import annotations
