@@ -214,14 +214,14 @@ def probe_kinds(preset: presets.Preset) -> np.ndarray:
 # --------------------------------------------------------------------------- test images
 def test_images(preset: presets.Preset):
     """The data set's test split: read without torch for a data set of IDX files (MNIST, Fashion-MNIST), as
-    numpy arrays with its shipped teacher's classes and normalisation (:class:`kdviz.probes.view_files.Images`),
+    numpy arrays with its shipped teacher's classes and normalisation (:class:`kdviz.idx.Images`),
     once for the server; else through :func:`live` (:class:`kdviz.data.ImageData`, or the probe images when the
     data set is not on this machine). Either has ``pixels``, ``labels``, ``classes``, ``mean`` and ``std``."""
     images = common.shared("test images", (preset.dataset, preset.teacher, str(idx.data_dir())), lambda: _idx_test(preset))
     return images if images is not None else live().test_split(preset)
 
 
-def _idx_test(preset: presets.Preset) -> view_files.Images | None:
+def _idx_test(preset: presets.Preset) -> idx.Images | None:
     if preset.dataset not in idx.IDX_DATASETS:
         return None
     try:
@@ -229,7 +229,7 @@ def _idx_test(preset: presets.Preset) -> view_files.Images | None:
     except (idx.DataError, idx.DataNotFound):  # not here, or unusable: the torch side says what is wrong
         return None
     info = shipped.card(preset.teacher)
-    return view_files.Images(pixels, labels, tuple(info["classes"]), tuple(info["mean"]), tuple(info["std"]))
+    return idx.Images(pixels, labels, tuple(info["classes"]), tuple(info["mean"]), tuple(info["std"]))
 
 
 def class_sorted(preset: presets.Preset, per_class: int, seed: int) -> tuple[int, ...]:
@@ -352,9 +352,8 @@ def teacher_soft_targets(teacher_name: str, index: tuple[int, ...], T: float) ->
     """softmax(z/T) of the teacher on followed probe images (of a shipped teacher): from its logits on the
     probe set, read from its shipped test-set logits (no torch), else computed once for the server
     (and on disk), so a new T is no model pass."""
-    gallery = common.shipped_gallery(teacher_name)
-    logits = gallery["logits"] if gallery is not None else live().teacher_probe_logits(teacher_name)
-    return temperatures.softmax_at(logits[list(index)], [T])[0]
+    gallery = common.shipped_gallery(teacher_name) or live().teacher_gallery(teacher_name)
+    return temperatures.softmax_at(gallery["logits"][list(index)], [T])[0]
 
 
 def has_soft_targets(record: dict) -> bool:
@@ -370,11 +369,11 @@ def soft_target_frames(run_id: str) -> dict | None:
     return catalogue.load_soft_targets({"id": run_id}, default_runs_dir())
 
 
-def soft_target_gaps(recorded: dict[str, dict], teacher_name: str, T: float, kinds: np.ndarray | None) -> dict:
+def soft_target_gaps(recorded: dict[str, dict], teacher_name: str, T: float, kinds: np.ndarray) -> dict:
     """For the soft-target page: per student, KL(teacher ‖ student) at T for every frame and followed
-    image (frames, images), and the followed images' kind names (None without kinds)."""
+    image (frames, images), and the followed images' kind names (``kinds``: the probe set's codes)."""
     index = next(iter(recorded.values()))["index"]
     teacher = teacher_soft_targets(teacher_name, tuple(index), T)
     gaps = temperatures.frame_gaps({name: s["frames"] for name, s in recorded.items()}, teacher, T)
-    names = None if kinds is None else [shipped.PROBE_KINDS[int(kinds[j])] for j in index]
+    names = [shipped.PROBE_KINDS[int(kinds[j])] for j in index]
     return {"gaps": gaps, "kinds": names}

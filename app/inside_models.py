@@ -24,6 +24,7 @@ from kdviz.teacher_cache import teacher_logits
 from kdviz.teachers import PRETRAINED, TeacherRef
 
 import resources
+from resources import teacher_gallery  # noqa: F401 - any teacher's probe set and logits, for inside_common
 
 
 # --------------------------------------------------------------------------- networks and data
@@ -137,11 +138,6 @@ def teacher_confusion(teacher_name: str, dataset: str) -> np.ndarray:
     shipped = resources.shipped_test_logits(TeacherRef(PRETRAINED, teacher_name))
     logits = teacher_logits(resources.teacher(teacher_name), data, device="cpu", shipped=shipped)
     return confusion_matrix(data.labels, logits.argmax(1), data.num_classes).numpy()
-
-
-def teacher_probe_logits(teacher_name: str) -> np.ndarray:
-    """The teacher's logits on its probe set, computed once for the server (and on disk)."""
-    return resources.teacher_outputs(teacher_name)["gallery_logits"].numpy()
 
 
 # --------------------------------------------------------------------------- training a pair now

@@ -1,4 +1,5 @@
-"""MNIST-format IDX files read with numpy, and where kdviz looks for data: no torch.
+"""Images as numpy arrays (:class:`Images`), MNIST-format IDX files read with numpy, and where kdviz looks
+for data: no torch.
 
 :mod:`kdviz.data` builds the data sets (tensors, the decoded cache) on these readers. They stay
 torch-free so that a page's first view can read a test split's images and labels (:func:`read_test`)
@@ -9,6 +10,7 @@ from __future__ import annotations
 import gzip
 import os
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,21 @@ IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-
 IDX_DATASETS = {"mnist": ("MNIST", ()), "fashion-mnist": ("FashionMNIST", (DEBIAN_FASHION_MNIST,))}
 MAX_IDX_BYTES = 1 << 28          # 256 MiB, more than any IDX file kdviz reads (MNIST's largest: 47 MB); a header that
                                  # announces more (a small gzip bomb) is refused before anything is decompressed
+
+
+@dataclass(frozen=True)
+class Images:
+    """Images as numpy arrays: the fields of :class:`kdviz.data.ImageData` that a page's first view reads
+    (pictures, labels, and a shipped view's key), for images read without torch."""
+
+    pixels: np.ndarray       # uint8, N×C×H×W
+    labels: np.ndarray       # int64
+    classes: tuple[str, ...]
+    mean: tuple[float, ...]  # the normalisation a network's inputs get
+    std: tuple[float, ...]
+
+    def __len__(self) -> int:
+        return len(self.labels)
 
 
 class DataNotFound(RuntimeError):

@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from kdviz.files import file_sha256, read_json
+from kdviz.idx import Images
 
 PROBE_KINDS = ("ambiguous", "clear", "typical")  # index = the code stored per probe image
 
@@ -224,28 +225,20 @@ def probe_arrays(name: str) -> dict[str, np.ndarray]:
 
 
 @dataclass(frozen=True)
-class Probe:
-    """A shipped teacher's probe images as numpy arrays, with what pictures and keys of them need: the
-    same fields as :class:`kdviz.data.ImageData` (split ``"probe"``), and each image's kind and test index."""
+class Probe(Images):
+    """A shipped teacher's probe images as numpy arrays (:class:`kdviz.idx.Images`, normalised like the
+    teacher's training data), with its data set and each image's kind and test index."""
 
     dataset: str
-    pixels: np.ndarray       # uint8, N×C×H×W
-    labels: np.ndarray       # int64
     kind: np.ndarray         # int64 codes into PROBE_KINDS
     test_index: np.ndarray   # int64: each image's place in the test split
-    classes: tuple[str, ...]
-    mean: tuple[float, ...]  # the normalisation of the teacher's training data
-    std: tuple[float, ...]
-
-    def __len__(self) -> int:
-        return len(self.labels)
 
 
 def probe(name: str) -> Probe:
     """:func:`probe_arrays` of the shipped teacher ``name`` with its card's data set, classes and normalisation."""
     info, arrays = card(name), probe_arrays(name)
-    return Probe(info["dataset"], arrays["pixels"], *(arrays[k].astype(np.int64) for k in ("labels", "kind", "test_index")),
-                 tuple(info["classes"]), tuple(info["mean"]), tuple(info["std"]))
+    return Probe(arrays["pixels"], arrays["labels"].astype(np.int64), tuple(info["classes"]), tuple(info["mean"]),
+                 tuple(info["std"]), info["dataset"], *(arrays[k].astype(np.int64) for k in ("kind", "test_index")))
 
 
 def test_logits(name: str) -> np.ndarray | None:

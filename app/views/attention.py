@@ -40,7 +40,7 @@ def view() -> None:
     kinds = ic.probe_kinds(preset)
     st.subheader("Attention maps on one image")
     c1, c2, c3, c4 = st.columns([2, 3, 2, 2])
-    kind_options = ["all"] + (list(shipped.PROBE_KINDS) if kinds is not None else [])
+    kind_options = ["all", *shipped.PROBE_KINDS]
     kind = URL.choice("Images", kind_options, "kind", key=f"{PAGE}_kind", container=c1,
                       help="ambiguous: the teacher hesitates; clear: textbook cases; typical: a random draw")
     pool = np.arange(len(probe)) if kind == "all" else np.nonzero(kinds == shipped.PROBE_KINDS.index(kind))[0]

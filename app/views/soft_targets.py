@@ -66,8 +66,7 @@ run_T = float(run["method_params"]["T"])
 
 def describe(i: int) -> str:
     j = index[i]
-    kind = f" · {shipped.PROBE_KINDS[int(kinds[j])]}" if kinds is not None else ""
-    return f"image {i + 1}: a {probe.classes[int(probe.labels[j])]}{kind}"
+    return f"image {i + 1}: a {probe.classes[int(probe.labels[j])]} · {shipped.PROBE_KINDS[int(kinds[j])]}"
 
 
 # Everything below depends only on the controls in it: moving one reruns this part alone (a fragment),
@@ -107,22 +106,20 @@ def view() -> None:
                     "wrong classes its own way. Try T = 1 to see how little of this the plain softmax shows.",
                     key="st_bars")
     summary = ic.soft_target_gaps(recorded, preset.teacher, T, kinds)
-    kind = summary["kinds"][image] if summary["kinds"] else None
-    same = f"the followed {kind} images" if kind else "the followed images"
+    kind = summary["kinds"][image]
     mean_gap = {name: mean_over_kind(g, summary["kinds"], kind) for name, g in summary["gaps"].items()}
     common.show(figs.gap_curves(epochs, gap, T, mean_gap), presenter,
                 "How far each student's softened output is from the teacher's, along the run: on this image (solid) and "
-                f"averaged over {same} (dashed). Both fall as the students learn the classes. On typical images the "
+                f"averaged over the followed {kind} images (dashed). Both fall as the students learn the classes. On typical images the "
                 "KD student, pulled by its loss, ends far closer to the teacher than the baseline; on the teacher's "
                 "ambiguous images neither gets close. Single images jump about while the learning rate is high "
                 "(it peaks mid-run).", key="st_gap")
-    if summary["kinds"]:
-        finals = {k: {name: mean_over_kind(g, summary["kinds"], k)[-1] for name, g in summary["gaps"].items()}
-                  for k in dict.fromkeys(summary["kinds"])}
-        parts = [f"on the {k} images {v['KD student']:.3f} for the KD student and {v['baseline']:.3f} for the baseline"
-                 for k, v in finals.items()]
-        st.caption(f"Mean gap at the end of training, at T = {T:g}: " + "; ".join(parts) +
-                   f". Test accuracy: KD student {100 * run['test_acc']:.2f}%, baseline {100 * base['test_acc']:.2f}%.")
+    finals = {k: {name: mean_over_kind(g, summary["kinds"], k)[-1] for name, g in summary["gaps"].items()}
+              for k in dict.fromkeys(summary["kinds"])}
+    parts = [f"on the {k} images {v['KD student']:.3f} for the KD student and {v['baseline']:.3f} for the baseline"
+             for k, v in finals.items()]
+    st.caption(f"Mean gap at the end of training, at T = {T:g}: " + "; ".join(parts) +
+               f". Test accuracy: KD student {100 * run['test_acc']:.2f}%, baseline {100 * base['test_acc']:.2f}%.")
 
 
 timings.fragment("soft_targets.view")(view)()

@@ -6,15 +6,15 @@ and the class-sorted batch of test images it is drawn on (:func:`class_sorted_in
 :mod:`kdviz.probes.views` computes the views and writes the files.
 
 ``images`` below is anything with ``pixels``, ``labels``, ``mean`` and ``std`` fields: a
-:class:`kdviz.data.ImageData` (torch tensors), a :class:`kdviz.shipped.Probe` or an :class:`Images`
-(numpy arrays); all give the same key for the same images (:func:`kdviz.files.array_digest`). This module stays torch-free
-so that a page's first view can be drawn from a shipped view before torch is imported.
+:class:`kdviz.data.ImageData` (torch tensors), or a :class:`kdviz.idx.Images` such as a
+:class:`kdviz.shipped.Probe` (numpy arrays); all give the same key for the same images
+(:func:`kdviz.files.array_digest`). This module stays torch-free so that a page's first view can be
+drawn from a shipped view before torch is imported.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,21 +43,6 @@ def shipped_pair(dataset: str, method: str) -> tuple[presets.Preset, dict, dict]
 
 
 # --------------------------------------------------------------------------- the images of a default view
-@dataclass(frozen=True)
-class Images:
-    """Images as numpy arrays, with what a view's key and pictures read of them: the fields of
-    :class:`kdviz.data.ImageData` a page's first view needs (a test split read without torch)."""
-
-    pixels: np.ndarray       # uint8, N×C×H×W
-    labels: np.ndarray       # int64
-    classes: tuple[str, ...]
-    mean: tuple[float, ...]  # the normalisation a network's inputs get
-    std: tuple[float, ...]
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
 def class_sorted_index(labels, per_class: int, seed: int = 0) -> np.ndarray:
     """Positions of ``per_class`` random examples of every class (numpy's generator, ``seed``), grouped
     by class (class 0 first) and in order within a class: the order that makes block structure visible
