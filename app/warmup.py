@@ -32,7 +32,10 @@ IDLE_S = 1.0  # a heavy step starts after this long without a page or fragment r
 # the pages (URL paths) whose first chart is sent before torch is imported (tests/test_app_first_view.py)
 TORCH_FREE_FIRST_VIEWS = ("home", "temperature", "experiments", "attention", "fsp", "factors", "relations", "confusion",
                           "soft-targets")
-FIRST_REQUEST_S = 0.5  # how long the warm-up waits for a first visitor's page before it starts
+# how long the warm-up waits for a first visitor's page before it starts: a browser that opens the link as the
+# server answers asks within it on a busy 2-core machine (0.5 s was not always enough beside a test suite); a
+# page that needs torch ends the wait at once, and with no visitor the warm-up only starts this much later
+FIRST_REQUEST_S = 1.0
 FIRST_VIEW_MAX_S = 10.0  # and at most this long for that page's first chart
 _started = threading.Event()
 _first_page: list[str] = []  # the page the server's first visitor asked for
