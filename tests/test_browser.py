@@ -7,6 +7,7 @@ Needs Debian's chromium (/usr/bin/chromium) and the playwright pip package (no
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -39,6 +40,10 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 import app_speed  # noqa: E402 - benchmarks/app_speed.py: its A/B's switch is tested below
+from test_app_first_view import FIRST_VIEWS  # noqa: E402 - each page's default charts
+
+import load_test  # noqa: E402 - benchmarks/load_test.py: its protocol-level session drives a crowd below
+from conftest import REAL_MNIST  # noqa: E402
 
 
 def free_port() -> int:
@@ -392,3 +397,36 @@ def test_a_torch_free_first_view_opened_at_once_goes_before_the_warm_up(tmp_path
         held = next(line for line in lines if line["part"] == "warmup:first view")
         chart = next(line for line in lines if line["part"] == f"first-chart:{page_name}")
         assert held["t"] >= chart["t"], (held, chart)  # the first chart went out before the warm-up began
+
+
+def test_a_crowd_on_a_fresh_server_gets_every_page_whole(tmp_path):
+    """A classroom reconnecting to a restarted server: on a fresh server with an empty cache, every page is
+    opened by two sessions at the same moment (Streamlit's own protocol, no drawing: benchmarks/load_test.py's
+    ProtocolSession), while the warm-up starts beside them. Every answer must be whole: no error on any page
+    (the lazy imports of torch and the inside pages' networks, the teachers' logits and the data cached by
+    several threads at once, pandas complete before any figure), and every default chart of the pages that
+    draw one, as tests/test_app_first_view.py counts them for one visitor alone."""
+    pages = list(page_paths())
+
+    async def visit(url: str, page: str) -> tuple[str, int, str | None]:
+        async with load_test.ProtocolSession(url, 240) as session:
+            await session.run(page)
+            error = session.elements.get("exception")
+            return page, session.charts, error and error[0].exception.message
+
+    async def crowd(url: str):
+        return await asyncio.gather(*[visit(url, page) for page in pages for _ in range(2)])
+
+    (tmp_path / "cache").mkdir()
+    with running_app(tmp_path, KDVIZ_CACHE=str(tmp_path / "cache")) as url:
+        answers = asyncio.run(crowd(url))
+    assert len(answers) == 2 * len(pages) and {a[0] for a in answers} == set(pages)
+    assert not [a for a in answers if a[2]], [a for a in answers if a[2]]
+    for page, charts, _ in answers:
+        expected = FIRST_VIEWS.get(page or "home", (None, 0, None))[1]
+        if page in ("factors", "relations") and not REAL_MNIST:  # computed live on a made-up split
+            assert charts >= 1, page
+        else:
+            assert charts == expected, (page, charts, expected)
+    log = (tmp_path / "streamlit.log").read_text(errors="replace")
+    assert "Traceback" not in log, log[-3000:]
