@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -418,8 +419,8 @@ def test_a_crowd_on_a_fresh_server_gets_every_page_whole(tmp_path):
         return await asyncio.gather(*[visit(url, page) for page in pages for _ in range(2)])
 
     (tmp_path / "cache").mkdir()
-    with running_app(tmp_path, KDVIZ_CACHE=str(tmp_path / "cache")) as url:
-        answers = asyncio.run(crowd(url))
+    with running_app(tmp_path, KDVIZ_CACHE=str(tmp_path / "cache")) as url, ThreadPoolExecutor(1) as thread:
+        answers = thread.submit(asyncio.run, crowd(url)).result()  # its own loop: Playwright's runs in this thread
     assert len(answers) == 2 * len(pages) and {a[0] for a in answers} == set(pages)
     assert not [a for a in answers if a[2]], [a for a in answers if a[2]]
     for page, charts, _ in answers:
