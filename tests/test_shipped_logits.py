@@ -180,3 +180,35 @@ def test_the_confusion_page_counts_a_damaged_card_matrix_from_the_logits(tmp_pat
     test = data.load("mnist").test
     expected = confusion_matrix(test.labels, torch.from_numpy(shipped.test_logits(name)).argmax(1), 10).numpy()
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("name", ["mnist-cnn", "cifar10-resnet20"])
+def test_the_dark_knowledge_matrix_reads_the_test_split_alone_and_the_shipped_logits(name, monkeypatch):
+    """The Temperature page's matrix for a shipped teacher (the app's ``resources.teacher_test_outputs``): its data
+    set's test split read alone, never the whole data set (CIFAR-10: 10,000 JPEG files decoded rather than 60,000
+    the first time), and the teacher's shipped test logits read rather than computed."""
+    test = _test_split(name)
+    if test is None:
+        pytest.skip(f"the {pretrained.card(name)['dataset']} test split is not on this machine")
+    import resources  # the app's cached loaders (the app folder is on the path by conftest)
+
+    resources.teacher_outputs(name)  # its probe images and their logits: not what is checked here
+    resources.teacher_test_outputs.clear()
+    resources.test_split.clear()
+
+    def refused(what):
+        def fail(*args, **kwargs):
+            raise AssertionError(what)
+        return fail
+
+    monkeypatch.setattr(resources.datasets, "load", refused("the whole data set was loaded"))
+    monkeypatch.setattr(teacher_cache, "predict_logits", refused("the teacher ran over the test set"))
+    try:
+        out = resources.teacher_test_outputs(name)
+    finally:  # computed under the patches above: not for the tests after this one
+        resources.teacher_test_outputs.clear()
+        resources.test_split.clear()
+    assert out["source"] == f"all {len(test):,} test images"
+    assert torch.equal(out["labels"], test.labels)
+    with np.load(pretrained.test_logits_file(name), allow_pickle=False) as npz:
+        assert torch.equal(out["logits"], torch.from_numpy(npz["logits"]))
