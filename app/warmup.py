@@ -101,6 +101,23 @@ def _figure_machinery() -> None:
     pa.Table.from_pandas(table)
 
 
+def warm_teachers(default: bool) -> None:
+    """What the Temperature page draws of the shipped teachers, through its cached loaders (``resources``): of the
+    default teacher (``default``) or of every other one, its probe images' logits and its dark-knowledge matrix's
+    inputs (the shipped test logits and the data set's test split: a CIFAR-10 teacher's took that page 3-4 s on a
+    warmed-up server, 0.3-0.4 s once warmed here); the default teacher's T² figure too."""
+    from kdviz import pretrained
+
+    import resources
+
+    for name in pretrained.names():
+        if (name == DEFAULT) == default:
+            resources.teacher_outputs(name)
+            resources.teacher_test_outputs(name)
+            if name == DEFAULT:
+                resources.gradient_scale(name)
+
+
 def _live_runs_process() -> None:
     from kdviz import sweep
 
@@ -115,7 +132,6 @@ def _warm() -> None:
         if str(folder) not in sys.path:
             sys.path.insert(0, str(folder))
     timings.record("warmup:first view", hold_for_first_view())
-    from kdviz import pretrained
 
     import common  # noqa: F401 - the pages' shared helpers
     import figures  # noqa: F401 - the pages' figure modules
@@ -144,20 +160,12 @@ def _warm() -> None:
             pass
         timings.record(f"warmup:{name}", time.perf_counter() - began)
 
-    def teachers(first: bool) -> None:
-        for name in pretrained.names():
-            if (name == DEFAULT) == first:
-                resources.teacher_outputs(name)
-                if name == DEFAULT:
-                    resources.teacher_test_outputs(name)  # the dark-knowledge matrix (teacher logits cached on disk)
-                    resources.gradient_scale(name)  # the T² figure
-
     # in the order of need: the Temperature page's teacher, what every first chart needs, Home's list of
     # data sets, the other teachers, then the inside pages' default views
-    step("temperature teacher", lambda: teachers(first=True))
+    step("temperature teacher", lambda: warm_teachers(default=True))
     step("figures", _figure_machinery)
     step("data sets", resources.available_datasets)
-    step("teachers", lambda: teachers(first=False), heavy=True)
+    step("teachers", lambda: warm_teachers(default=False), heavy=True)
     step("factor space", lambda: inside_common.warm_factor_space("mnist"), heavy=True)  # its t-SNE maps are shipped
     for method in ("at", "fsp", "rkd", "kd"):
         step(f"inside view {method}", lambda method=method: inside_common.warm_default_views((method,)), heavy=True)

@@ -212,3 +212,33 @@ def test_the_dark_knowledge_matrix_reads_the_test_split_alone_and_the_shipped_lo
     assert torch.equal(out["labels"], test.labels)
     with np.load(pretrained.test_logits_file(name), allow_pickle=False) as npz:
         assert torch.equal(out["logits"], torch.from_numpy(npz["logits"]))
+
+
+def test_after_the_warm_up_every_teachers_matrix_needs_no_data_and_no_pass(monkeypatch):
+    """The server's warm-up (app/warmup.py ``warm_teachers``, in idle time) fills the very caches the Temperature
+    page reads for every shipped teacher's dark-knowledge matrix: a visit then opens no data files and runs no
+    teacher over its test split (each made to fail here), for a CIFAR-10 teacher too."""
+    name = "cifar10-resnet20"
+    test = _test_split(name)
+    if test is None:
+        pytest.skip("the CIFAR-10 test split is not on this machine")
+    import resources
+    import warmup
+
+    resources.teacher_test_outputs.clear()
+    resources.test_split.clear()
+    try:
+        warmup.warm_teachers(default=False)
+
+        def refused(*args, **kwargs):
+            raise AssertionError("computed at the visit after the warm-up")
+
+        for where, what in ((resources.datasets, "load"), (resources.datasets, "load_test"),
+                            (teacher_cache, "predict_logits"), (torch.nn.Module, "__call__")):
+            monkeypatch.setattr(where, what, refused)
+        out = resources.teacher_test_outputs(name)
+    finally:
+        resources.teacher_test_outputs.clear()
+        resources.test_split.clear()
+    assert out["source"] == f"all {len(test):,} test images"
+    assert torch.equal(out["labels"], test.labels)
