@@ -40,11 +40,13 @@ def method_modules(run_id: str, runs_dir: str, teacher_name: str):
 
 
 def test_split(preset: presets.Preset):
-    """The data set's test split, or the probe set when the data set is not on this machine."""
+    """The data set's test split, read alone with its teacher's normalisation (:func:`resources.test_split`), or
+    the probe set when the data set is not on this machine."""
+    probe = resources.probe_set(preset.teacher)
     try:
-        return resources.dataset(preset.dataset).test
+        return resources.test_split(preset.dataset, tuple(probe.mean), tuple(probe.std))
     except Exception:  # noqa: BLE001 - pages work from the shipped probe images alone
-        return resources.probe_set(preset.teacher)
+        return probe
 
 
 def images_of(preset: presets.Preset, split: str):

@@ -96,13 +96,15 @@ def world(tmp_path_factory):
 @pytest.fixture
 def env(world, monkeypatch):
     """Point kdviz and the page presets at the tiny world (after conftest's per-test runs dir).
-    The app's data-set cache is emptied before and after, so no other test sees the made-up MNIST."""
+    The app's data-set caches are emptied before and after, so no other test sees the made-up MNIST."""
     for name in ("pretrained", "runs", "data", "cache"):
         monkeypatch.setenv(f"KDVIZ_{name.upper()}", str(world[name]))
     monkeypatch.setattr(presets, "PRESETS", {"mnist": PRESET})
     resources.dataset.clear()
+    resources.test_split.clear()
     yield world
     resources.dataset.clear()
+    resources.test_split.clear()
 
 
 def page(name: str, **params) -> AppTest:
