@@ -14,6 +14,9 @@ from kdviz import data, pretrained, shipped, teacher_cache
 from kdviz.evaluation import confusion_matrix, predict_logits
 from kdviz.models import build_model
 
+import resources  # the app's cached loaders (the app folder is on the path by conftest)
+import warmup
+
 SHIPPED = [name for name in pretrained.names() if "test_logits_sha256" in pretrained.card(name)]
 
 
@@ -182,7 +185,32 @@ def test_the_confusion_page_counts_a_damaged_card_matrix_from_the_logits(tmp_pat
     np.testing.assert_array_equal(got, expected)
 
 
-def test_the_dark_knowledge_matrix_reads_the_test_split_alone_and_the_shipped_logits(monkeypatch):
+@pytest.fixture
+def matrix_caches():
+    """The app's caches behind the Temperature page's matrix, empty before the test and after it (what a test
+    computes under its patches is not for the tests after it)."""
+    for cached in (resources.teacher_test_outputs, resources.test_split):
+        cached.clear()
+    yield
+    for cached in (resources.teacher_test_outputs, resources.test_split):
+        cached.clear()
+
+
+def _refused(what: str):
+    def fail(*args, **kwargs):
+        raise AssertionError(what)
+    return fail
+
+
+def _whole_matrix_inputs(out: dict, name: str, test) -> None:
+    """``out`` (``resources.teacher_test_outputs``) holds the whole test split and the shipped test logits."""
+    assert out["source"] == f"all {len(test):,} test images"
+    assert torch.equal(out["labels"], test.labels)
+    with np.load(pretrained.test_logits_file(name), allow_pickle=False) as npz:
+        assert torch.equal(out["logits"], torch.from_numpy(npz["logits"]))
+
+
+def test_the_dark_knowledge_matrix_reads_the_test_split_alone_and_the_shipped_logits(matrix_caches, monkeypatch):
     """The Temperature page's matrix for the default teacher (the app's ``resources.teacher_test_outputs``): its
     data set's test split read alone, never the whole data set, and the teacher's shipped test logits read rather
     than computed (a CIFAR-10 teacher's, through the warm-up: the test below)."""
@@ -190,31 +218,13 @@ def test_the_dark_knowledge_matrix_reads_the_test_split_alone_and_the_shipped_lo
     test = _test_split(name)
     if test is None:
         pytest.skip(f"the {pretrained.card(name)['dataset']} test split is not on this machine")
-    import resources  # the app's cached loaders (the app folder is on the path by conftest)
-
     resources.teacher_outputs(name)  # its probe images and their logits: not what is checked here
-    resources.teacher_test_outputs.clear()
-    resources.test_split.clear()
-
-    def refused(what):
-        def fail(*args, **kwargs):
-            raise AssertionError(what)
-        return fail
-
-    monkeypatch.setattr(resources.datasets, "load", refused("the whole data set was loaded"))
-    monkeypatch.setattr(teacher_cache, "predict_logits", refused("the teacher ran over the test set"))
-    try:
-        out = resources.teacher_test_outputs(name)
-    finally:  # computed under the patches above: not for the tests after this one
-        resources.teacher_test_outputs.clear()
-        resources.test_split.clear()
-    assert out["source"] == f"all {len(test):,} test images"
-    assert torch.equal(out["labels"], test.labels)
-    with np.load(pretrained.test_logits_file(name), allow_pickle=False) as npz:
-        assert torch.equal(out["logits"], torch.from_numpy(npz["logits"]))
+    monkeypatch.setattr(resources.datasets, "load", _refused("the whole data set was loaded"))
+    monkeypatch.setattr(teacher_cache, "predict_logits", _refused("the teacher ran over the test set"))
+    _whole_matrix_inputs(resources.teacher_test_outputs(name), name, test)
 
 
-def test_after_the_warm_up_every_teachers_matrix_needs_no_data_and_no_pass(monkeypatch):
+def test_after_the_warm_up_every_teachers_matrix_needs_no_data_and_no_pass(matrix_caches, monkeypatch):
     """The server's warm-up (app/warmup.py ``warm_teachers``, in idle time) fills the very caches the Temperature
     page reads for every shipped teacher's dark-knowledge matrix, a CIFAR-10 teacher's too: from the test split
     read alone (the whole data set, 60,000 JPEG files to decode the first time, is never loaded) and the shipped
@@ -223,25 +233,9 @@ def test_after_the_warm_up_every_teachers_matrix_needs_no_data_and_no_pass(monke
     test = _test_split(name)
     if test is None:
         pytest.skip("the CIFAR-10 test split is not on this machine")
-    import resources
-    import warmup
-
-    def refused(*args, **kwargs):
-        raise AssertionError("not what the matrix may cost")
-
-    resources.teacher_test_outputs.clear()
-    resources.test_split.clear()
-    try:
-        monkeypatch.setattr(resources.datasets, "load", refused)
-        warmup.warm_teachers(default=False)
-        for where, what in ((resources.datasets, "load_test"), (teacher_cache, "predict_logits"),
-                            (torch.nn.Module, "__call__")):
-            monkeypatch.setattr(where, what, refused)
-        out = resources.teacher_test_outputs(name)
-    finally:
-        resources.teacher_test_outputs.clear()
-        resources.test_split.clear()
-    assert out["source"] == f"all {len(test):,} test images"
-    assert torch.equal(out["labels"], test.labels)
-    with np.load(pretrained.test_logits_file(name), allow_pickle=False) as npz:
-        assert torch.equal(out["logits"], torch.from_numpy(npz["logits"]))
+    monkeypatch.setattr(resources.datasets, "load", _refused("the whole data set was loaded"))
+    warmup.warm_teachers(default=False)
+    for where, what in ((resources.datasets, "load_test"), (teacher_cache, "predict_logits"),
+                        (torch.nn.Module, "__call__")):
+        monkeypatch.setattr(where, what, _refused("computed at the visit after the warm-up"))
+    _whole_matrix_inputs(resources.teacher_test_outputs(name), name, test)
