@@ -128,8 +128,9 @@ def gradient_scale(link: str) -> dict:
 def test_split(name: str, mean: tuple, std: tuple):
     """A data set's test split alone, normalised with ``mean``/``std`` (a teacher's): :func:`kdviz.data.load_test`,
     the training files never opened. For CIFAR-10 that is its 10,000 test JPEG files decoded, 2.2-2.6 s on a 2-core
-    AMD EPYC, against 5.3-5.7 s for the whole data set from the disk cache and 22.6 s to decode all 60,000 the first
-    time. A data set without a test split of its own to read (an image folder) gives its whole set's test split."""
+    AMD EPYC, against 14.4 s for a first load of all 60,000 (``benchmarks/data_speed.py``; 1.5-3.6 s from the disk
+    cache once there, and 184 MB held instead of 31 MB). A data set without a test split of its own to read (an image
+    folder) gives its whole set's test split."""
     try:
         return datasets.load_test(name, mean, std)
     except datasets.DataNotFound:

@@ -1,6 +1,7 @@
 """kdviz.data: named data sets, image folders, the decoded-tensor cache, transfer sets, augmentation."""
 from __future__ import annotations
 
+import io
 import itertools
 
 import numpy as np
@@ -214,6 +215,112 @@ def test_image_folder_with_mixed_sizes_is_a_clear_error(tmp_path):
     _write_images(tmp_path / "pets", {("train", "dog", 1): (7, 5)})
     with pytest.raises(ValueError, match=r"1\.png is \(5, 7\), other images are \(5, 6\): resize"):
         data.load(str(tmp_path / "pets"))
+
+
+def _jpeg(array: np.ndarray, **options) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(array).save(out, "JPEG", **options)
+    return out.getvalue()
+
+
+def test_jpeg_frame_reads_the_size_from_the_header_alone():
+    """The frame header (ITU-T T.81, B.2.2) after other segments (EXIF, fill bytes); None for what the batch
+    decoder must not take: not a JPEG, a header cut short, a frame of another kind (here a lossless SOF3)."""
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    plain, gray = _jpeg(rgb), _jpeg(rgb[..., 0])
+    assert data.jpeg_frame(plain) == (5, 7, 3) and data.jpeg_frame(gray) == (5, 7, 1)
+    assert data.jpeg_frame(_jpeg(rgb, progressive=True)) == (5, 7, 3)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    assert data.jpeg_frame(_jpeg(rgb, exif=exif.tobytes())) == (5, 7, 3)
+    assert data.jpeg_frame(plain[:2] + b"\xff\xff" + plain[2:]) == (5, 7, 3)  # fill bytes before a marker
+    png = io.BytesIO()
+    Image.fromarray(rgb).save(png, "PNG")
+    sof = plain.index(b"\xff\xc0")
+    assert data.jpeg_frame(png.getvalue()) is None and data.jpeg_frame(plain[:sof + 6]) is None
+    assert data.jpeg_frame(plain[:sof] + b"\xff\xc3" + plain[sof + 2:]) is None
+
+
+def _jpeg_folder(root, images: dict) -> None:
+    for (label, name), content in images.items():
+        (root / label).mkdir(parents=True, exist_ok=True)
+        (root / label / name).write_bytes(content)
+
+
+@pytest.mark.parametrize("gray", [False, True])
+def test_the_batch_jpeg_decoder_gives_pils_pixels(tmp_path, monkeypatch, gray):
+    """JPEG files of every kind an encoder writes (4:4:4, 4:2:2 and 4:2:0 sampling, progressive, low
+    quality, grayscale) come out of the batch decoder as PIL decodes them, PNG files beside them too;
+    the batch decoder is really used (PIL opens only the first file and the PNG)."""
+    rng = np.random.default_rng(1)
+    kinds = [{"subsampling": 0}, {"subsampling": 1}, {"subsampling": 2}, {"progressive": True}, {"quality": 20}]
+    images = {}
+    for label, kind in itertools.product(("a", "b"), range(len(kinds))):
+        pixels = rng.integers(0, 256, (9, 11) if gray else (9, 11, 3), dtype=np.uint8)
+        images[label, f"{kind}.jpg"] = _jpeg(pixels, **kinds[kind])
+    png = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (9, 11) if gray else (9, 11, 3), dtype=np.uint8)).save(png, "PNG")
+    images["b", "png.png"] = png.getvalue()
+    _jpeg_folder(tmp_path, images)
+    pil = data.read_image_folder(tmp_path)
+    opened = []
+    real = data._open_image
+    monkeypatch.setattr(data, "_open_image", lambda path, mode: opened.append(path.name) or real(path, mode))
+    monkeypatch.setattr(data, "BATCH_DECODE_FROM", 1)
+    batch = data.read_image_folder(tmp_path, None)
+    assert sorted(opened) == ["0.jpg", "png.png"]  # the first file, which sets the mode, and the PNG
+    assert batch[2] == pil[2] and torch.equal(batch[1], pil[1]) and torch.equal(batch[0], pil[0])
+    assert batch[0].shape == (len(images), 1 if gray else 3, 9, 11)
+
+
+def test_a_broken_or_odd_sized_jpeg_in_a_batch_is_named(tmp_path, monkeypatch):
+    """A file the batch decoder cannot read is handed to PIL, whose error names it; a JPEG whose header
+    gives another size is never batch-decoded and is refused by name, as before, a huge one undecoded."""
+    monkeypatch.setattr(data, "BATCH_DECODE_FROM", 1)
+    rng = np.random.default_rng(2)
+    images = {("a", f"{i}.jpg"): _jpeg(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)) for i in range(6)}
+    _jpeg_folder(tmp_path / "cut", {**images, ("a", "3.jpg"): images["a", "3.jpg"][:300]})
+    with pytest.raises(data.DataError, match=r"3\.jpg is not a readable image"):
+        data.read_image_folder(tmp_path / "cut")
+    _jpeg_folder(tmp_path / "sizes", {**images, ("a", "4.jpg"): _jpeg(np.zeros((8, 9, 3), np.uint8))})
+    with pytest.raises(data.DataError, match=r"4\.jpg is \(8, 9\), other images are \(8, 8\): resize"):
+        data.read_image_folder(tmp_path / "sizes")
+    _jpeg_folder(tmp_path / "huge", {**images, ("a", "5.jpg"): _jpeg(np.zeros((4100, 4100), np.uint8))})
+    with pytest.raises(data.DataError, match=r"5\.jpg is 4100x4100 pixels, more than the 16,777,216 kdviz decodes"):
+        data.read_image_folder(tmp_path / "huge")  # refused from its header, never decoded
+
+
+def test_cifar10s_files_decode_alike_in_batches_and_with_pil(cifar10, monkeypatch):
+    """The real CIFAR-10 test files (10,000 JPEG): the batch decoder and PIL give the same tensors."""
+    folder = data.data_dir() / "cifar10" / "test"
+    monkeypatch.setattr(data, "BATCH_DECODE_FROM", 1)
+    batch = data.read_image_folder(folder, data.CIFAR10_CLASSES)
+    monkeypatch.setattr(data, "BATCH_DECODE_FROM", 10**9)
+    pil = data.read_image_folder(folder, data.CIFAR10_CLASSES)
+    assert torch.equal(batch[0], pil[0]) and torch.equal(batch[1], pil[1]) and len(batch[1]) == 10_000
+
+
+def test_the_fast_listing_and_identity_match_rglob_and_resolve(tmp_path):
+    """The files under a folder are the ones ``rglob`` finds (hidden files and links to files counted, links
+    to folders and broken links not), and each resolves as ``Path.resolve`` resolves it, through a linked
+    folder and a linked file too: the decoded cache's identity is unchanged by the faster way."""
+    real = tmp_path / "real"
+    (real / "cat" / "deep").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    for name in ("cat/1.png", "cat/.hidden.png", "cat/deep/2.png"):
+        (real / name).write_bytes(b"x" * len(name))
+    (tmp_path / "elsewhere" / "3.png").write_bytes(b"yyy")
+    (real / "cat" / "linked.png").symlink_to(tmp_path / "elsewhere" / "3.png")
+    (real / "cat" / "broken.png").symlink_to(tmp_path / "missing.png")
+    (real / "dog").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    via_link = tmp_path / "via"
+    via_link.symlink_to(real, target_is_directory=True)
+    for top in (real, via_link):
+        files = sorted(data._files_under(top))
+        assert files == sorted(p for p in top.rglob("*") if p.is_file())
+        assert {p.name for p in files} == {"1.png", ".hidden.png", "2.png", "linked.png"}
+        resolved = [(name, (s.st_size, s.st_mtime_ns)) for name, s in data._resolved_files(files)]
+        assert resolved == [(str(p.resolve()), (p.stat().st_size, p.stat().st_mtime_ns)) for p in files]
 
 
 # --------------------------------------------------------------------------- transfer sets
