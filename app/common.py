@@ -373,6 +373,19 @@ def shipped_gallery(link: str) -> dict | None:
     return shared("shipped_gallery", (link,), lambda: shipped.teacher_gallery(link) if link in shipped.names() else None)
 
 
+def shipped_test_outputs(link: str) -> dict | None:
+    """A shipped teacher's logits on its whole test split and the split's labels, read from its shipped file
+    without torch and without the data set (:func:`kdviz.shipped.test_labels`), as
+    :func:`resources.teacher_test_outputs` gives them through both; None for a teacher trained here, or one
+    whose file keeps no labels."""
+    def build():
+        labels = shipped.test_labels(link) if link in shipped.names() else None
+        if labels is None:
+            return None
+        return {"logits": shipped.test_logits(link), "labels": labels, "source": f"all {len(labels):,} test images"}
+    return shared("shipped_test_outputs", (link,), build)
+
+
 def error_box(error: Exception, what: str) -> None:
     """A readable message instead of a traceback."""
     st.error(f"Could not {what}: {error}")

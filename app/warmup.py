@@ -102,13 +102,15 @@ def _figure_machinery() -> None:
 
 
 def warm_teachers(default: bool) -> None:
-    """What the Temperature page draws of the shipped teachers, through its cached loaders (``resources``): of the
-    default teacher (``default``) or of every other one, its probe images' logits and its dark-knowledge matrix's
-    inputs (the shipped test logits and the data set's test split: a CIFAR-10 teacher's took that page 3-4 s on a
-    warmed-up server, 0.3-0.4 s once warmed here); the default teacher's T² figure too. A teacher that fails here
-    is left for the page, which says what is wrong; the others are still warmed."""
+    """What the Temperature page draws of the shipped teachers, through its cached loaders (``common``,
+    ``resources``): of the default teacher (``default``) or of every other one, its probe images' logits and its
+    dark-knowledge matrix's inputs (the shipped test logits and labels, read without the data set; for a teacher
+    whose file keeps no labels, its data set's test split: a CIFAR-10 teacher's took that page 3-4 s on a warmed-up
+    server, 0.3-0.4 s once warmed here); the default teacher's T² figure too. A teacher that fails here is left for
+    the page, which says what is wrong; the others are still warmed."""
     from kdviz import pretrained
 
+    import common
     import resources
 
     for name in pretrained.names():
@@ -116,7 +118,8 @@ def warm_teachers(default: bool) -> None:
             continue
         try:
             resources.teacher_outputs(name)
-            resources.teacher_test_outputs(name)
+            if common.shipped_test_outputs(name) is None:
+                resources.teacher_test_outputs(name)
             if name == DEFAULT:
                 resources.gradient_scale(name)
         except Exception:  # noqa: BLE001

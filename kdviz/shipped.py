@@ -258,6 +258,29 @@ def test_logits(name: str) -> np.ndarray | None:
     return logits
 
 
+def test_labels(name: str) -> np.ndarray | None:
+    """The labels of a shipped teacher's test split, in the order of its test-set logits (kept beside them in
+    ``<name>.test_logits.npz``, checked against the card's sha256): with :func:`test_logits`, what the
+    dark-knowledge matrix needs, with no data set and no torch. None when it ships no test-set logits, or
+    logits written before their file kept the labels."""
+    logits = test_logits(name)
+    if logits is None:
+        return None
+    path = test_logits_file(name)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if "labels" not in npz.files:
+                return None
+            labels = npz["labels"]
+    except Exception as error:  # noqa: BLE001 - whatever is wrong, the file is unusable
+        raise PretrainedError(f"{path} is not a valid logits file ({type(error).__name__}: {error})") from None
+    classes = card(name)["spec"]["num_classes"]
+    if labels.dtype.kind not in "iu" or labels.shape != (len(logits),) or labels.min(initial=0) < 0 \
+            or labels.max(initial=0) >= classes:
+        raise PretrainedError(f"{path} does not hold one label in 0..{classes - 1} for each of its {len(logits)} logits")
+    return labels.astype(np.int64)
+
+
 def teacher_confusion(name: str) -> np.ndarray | None:
     """A shipped teacher's confusion matrix on its test split (``[true, predicted]`` counts, from its shipped
     test-set logits: ``test_confusion`` in its card), or None when its card has none."""

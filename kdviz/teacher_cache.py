@@ -84,13 +84,14 @@ def _ok(key: str, expected: str, logits, digest: str, data: ImageData) -> bool:
 def write_shipped(path: Path, teacher: torch.nn.Module, data: ImageData, precision: str = "fp32",
                   device="cpu") -> dict:
     """Compute the teacher's logits on ``data`` and write them as a small npz (float32 logits, the
-    cache key, their digest) that :func:`teacher_logits` accepts as ``shipped``. Returns the key,
-    the digest, the number of images and the logits."""
+    cache key, their digest, and ``data``'s labels, so that what depends on logits and labels alone needs
+    no data set: :func:`kdviz.shipped.test_labels`) that :func:`teacher_logits` accepts as ``shipped``.
+    Returns the key, the digest, the number of images and the logits."""
     key = cache_path(teacher, data, precision).stem
     logits = predict_logits(teacher, data, device=device, precision=precision).float().contiguous()
     digest = tensor_digest([logits])
     write_atomic(path, lambda f: np.savez_compressed(f, logits=logits.numpy(), key=np.array(key),
-                                                      digest=np.array(digest)))
+                                                      digest=np.array(digest), labels=data.labels.numpy().astype(np.int64)))
     return {"key": key, "digest": digest, "images": len(data), "logits": logits}
 
 

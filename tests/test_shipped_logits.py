@@ -16,6 +16,7 @@ from kdviz.models import build_model
 
 import resources  # the app's cached loaders (the app folder is on the path by conftest)
 import warmup
+from conftest import APP
 
 SHIPPED = [name for name in pretrained.names() if "test_logits_sha256" in pretrained.card(name)]
 
@@ -133,10 +134,14 @@ def test_the_cards_test_confusion_is_the_shipped_logits_on_the_test_labels(name)
     matrix = shipped.teacher_confusion(name)
     assert matrix is not None, f"{name}'s card holds no test_confusion: `kdviz pretrained make-logits {name}`"
     assert np.trace(matrix) / matrix.sum() == pytest.approx(pretrained.card(name)["test_acc"], abs=1e-6)
+    labels, logits = shipped.test_labels(name), shipped.test_logits(name)  # the labels shipped beside the logits
+    assert labels is not None, f"{name}'s test logits keep no labels: `kdviz pretrained make-logits {name}`"
+    counted = confusion_matrix(torch.from_numpy(labels), torch.from_numpy(logits).argmax(1), len(matrix)).numpy()
+    np.testing.assert_array_equal(counted, matrix)
     test = _test_split(name)
     if test is None:
         pytest.skip(f"the {pretrained.card(name)['dataset']} test split is not on this machine")
-    logits = shipped.test_logits(name)
+    np.testing.assert_array_equal(labels, test.labels.numpy())  # the data set's own test labels, in order
     expected = confusion_matrix(test.labels, torch.from_numpy(logits).argmax(1), test.num_classes).numpy()
     np.testing.assert_array_equal(matrix, expected)
     assert np.trace(matrix) / matrix.sum() == pytest.approx(float((logits.argmax(1) == test.labels.numpy()).mean()))
@@ -224,18 +229,90 @@ def test_the_dark_knowledge_matrix_reads_the_test_split_alone_and_the_shipped_lo
     _whole_matrix_inputs(resources.teacher_test_outputs(name), name, test)
 
 
-def test_after_the_warm_up_every_teachers_matrix_needs_no_data_and_no_pass(matrix_caches, monkeypatch):
-    """The server's warm-up (app/warmup.py ``warm_teachers``, in idle time) fills the very caches the Temperature
-    page reads for every shipped teacher's dark-knowledge matrix, a CIFAR-10 teacher's too: from the test split
-    read alone (the whole data set, 60,000 JPEG files to decode the first time, is never loaded) and the shipped
-    test logits; a visit then opens no data files and runs no teacher (each made to fail here)."""
-    name = "cifar10-resnet20"
-    test = _test_split(name)
-    if test is None:
-        pytest.skip("the CIFAR-10 test split is not on this machine")
-    monkeypatch.setattr(resources.datasets, "load", _refused("the whole data set was loaded"))
-    warmup.warm_teachers(default=False)
-    for where, what in ((resources.datasets, "load_test"), (teacher_cache, "predict_logits"),
-                        (torch.nn.Module, "__call__")):
-        monkeypatch.setattr(where, what, _refused("computed at the visit after the warm-up"))
-    _whole_matrix_inputs(resources.teacher_test_outputs(name), name, test)
+def test_the_warm_up_and_every_shipped_teachers_matrix_need_no_data_set_and_no_pass(matrix_caches, monkeypatch):
+    """The Temperature page's dark-knowledge matrix of a shipped teacher (``common.shipped_test_outputs``) is its
+    shipped test logits and labels: the server's warm-up (app/warmup.py ``warm_teachers``) opens no data set for
+    it (it decoded CIFAR-10's 10,000 test JPEG files for it before the labels were shipped, 2.2-2.6 s), and a
+    visit opens no data files and runs no teacher (each made to fail there)."""
+    import common
+
+    opened = []
+    for what in ("load", "load_test"):
+        real = getattr(resources.datasets, what)
+        monkeypatch.setattr(resources.datasets, what, lambda *a, real=real, what=what, **k: opened.append(what) or real(*a, **k))
+    common.shared.clear()
+    try:
+        warmup.warm_teachers(default=False)
+        assert opened == []
+        for where, what in ((resources.datasets, "load"), (resources.datasets, "load_test"),
+                            (teacher_cache, "predict_logits"), (torch.nn.Module, "__call__")):
+            monkeypatch.setattr(where, what, _refused("computed at the visit"))
+        for name in SHIPPED:
+            out = common.shipped_test_outputs(name)
+            assert out["source"] == f"all {pretrained.card(name)['test_logits_images']:,} test images"
+            np.testing.assert_array_equal(out["logits"], shipped.test_logits(name))
+            np.testing.assert_array_equal(out["labels"], shipped.test_labels(name))
+    finally:
+        common.shared.clear()
+
+
+def test_the_temperature_pages_matrix_of_a_shipped_teacher_needs_no_data_set(tmp_path, monkeypatch):
+    """On a machine with no data set at all, the Temperature page averages a shipped CIFAR-10 teacher's
+    dark-knowledge matrix over its whole test split, from its shipped logits and labels (before the labels were
+    shipped: over its 200 probe images, the page's fallback), and never asks for the test split."""
+    import json as json_module
+
+    from streamlit.testing.v1 import AppTest
+
+    from kdviz.probes import temperatures
+
+    import common
+
+    monkeypatch.setenv("KDVIZ_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("KDVIZ_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(resources, "teacher_test_outputs", _refused("the page read the test split"))
+    name, T = "cifar10-resnet20", 4.0
+    common.shared.clear()
+    try:
+        at = AppTest.from_file(str(APP / "views" / "temperature.py"), default_timeout=120)
+        at.query_params["teacher"], at.query_params["T"] = name, str(T)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        spec = next(json_module.loads(e.proto.spec) for e in at.get("plotly_chart") if "matrix" in e.proto.id)
+        shown = np.array(spec["data"][0]["z"], dtype=float)  # the diagonal is None in the JSON: NaN here
+        expected = temperatures.dark_knowledge_matrix(shipped.test_logits(name), shipped.test_labels(name), T)
+        np.testing.assert_allclose(shown, expected, rtol=1e-6, atol=1e-9)
+        assert any("averaged over all 10,000 test images at T = 4" in c.value for c in at.caption)
+    finally:
+        common.shared.clear()
+
+
+def test_a_logits_file_without_labels_falls_back_and_bad_labels_are_refused(tmp_path, monkeypatch):
+    """Logits shipped before their file kept the labels: no labels (the page then reads the test split through
+    ``resources.teacher_test_outputs``); labels out of range or one too few: refused, never drawn."""
+    import common
+
+    name = "mnist-cnn"
+    for path in (pretrained.card_path(name), pretrained.probe_path(name)):
+        shutil.copy(path, tmp_path / path.name)
+    with np.load(pretrained.test_logits_path(name), allow_pickle=False) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    card = json.loads(pretrained.card_path(name).read_text())
+    monkeypatch.setenv("KDVIZ_PRETRAINED", str(tmp_path))
+
+    def ship(**changed):
+        path = tmp_path / pretrained.test_logits_path(name).name
+        np.savez_compressed(path, **{k: v for k, v in {**arrays, **changed}.items() if v is not None})
+        (tmp_path / f"{name}.json").write_text(json.dumps({**card, "test_logits_sha256": pretrained.file_sha256(path)}))
+        common.shared.clear()
+
+    try:
+        ship(labels=None)
+        assert shipped.test_labels(name) is None and common.shipped_test_outputs(name) is None
+        assert shipped.test_logits(name) is not None  # the logits themselves are still read
+        for bad in (np.full(len(arrays["labels"]), 10), arrays["labels"][:-1], arrays["labels"].astype(np.float32)):
+            ship(labels=bad)
+            with pytest.raises(shipped.PretrainedError, match="label"):
+                shipped.test_labels(name)
+    finally:
+        common.shared.clear()

@@ -1,10 +1,11 @@
 """Temperature: a teacher's logits, softmax(z/T) as T grows, and the dark-knowledge matrix.
 
 For a shipped teacher the page's first chart (the bars at T) is drawn from the teacher's shipped files
-with numpy alone (:func:`common.shipped_gallery`, :mod:`kdviz.probes.temperatures`); torch (:mod:`resources`:
-a teacher trained here, an uploaded image, the T² figure, the dark-knowledge matrix over the test set) is
-imported where it is first needed, after those bars: on a fresh server torch's import is most of a first
-view's wait (BENCHMARKS.md, app speed). tests/test_app_first_view.py checks the order.
+with numpy alone (:func:`common.shipped_gallery`, :mod:`kdviz.probes.temperatures`), and so is its
+dark-knowledge matrix over the test set (:func:`common.shipped_test_outputs`); torch (:mod:`resources`: a
+teacher trained here, an uploaded image, the T² figure) is imported where it is first needed, after those
+bars: on a fresh server torch's import is most of a first view's wait (BENCHMARKS.md, app speed).
+tests/test_app_first_view.py checks the order.
 """
 import math
 
@@ -222,7 +223,8 @@ def temperature_part() -> None:
 
     # ----------------------------------------------------------------------- the matrix
     st.subheader("4 · The dark-knowledge matrix")
-    test_out = resources.teacher_test_outputs(teacher)  # once per teacher for the server (and on disk)
+    # a shipped teacher's from its files (no data set, no teacher pass), else once per teacher for the server
+    test_out = common.shipped_test_outputs(teacher) or resources.teacher_test_outputs(teacher)
 
     matrix, pairs = dark_knowledge(test_out, T)
     c1, c2 = st.columns([3, 1])
