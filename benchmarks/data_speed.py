@@ -142,7 +142,7 @@ def main(argv=None) -> int:
     block = markdown(out, about, command)
     print(block)
     if args.write:
-        replace_section(REPO / "BENCHMARKS.md", START, END, block, after="<!-- figure-speed:end -->")
+        replace_section(REPO / "BENCHMARKS.md", START, END, block)
     return 0
 
 
