@@ -140,7 +140,9 @@ def test_split(name: str, mean: tuple, std: tuple):
 @st.cache_resource(show_spinner="Running the teacher over the test set (once; then cached on disk)…")
 def teacher_test_outputs(link: str) -> dict:
     """The teacher's logits on the whole test split when the data set is here (cached on disk by
-    :mod:`kdviz.teacher_cache`), otherwise on its gallery; for the dark-knowledge matrix. The test split is
+    :mod:`kdviz.teacher_cache`), otherwise on its gallery; for the dark-knowledge matrix of a teacher trained here,
+    or of a shipped one whose logits file keeps no labels (:func:`common.shipped_test_outputs` reads the others'
+    from their files, with no data set). The test split is
     read alone (:func:`test_split`, with the gallery's normalisation, the teacher's own), so the key of a
     shipped teacher's test logits matches and they are read rather than computed."""
     out = teacher_outputs(link)
