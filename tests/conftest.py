@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import gzip
 import os
+import shutil
+import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -89,9 +91,14 @@ def cifar_folder() -> Path | None:
     if not CIFAR_TAR.exists():
         return None
     partial = DATA / "cifar10.partial"
-    partial.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(CIFAR_TAR) as tar:
-        tar.extractall(partial, filter="data")
+    shutil.rmtree(partial, ignore_errors=True)  # what a killed run left
+    partial.mkdir(parents=True)
+    if shutil.which("tar"):  # GNU tar: 2.2-2.8 s for its 60,000 files on a 2-core EPYC, Python's tarfile 15-50 s
+        subprocess.run(["tar", "-xzf", str(CIFAR_TAR), "-C", str(partial), "--no-same-owner", "--no-same-permissions"],
+                       check=True)
+    else:
+        with tarfile.open(CIFAR_TAR) as tar:
+            tar.extractall(partial, filter="data")
     partial.rename(target)
     return target
 
