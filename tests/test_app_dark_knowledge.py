@@ -419,6 +419,26 @@ def test_a_new_temperature_needs_no_model_pass(env, monkeypatch):
     assert chart(at, "matrix")["data"][0]["z"] != matrix_before
 
 
+def test_a_run_teachers_matrix_takes_the_test_split_of_the_data_set_it_loaded(env, monkeypatch):
+    """A teacher trained here draws its gallery from its whole data set; its dark-knowledge matrix then takes
+    that data set's test split rather than decoding the test split again (``resources.teacher_test_outputs``)."""
+    import resources
+
+    def no_second_read(*args, **kwargs):
+        raise AssertionError("the test split was read again")
+
+    for cached in (resources.teacher_test_outputs, resources.test_split):
+        cached.clear()
+    monkeypatch.setattr(resources.datasets, "load_test", no_second_read)
+    try:
+        out = resources.teacher_test_outputs(env["teacher"])
+    finally:
+        resources.teacher_test_outputs.clear()
+    test = resources.dataset("digits").test
+    assert out["labels"] is test.labels and out["source"] == f"all {len(test):,} test images"
+    assert out["logits"].shape == (len(test), 10)
+
+
 def test_sessions_share_the_slider_work(env, monkeypatch):
     """A classroom moving the same slider: the second session's charts at a temperature are the
     first session's, not built again (the server does each piece of work once); and after a first
