@@ -377,9 +377,13 @@ def shipped_test_outputs(link: str) -> dict | None:
     """A shipped teacher's logits on its whole test split and the split's labels, read from its shipped file
     without torch and without the data set (:func:`kdviz.shipped.test_labels`), as
     :func:`resources.teacher_test_outputs` gives them through both; None for a teacher trained here, or one
-    whose file keeps no labels."""
+    whose file keeps no labels or unusable ones (the page then takes the other way, which checks the logits
+    against the teacher and the test images, and computes them if it must)."""
     def build():
-        labels = shipped.test_labels(link) if link in shipped.names() else None
+        try:
+            labels = shipped.test_labels(link) if link in shipped.names() else None
+        except shipped.PretrainedError:
+            return None
         if labels is None:
             return None
         return {"logits": shipped.test_logits(link), "labels": labels, "source": f"all {len(labels):,} test images"}

@@ -289,7 +289,8 @@ def test_the_temperature_pages_matrix_of_a_shipped_teacher_needs_no_data_set(tmp
 
 def test_a_logits_file_without_labels_falls_back_and_bad_labels_are_refused(tmp_path, monkeypatch):
     """Logits shipped before their file kept the labels: no labels (the page then reads the test split through
-    ``resources.teacher_test_outputs``); labels out of range or one too few: refused, never drawn."""
+    ``resources.teacher_test_outputs``); labels out of range, one too few or not integers: refused, never drawn
+    (the page takes that checked way too)."""
     import common
 
     name = "mnist-cnn"
@@ -314,5 +315,6 @@ def test_a_logits_file_without_labels_falls_back_and_bad_labels_are_refused(tmp_
             ship(labels=bad)
             with pytest.raises(shipped.PretrainedError, match="label"):
                 shipped.test_labels(name)
+            assert common.shipped_test_outputs(name) is None  # the page takes the checked way instead
     finally:
         common.shared.clear()
