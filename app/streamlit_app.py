@@ -7,7 +7,8 @@ the shipped teachers' shared outputs (:mod:`warmup`), so the first visitor's pag
 for them; unless that page draws its first chart without them (Home), then the warm-up waits for
 that chart (:class:`warmup.FirstPage` tells it which page was asked for). Its other middleware
 (:mod:`preload`) has the browser load Plotly's JavaScript with the page rather than after the first
-chart arrives. This file imports nothing heavy itself.
+chart arrives. At start-up, :mod:`nodelay` turns Nagle's algorithm off on the socket Streamlit bound,
+so the many small files of a first visit are not each held 40 ms. This file imports nothing heavy itself.
 
 ``kill -USR1 <server pid>`` prints every thread's stack to the server's console (Python's
 :mod:`faulthandler`): what a page that seems stuck is waiting for (tests/test_browser.py asks for it
@@ -21,6 +22,7 @@ from pathlib import Path
 import streamlit as st
 from starlette.middleware import Middleware
 
+import nodelay
 import preload
 import warmup
 
@@ -31,6 +33,7 @@ if hasattr(signal, "SIGUSR1"):
 
 @asynccontextmanager
 async def _lifespan(_app):
+    nodelay.no_delay_on_listeners()  # Streamlit has bound its socket; uvicorn accepts on it after this hook
     warmup.start()
     yield
 
