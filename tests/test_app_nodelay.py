@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
+from pathlib import Path
 
 import pytest
 
 import nodelay
+import preload
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="connections inherit TCP_NODELAY on Linux")
 
@@ -69,3 +71,21 @@ def test_the_apps_start_up_hook_sets_it_before_the_first_connection(monkeypatch)
     with _listener() as listener:
         assert asyncio.run(start_up(listener)) == 1
     assert started == [True]
+
+
+def test_the_benchmark_serves_a_first_visits_files_whole_both_ways():
+    """benchmarks/static_speed.py: both of its servers (Nagle on, and app/nodelay.py's call made) send every file
+    of a first visit byte for byte; its list starts with Streamlit's index chunk and holds Plotly's."""
+    bench = str(Path(__file__).resolve().parent.parent / "benchmarks")
+    if bench not in sys.path:
+        sys.path.insert(0, bench)
+    import static_speed
+
+    files = static_speed.first_visit_files()
+    assert files[0].startswith("index.") and preload.plotly_chunk() in files and len(files) == len(set(files)) > 10
+    picked = files[:8] + [preload.plotly_chunk()]
+    out = static_speed.measure(1, picked)
+    for way in ("before", "now"):
+        run = out[way][0]
+        assert run["bytes"] == {name: (preload.STATIC_JS / name).stat().st_size for name in picked}
+        assert len(run["first"]) <= static_speed.CONNECTIONS and len(run["first"]) + len(run["later"]) == len(picked)
