@@ -117,3 +117,44 @@ def test_the_warm_up_waits_for_a_torch_free_first_view_and_for_nothing_else(monk
     # no visitor yet: a short wait for one (FIRST_REQUEST_S), then the warm-up goes on
     _fresh(monkeypatch, threading.Event())
     assert 0.2 <= warmup.hold_for_first_view() < 15
+
+
+def test_the_collector_is_off_while_torch_is_imported_and_what_the_warm_up_loads_is_frozen(monkeypatch):
+    """app/warmup.py: no cyclic collection during the heavy imports (restored after, also after an error and when it
+    was off before), and what the warm-up's steps loaded is frozen at its end, so later full passes skip it."""
+    import gc
+
+    with warmup.no_collections():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), warmup.no_collections():
+        raise RuntimeError
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with warmup.no_collections():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+    import inside_common
+    import resources
+
+    loaded = []
+    monkeypatch.setattr(warmup, "hold_for_first_view", lambda: 0.0)
+    monkeypatch.setattr(timings, "idle_for", lambda: 1e9)
+    monkeypatch.setattr(timings, "pages_running", lambda: 0)
+    monkeypatch.setattr(warmup, "warm_teachers", lambda default: loaded.append({"teacher": [default]}))
+    for module, name in ((warmup, "_figure_machinery"), (warmup, "_live_runs_process"), (resources, "available_datasets")):
+        monkeypatch.setattr(module, name, lambda: None)
+    monkeypatch.setattr(inside_common, "warm_factor_space", lambda name: None)
+    monkeypatch.setattr(inside_common, "warm_default_views", lambda methods: None)
+    assert gc.get_freeze_count() == 0
+    try:
+        warmup._warm()
+        assert len(loaded) == 2 and gc.isenabled() and gc.get_freeze_count() > 0
+        assert not any(o is loaded[0] for o in gc.get_objects())  # frozen: no generation holds it any more
+    finally:
+        gc.unfreeze()
+    assert any(o is loaded[0] for o in gc.get_objects())
